@@ -1,0 +1,42 @@
+//! CPU codecs: OpenH264 (bundled C++, built by `cargo build`) for H.264 decode and encode.
+
+pub mod decoder;
+pub mod encoder;
+
+pub use decoder::H264Decoder;
+pub use encoder::{EncodedFrame, EncoderSettings, H264Encoder};
+
+/// Errors of the codec layer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("OpenH264 {call} failed: {detail}")]
+    Init { call: &'static str, detail: String },
+    /// The decoder rejected a picture; with error concealment off it then drops every picture
+    /// that references it, up to the next IDR.
+    #[error("H.264 decode error at PTS {pts}: {}", decoding_state(*.state))]
+    Decode { pts: i64, state: i32 },
+    #[error("H.264 encode of frame at PTS {pts} failed: {detail}")]
+    Encode { pts: i64, detail: String },
+    #[error("decoded picture has unsupported layout: {0}")]
+    Layout(String),
+}
+
+/// Names of OpenH264's DECODING_STATE bits.
+pub fn decoding_state(state: i32) -> String {
+    use openh264_sys2 as s;
+    let names = [
+        (s::dsFramePending, "frame pending"),
+        (s::dsRefLost, "reference picture lost"),
+        (s::dsBitstreamError, "bitstream error"),
+        (s::dsDepLayerLost, "dependency layer lost"),
+        (s::dsNoParamSets, "no SPS/PPS yet"),
+        (s::dsDataErrorConcealed, "error concealed"),
+        (s::dsRefListNullPtrs, "reference list broken"),
+        (s::dsInvalidArgument, "invalid argument"),
+        (s::dsInitialOptExpected, "decoder not initialised"),
+        (s::dsOutOfMemory, "out of memory"),
+        (s::dsDstBufNeedExpan, "output buffer too small"),
+    ];
+    let v: Vec<&str> = names.iter().filter(|(bit, _)| state & bit != 0).map(|(_, n)| *n).collect();
+    if v.is_empty() { format!("state 0x{state:x}") } else { format!("{} (0x{state:x})", v.join(", ")) }
+}

@@ -1,0 +1,81 @@
+//! The engine's public error: what went wrong with a segment or a session.
+
+use crate::codec::CodecError;
+use crate::h264::{BadSps, Unsupported};
+use crate::profile::ProfileError;
+use crate::scale::ScaleError;
+use crate::ts::DemuxError;
+
+/// Why a segment (or a session) failed.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TranscodeError {
+    #[error(transparent)]
+    Demux(#[from] DemuxError),
+    #[error("the program has no video stream (it has: {streams}); zerohop needs one H.264 video stream")]
+    NoVideo { streams: String },
+    #[error("unsupported input: {0}")]
+    Unsupported(#[from] Unsupported),
+    #[error(transparent)]
+    BadSps(#[from] BadSps),
+    #[error("no decodable H.264 picture in the segment ({access_units} access units, none decoded{})", first_error.as_ref().map(|e| format!("; first error: {e}")).unwrap_or_default())]
+    NoPictures { access_units: u64, first_error: Option<CodecError> },
+    #[error(
+        "decoded {decoded} of {expected} pictures: {}; OpenH264 drops every picture after a corrupt one up to the next IDR, so the renditions would be incomplete",
+        first_error.as_ref().map(|e| e.to_string()).unwrap_or_else(|| "pictures went missing".into())
+    )]
+    FramesLost { expected: u64, decoded: u64, first_error: Option<CodecError> },
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Scale(#[from] ScaleError),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error("rendition {rendition}: output sink failed: {message}")]
+    Sink { rendition: String, message: String },
+    #[error("the segment was abandoned before its end")]
+    Abandoned,
+    #[error("the session's {worker} worker stopped unexpectedly; open a new session")]
+    WorkerLost { worker: String },
+}
+
+impl TranscodeError {
+    /// Whether the input is at fault (bad or unsupported bytes) rather than the node.
+    pub fn is_input_error(&self) -> bool {
+        matches!(
+            self,
+            TranscodeError::Demux(_)
+                | TranscodeError::NoVideo { .. }
+                | TranscodeError::Unsupported(_)
+                | TranscodeError::BadSps(_)
+                | TranscodeError::NoPictures { .. }
+                | TranscodeError::FramesLost { .. }
+                | TranscodeError::Codec(CodecError::Decode { .. })
+                | TranscodeError::Profile(_)
+        )
+    }
+
+    /// A short stable code for machines (logs, metrics, HTTP error bodies).
+    pub fn code(&self) -> &'static str {
+        match self {
+            TranscodeError::Demux(DemuxError::NotTransportStream { .. }) => "not_transport_stream",
+            TranscodeError::Demux(DemuxError::NoProgram { .. }) => "no_program",
+            TranscodeError::NoVideo { .. } => "no_video",
+            TranscodeError::Unsupported(Unsupported::Codec { .. }) => "unsupported_codec",
+            TranscodeError::Unsupported(Unsupported::BitDepth { .. }) => "unsupported_bit_depth",
+            TranscodeError::Unsupported(Unsupported::Chroma { .. }) => "unsupported_chroma",
+            TranscodeError::Unsupported(Unsupported::Interlaced { .. }) => "unsupported_interlaced",
+            TranscodeError::Unsupported(Unsupported::Size { .. }) => "unsupported_size",
+            TranscodeError::BadSps(_) => "bad_sps",
+            TranscodeError::NoPictures { .. } => "no_pictures",
+            TranscodeError::FramesLost { .. } => "frames_lost",
+            TranscodeError::Codec(CodecError::Decode { .. }) => "decode_error",
+            TranscodeError::Codec(_) => "codec_error",
+            TranscodeError::Scale(_) => "scale_error",
+            TranscodeError::Profile(_) => "bad_profile",
+            TranscodeError::Sink { .. } => "sink_error",
+            TranscodeError::Abandoned => "abandoned",
+            TranscodeError::WorkerLost { .. } => "worker_lost",
+        }
+    }
+}
