@@ -16,6 +16,7 @@
 //!    SIMD scaler; tests hold them together.
 //! 7. **No HTTP here.** Stats are plain structs ([`stats`]); the control crate exports them.
 
+pub mod build_info;
 pub mod codec;
 pub mod error;
 pub mod frame;

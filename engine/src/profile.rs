@@ -139,10 +139,10 @@ impl Profile {
         if self.fps_den == 0 || self.fps > 240 * self.fps_den {
             return bad(format!("frame rate {}/{} is not in 0 (keep input) .. 240", self.fps, self.fps_den));
         }
-        if let Gop::Seconds(s) = self.gop {
-            if !(s.is_finite() && (0.1..=60.0).contains(&s)) {
-                return bad(format!("gop {s} s is outside 0.1 .. 60 s"));
-            }
+        if let Gop::Seconds(s) = self.gop
+            && !(s.is_finite() && (0.1..=60.0).contains(&s))
+        {
+            return bad(format!("gop {s} s is outside 0.1 .. 60 s"));
         }
         Ok(self)
     }

@@ -287,10 +287,8 @@ impl Segment {
 
 impl Drop for Segment {
     fn drop(&mut self) {
-        if !self.ended {
-            if self.input.send(Input::Abandon).is_ok() {
-                let _ = self.done.recv();
-            }
+        if !self.ended && self.input.send(Input::Abandon).is_ok() {
+            let _ = self.done.recv();
         }
         self.busy.store(false, Ordering::Release);
     }
@@ -356,11 +354,11 @@ impl DecodeWorker {
                     seg = Some(s);
                 }
                 Input::Data(data) => {
-                    if let Some(s) = seg.as_mut() {
-                        if s.error.is_none() {
-                            s.demux.push(&data);
-                            self.drain(s);
-                        }
+                    if let Some(s) = seg.as_mut()
+                        && s.error.is_none()
+                    {
+                        s.demux.push(&data);
+                        self.drain(s);
                     }
                 }
                 Input::End => {
@@ -675,12 +673,11 @@ impl RenditionWorker {
                     }
                 }
                 Work::Frame(f) => {
-                    if let Some(s) = seg.as_mut() {
-                        if s.error.is_none() {
-                            if let Err(e) = self.frame(s, &f) {
-                                s.error = Some(e);
-                            }
-                        }
+                    if let Some(s) = seg.as_mut()
+                        && s.error.is_none()
+                        && let Err(e) = self.frame(s, &f)
+                    {
+                        s.error = Some(e);
                     }
                 }
                 Work::Track { index, pes, ext_pts } => {
@@ -739,17 +736,15 @@ impl RenditionWorker {
                 Gop::Seconds(_) => self.next_kf_pts.is_some_and(|k| f.pts >= k),
             }
         };
-        if keyframe {
-            if let Gop::Seconds(secs) = self.profile.gop {
-                let gop = (secs * TICKS_PER_SECOND as f64).round() as i64;
-                // Tolerate timestamps a tenth of a frame early (rounded 29.97 fps PTS).
-                let slack = self.in_interval.map_or(300, |i| (i / 10.0) as i64);
-                let mut next = self.next_kf_pts.filter(|_| !s.first).unwrap_or(f.pts) + gop;
-                while next - slack <= f.pts {
-                    next += gop;
-                }
-                self.next_kf_pts = Some(next - slack);
+        if keyframe && let Gop::Seconds(secs) = self.profile.gop {
+            let gop = (secs * TICKS_PER_SECOND as f64).round() as i64;
+            // Tolerate timestamps a tenth of a frame early (rounded 29.97 fps PTS).
+            let slack = self.in_interval.map_or(300, |i| (i / 10.0) as i64);
+            let mut next = self.next_kf_pts.filter(|_| !s.first).unwrap_or(f.pts) + gop;
+            while next - slack <= f.pts {
+                next += gop;
             }
+            self.next_kf_pts = Some(next - slack);
         }
 
         // Frame-rate reduction: keep the first picture of each output-interval slot, counted

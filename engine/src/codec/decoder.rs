@@ -81,7 +81,7 @@ impl H264Decoder {
 fn picture(dst: &[*mut u8; 3], info: &SBufferInfo) -> Result<Frame, CodecError> {
     // SAFETY: iBufferStatus == 1 means OpenH264 filled the sSystemBuffer member of the union.
     let sys = unsafe { info.UsrData.sSystemBuffer };
-    if sys.iFormat != videoFormatI420 as i32 {
+    if sys.iFormat != videoFormatI420 {
         return Err(CodecError::Layout(format!("format {} is not I420", sys.iFormat)));
     }
     let (w, h, ys, cs) = (sys.iWidth, sys.iHeight, sys.iStride[0], sys.iStride[1]);

@@ -1,0 +1,80 @@
+//! The `zerohop` binary as a user runs it.
+
+mod common;
+
+use std::process::Command;
+
+use common::fixture_path;
+use zerohop_engine::probe::decode_video;
+
+fn zerohop() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_zerohop"))
+}
+
+fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("zerohop-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn transcode_writes_one_file_per_segment_and_rendition() {
+    let out = tmp("transcode");
+    let o = zerohop()
+        .args(["transcode", "-p", "P360p30fps16x9,P240p30fps16x9", "-o"])
+        .arg(&out)
+        .arg(fixture_path("stream_seq0.ts"))
+        .arg(fixture_path("stream_seq1.ts"))
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("[2/2]"), "progress per segment: {stderr}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("real-time ratio"));
+    for seg in ["stream_seq0", "stream_seq1"] {
+        for r in ["P360p30fps16x9", "P240p30fps16x9"] {
+            let data = std::fs::read(out.join(format!("{seg}_{r}.ts"))).expect("output file");
+            assert_eq!(decode_video(&data).expect("decode").len(), 30);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn bad_input_fails_with_a_message_and_leaves_no_partial_file() {
+    let out = tmp("bad");
+    let o = zerohop()
+        .args(["transcode", "-p", "P240p30fps16x9", "-o"])
+        .arg(&out)
+        .arg(fixture_path("h264_interlaced.ts"))
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("unsupported_interlaced") && stderr.contains("progressive"), "{stderr}");
+    assert!(!stderr.contains("panicked"));
+    let left: Vec<_> = std::fs::read_dir(&out).expect("out dir").collect();
+    assert!(left.is_empty(), "no partial output: {left:?}");
+    // A file that does not exist, a bad preset: errors, not panics.
+    let o = zerohop().args(["transcode", "/nonexistent.ts", "-o"]).arg(&out).output().expect("run");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent.ts"));
+    let o = zerohop().args(["transcode", "-p", "P9000p"]).output().expect("run");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unknown profile preset"));
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+#[test]
+fn probe_says_whether_and_why_not() {
+    let o = zerohop().arg("probe").arg(fixture_path("h264_1080p30_high_bframes_aac.ts")).output().expect("run");
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{s}");
+    assert!(
+        s.contains("1920x1080") && s.contains("High") && s.contains("60 decoded") && s.contains("transcodable: yes"),
+        "{s}"
+    );
+    let o = zerohop().arg("probe").arg(fixture_path("hevc_320x240.ts")).output().expect("run");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("H.265/HEVC"));
+}
