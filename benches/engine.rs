@@ -77,8 +77,14 @@ fn encode(c: &mut Criterion) {
         let scaled: Vec<Frame> = src.iter().map(|f| scaler.scale(f, w, h).expect("scale")).collect();
         g.bench_function(BenchmarkId::new("openh264_60_frames", name), |b| {
             b.iter(|| {
-                let mut e = H264Encoder::new(EncoderSettings { width: w, height: h, bitrate: 2_000_000, fps: 30.0, threads: 1 })
-                    .expect("encoder");
+                let mut e = H264Encoder::new(EncoderSettings {
+                    width: w,
+                    height: h,
+                    bitrate: 2_000_000,
+                    fps: 30.0,
+                    threads: 1,
+                })
+                .expect("encoder");
                 let mut bytes = 0;
                 for (i, f) in scaled.iter().enumerate() {
                     bytes += e.encode(f, i % 30 == 0).expect("encode").map_or(0, |x| x.data.len());
