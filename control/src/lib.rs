@@ -1,10 +1,26 @@
 //! # zerohop-control
 //!
-//! The control plane: exposes the engine as an orchestrator, a transcoder or both, over HTTP/2.
-//! Knows nothing of CUDA; turns the engine's plain stats into Prometheus series.
+//! The control plane: exposes the engine as a video-miner node over HTTP/2.
 //!
-//! This crate is a placeholder until the control-plane issue lands; it only re-exports the
-//! engine version it is built against so the workspace layout is in place.
+//! ## Design principles
+//! 1. **Stream every leg.** Uploads go into the engine as they arrive; each encoded chunk goes
+//!    out at once in the result stream ([`framing`]), so a hop costs a round trip, not a segment.
+//! 2. **Sans-IO where it can be.** The result-stream framing is a push parser with no I/O; the
+//!    tokio tasks only move bytes.
+//! 3. **HTTP/2 only, TLS by default.** ALPN `h2`; cleartext h2 only when asked for by name.
+//! 4. **No CUDA here.** The engine's plain stats become Prometheus series in [`metrics`].
+//! 5. **Whose fault.** Engine errors map to HTTP statuses only here ([`node::status_for`]).
+//!
+//! Status: the broadcaster API in combined mode (orchestrator with an in-process transcoder) and
+//! its client. Remote transcoders (dial-out link, scheduler) are not built yet.
 
-/// Version of the engine this control plane drives.
-pub const ENGINE_VERSION: &str = env!("CARGO_PKG_VERSION");
+pub mod body;
+pub mod client;
+pub mod framing;
+pub mod metrics;
+pub mod node;
+pub mod secret;
+pub mod tls;
+
+pub use client::{Client, ClientError, PushOutcome, Transport, Upload};
+pub use node::{Node, NodeConfig};

@@ -33,6 +33,8 @@ pub enum TranscodeError {
     Profile(#[from] ProfileError),
     #[error("rendition {rendition}: output sink failed: {message}")]
     Sink { rendition: String, message: String },
+    #[error("a segment of this session is still in progress; finish or drop it first")]
+    SegmentInProgress,
     #[error("the segment was abandoned before its end")]
     Abandoned,
     #[error("the session's {worker} worker stopped unexpectedly; open a new session")]
@@ -74,6 +76,7 @@ impl TranscodeError {
             TranscodeError::Scale(_) => "scale_error",
             TranscodeError::Profile(_) => "bad_profile",
             TranscodeError::Sink { .. } => "sink_error",
+            TranscodeError::SegmentInProgress => "segment_in_progress",
             TranscodeError::Abandoned => "abandoned",
             TranscodeError::WorkerLost { .. } => "worker_lost",
         }

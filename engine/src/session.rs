@@ -196,11 +196,12 @@ impl Session {
         &self.ladder
     }
 
-    /// Starts a segment; `sinks` has one entry per rendition, in ladder order.
+    /// Starts a segment; `sinks` has one entry per rendition, in ladder order (panics
+    /// otherwise: that is a programming error, not bad input).
     pub fn begin(&mut self, sinks: Vec<Box<dyn RenditionSink>>) -> Result<Segment, TranscodeError> {
         assert_eq!(sinks.len(), self.ladder.len(), "one sink per rendition of the ladder");
         if self.busy.swap(true, Ordering::AcqRel) {
-            panic!("Session::begin while a segment is in progress");
+            return Err(TranscodeError::SegmentInProgress);
         }
         *self.failed.lock() = None;
         let lost = || TranscodeError::WorkerLost { worker: "decode".into() };

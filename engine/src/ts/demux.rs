@@ -517,3 +517,77 @@ fn parse_pes(pid: u16, data: Bytes, random_access: bool, damaged: bool) -> Optio
     };
     Some(Pes { pid, stream_id, pts, dts, random_access, damaged, payload: data.slice(payload_start..end) })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ts::{AudioTrack, Muxer, MuxerConfig};
+
+    fn stream() -> Vec<u8> {
+        let mut m = Muxer::new(MuxerConfig { tracks: vec![AudioTrack { stream_type: 0x0F, descriptors: vec![] }] });
+        let mut out = Vec::new();
+        for i in 0..10u64 {
+            m.write_video(
+                &[0, 0, 0, 1, 0x65, i as u8, 1, 2, 3],
+                1000 + i * 3000,
+                1000 + i * 3000,
+                i % 5 == 0,
+                &mut out,
+            );
+            m.write_track(0, 0xC0, Some(1000 + i * 3000), None, &[0xFF, 0xF1, i as u8], &mut out);
+        }
+        out
+    }
+
+    fn events(data: &[u8]) -> (Demuxer, Vec<DemuxEvent>) {
+        let mut d = Demuxer::new();
+        d.push(data);
+        let _ = d.finish();
+        let mut v = Vec::new();
+        while let Some(e) = d.poll() {
+            v.push(e);
+        }
+        (d, v)
+    }
+
+    #[test]
+    fn waits_for_a_pat_that_is_missing_at_the_start() {
+        let full = stream();
+        // Cut the first PAT and PMT (the first two packets): everything before the next
+        // keyframe's PAT/PMT is dropped, everything after it comes out.
+        let (d, ev) = events(&full[2 * PACKET_SIZE..]);
+        assert!(matches!(ev[0], DemuxEvent::Program(_)));
+        let video: Vec<u64> = ev
+            .iter()
+            .filter_map(|e| match e {
+                DemuxEvent::Pes(p) if p.pid == 0x100 => p.pts,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(video, (5..10).map(|i| 1000 + i * 3000).collect::<Vec<u64>>());
+        assert!(d.stats().packets_before_program > 0);
+    }
+
+    #[test]
+    fn resyncs_after_garbage_and_counts_continuity_gaps() {
+        let full = stream();
+        let mut data = vec![0x12, 0x47, 0x00];
+        data.extend_from_slice(&full[..PACKET_SIZE * 6]);
+        // Drop one packet in the middle: a continuity gap on its PID.
+        data.extend_from_slice(&full[PACKET_SIZE * 7..]);
+        let (d, ev) = events(&data);
+        assert_eq!(d.stats().skipped_bytes, 3);
+        assert_eq!(d.stats().continuity_errors, 1);
+        assert!(ev.iter().any(|e| matches!(e, DemuxEvent::Pes(p) if p.damaged)));
+    }
+
+    #[test]
+    fn bad_section_crc_is_skipped() {
+        let mut full = stream();
+        full[10] ^= 0xFF; // inside the first PAT section
+        let (d, ev) = events(&full);
+        assert!(d.stats().bad_sections >= 1);
+        // The PAT before the next keyframe still brings the program.
+        assert!(ev.iter().any(|e| matches!(e, DemuxEvent::Program(_))));
+    }
+}

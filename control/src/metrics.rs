@@ -1,0 +1,60 @@
+//! Prometheus series (`zerohop_*`). The engine's plain stats become series here.
+
+use std::sync::OnceLock;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+pub const SEGMENTS_RECEIVED: &str = "zerohop_segments_received_total";
+pub const SEGMENTS_TRANSCODED: &str = "zerohop_segments_transcoded_total";
+pub const SEGMENTS_FAILED: &str = "zerohop_segments_failed_total";
+pub const TTFB: &str = "zerohop_time_to_first_byte_seconds";
+pub const TTLB: &str = "zerohop_time_to_last_byte_seconds";
+pub const TRANSCODE: &str = "zerohop_transcode_seconds";
+pub const REALTIME_RATIO: &str = "zerohop_realtime_ratio";
+pub const BYTES_IN: &str = "zerohop_bytes_received_total";
+pub const BYTES_OUT: &str = "zerohop_bytes_sent_total";
+pub const FRAMES_OUT: &str = "zerohop_frames_encoded_total";
+pub const CAPACITY: &str = "zerohop_capacity_sessions";
+pub const LOAD: &str = "zerohop_load_sessions";
+pub const STREAMS: &str = "zerohop_streams_active";
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the process-wide recorder once (later calls reuse it).
+pub fn init() {
+    HANDLE.get_or_init(|| {
+        let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
+        let builder = PrometheusBuilder::new().set_buckets(&buckets).ok()?;
+        match builder.install_recorder() {
+            Ok(h) => {
+                describe();
+                Some(h)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a metrics recorder is already installed; /metrics will be empty");
+                None
+            }
+        }
+    });
+}
+
+fn describe() {
+    metrics::describe_counter!(SEGMENTS_RECEIVED, "Segments received from broadcasters.");
+    metrics::describe_counter!(SEGMENTS_TRANSCODED, "Segments transcoded completely.");
+    metrics::describe_counter!(SEGMENTS_FAILED, "Segments that failed, by reason (engine error code or refusal).");
+    metrics::describe_histogram!(TTFB, metrics::Unit::Seconds, "Request start to first result byte.");
+    metrics::describe_histogram!(TTLB, metrics::Unit::Seconds, "Request start to last result byte.");
+    metrics::describe_histogram!(TRANSCODE, metrics::Unit::Seconds, "Engine time per segment.");
+    metrics::describe_histogram!(REALTIME_RATIO, "Transcode time divided by media duration.");
+    metrics::describe_counter!(BYTES_IN, metrics::Unit::Bytes, "Segment bytes uploaded.");
+    metrics::describe_counter!(BYTES_OUT, metrics::Unit::Bytes, "Rendition bytes sent.");
+    metrics::describe_counter!(FRAMES_OUT, "Frames encoded, by rendition.");
+    metrics::describe_gauge!(CAPACITY, "Segments this node transcodes at once.");
+    metrics::describe_gauge!(LOAD, "Segments being transcoded now.");
+    metrics::describe_gauge!(STREAMS, "Streams with an open session.");
+}
+
+/// The Prometheus text exposition.
+pub fn render() -> String {
+    HANDLE.get().and_then(Option::as_ref).map(PrometheusHandle::render).unwrap_or_default()
+}

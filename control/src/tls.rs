@@ -1,0 +1,196 @@
+//! TLS for the node: the orchestrator's certificate (created self-signed on first start, or
+//! given), its SHA-256 fingerprint, and client configs that verify the orchestrator by pinning
+//! that fingerprint or by a CA file. ALPN is `h2` only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, ring};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use sha2::{Digest, Sha256};
+
+/// Errors of certificate handling.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: no {what} found in the PEM file")]
+    Missing { path: PathBuf, what: &'static str },
+    #[error("creating a self-signed certificate: {0}")]
+    Generate(String),
+    #[error("TLS configuration: {0}")]
+    Config(#[from] rustls::Error),
+    #[error("fingerprint {0:?} is not 64 hex digits (SHA-256), colons allowed")]
+    BadFingerprint(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(ring::default_provider())
+}
+
+/// A certificate chain and its key.
+#[derive(Debug)]
+pub struct Identity {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl Identity {
+    /// SHA-256 of the leaf certificate, lowercase hex: what transcoders pin.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.chain[0])
+    }
+}
+
+/// SHA-256 of a DER certificate, lowercase hex.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    hex::encode(Sha256::digest(cert.as_ref()))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Io { path: path.to_owned(), source })
+}
+
+/// Loads a PEM certificate chain and key.
+pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
+    let chain = rustls_pemfile::certs(&mut &read(cert)?[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Io { path: cert.to_owned(), source })?;
+    if chain.is_empty() {
+        return Err(TlsError::Missing { path: cert.to_owned(), what: "certificate" });
+    }
+    let key_der = rustls_pemfile::private_key(&mut &read(key)?[..])
+        .map_err(|source| TlsError::Io { path: key.to_owned(), source })?
+        .ok_or_else(|| TlsError::Missing { path: key.to_owned(), what: "private key" })?;
+    Ok(Identity { chain, key: key_der })
+}
+
+/// The identity in `dir` (`cert.pem`, `key.pem`), created self-signed for `names` when absent.
+/// Returns whether it was created.
+pub fn self_signed_in(dir: &Path, names: &[String]) -> Result<(Identity, bool), TlsError> {
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    if cert_path.exists() && key_path.exists() {
+        return Ok((load_identity(&cert_path, &key_path)?, false));
+    }
+    std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
+    let ck = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
+    let write =
+        |p: &Path, s: String| std::fs::write(p, s).map_err(|source| TlsError::Io { path: p.to_owned(), source });
+    write(&key_path, ck.signing_key.serialize_pem())?;
+    write(&cert_path, ck.cert.pem())?;
+    Ok((load_identity(&cert_path, &key_path)?, true))
+}
+
+/// An in-memory self-signed identity for `names` (tests, the demo).
+pub fn self_signed(names: &[String]) -> Result<Identity, TlsError> {
+    let ck = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
+    Ok(Identity {
+        chain: vec![ck.cert.der().clone()],
+        key: PrivateKeyDer::try_from(ck.signing_key.serialize_der()).map_err(|e| TlsError::Generate(e.to_string()))?,
+    })
+}
+
+/// Server config: the identity, TLS 1.2/1.3, ALPN `h2` only.
+pub fn server_config(identity: Identity) -> Result<Arc<ServerConfig>, TlsError> {
+    let mut c = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(identity.chain, identity.key)?;
+    c.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(c))
+}
+
+/// How a client decides to trust the orchestrator.
+#[derive(Debug, Clone)]
+pub enum Trust {
+    /// The leaf certificate's SHA-256 must equal this (hex).
+    Pin(String),
+    /// A chain to one of these CA certificates (PEM file), for the name dialled.
+    CaFile(PathBuf),
+}
+
+/// Normalises a fingerprint: lowercase, colons removed, 64 hex digits.
+pub fn parse_fingerprint(s: &str) -> Result<String, TlsError> {
+    let f: String = s.trim().chars().filter(|c| *c != ':').collect::<String>().to_ascii_lowercase();
+    if f.len() == 64 && f.chars().all(|c| c.is_ascii_hexdigit()) {
+        Ok(f)
+    } else {
+        Err(TlsError::BadFingerprint(s.into()))
+    }
+}
+
+/// Client config for `trust`, ALPN `h2`.
+pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
+    let mut c = match trust {
+        Trust::Pin(fp) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+                fingerprint: parse_fingerprint(fp)?,
+                provider: provider(),
+            }))
+            .with_no_client_auth(),
+        Trust::CaFile(path) => {
+            let mut roots = RootCertStore::empty();
+            for cert in rustls_pemfile::certs(&mut &read(path)?[..]) {
+                let cert = cert.map_err(|source| TlsError::Io { path: path.clone(), source })?;
+                roots.add(cert)?;
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+    };
+    c.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(c))
+}
+
+/// Accepts exactly the certificate whose SHA-256 was pinned (whatever its name or issuer), and
+/// checks the handshake signature with it as usual.
+#[derive(Debug)]
+struct PinnedVerifier {
+    fingerprint: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let got = fingerprint(end_entity);
+        // Fingerprints are public; a plain comparison leaks nothing secret.
+        if got == self.fingerprint {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            tracing::error!(expected = %self.fingerprint, presented = %got, "orchestrator certificate does not match the pinned fingerprint");
+            Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
