@@ -1,5 +1,7 @@
 //! The `zerohop` command line.
 
+mod node_cmd;
+
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -63,6 +65,16 @@ enum Command {
     Probe { input: PathBuf },
     /// List the profile presets.
     Presets,
+    /// Run a combined node: orchestrator with an in-process transcoder, HTTP/2 over TLS.
+    Combined(node_cmd::CombinedArgs),
+    /// Push segments to a node and write the renditions as they stream back.
+    Push(node_cmd::PushArgs),
+    /// Start a combined node on loopback, push the bundled segments through it over HTTP/2 + TLS,
+    /// write the renditions and print TTFB, TTLB and real-time ratio.
+    Demo {
+        #[arg(short, long, default_value = "zerohop-demo")]
+        out: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -92,6 +104,9 @@ fn main() -> ExitCode {
             transcode(inputs, profiles, profiles_file, &out, filter.into())
         }
         Command::Probe { input } => probe_cmd(&input),
+        Command::Combined(a) => node_cmd::combined(a),
+        Command::Push(a) => node_cmd::push(a),
+        Command::Demo { out } => node_cmd::demo(out),
         Command::Presets => {
             println!("{:<16} {:>9} {:>8} {:>5}", "name", "size", "kbps", "fps");
             for p in Profile::presets() {

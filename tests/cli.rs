@@ -78,3 +78,20 @@ fn probe_says_whether_and_why_not() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stdout).contains("H.265/HEVC"));
 }
+
+#[test]
+fn demo_runs_a_combined_node_and_pushes_the_bundled_segments() {
+    let out = tmp("demo");
+    let o = zerohop().arg("demo").arg("-o").arg(&out).output().expect("run");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{stderr}");
+    assert!(stderr.contains("TTFB") && stderr.contains("TTLB") && stderr.contains("real-time ratio"), "{stderr}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 of 3 segment(s) ok"));
+    for (seq, frames) in [(0, 30), (1, 30), (2, 60)] {
+        for r in ["720p", "480p", "360p", "240p"] {
+            let data = std::fs::read(out.join(format!("demo_{seq}_{r}.ts"))).expect("rendition file");
+            assert_eq!(decode_video(&data).expect("decode").len(), frames, "demo_{seq}_{r}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -33,6 +33,8 @@ pub enum ClientError {
     Connect { addr: String, source: std::io::Error },
     #[error("TLS: {0}")]
     Tls(String),
+    #[error("the node's certificate does not match the pinned SHA-256 (--orch-cert-sha256); refusing to talk to it")]
+    CertificateMismatch,
     #[error("HTTP/2: {0}")]
     Http(#[from] hyper::Error),
     #[error("node answered {status}: [{code}] {message}")]
@@ -99,8 +101,14 @@ impl Client {
             Transport::Tls { trust, server_name } => {
                 let config = client_config(trust).map_err(|e| ClientError::Tls(e.to_string()))?;
                 let name = ServerName::try_from(server_name.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
-                let tls =
-                    TlsConnector::from(config).connect(name, tcp).await.map_err(|e| ClientError::Tls(e.to_string()))?;
+                let tls = TlsConnector::from(config).connect(name, tcp).await.map_err(|e| {
+                    let pinned = matches!(trust, crate::tls::Trust::Pin(_));
+                    if pinned && e.to_string().contains("ApplicationVerificationFailure") {
+                        ClientError::CertificateMismatch
+                    } else {
+                        ClientError::Tls(e.to_string())
+                    }
+                })?;
                 let (sender, conn) = h2.handshake(TokioIo::new(tls)).await?;
                 tokio::spawn(conn);
                 (sender, "https")

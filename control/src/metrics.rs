@@ -58,3 +58,34 @@ fn describe() {
 pub fn render() -> String {
     HANDLE.get().and_then(Option::as_ref).map(PrometheusHandle::render).unwrap_or_default()
 }
+
+/// Serves the exposition at `GET /metrics` over plain HTTP/1.1 on `addr` (for Prometheus
+/// scrapers; `--metrics-addr`). Returns the bound address.
+pub async fn serve(addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+    use hyper_util::rt::TokioIo;
+    init();
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+                    let (status, body) = if req.uri().path() == "/metrics" {
+                        (http::StatusCode::OK, render())
+                    } else {
+                        (http::StatusCode::NOT_FOUND, "GET /metrics\n".to_string())
+                    };
+                    let mut r = http::Response::new(crate::body::ChannelBody::full(bytes::Bytes::from(body)));
+                    *r.status_mut() = status;
+                    r.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
+                    );
+                    Ok::<_, std::convert::Infallible>(r)
+                });
+                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+            });
+        }
+    });
+    Ok(local)
+}

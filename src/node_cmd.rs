@@ -1,0 +1,325 @@
+//! The node commands: `combined`, `push`, `demo`.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use zerohop_control::framing::Kind;
+use zerohop_control::tls::{self, Trust};
+use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
+use zerohop_engine::Ladder;
+
+/// Options of `zerohop combined`.
+#[derive(Debug, clap::Args)]
+pub struct CombinedArgs {
+    /// Address to serve broadcasters on (HTTP/2 over TLS).
+    #[arg(long, default_value = "127.0.0.1:8935")]
+    pub service_addr: SocketAddr,
+    /// Where the self-signed certificate is created on first start.
+    #[arg(long, default_value = "zerohop-data")]
+    pub data_dir: PathBuf,
+    /// PEM certificate chain instead of the self-signed one (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Serve cleartext HTTP/2 (prior knowledge) instead of TLS. For labs and tests only.
+    #[arg(long)]
+    pub insecure_h2c: bool,
+    /// Segments transcoded at once; more get 503 + Retry-After.
+    #[arg(long, default_value_t = 2)]
+    pub max_sessions: usize,
+    /// Default ladder for segments that name none (presets or JSON).
+    #[arg(short, long)]
+    pub profiles: Option<String>,
+    /// File holding the bearer token broadcasters must present (or env ZEROHOP_TOKEN).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Also serve /metrics over plain HTTP/1.1 here (for Prometheus).
+    #[arg(long, alias = "monitor")]
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// Options of `zerohop push`.
+#[derive(Debug, clap::Args)]
+pub struct PushArgs {
+    /// MPEG-TS segments, in stream order.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The node, HOST:PORT.
+    #[arg(long, default_value = "127.0.0.1:8935")]
+    pub orch: String,
+    #[arg(long, default_value = "stream")]
+    pub stream: String,
+    #[arg(short, long, default_value = "zerohop-pushed")]
+    pub out: PathBuf,
+    /// The ladder (presets or JSON); default: the node's.
+    #[arg(short, long)]
+    pub profiles: Option<String>,
+    /// Trust the node whose certificate has this SHA-256 (printed by the node at start).
+    #[arg(long, conflicts_with_all = ["ca_file", "insecure_h2c"])]
+    pub orch_cert_sha256: Option<String>,
+    /// Trust nodes whose certificate chains to a CA in this PEM file.
+    #[arg(long, conflicts_with = "insecure_h2c")]
+    pub ca_file: Option<PathBuf>,
+    /// Name the certificate is checked for with --ca-file (default: the host of --orch).
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// Cleartext HTTP/2 (the node runs with --insecure-h2c).
+    #[arg(long)]
+    pub insecure_h2c: bool,
+    /// File holding the bearer token (or env ZEROHOP_TOKEN).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Upload pace: bytes per 10 ms (0: as fast as possible). Simulates a live encoder.
+    #[arg(long, default_value_t = 0)]
+    pub pace: usize,
+}
+
+pub fn init_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
+}
+
+pub fn combined(a: CombinedArgs) -> Result<ExitCode> {
+    init_logs();
+    let ladder = match &a.profiles {
+        Some(p) => p.parse::<Ladder>()?,
+        None => Ladder::default_ladder(),
+    };
+    let token = zerohop_control::secret::load(a.token_file.as_deref(), "ZEROHOP_TOKEN")
+        .with_context(|| format!("reading {:?}", a.token_file))?;
+    let tls = if a.insecure_h2c {
+        eprintln!("WARNING: serving cleartext HTTP/2 (--insecure-h2c): anyone on the path can read and alter video");
+        None
+    } else {
+        let identity = match (&a.tls_cert, &a.tls_key) {
+            (Some(c), Some(k)) => tls::load_identity(c, k)?,
+            _ => {
+                let (id, created) =
+                    tls::self_signed_in(&a.data_dir, &["localhost".into(), a.service_addr.ip().to_string()])?;
+                if created {
+                    eprintln!("created a self-signed certificate in {}", a.data_dir.display());
+                }
+                id
+            }
+        };
+        eprintln!("certificate SHA-256: {}  (transcoders and pushers: --orch-cert-sha256 {0})", identity.fingerprint());
+        Some(tls::server_config(identity)?)
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let mut cfg = NodeConfig::new(a.service_addr, tls);
+        cfg.max_sessions = a.max_sessions.max(1);
+        cfg.default_ladder = ladder;
+        cfg.token = token;
+        let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;
+        if let Some(m) = a.metrics_addr {
+            let bound = zerohop_control::metrics::serve(m).await.with_context(|| format!("metrics on {m}"))?;
+            eprintln!("metrics: http://{bound}/metrics");
+        }
+        eprintln!(
+            "combined node serving on {} ({} sessions); Ctrl-C or SIGTERM to stop",
+            node.local_addr(),
+            a.max_sessions
+        );
+        shutdown_signal().await;
+        eprintln!("stopping: no new connections; segments in progress finish");
+        node.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// What one pushed segment gave.
+struct Pushed {
+    label: String,
+    ttfb: Duration,
+    ttlb: Duration,
+    media: Duration,
+    ok: bool,
+    files: Vec<PathBuf>,
+}
+
+/// Pushes `segments` in order on one connection, writing each rendition as it arrives.
+async fn push_all(
+    client: &mut Client,
+    stream: &str,
+    segments: Vec<(String, Bytes)>,
+    profiles: Option<&str>,
+    out: &Path,
+    pace: usize,
+) -> Result<Vec<Pushed>> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut results = Vec::new();
+    for (seq, (label, data)) in segments.into_iter().enumerate() {
+        let upload = if pace > 0 {
+            Upload::Paced { data, piece: pace, interval: Duration::from_millis(10) }
+        } else {
+            Upload::Full(data)
+        };
+        let mut names: Vec<String> = Vec::new();
+        let mut files: HashMap<u8, (PathBuf, File)> = HashMap::new();
+        let mut io_error = None;
+        let outcome = client
+            .push(stream, seq as u64, profiles, upload, |rec| match rec.kind {
+                Kind::Start => {
+                    let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap_or_default();
+                    names = v["renditions"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|n| n.as_str().map(String::from))
+                        .collect();
+                }
+                Kind::Chunk => {
+                    let name =
+                        names.get(usize::from(rec.rendition)).cloned().unwrap_or_else(|| rec.rendition.to_string());
+                    let entry = files.entry(rec.rendition).or_insert_with(|| {
+                        let path = out.join(format!("{stream}_{seq}_{name}.ts"));
+                        let f = File::create(&path);
+                        (path, f.unwrap_or_else(|e| panic!("creating output: {e}")))
+                    });
+                    if let Err(e) = entry.1.write_all(&rec.payload) {
+                        io_error.get_or_insert(e);
+                    }
+                }
+                _ => {}
+            })
+            .await;
+        if let Some(e) = io_error {
+            bail!("writing renditions: {e}");
+        }
+        let mut paths: Vec<PathBuf> = files.into_values().map(|(p, _)| p).collect();
+        paths.sort();
+        match outcome {
+            Ok(o) => {
+                let media = Duration::from_millis(o.end.as_ref().and_then(|e| e["media_ms"].as_u64()).unwrap_or(0));
+                let ok = o.ok();
+                if !ok {
+                    for p in &paths {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    eprintln!("[{seq}] {label}: FAILED in-band: {:?} {:?}", o.errors, o.end);
+                }
+                results.push(Pushed {
+                    label,
+                    ttfb: o.ttfb,
+                    ttlb: o.ttlb,
+                    media,
+                    ok,
+                    files: if ok { paths } else { vec![] },
+                });
+            }
+            Err(e) => {
+                eprintln!("[{seq}] {label}: {e}");
+                results.push(Pushed {
+                    label,
+                    ttfb: Duration::ZERO,
+                    ttlb: Duration::ZERO,
+                    media: Duration::ZERO,
+                    ok: false,
+                    files: vec![],
+                });
+            }
+        }
+        if let Some(r) = results.last().filter(|r| r.ok) {
+            eprintln!(
+                "[{seq}] {}: TTFB {:.1} ms, TTLB {:.1} ms, media {:.2} s, real-time ratio {:.2}",
+                r.label,
+                r.ttfb.as_secs_f64() * 1e3,
+                r.ttlb.as_secs_f64() * 1e3,
+                r.media.as_secs_f64(),
+                r.ttlb.as_secs_f64() / r.media.as_secs_f64().max(1e-9)
+            );
+        }
+    }
+    Ok(results)
+}
+
+fn summary(results: &[Pushed], out: &Path) -> ExitCode {
+    let ok = results.iter().filter(|r| r.ok).count();
+    let files: usize = results.iter().map(|r| r.files.len()).sum();
+    println!("{ok} of {} segment(s) ok; {files} rendition file(s) in {}", results.len(), out.display());
+    if ok == results.len() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}
+
+pub fn push(a: PushArgs) -> Result<ExitCode> {
+    let token = zerohop_control::secret::load(a.token_file.as_deref(), "ZEROHOP_TOKEN")?;
+    let host = a.orch.rsplit_once(':').map_or(a.orch.as_str(), |(h, _)| h).trim_matches(['[', ']']).to_string();
+    let transport = if a.insecure_h2c {
+        Transport::H2c
+    } else if let Some(fp) = &a.orch_cert_sha256 {
+        Transport::Tls { trust: Trust::Pin(fp.clone()), server_name: a.server_name.clone().unwrap_or(host) }
+    } else if let Some(ca) = &a.ca_file {
+        Transport::Tls { trust: Trust::CaFile(ca.clone()), server_name: a.server_name.clone().unwrap_or(host) }
+    } else {
+        bail!(
+            "say how to trust the node: --orch-cert-sha256 FINGERPRINT (printed by the node), --ca-file FILE, or --insecure-h2c"
+        );
+    };
+    let segments = a
+        .inputs
+        .iter()
+        .map(|p| {
+            Ok((
+                p.display().to_string(),
+                Bytes::from(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let rt = runtime()?;
+    rt.block_on(async {
+        let mut client = Client::connect(&a.orch, &transport, token).await?;
+        let results = push_all(&mut client, &a.stream, segments, a.profiles.as_deref(), &a.out, a.pace).await?;
+        Ok(summary(&results, &a.out))
+    })
+}
+
+/// The bundled demo segments: two consecutive 720p segments of one stream, then the 1080p sample.
+const DEMO: [(&str, &[u8]); 3] = [
+    ("stream_seq0.ts (720p30 Main + AAC)", include_bytes!("../tests/fixtures/stream_seq0.ts")),
+    ("stream_seq1.ts (720p30 Main + AAC)", include_bytes!("../tests/fixtures/stream_seq1.ts")),
+    ("h264_1080p30_high_bframes_aac.ts", include_bytes!("../tests/fixtures/h264_1080p30_high_bframes_aac.ts")),
+];
+
+pub fn demo(out: PathBuf) -> Result<ExitCode> {
+    init_logs();
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let identity = tls::self_signed(&["localhost".into()])?;
+        let fp = identity.fingerprint();
+        let node = Node::start(NodeConfig::new("127.0.0.1:0".parse()?, Some(tls::server_config(identity)?))).await?;
+        let addr = node.local_addr();
+        eprintln!("combined node on https://{addr} (HTTP/2, self-signed certificate SHA-256 {fp}), CPU backend, default ladder");
+        let transport = Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() };
+        let mut client = Client::connect(&addr.to_string(), &transport, None).await?;
+        let segments = DEMO.iter().map(|(l, d)| (l.to_string(), Bytes::from_static(d))).collect();
+        let results = push_all(&mut client, "demo", segments, None, &out, 0).await?;
+        node.shutdown().await;
+        Ok(summary(&results, &out))
+    })
+}
