@@ -122,6 +122,18 @@ impl Client {
         Ok(Client { sender, authority: addr.to_string(), token, scheme })
     }
 
+    /// A request to `path` on this node, with the URI filled in.
+    pub fn request(&self, method: http::Method, path: &str) -> http::request::Builder {
+        Request::builder().method(method).uri(format!("{}://{}{path}", self.scheme, self.authority))
+    }
+
+    /// Sends a request on this connection (usable from many tasks at once: HTTP/2 streams).
+    pub async fn send(&self, req: Request<ChannelBody>) -> Result<hyper::Response<hyper::body::Incoming>, ClientError> {
+        let mut sender = self.sender.clone();
+        sender.ready().await?;
+        Ok(sender.send_request(req).await?)
+    }
+
     /// A plain GET (health, metrics): status and body.
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes), ClientError> {
         let req = Request::get(format!("{}://{}{path}", self.scheme, self.authority))

@@ -11,16 +11,19 @@
 //! 4. **No CUDA here.** The engine's plain stats become Prometheus series in [`metrics`].
 //! 5. **Whose fault.** Engine errors map to HTTP statuses only here ([`node::status_for`]).
 //!
-//! Status: the broadcaster API in combined mode (orchestrator with an in-process transcoder) and
-//! its client. Remote transcoders (dial-out link, scheduler) are not built yet.
+//! Modes: combined (orchestrator with an in-process transcoder, which remote transcoders may
+//! join), orchestrator only (`max_sessions` 0), and transcoder ([`transcoder`], dialling out).
 
 pub mod body;
 pub mod client;
 pub mod framing;
 pub mod metrics;
 pub mod node;
+pub mod relay;
+pub mod scheduler;
 pub mod secret;
 pub mod tls;
+pub mod transcoder;
 
 pub use client::{Client, ClientError, PushOutcome, Transport, Upload};
 pub use node::{Node, NodeConfig};

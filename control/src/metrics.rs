@@ -17,6 +17,9 @@ pub const FRAMES_OUT: &str = "zerohop_frames_encoded_total";
 pub const CAPACITY: &str = "zerohop_capacity_sessions";
 pub const LOAD: &str = "zerohop_load_sessions";
 pub const STREAMS: &str = "zerohop_streams_active";
+pub const TRANSCODERS: &str = "zerohop_transcoders_connected";
+pub const RETRIES: &str = "zerohop_segment_retries_total";
+pub const AUTH_FAILURES: &str = "zerohop_transcoder_auth_failures_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -52,6 +55,9 @@ fn describe() {
     metrics::describe_gauge!(CAPACITY, "Segments this node transcodes at once.");
     metrics::describe_gauge!(LOAD, "Segments being transcoded now.");
     metrics::describe_gauge!(STREAMS, "Streams with an open session.");
+    metrics::describe_gauge!(TRANSCODERS, "Remote transcoders connected.");
+    metrics::describe_counter!(RETRIES, "Segments moved to another transcoder after a failure.");
+    metrics::describe_counter!(AUTH_FAILURES, "Transcoder connections refused for a bad id or secret.");
 }
 
 /// The Prometheus text exposition.

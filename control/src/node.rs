@@ -1,17 +1,24 @@
-//! The node's HTTP/2 server: the broadcaster API in combined mode (orchestrator with an
-//! in-process transcoder).
+//! The node's HTTP/2 server: the orchestrator's broadcaster API, the transcoder link, and (in
+//! combined mode) an in-process transcoder.
 //!
-//! `POST /v1/streams/{stream}/segments/{seq}` streams the upload into an engine session as it
-//! arrives and answers with the result stream ([`crate::framing`]) as soon as the first encoded
-//! chunk exists. Errors found before that are an HTTP status with a JSON `{code, message}` body;
-//! after it, an in-band error record and `zerohop-status`/`zerohop-error-code` trailers.
-//! `DELETE /v1/streams/{stream}` ends a stream (frees its session); `GET /metrics` is the
-//! Prometheus exposition; `GET /healthz` says the node is up.
+//! `POST /v1/streams/{stream}/segments/{seq}` stores the upload in a replayable buffer as it
+//! arrives and places the segment with the [`Scheduler`]: on the in-process engine, or on a
+//! remote transcoder that reads the same buffer (`GET /v1/tasks/{id}/input`) while it is still
+//! arriving and streams its records back (`POST /v1/tasks/{id}/results`). The broadcaster's
+//! answer starts with the first encoded chunk; errors before that are an HTTP status with a JSON
+//! `{code, message}` body, errors after it an in-band record and `zerohop-status` /
+//! `zerohop-error-code` trailers. A remote task that fails before any result byte reached the
+//! broadcaster is retried on another transcoder.
+//!
+//! Transcoders dial in with `POST /v1/transcoders/link` (id and secret, capacity in the first
+//! report): the request body carries their live load reports, the response body their tasks,
+//! both as JSON lines, for as long as the connection lives.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -25,16 +32,54 @@ use parking_lot::Mutex;
 use rustls::ServerConfig;
 use serde_json::json;
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
-use zerohop_engine::{Ladder, RenditionSink, RenditionStats, SegmentReport, Session, SessionConfig, TranscodeError};
+use zerohop_engine::{Ladder, TranscodeError};
 
 use crate::body::ChannelBody;
-use crate::framing::{self, Kind, SEGMENT};
+use crate::framing::{self, Kind, RecordReader, SEGMENT};
 use crate::metrics as m;
+use crate::relay::{InputBuf, InputItem, Out, SessionSlot, run_local};
+use crate::scheduler::{Failover, PlaceError, Scheduler, TaskId, TranscoderId, default_deadline};
 
 /// Header carrying the ladder: preset names or JSON (the engine's forms).
 pub const PROFILES_HEADER: &str = "zerohop-profiles";
+/// Header naming a transcoder on its link and task requests.
+pub const TRANSCODER_ID_HEADER: &str = "zerohop-transcoder-id";
+/// The in-process transcoder's id in the scheduler.
+const LOCAL: TranscoderId = 0;
+
+/// Who may connect as a transcoder.
+#[derive(Debug, Clone, Default)]
+pub struct TranscoderSecrets {
+    /// One secret any transcoder id may use (`--orch-secret-file`).
+    pub shared: Option<String>,
+    /// Per-transcoder secrets, id -> secret (revoke one by removing its line).
+    pub per_id: HashMap<String, String>,
+}
+
+impl TranscoderSecrets {
+    /// Parses a secrets file: one `id secret` pair per line; `#` starts a comment.
+    pub fn parse_file(text: &str) -> TranscoderSecrets {
+        let per_id = text
+            .lines()
+            .map(|l| l.split('#').next().unwrap_or("").trim())
+            .filter_map(|l| l.split_once(char::is_whitespace))
+            .map(|(id, s)| (id.trim().to_string(), s.trim().to_string()))
+            .collect();
+        TranscoderSecrets { shared: None, per_id }
+    }
+
+    fn admits(&self, id: &str, secret: &str) -> bool {
+        let per = self.per_id.get(id).is_some_and(|s| crate::secret::equal(s.as_bytes(), secret.as_bytes()));
+        let shared = self.shared.as_ref().is_some_and(|s| crate::secret::equal(s.as_bytes(), secret.as_bytes()));
+        per | shared
+    }
+
+    fn any(&self) -> bool {
+        self.shared.is_some() || !self.per_id.is_empty()
+    }
+}
 
 /// Node settings.
 #[derive(Debug, Clone)]
@@ -42,17 +87,22 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// `None`: cleartext HTTP/2 with prior knowledge (only with `--insecure-h2c`).
     pub tls: Option<Arc<ServerConfig>>,
-    /// Segments transcoded at once; beyond it requests get 503 + Retry-After.
+    /// Segments the in-process engine transcodes at once; 0 for an orchestrator that only uses
+    /// remote transcoders.
     pub max_sessions: usize,
     pub default_ladder: Ladder,
     /// Broadcasters must send `Authorization: Bearer <token>` when set.
     pub token: Option<String>,
+    /// Transcoders that may dial in; none: the link endpoint is closed.
+    pub transcoders: TranscoderSecrets,
     /// Largest accepted segment upload.
     pub max_segment_bytes: u64,
     /// HTTP/2 PING interval; a peer silent for twice this is dropped.
     pub keepalive: Duration,
     /// A stream's session is closed after this long without segments.
     pub idle_timeout: Duration,
+    /// How long a remote task may run before it is failed over.
+    pub task_deadline: Duration,
 }
 
 impl NodeConfig {
@@ -63,9 +113,11 @@ impl NodeConfig {
             max_sessions: 2,
             default_ladder: Ladder::default_ladder(),
             token: None,
-            max_segment_bytes: 64 << 20,
+            transcoders: TranscoderSecrets::default(),
+            max_segment_bytes: crate::relay::DEFAULT_MAX_SEGMENT,
             keepalive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
+            task_deadline: default_deadline(Duration::from_secs(2)),
         }
     }
 }
@@ -79,14 +131,34 @@ pub struct Node {
 }
 
 struct StreamSlot {
-    session: Arc<tokio::sync::Mutex<Option<Session>>>,
+    session: SessionSlot,
     last_used: Instant,
+}
+
+/// A segment on its way, whatever runs it.
+struct Job {
+    stream: String,
+    seq: String,
+    ladder: Ladder,
+    input: Arc<InputBuf>,
+    out: mpsc::Sender<Out>,
+    /// A result byte reached the broadcaster: no more retries.
+    started: Arc<AtomicBool>,
+}
+
+struct Link {
+    name: String,
+    tasks: mpsc::Sender<Bytes>,
 }
 
 struct State {
     config: NodeConfig,
-    capacity: Arc<Semaphore>,
+    scheduler: Mutex<Scheduler>,
     streams: Mutex<HashMap<String, StreamSlot>>,
+    /// Remote tasks in flight.
+    jobs: Mutex<HashMap<TaskId, Job>>,
+    links: Mutex<HashMap<TranscoderId, Link>>,
+    next_link: AtomicU64,
 }
 
 impl Node {
@@ -95,16 +167,23 @@ impl Node {
         m::init();
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let mut scheduler = Scheduler::new(config.task_deadline);
+        if config.max_sessions > 0 {
+            scheduler.add_transcoder(LOCAL, config.max_sessions as u32);
+        }
         let state = Arc::new(State {
-            capacity: Arc::new(Semaphore::new(config.max_sessions)),
+            scheduler: Mutex::new(scheduler),
             streams: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
+            next_link: AtomicU64::new(1),
             config,
         });
-        metrics::gauge!(m::CAPACITY).set(state.config.max_sessions as f64);
+        update_capacity_metrics(&state);
         let (stop, mut stopped) = watch::channel(false);
         let acceptor = state.config.tls.clone().map(TlsAcceptor::from);
         let task = tokio::spawn(async move {
-            let reaper = tokio::spawn(reap_idle(state.clone()));
+            let housekeeping = tokio::spawn(housekeeping(state.clone()));
             loop {
                 let (tcp, peer) = tokio::select! {
                     r = listener.accept() => match r {
@@ -122,7 +201,9 @@ impl Node {
                         .keep_alive_interval(state.config.keepalive)
                         .keep_alive_timeout(state.config.keepalive * 2)
                         .max_concurrent_streams(256)
-                        .max_header_list_size(16 * 1024);
+                        .max_header_list_size(16 * 1024)
+                        .initial_stream_window_size(4 << 20)
+                        .initial_connection_window_size(16 << 20);
                     let service = service_fn(move |req| handle(state.clone(), req));
                     let result = match acceptor {
                         Some(acceptor) => {
@@ -139,7 +220,7 @@ impl Node {
                     }
                 });
             }
-            reaper.abort();
+            housekeeping.abort();
         });
         Ok(Node { addr, stop, task })
     }
@@ -155,9 +236,22 @@ impl Node {
     }
 }
 
-async fn reap_idle(state: Arc<State>) {
+fn update_capacity_metrics(state: &State) {
+    let (capacity, load) = state.scheduler.lock().totals();
+    metrics::gauge!(m::CAPACITY).set(f64::from(capacity));
+    metrics::gauge!(m::LOAD).set(f64::from(load));
+    metrics::gauge!(m::TRANSCODERS).set(state.links.lock().len() as f64);
+}
+
+/// Closes idle stream sessions and fails over remote tasks past their deadline.
+async fn housekeeping(state: Arc<State>) {
     loop {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let expired = state.scheduler.lock().expire(Instant::now());
+        for (task, failover) in expired {
+            tracing::warn!(task, "task missed its deadline");
+            apply_failover(&state, task, failover);
+        }
         let idle = state.config.idle_timeout;
         let mut streams = state.streams.lock();
         streams.retain(|name, slot| {
@@ -181,15 +275,27 @@ fn json_response(status: StatusCode, code: &str, message: &str) -> Resp {
     r
 }
 
-/// The HTTP status for an engine error: whose fault it is.
-pub fn status_for(e: &TranscodeError) -> StatusCode {
-    match e.code() {
+/// The HTTP status for an engine error code: whose fault it is.
+pub fn status_for_code(code: &str) -> StatusCode {
+    match code {
         c if c.starts_with("unsupported_") => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "bad_profile" => StatusCode::BAD_REQUEST,
-        _ if e.is_input_error() => StatusCode::UNPROCESSABLE_ENTITY,
+        "not_transport_stream"
+        | "no_program"
+        | "no_video"
+        | "bad_sps"
+        | "no_pictures"
+        | "frames_lost"
+        | "decode_error" => StatusCode::UNPROCESSABLE_ENTITY,
         "segment_in_progress" => StatusCode::CONFLICT,
+        "transcoder_lost" | "at_capacity" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
+}
+
+/// The HTTP status for an engine error.
+pub fn status_for(e: &TranscodeError) -> StatusCode {
+    status_for_code(e.code())
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
@@ -214,20 +320,39 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
                 return Ok(r);
             }
             let existed = state.streams.lock().remove(*stream).is_some();
+            state.scheduler.lock().end_stream(stream);
             json_response(StatusCode::OK, "ok", if existed { "stream ended" } else { "no such stream" })
         }
+        (&Method::POST, ["v1", "transcoders", "link"]) => match transcoder_auth(&state, req.headers()) {
+            Ok(name) => link(state, req, name),
+            Err(r) => r,
+        },
+        (&Method::GET, ["v1", "tasks", id, "input"]) => match transcoder_auth(&state, req.headers()) {
+            Ok(_) => task_input(&state, id),
+            Err(r) => r,
+        },
+        (&Method::POST, ["v1", "tasks", id, "results"]) => match transcoder_auth(&state, req.headers()) {
+            Ok(_) => {
+                let id = id.parse().unwrap_or(0);
+                task_results(state, id, req).await
+            }
+            Err(r) => r,
+        },
         _ => json_response(StatusCode::NOT_FOUND, "not_found", "no such endpoint; see README's broadcaster API"),
     })
 }
 
-fn unauthorized(state: &State, headers: &HeaderMap) -> Option<Resp> {
-    let token = state.config.token.as_deref()?;
-    let given = headers
+fn bearer(headers: &HeaderMap) -> &str {
+    headers
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if crate::secret::equal(given.as_bytes(), token.as_bytes()) {
+        .unwrap_or("")
+}
+
+fn unauthorized(state: &State, headers: &HeaderMap) -> Option<Resp> {
+    let token = state.config.token.as_deref()?;
+    if crate::secret::equal(bearer(headers).as_bytes(), token.as_bytes()) {
         None
     } else {
         metrics::counter!(m::SEGMENTS_FAILED, "reason" => "unauthorized").increment(1);
@@ -235,39 +360,216 @@ fn unauthorized(state: &State, headers: &HeaderMap) -> Option<Resp> {
     }
 }
 
-/// What the engine's side of a request sends to the HTTP side.
-enum Out {
-    Record(Bytes),
-    Failed(u8, TranscodeError),
-    Finished(Box<Result<SegmentReport, TranscodeError>>),
-}
-
-/// Frames each rendition's output as result-stream records.
-struct FramedSink {
-    index: u8,
-    tx: mpsc::Sender<Out>,
-}
-
-impl RenditionSink for FramedSink {
-    fn chunk(&mut self, data: Bytes) -> std::io::Result<()> {
-        let rec = framing::record(Kind::Chunk, self.index, &data);
-        self.tx.blocking_send(Out::Record(rec)).map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+fn transcoder_auth(state: &State, headers: &HeaderMap) -> Result<String, Resp> {
+    let name = headers.get(TRANSCODER_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    if !state.config.transcoders.any() {
+        return Err(json_response(StatusCode::FORBIDDEN, "no_transcoders", "this node accepts no remote transcoders"));
     }
-    fn finish(&mut self, s: &RenditionStats) -> std::io::Result<()> {
-        let body = json!({"rendition": s.name, "frames": s.frames_out, "bytes": s.ts_bytes, "width": s.width,
-                          "height": s.height, "keyframes": s.keyframes});
-        let rec = framing::record(Kind::Done, self.index, body.to_string().as_bytes());
-        self.tx.blocking_send(Out::Record(rec)).map_err(|_| std::io::ErrorKind::BrokenPipe.into())
-    }
-    fn fail(&mut self, e: &TranscodeError) {
-        let _ = self.tx.blocking_send(Out::Failed(self.index, e.clone()));
+    if state.config.transcoders.admits(&name, bearer(headers)) {
+        Ok(name)
+    } else {
+        tracing::warn!(transcoder = %name, "transcoder refused: bad id or secret");
+        metrics::counter!(m::AUTH_FAILURES).increment(1);
+        Err(json_response(StatusCode::UNAUTHORIZED, "bad_secret", "unknown transcoder id or wrong secret"))
     }
 }
 
-enum In {
-    Data(Bytes),
-    End,
-    Abort(String),
+/// Runs or sends a job on `transcoder` as `task`.
+fn dispatch(state: &Arc<State>, task: TaskId, transcoder: TranscoderId, job: Job) {
+    if transcoder == LOCAL {
+        let slot = {
+            let mut streams = state.streams.lock();
+            let slot = streams.entry(job.stream.clone()).or_insert_with(|| StreamSlot {
+                session: Arc::new(tokio::sync::Mutex::new(None)),
+                last_used: Instant::now(),
+            });
+            slot.last_used = Instant::now();
+            slot.session.clone()
+        };
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || {
+            let report = run_local(&slot, job.ladder, &job.input, &job.out);
+            if let Ok(r) = report {
+                metrics::histogram!(m::TRANSCODE).record(r.wall_time.as_secs_f64());
+                metrics::histogram!(m::REALTIME_RATIO).record(r.realtime_ratio());
+            }
+            state.scheduler.lock().finish(task);
+            update_capacity_metrics(&state);
+        });
+        return;
+    }
+    let line = json!({"task": task, "stream": job.stream, "seq": job.seq, "profiles": job.ladder.to_json()});
+    let mut line = line.to_string();
+    line.push('\n');
+    let sender = state.links.lock().get(&transcoder).map(|l| l.tasks.clone());
+    state.jobs.lock().insert(task, job);
+    match sender.map(|s| s.try_send(Bytes::from(line))) {
+        Some(Ok(())) => tracing::debug!(task, transcoder, "task sent"),
+        _ => {
+            let f = state.scheduler.lock().fail(task, Instant::now());
+            apply_failover(state, task, f);
+        }
+    }
+}
+
+/// Moves a failed remote task to its retry, or ends it with an error record.
+fn apply_failover(state: &Arc<State>, task: TaskId, failover: Failover) {
+    let Some(job) = state.jobs.lock().remove(&task) else { return };
+    match failover {
+        Failover::Retry { task: retry, transcoder } if !job.started.load(Ordering::Acquire) => {
+            tracing::info!(task, retry, transcoder, stream = %job.stream, "retrying segment on another transcoder");
+            metrics::counter!(m::RETRIES).increment(1);
+            dispatch(state, retry, transcoder, job);
+        }
+        other => {
+            if let Failover::Retry { task: retry, .. } = other {
+                state.scheduler.lock().finish(retry);
+            }
+            let reason = match other {
+                Failover::Fail { reason } => reason,
+                Failover::Retry { .. } => "result bytes were already sent",
+            };
+            tracing::warn!(task, stream = %job.stream, reason, "segment failed with its transcoder");
+            let message = format!("the transcoder failed and the segment cannot be retried: {reason}");
+            let out = job.out;
+            tokio::spawn(async move {
+                let _ = out
+                    .send(Out::Error { rendition: SEGMENT, code: "transcoder_lost".into(), message: message.clone() })
+                    .await;
+                let summary = json!({"status": "error", "code": "transcoder_lost", "message": message});
+                let _ = out.send(Out::End { ok: false, summary }).await;
+            });
+        }
+    }
+    update_capacity_metrics(state);
+}
+
+/// `POST /v1/transcoders/link`.
+fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
+    let id = state.next_link.fetch_add(1, Ordering::Relaxed);
+    let capacity = req.headers().get("zerohop-capacity").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1u32);
+    let (task_tx, mut task_rx) = mpsc::channel::<Bytes>(64);
+    state.scheduler.lock().add_transcoder(id, capacity);
+    state.links.lock().insert(id, Link { name: name.clone(), tasks: task_tx });
+    update_capacity_metrics(&state);
+    tracing::info!(transcoder = %name, id, capacity, "transcoder connected");
+    let (tx, body) = ChannelBody::channel(64);
+    // Tasks -> the transcoder.
+    tokio::spawn(async move {
+        while let Some(line) = task_rx.recv().await {
+            if tx.send(Ok(Frame::data(line))).await.is_err() {
+                break;
+            }
+        }
+    });
+    // Reports <- the transcoder, until the link ends.
+    let mut reports = req.into_body();
+    tokio::spawn(async move {
+        let mut buf = BytesMut::new();
+        while let Some(Ok(frame)) = reports.frame().await {
+            let Ok(data) = frame.into_data() else { continue };
+            buf.extend_from_slice(&data);
+            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+                let line = buf.split_to(nl + 1);
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
+                    let cap = v["capacity"].as_u64().unwrap_or(u64::from(capacity)) as u32;
+                    let load = v["load"].as_u64().unwrap_or(0) as u32;
+                    state.scheduler.lock().report(id, cap, load);
+                    update_capacity_metrics(&state);
+                }
+            }
+            if buf.len() > 64 * 1024 {
+                break; // not JSON lines
+            }
+        }
+        let name = state.links.lock().remove(&id).map(|l| l.name).unwrap_or_default();
+        tracing::warn!(transcoder = %name, id, "transcoder disconnected");
+        let failovers = state.scheduler.lock().remove_transcoder(id, Instant::now());
+        for (task, f) in failovers {
+            apply_failover(&state, task, f);
+        }
+        update_capacity_metrics(&state);
+    });
+    let mut r = Response::new(body);
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
+    r
+}
+
+/// `GET /v1/tasks/{id}/input`: the broadcaster's upload, from its start, as it arrives.
+fn task_input(state: &State, id: &str) -> Resp {
+    let Some(input) = id.parse::<TaskId>().ok().and_then(|id| state.jobs.lock().get(&id).map(|j| j.input.clone()))
+    else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            "no_task",
+            "no such task (finished, failed over or never assigned)",
+        );
+    };
+    let (tx, body) = ChannelBody::channel(16);
+    tokio::spawn(async move {
+        let mut i = 0;
+        loop {
+            let frame = match input.next(i).await {
+                InputItem::Data(d) => Ok(Frame::data(d)),
+                InputItem::End => break,
+                InputItem::Aborted(why) => Err(std::io::Error::other(why)),
+            };
+            let stop = frame.is_err();
+            if tx.send(frame).await.is_err() || stop {
+                break;
+            }
+            i += 1;
+        }
+    });
+    Response::new(body)
+}
+
+/// `POST /v1/tasks/{id}/results`: a transcoder's records, relayed to the broadcaster.
+async fn task_results(state: Arc<State>, task: TaskId, req: Request<Incoming>) -> Resp {
+    let Some((out, started)) = state.jobs.lock().get(&task).map(|j| (j.out.clone(), j.started.clone())) else {
+        return json_response(
+            StatusCode::NOT_FOUND,
+            "no_task",
+            "no such task (finished, failed over or never assigned)",
+        );
+    };
+    let mut body = req.into_body();
+    let mut reader = RecordReader::new();
+    let mut ended = false;
+    'read: while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { break };
+        let Ok(data) = frame.into_data() else { continue };
+        reader.push(&data);
+        while let Some(rec) = reader.poll() {
+            let Ok(rec) = rec else { break 'read };
+            let Some(item) = Out::from_record(&rec) else { continue };
+            // A task that was failed over meanwhile must not write to the broadcaster.
+            if !state.jobs.lock().contains_key(&task) {
+                break 'read;
+            }
+            if rec.kind == Kind::Chunk && !started.swap(true, Ordering::AcqRel) {
+                state.scheduler.lock().result_started(task);
+            }
+            ended = matches!(item, Out::End { .. });
+            if out.send(item).await.is_err() {
+                break 'read; // the broadcaster went away
+            }
+            if ended {
+                break 'read;
+            }
+        }
+    }
+    if ended {
+        state.jobs.lock().remove(&task);
+        state.scheduler.lock().finish(task);
+        update_capacity_metrics(&state);
+        json_response(StatusCode::OK, "ok", "results relayed")
+    } else {
+        tracing::warn!(task, "result stream from transcoder broke off");
+        let f = state.scheduler.lock().fail(task, Instant::now());
+        apply_failover(&state, task, f);
+        json_response(StatusCode::BAD_REQUEST, "broken_results", "result stream ended without its end record")
+    }
 }
 
 async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq: String) -> Resp {
@@ -285,151 +587,126 @@ async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq:
             }
         }
     };
+    let max = state.config.max_segment_bytes;
     if let Some(len) =
         req.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
-        && len > state.config.max_segment_bytes
+        && len > max
     {
         metrics::counter!(m::SEGMENTS_FAILED, "reason" => "too_large").increment(1);
-        let msg = format!("segment of {len} bytes exceeds the {}-byte limit", state.config.max_segment_bytes);
-        return json_response(StatusCode::PAYLOAD_TOO_LARGE, "too_large", &msg);
+        return json_response(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            &format!("segment of {len} bytes exceeds the {max}-byte limit"),
+        );
     }
-    let Ok(permit) = state.capacity.clone().try_acquire_owned() else {
-        metrics::counter!(m::SEGMENTS_FAILED, "reason" => "at_capacity").increment(1);
-        let mut r = json_response(StatusCode::SERVICE_UNAVAILABLE, "at_capacity", "all transcoding sessions are busy");
-        r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return r;
+    let placed = state.scheduler.lock().place(&stream, received);
+    let (task, transcoder) = match placed {
+        Ok(p) => p,
+        Err(e) => {
+            metrics::counter!(m::SEGMENTS_FAILED, "reason" => "at_capacity").increment(1);
+            let msg = match e {
+                PlaceError::NoTranscoders => "no transcoder is connected",
+                PlaceError::AtCapacity => "all transcoding sessions are busy",
+            };
+            let mut r = json_response(StatusCode::SERVICE_UNAVAILABLE, "at_capacity", msg);
+            r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        }
     };
-    metrics::gauge!(m::LOAD).increment(1.0);
-    let session = {
-        let mut streams = state.streams.lock();
-        let slot = streams.entry(stream.clone()).or_insert_with(|| StreamSlot {
-            session: Arc::new(tokio::sync::Mutex::new(None)),
-            last_used: Instant::now(),
-        });
-        slot.last_used = Instant::now();
-        let session = slot.session.clone();
-        metrics::gauge!(m::STREAMS).set(streams.len() as f64);
-        session
-    };
+    update_capacity_metrics(&state);
 
-    // Upload -> engine.
-    let (in_tx, in_rx) = mpsc::channel::<In>(16);
-    let max = state.config.max_segment_bytes;
+    // Upload -> replayable buffer, read by whoever runs the segment.
+    let input = InputBuf::new();
     let mut body = req.into_body();
+    let upload = input.clone();
     tokio::spawn(async move {
         let mut total = 0u64;
         loop {
-            let msg = match body.frame().await {
-                Some(Ok(f)) => match f.into_data() {
-                    Ok(d) => {
-                        total += d.len() as u64;
-                        metrics::counter!(m::BYTES_IN).increment(d.len() as u64);
-                        if total > max {
-                            In::Abort(format!("upload exceeds the {max}-byte limit"))
-                        } else {
-                            In::Data(d)
-                        }
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    let Ok(d) = f.into_data() else { continue };
+                    total += d.len() as u64;
+                    metrics::counter!(m::BYTES_IN).increment(d.len() as u64);
+                    if total > max {
+                        return upload.end(Err(format!("upload exceeds the {max}-byte limit")));
                     }
-                    Err(_) => continue, // trailers
-                },
-                Some(Err(e)) => In::Abort(format!("upload failed: {e}")),
-                None => In::End,
-            };
-            let last = !matches!(msg, In::Data(_));
-            if in_tx.send(msg).await.is_err() || last {
-                break;
+                    upload.push(d);
+                }
+                Some(Err(e)) => return upload.end(Err(format!("upload failed: {e}"))),
+                None => return upload.end(Ok(())),
             }
         }
     });
 
-    // Engine (blocking threads) -> records.
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let names: Vec<String> = ladder.profiles().iter().map(|p| p.name.clone()).collect();
-    tokio::task::spawn_blocking(move || {
-        let _permit: OwnedSemaphorePermit = permit;
-        let result = run_segment(&session, ladder, in_rx, &out_tx);
-        let _ = out_tx.blocking_send(Out::Finished(Box::new(result)));
-        metrics::gauge!(m::LOAD).decrement(1.0);
-    });
+    let job = Job {
+        stream: stream.clone(),
+        seq: seq.clone(),
+        ladder,
+        input,
+        out: out_tx,
+        started: Arc::new(AtomicBool::new(false)),
+    };
+    dispatch(&state, task, transcoder, job);
 
     // Wait for the first result (or an early error) before choosing the status.
-    let first = out_rx.recv().await;
-    let mut pending = Vec::new();
-    match first {
-        Some(Out::Record(r)) => pending.push(r),
-        Some(Out::Failed(_, e)) => return refuse(out_rx, &stream, &seq, e),
-        Some(Out::Finished(r)) if r.is_err() => {
-            let Err(e) = *r else { unreachable!("checked is_err") };
-            return refuse(out_rx, &stream, &seq, e);
+    let first = match out_rx.recv().await {
+        Some(Out::Record(r)) => r,
+        Some(Out::Error { code, message, .. }) => {
+            tokio::spawn(async move { while out_rx.recv().await.is_some() {} });
+            metrics::counter!(m::SEGMENTS_FAILED, "reason" => code.clone()).increment(1);
+            tracing::info!(%stream, %seq, %code, %message, "segment refused");
+            let mut r = json_response(status_for_code(&code), &code, &message);
+            if code == "transcoder_lost" {
+                r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            return r;
         }
-        Some(Out::Finished(_)) | None => {
+        Some(Out::End { .. }) | None => {
             return json_response(StatusCode::INTERNAL_SERVER_ERROR, "no_output", "the engine produced nothing");
         }
-    }
-    let ttfb = received.elapsed();
-    metrics::histogram!(m::TTFB).record(ttfb.as_secs_f64());
+    };
+    metrics::histogram!(m::TTFB).record(received.elapsed().as_secs_f64());
 
     let (tx, body) = ChannelBody::channel(32);
     let start = json!({"stream": stream, "seq": seq, "renditions": names});
     tokio::spawn(async move {
-        let mut out = BytesMut::new();
-        framing::encode(Kind::Start, SEGMENT, start.to_string().as_bytes(), &mut out);
-        if tx.send(Ok(Frame::data(out.freeze()))).await.is_err() {
+        let mut head = BytesMut::new();
+        framing::encode(Kind::Start, SEGMENT, start.to_string().as_bytes(), &mut head);
+        head.extend_from_slice(&first);
+        if tx.send(Ok(Frame::data(head.freeze()))).await.is_err() {
             return;
         }
-        for r in pending {
-            if tx.send(Ok(Frame::data(r))).await.is_err() {
+        let mut error_code: Option<String> = None;
+        while let Some(o) = out_rx.recv().await {
+            if let Out::Error { code, .. } = &o {
+                error_code.get_or_insert(code.clone());
+            }
+            let end = match &o {
+                Out::End { ok, .. } => Some(*ok),
+                _ => None,
+            };
+            if tx.send(Ok(Frame::data(o.to_record()))).await.is_err() {
+                // The broadcaster went away: dropping `out_rx` makes the engine's sinks fail,
+                // which ends the segment and frees the session.
+                tracing::info!(%stream, %seq, "broadcaster disconnected; segment cancelled");
                 return;
             }
-        }
-        let mut failed: Option<TranscodeError> = None;
-        while let Some(o) = out_rx.recv().await {
-            let frame = match o {
-                Out::Record(r) => Frame::data(r),
-                Out::Failed(i, e) => {
-                    let body = json!({"code": e.code(), "message": e.to_string()}).to_string();
-                    failed.get_or_insert(e);
-                    Frame::data(framing::record(Kind::Error, i, body.as_bytes()))
+            if let Some(ok) = end {
+                if ok {
+                    metrics::counter!(m::SEGMENTS_TRANSCODED).increment(1);
+                    metrics::histogram!(m::TTLB).record(received.elapsed().as_secs_f64());
+                } else {
+                    let code = error_code.clone().unwrap_or_else(|| "error".into());
+                    metrics::counter!(m::SEGMENTS_FAILED, "reason" => code).increment(1);
                 }
-                Out::Finished(r) => {
-                    let (status, end) = match &*r {
-                        Ok(rep) => {
-                            metrics::counter!(m::SEGMENTS_TRANSCODED).increment(1);
-                            metrics::histogram!(m::TTLB).record(received.elapsed().as_secs_f64());
-                            metrics::histogram!(m::TRANSCODE).record(rep.wall_time.as_secs_f64());
-                            metrics::histogram!(m::REALTIME_RATIO).record(rep.realtime_ratio());
-                            for s in &rep.renditions {
-                                metrics::counter!(m::BYTES_OUT).increment(s.ts_bytes);
-                                metrics::counter!(m::FRAMES_OUT, "rendition" => s.name.clone()).increment(s.frames_out);
-                            }
-                            (
-                                "ok",
-                                json!({"status": "ok", "frames": rep.frames_decoded,
-                                          "media_ms": rep.media_duration.as_millis() as u64,
-                                          "transcode_ms": rep.wall_time.as_millis() as u64}),
-                            )
-                        }
-                        Err(e) => {
-                            metrics::counter!(m::SEGMENTS_FAILED, "reason" => e.code()).increment(1);
-                            failed.get_or_insert(e.clone());
-                            ("error", json!({"status": "error", "code": e.code(), "message": e.to_string()}))
-                        }
-                    };
-                    let _ =
-                        tx.send(Ok(Frame::data(framing::record(Kind::End, SEGMENT, end.to_string().as_bytes())))).await;
-                    let mut trailers = HeaderMap::new();
-                    trailers.insert("zerohop-status", HeaderValue::from_static(status));
-                    if let Some(e) = &failed {
-                        trailers.insert("zerohop-error-code", HeaderValue::from_static(e.code()));
-                    }
-                    let _ = tx.send(Ok(Frame::trailers(trailers))).await;
-                    return;
+                let mut trailers = HeaderMap::new();
+                trailers.insert("zerohop-status", HeaderValue::from_static(if ok { "ok" } else { "error" }));
+                if let Some(c) = error_code.as_deref().and_then(|c| HeaderValue::from_str(c).ok()) {
+                    trailers.insert("zerohop-error-code", c);
                 }
-            };
-            if tx.send(Ok(frame)).await.is_err() {
-                // The broadcaster went away: dropping `out_rx` makes the sinks fail, which
-                // ends the segment and frees the session.
-                tracing::info!(%stream, %seq, "broadcaster disconnected; segment cancelled");
+                let _ = tx.send(Ok(Frame::trailers(trailers))).await;
                 return;
             }
         }
@@ -437,53 +714,4 @@ async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq:
     let mut r = Response::new(body);
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.zerohop.results"));
     r
-}
-
-/// Answers with the engine's error (nothing was streamed yet) and lets the engine side drain.
-fn refuse(mut out_rx: mpsc::Receiver<Out>, stream: &str, seq: &str, e: TranscodeError) -> Resp {
-    tokio::spawn(async move { while out_rx.recv().await.is_some() {} });
-    metrics::counter!(m::SEGMENTS_FAILED, "reason" => e.code()).increment(1);
-    tracing::info!(%stream, %seq, code = e.code(), error = %e, "segment refused");
-    json_response(status_for(&e), e.code(), &e.to_string())
-}
-
-/// Runs one segment through the stream's session (segments of a stream run one at a time, in
-/// arrival order; the session is reopened when the ladder changes).
-fn run_segment(
-    session: &tokio::sync::Mutex<Option<Session>>,
-    ladder: Ladder,
-    mut input: mpsc::Receiver<In>,
-    out: &mpsc::Sender<Out>,
-) -> Result<SegmentReport, TranscodeError> {
-    let mut guard = session.blocking_lock();
-    if guard.as_ref().is_none_or(|s| *s.ladder() != ladder) {
-        *guard = Some(Session::open(SessionConfig::new(ladder.clone()))?);
-    }
-    let session = guard.as_mut().expect("opened above");
-    let sinks = (0..ladder.len())
-        .map(|i| Box::new(FramedSink { index: i as u8, tx: out.clone() }) as Box<dyn RenditionSink>)
-        .collect();
-    let mut seg = session.begin(sinks)?;
-    loop {
-        match input.blocking_recv() {
-            Some(In::Data(d)) => {
-                if seg.push(d).is_err() {
-                    // The engine already knows the segment is bad; finish() says why.
-                    while let Some(In::Data(_)) = input.blocking_recv() {}
-                    break;
-                }
-            }
-            Some(In::End) => break,
-            Some(In::Abort(why)) => {
-                tracing::info!(reason = %why, "upload aborted");
-                drop(seg);
-                return Err(TranscodeError::Abandoned);
-            }
-            None => {
-                drop(seg);
-                return Err(TranscodeError::Abandoned);
-            }
-        }
-    }
-    seg.finish()
 }

@@ -244,6 +244,25 @@ impl Ladder {
         self.profiles.is_empty()
     }
 
+    /// The ladder as JSON in the form [`Ladder::from_json`] reads (round-trips).
+    pub fn to_json(&self) -> String {
+        let v: Vec<serde_json::Value> = self
+            .profiles
+            .iter()
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name, "width": p.width, "height": p.height, "bitrate": p.bitrate,
+                    "fps": p.fps, "fpsDen": p.fps_den,
+                    "gop": match p.gop { Gop::Intra => serde_json::json!("intra"), Gop::Seconds(s) => serde_json::json!(s) },
+                    "profile": match p.codec_profile {
+                        CodecProfile::Baseline => "H264Baseline", CodecProfile::Main => "H264Main", CodecProfile::High => "H264High",
+                    },
+                })
+            })
+            .collect();
+        serde_json::Value::Array(v).to_string()
+    }
+
     /// Parses a JSON profile array (or `{"profiles": [...]}`), in Livepeer's field names:
     /// `{name, width, height, bitrate, fps, fpsDen, gop, profile}`. `bitrate` is bits/s as a
     /// number or a string with a k/M suffix; `gop` is seconds as a number or string, or "intra".
@@ -379,6 +398,9 @@ mod tests {
         assert_eq!(l.profiles()[1].gop, Gop::Intra);
         assert!(Ladder::from_json(r#"{"profiles":[{"name":"x","width":10,"height":480,"bitrate":1}]}"#).is_err());
         assert!(Ladder::from_json("[]").is_err());
+        assert_eq!(Ladder::from_json(&l.to_json()).expect("round trip"), l);
+        let d = Ladder::default_ladder();
+        assert_eq!(Ladder::from_json(&d.to_json()).expect("round trip"), d);
         assert!(Ladder::from_json(r#"[{"name":"a","width":640,"height":360,"bitrate":"fast"}]"#).is_err());
     }
 }

@@ -1,0 +1,235 @@
+//! What moves a segment between the HTTP side and the engine, in every mode: a replayable upload
+//! buffer ([`InputBuf`]), the result items ([`Out`]) and the engine job ([`run_local`]).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::{Condvar, Mutex};
+use serde_json::json;
+use tokio::sync::{Notify, mpsc};
+use zerohop_engine::{Ladder, RenditionSink, RenditionStats, SegmentReport, Session, SessionConfig, TranscodeError};
+
+use crate::framing::{self, Kind, SEGMENT};
+
+/// Largest accepted segment by default.
+pub const DEFAULT_MAX_SEGMENT: u64 = 64 << 20;
+
+#[derive(Debug, Default)]
+struct InputState {
+    chunks: Vec<Bytes>,
+    /// `Some(Ok)`: complete; `Some(Err)`: the upload broke off.
+    end: Option<Result<(), String>>,
+}
+
+/// A segment's upload as it arrives, readable from the start by any number of readers, any
+/// number of times: the local engine, a remote transcoder, and a retry after that one failed.
+/// Bounded by the node's segment size limit.
+#[derive(Debug, Default)]
+pub struct InputBuf {
+    state: Mutex<InputState>,
+    cond: Condvar,
+    notify: Notify,
+}
+
+/// One step of reading an [`InputBuf`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputItem {
+    Data(Bytes),
+    End,
+    Aborted(String),
+}
+
+impl InputBuf {
+    pub fn new() -> Arc<InputBuf> {
+        Arc::new(InputBuf::default())
+    }
+
+    pub fn push(&self, data: Bytes) {
+        self.state.lock().chunks.push(data);
+        self.wake();
+    }
+
+    pub fn end(&self, result: Result<(), String>) {
+        self.state.lock().end.get_or_insert(result);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        self.cond.notify_all();
+        self.notify.notify_waiters();
+    }
+
+    fn item(&self, st: &InputState, i: usize) -> Option<InputItem> {
+        if let Some(c) = st.chunks.get(i) {
+            return Some(InputItem::Data(c.clone()));
+        }
+        match &st.end {
+            Some(Ok(())) => Some(InputItem::End),
+            Some(Err(e)) => Some(InputItem::Aborted(e.clone())),
+            None => None,
+        }
+    }
+
+    /// Item `i`, waiting for it (async).
+    pub async fn next(&self, i: usize) -> InputItem {
+        loop {
+            let notified = self.notify.notified();
+            if let Some(item) = self.item(&self.state.lock(), i) {
+                return item;
+            }
+            notified.await;
+        }
+    }
+
+    /// Item `i`, waiting for it (blocking thread).
+    pub fn blocking_next(&self, i: usize) -> InputItem {
+        let mut st = self.state.lock();
+        loop {
+            if let Some(item) = self.item(&st, i) {
+                return item;
+            }
+            self.cond.wait(&mut st);
+        }
+    }
+}
+
+/// A result item on its way to the broadcaster (or from a transcoder to its orchestrator).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Out {
+    /// A `C` or `D` record, framed.
+    Record(Bytes),
+    Error {
+        rendition: u8,
+        code: String,
+        message: String,
+    },
+    End {
+        ok: bool,
+        summary: serde_json::Value,
+    },
+}
+
+impl Out {
+    fn error(rendition: u8, e: &TranscodeError) -> Out {
+        Out::Error { rendition, code: e.code().into(), message: e.to_string() }
+    }
+
+    /// The record that carries this item.
+    pub fn to_record(&self) -> Bytes {
+        match self {
+            Out::Record(r) => r.clone(),
+            Out::Error { rendition, code, message } => framing::record(
+                Kind::Error,
+                *rendition,
+                json!({"code": code, "message": message}).to_string().as_bytes(),
+            ),
+            Out::End { summary, .. } => framing::record(Kind::End, SEGMENT, summary.to_string().as_bytes()),
+        }
+    }
+
+    /// The item a received record stands for (`None` for `S`).
+    pub fn from_record(r: &framing::Record) -> Option<Out> {
+        let json = || serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap_or_default();
+        Some(match r.kind {
+            Kind::Start => return None,
+            Kind::Chunk | Kind::Done => Out::Record(framing::record(r.kind, r.rendition, &r.payload)),
+            Kind::Error => {
+                let v = json();
+                Out::Error {
+                    rendition: r.rendition,
+                    code: v["code"].as_str().unwrap_or("unknown").into(),
+                    message: v["message"].as_str().unwrap_or("").into(),
+                }
+            }
+            Kind::End => {
+                let v = json();
+                Out::End { ok: v["status"] == "ok", summary: v }
+            }
+        })
+    }
+}
+
+/// Frames each rendition's output as result records.
+struct FramedSink {
+    index: u8,
+    tx: mpsc::Sender<Out>,
+}
+
+impl RenditionSink for FramedSink {
+    fn chunk(&mut self, data: Bytes) -> std::io::Result<()> {
+        let rec = framing::record(Kind::Chunk, self.index, &data);
+        self.tx.blocking_send(Out::Record(rec)).map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn finish(&mut self, s: &RenditionStats) -> std::io::Result<()> {
+        let body = json!({"rendition": s.name, "frames": s.frames_out, "bytes": s.ts_bytes, "width": s.width,
+                          "height": s.height, "keyframes": s.keyframes});
+        let rec = framing::record(Kind::Done, self.index, body.to_string().as_bytes());
+        self.tx.blocking_send(Out::Record(rec)).map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+    }
+    fn fail(&mut self, e: &TranscodeError) {
+        let _ = self.tx.blocking_send(Out::error(self.index, e));
+    }
+}
+
+/// A stream's engine session, shared by its segments (one at a time, in arrival order).
+pub type SessionSlot = Arc<tokio::sync::Mutex<Option<Session>>>;
+
+/// Runs one segment on this machine's engine (call on a blocking thread). Sends the records,
+/// then an `Error` for the whole segment if it failed, then `End`. Returns the report.
+pub fn run_local(
+    slot: &SessionSlot,
+    ladder: Ladder,
+    input: &InputBuf,
+    out: &mpsc::Sender<Out>,
+) -> Result<SegmentReport, TranscodeError> {
+    let result = transcode(slot, ladder, input, out);
+    match &result {
+        Ok(rep) => {
+            let summary = json!({"status": "ok", "frames": rep.frames_decoded,
+                                 "media_ms": rep.media_duration.as_millis() as u64,
+                                 "transcode_ms": rep.wall_time.as_millis() as u64});
+            let _ = out.blocking_send(Out::End { ok: true, summary });
+        }
+        Err(e) => {
+            let _ = out.blocking_send(Out::error(SEGMENT, e));
+            let summary = json!({"status": "error", "code": e.code(), "message": e.to_string()});
+            let _ = out.blocking_send(Out::End { ok: false, summary });
+        }
+    }
+    result
+}
+
+fn transcode(
+    slot: &SessionSlot,
+    ladder: Ladder,
+    input: &InputBuf,
+    out: &mpsc::Sender<Out>,
+) -> Result<SegmentReport, TranscodeError> {
+    let mut guard = slot.blocking_lock();
+    if guard.as_ref().is_none_or(|s| *s.ladder() != ladder) {
+        *guard = Some(Session::open(SessionConfig::new(ladder.clone()))?);
+    }
+    let session = guard.as_mut().expect("opened above");
+    let sinks = (0..ladder.len())
+        .map(|i| Box::new(FramedSink { index: i as u8, tx: out.clone() }) as Box<dyn RenditionSink>)
+        .collect();
+    let mut seg = session.begin(sinks)?;
+    let mut i = 0;
+    loop {
+        match input.blocking_next(i) {
+            InputItem::Data(d) => {
+                i += 1;
+                if seg.push(d).is_err() {
+                    break; // the engine knows the segment is bad; finish() says why
+                }
+            }
+            InputItem::End => break,
+            InputItem::Aborted(why) => {
+                tracing::info!(reason = %why, "upload aborted");
+                drop(seg);
+                return Err(TranscodeError::Abandoned);
+            }
+        }
+    }
+    seg.finish()
+}

@@ -1,0 +1,310 @@
+//! Where segments run: the orchestrator's placement state machine. Sans-IO and clock-free: every
+//! call that depends on time takes `now`, so tests drive it with simulated time.
+//!
+//! * A stream's first segment goes to the transcoder with the lowest load/capacity among those
+//!   with room; ties go to the larger absolute capacity, then the lower id. Later segments of the
+//!   stream stay there (warm sessions) unless it is gone or full.
+//! * Capacity and load come from the transcoders' live reports; the scheduler also counts the
+//!   tasks it placed, and uses the larger of the two.
+//! * A task whose transcoder disconnects or misses its deadline is retried elsewhere when no
+//!   result byte has reached the broadcaster yet, else it fails.
+#![forbid(unsafe_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+/// A transcoder, as the orchestrator numbers them.
+pub type TranscoderId = u64;
+/// A task (one attempt at one segment).
+pub type TaskId = u64;
+
+/// Default deadline of a task: max(8 s, 4 x the segment's duration).
+pub fn default_deadline(segment: Duration) -> Duration {
+    (segment * 4).max(Duration::from_secs(8))
+}
+
+#[derive(Debug, Clone)]
+struct Transcoder {
+    capacity: u32,
+    reported_load: u32,
+    tasks: u32,
+}
+
+impl Transcoder {
+    fn load(&self) -> u32 {
+        self.reported_load.max(self.tasks)
+    }
+    fn has_room(&self) -> bool {
+        self.load() < self.capacity
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Task {
+    stream: String,
+    transcoder: TranscoderId,
+    deadline: Instant,
+    result_started: bool,
+    attempts: u32,
+}
+
+/// What to do with a task whose transcoder failed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failover {
+    /// Nothing reached the broadcaster: run it again as `task` on `transcoder`.
+    Retry { task: TaskId, transcoder: TranscoderId },
+    /// Bytes were already sent, or no other transcoder has room: end it with an error.
+    Fail { reason: &'static str },
+}
+
+/// Why a segment cannot be placed now.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlaceError {
+    #[error("no transcoder is connected")]
+    NoTranscoders,
+    #[error("every transcoder is at capacity")]
+    AtCapacity,
+}
+
+/// The placement state machine. See the module documentation.
+#[derive(Debug)]
+pub struct Scheduler {
+    transcoders: BTreeMap<TranscoderId, Transcoder>,
+    affinity: HashMap<String, TranscoderId>,
+    tasks: HashMap<TaskId, Task>,
+    next_task: TaskId,
+    deadline: Duration,
+    max_attempts: u32,
+}
+
+impl Scheduler {
+    /// `deadline`: how long a task may run before it is failed over.
+    pub fn new(deadline: Duration) -> Scheduler {
+        Scheduler {
+            transcoders: BTreeMap::new(),
+            affinity: HashMap::new(),
+            tasks: HashMap::new(),
+            next_task: 1,
+            deadline,
+            max_attempts: 3,
+        }
+    }
+
+    /// A transcoder joined (or re-registered) with `capacity` sessions.
+    pub fn add_transcoder(&mut self, id: TranscoderId, capacity: u32) {
+        let tasks = self.tasks.values().filter(|t| t.transcoder == id).count() as u32;
+        self.transcoders.insert(id, Transcoder { capacity, reported_load: 0, tasks });
+    }
+
+    /// A live report from a transcoder.
+    pub fn report(&mut self, id: TranscoderId, capacity: u32, load: u32) {
+        if let Some(t) = self.transcoders.get_mut(&id) {
+            t.capacity = capacity;
+            t.reported_load = load;
+        }
+    }
+
+    /// Total (capacity, load) over connected transcoders.
+    pub fn totals(&self) -> (u32, u32) {
+        self.transcoders.values().fold((0, 0), |(c, l), t| (c + t.capacity, l + t.load()))
+    }
+
+    pub fn transcoders(&self) -> usize {
+        self.transcoders.len()
+    }
+
+    /// The transcoder a task runs on.
+    pub fn transcoder_of(&self, task: TaskId) -> Option<TranscoderId> {
+        self.tasks.get(&task).map(|t| t.transcoder)
+    }
+
+    fn pick(&self, stream: &str, exclude: Option<TranscoderId>) -> Result<TranscoderId, PlaceError> {
+        if self.transcoders.is_empty() {
+            return Err(PlaceError::NoTranscoders);
+        }
+        if let Some(&id) = self.affinity.get(stream)
+            && Some(id) != exclude
+            && self.transcoders.get(&id).is_some_and(Transcoder::has_room)
+        {
+            return Ok(id);
+        }
+        self.transcoders
+            .iter()
+            .filter(|(id, t)| Some(**id) != exclude && t.has_room())
+            .min_by(|(ia, a), (ib, b)| {
+                // load/capacity compared exactly: a.load * b.cap vs b.load * a.cap.
+                let ra = u64::from(a.load()) * u64::from(b.capacity);
+                let rb = u64::from(b.load()) * u64::from(a.capacity);
+                ra.cmp(&rb).then(b.capacity.cmp(&a.capacity)).then(ia.cmp(ib))
+            })
+            .map(|(id, _)| *id)
+            .ok_or(PlaceError::AtCapacity)
+    }
+
+    fn start(&mut self, stream: &str, transcoder: TranscoderId, attempts: u32, now: Instant) -> TaskId {
+        let id = self.next_task;
+        self.next_task += 1;
+        self.affinity.insert(stream.to_string(), transcoder);
+        if let Some(t) = self.transcoders.get_mut(&transcoder) {
+            t.tasks += 1;
+        }
+        let task = Task {
+            stream: stream.to_string(),
+            transcoder,
+            deadline: now + self.deadline,
+            result_started: false,
+            attempts,
+        };
+        self.tasks.insert(id, task);
+        id
+    }
+
+    /// Places a segment of `stream`.
+    pub fn place(&mut self, stream: &str, now: Instant) -> Result<(TaskId, TranscoderId), PlaceError> {
+        let t = self.pick(stream, None)?;
+        Ok((self.start(stream, t, 1, now), t))
+    }
+
+    /// The first result byte of `task` went to the broadcaster: it can no longer be retried.
+    pub fn result_started(&mut self, task: TaskId) {
+        if let Some(t) = self.tasks.get_mut(&task) {
+            t.result_started = true;
+        }
+    }
+
+    /// The task ended (successfully or with an error the broadcaster was told).
+    pub fn finish(&mut self, task: TaskId) {
+        if let Some(t) = self.tasks.remove(&task)
+            && let Some(tr) = self.transcoders.get_mut(&t.transcoder)
+        {
+            tr.tasks = tr.tasks.saturating_sub(1);
+        }
+    }
+
+    /// The task's transcoder failed it (disconnect, deadline, broken result stream).
+    pub fn fail(&mut self, task: TaskId, now: Instant) -> Failover {
+        let Some(t) = self.tasks.get(&task).cloned() else {
+            return Failover::Fail { reason: "unknown task" };
+        };
+        self.finish(task);
+        if t.result_started {
+            return Failover::Fail { reason: "result bytes were already sent" };
+        }
+        if t.attempts >= self.max_attempts {
+            return Failover::Fail { reason: "too many attempts" };
+        }
+        if self.affinity.get(&t.stream) == Some(&t.transcoder) {
+            self.affinity.remove(&t.stream);
+        }
+        match self.pick(&t.stream, Some(t.transcoder)) {
+            Ok(other) => Failover::Retry { task: self.start(&t.stream, other, t.attempts + 1, now), transcoder: other },
+            Err(_) => Failover::Fail { reason: "no other transcoder has room" },
+        }
+    }
+
+    /// A transcoder is gone: its tasks, each with its failover.
+    pub fn remove_transcoder(&mut self, id: TranscoderId, now: Instant) -> Vec<(TaskId, Failover)> {
+        self.transcoders.remove(&id);
+        self.affinity.retain(|_, t| *t != id);
+        let mut failed: Vec<TaskId> = self.tasks.iter().filter(|(_, t)| t.transcoder == id).map(|(k, _)| *k).collect();
+        failed.sort_unstable();
+        failed.into_iter().map(|task| (task, self.fail(task, now))).collect()
+    }
+
+    /// Tasks past their deadline, each with its failover.
+    pub fn expire(&mut self, now: Instant) -> Vec<(TaskId, Failover)> {
+        let mut late: Vec<TaskId> = self.tasks.iter().filter(|(_, t)| now >= t.deadline).map(|(k, _)| *k).collect();
+        late.sort_unstable();
+        late.into_iter().map(|task| (task, self.fail(task, now))).collect()
+    }
+
+    /// A stream ended: forget its affinity.
+    pub fn end_stream(&mut self, stream: &str) {
+        self.affinity.remove(stream);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn placement_prefers_lowest_relative_load_then_larger_capacity() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(secs(8));
+        assert_eq!(s.place("a", now), Err(PlaceError::NoTranscoders));
+        s.add_transcoder(1, 2);
+        s.add_transcoder(2, 8);
+        // Both idle: tie on 0/cap, the larger capacity wins.
+        assert_eq!(s.place("a", now).map(|p| p.1), Ok(2));
+        // 2 has 1/8, 1 has 0/2: transcoder 1 is relatively less loaded.
+        assert_eq!(s.place("b", now).map(|p| p.1), Ok(1));
+        // Live reports count: 2 reports 6/8 busy; 1 is 1/2: 0.5 < 0.75.
+        s.report(2, 8, 6);
+        assert_eq!(s.place("c", now).map(|p| p.1), Ok(1));
+        assert_eq!(s.totals(), (10, 8));
+    }
+
+    #[test]
+    fn affinity_keeps_a_stream_on_its_transcoder_until_full_or_gone() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(secs(8));
+        s.add_transcoder(1, 2);
+        s.add_transcoder(2, 2);
+        let (_, on) = s.place("live", now).expect("place");
+        // Another stream goes to the idle peer.
+        let (_, other_on) = s.place("other", now).expect("place");
+        assert_ne!(other_on, on);
+        // Both at 1/2: the stream returns to its transcoder (warm sessions), filling it.
+        let (_, again) = s.place("live", now).expect("place");
+        assert_eq!(again, on, "affinity");
+        // Its transcoder is full: the stream moves.
+        let (_, moved) = s.place("live", now).expect("place");
+        assert_ne!(moved, on);
+        // Everything full: refused at once.
+        assert_eq!(s.place("x", now), Err(PlaceError::AtCapacity));
+    }
+
+    #[test]
+    fn disconnect_retries_unstarted_tasks_and_fails_started_ones() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(secs(8));
+        s.add_transcoder(1, 4);
+        let (a, _) = s.place("a", now).expect("a");
+        let (b, _) = s.place("b", now).expect("b");
+        s.add_transcoder(2, 4);
+        s.result_started(b);
+        let out = s.remove_transcoder(1, now);
+        assert_eq!(out.len(), 2);
+        assert!(matches!(out[0], (t, Failover::Retry { transcoder: 2, .. }) if t == a));
+        assert_eq!(out[1], (b, Failover::Fail { reason: "result bytes were already sent" }));
+        assert_eq!(s.totals(), (4, 1));
+    }
+
+    #[test]
+    fn deadlines_fail_over_with_simulated_time() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(default_deadline(secs(2)));
+        s.add_transcoder(1, 1);
+        s.add_transcoder(2, 1);
+        let (a, on) = s.place("a", t0).expect("a");
+        assert!(s.expire(t0 + secs(7)).is_empty());
+        let out = s.expire(t0 + secs(8));
+        let [(task, Failover::Retry { task: retry, transcoder })] = &out[..] else { panic!("{out:?}") };
+        assert_eq!(*task, a);
+        assert_ne!(*transcoder, on);
+        // The retry has its own deadline, from when it started.
+        assert!(s.expire(t0 + secs(15)).is_empty());
+        let out = s.expire(t0 + secs(16));
+        assert_eq!(out[0].0, *retry);
+        // Third attempt is the last one.
+        let Failover::Retry { task: third, .. } = out[0].1 else { panic!("{out:?}") };
+        let out = s.expire(t0 + secs(24));
+        assert_eq!(out, vec![(third, Failover::Fail { reason: "too many attempts" })]);
+        assert_eq!(s.totals(), (2, 0));
+    }
+}

@@ -1,0 +1,246 @@
+//! A remote transcoder: dials out to its orchestrator (it may sit behind NAT), registers with
+//! its id, secret and capacity, and runs the tasks it is sent, all over one HTTP/2 connection.
+//!
+//! * `POST /v1/transcoders/link`: our request body carries live load reports, the response body
+//!   our tasks (JSON lines), for as long as the connection lives.
+//! * Per task: `GET /v1/tasks/{id}/input` streams the broadcaster's upload while it arrives; the
+//!   engine decodes it as it comes; `POST /v1/tasks/{id}/results` streams the records back.
+//! * The link is re-established with exponential backoff and jitter; a wrong secret or a
+//!   certificate that does not match the pin ends the transcoder with a clear error instead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::{Method, StatusCode};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use parking_lot::Mutex;
+use serde_json::json;
+use tokio::sync::{mpsc, watch};
+use zerohop_engine::Ladder;
+
+use crate::body::ChannelBody;
+use crate::client::{Client, ClientError, Transport};
+use crate::framing::{self, Kind, SEGMENT};
+use crate::node::TRANSCODER_ID_HEADER;
+use crate::relay::{InputBuf, Out, SessionSlot, run_local};
+
+/// Transcoder settings.
+#[derive(Debug, Clone)]
+pub struct TranscoderConfig {
+    pub orch_addr: String,
+    pub transport: Transport,
+    pub id: String,
+    pub secret: String,
+    /// Segments transcoded at once (advertised as capacity).
+    pub max_sessions: u32,
+}
+
+/// Why the transcoder stopped for good.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("the orchestrator refused transcoder id {id:?}: {message} (check --orch-secret-file)")]
+    BadSecret { id: String, message: String },
+    #[error("the orchestrator's certificate does not match --orch-cert-sha256; not connecting")]
+    CertificateMismatch,
+    #[error("the orchestrator does not accept remote transcoders: {0}")]
+    NotAccepted(String),
+}
+
+enum Attempt {
+    Stopped,
+    Lost(String),
+}
+
+/// Runs until `stop` turns true (then finishes running tasks) or a fatal error.
+pub async fn run(config: TranscoderConfig, mut stop: watch::Receiver<bool>) -> Result<(), LinkError> {
+    let sessions: Arc<Mutex<HashMap<String, SessionSlot>>> = Arc::default();
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let began = Instant::now();
+        match attempt(&config, &sessions, &mut stop).await? {
+            Attempt::Stopped => return Ok(()),
+            Attempt::Lost(why) => tracing::warn!(orch = %config.orch_addr, reason = %why, "link to orchestrator lost"),
+        }
+        if began.elapsed() > Duration::from_secs(30) {
+            backoff = Duration::from_millis(250);
+        }
+        // Full jitter: a random wait in [backoff/2, backoff].
+        let jitter = jitter_fraction();
+        let wait = backoff.mul_f64(0.5 + jitter / 2.0);
+        tracing::info!(wait_ms = wait.as_millis() as u64, "reconnecting");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return Ok(()),
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// A number in [0, 1) from the clock's low bits: enough to spread reconnects.
+fn jitter_fraction() -> f64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
+    f64::from(nanos.wrapping_mul(2_654_435_761) % 1_000_000) / 1_000_000.0
+}
+
+async fn attempt(
+    config: &TranscoderConfig,
+    sessions: &Arc<Mutex<HashMap<String, SessionSlot>>>,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<Attempt, LinkError> {
+    let client = match Client::connect(&config.orch_addr, &config.transport, None).await {
+        Ok(c) => Arc::new(c),
+        Err(ClientError::CertificateMismatch) => return Err(LinkError::CertificateMismatch),
+        Err(e) => return Ok(Attempt::Lost(e.to_string())),
+    };
+    let load = Arc::new(AtomicU32::new(0));
+    let (report_tx, report_body) = ChannelBody::channel(16);
+    let report = |load: u32| {
+        let line =
+            json!({"capacity": config.max_sessions, "load": load, "backend": "cpu", "gpus": []}).to_string() + "\n";
+        Ok(Frame::data(Bytes::from(line)))
+    };
+    let _ = report_tx.try_send(report(0));
+    let req = client
+        .request(Method::POST, "/v1/transcoders/link")
+        .header(TRANSCODER_ID_HEADER, &config.id)
+        .header(http::header::AUTHORIZATION, format!("Bearer {}", config.secret))
+        .header("zerohop-capacity", config.max_sessions)
+        .body(report_body);
+    let Ok(req) = req else { return Ok(Attempt::Lost("bad request".into())) };
+    let resp = match client.send(req).await {
+        Ok(r) => r,
+        Err(e) => return Ok(Attempt::Lost(e.to_string())),
+    };
+    match resp.status() {
+        StatusCode::OK => {}
+        StatusCode::UNAUTHORIZED => {
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let message = String::from_utf8_lossy(&body).into_owned();
+            return Err(LinkError::BadSecret { id: config.id.clone(), message });
+        }
+        StatusCode::FORBIDDEN => return Err(LinkError::NotAccepted("403".into())),
+        s => return Ok(Attempt::Lost(format!("link refused with {s}"))),
+    }
+    tracing::info!(orch = %config.orch_addr, id = %config.id, capacity = config.max_sessions, "registered with orchestrator");
+    let (load_tx, mut load_rx) = mpsc::unbounded_channel::<u32>();
+    let reporter = tokio::spawn(async move {
+        while let Some(l) = load_rx.recv().await {
+            let line = json!({"load": l}).to_string() + "\n";
+            if report_tx.send(Ok(Frame::data(Bytes::from(line)))).await.is_err() {
+                break;
+            }
+        }
+    });
+    let mut tasks = resp.into_body();
+    let mut buf = BytesMut::new();
+    let result = loop {
+        let frame = tokio::select! {
+            f = tasks.frame() => f,
+            _ = stop.changed() => break Attempt::Stopped,
+        };
+        let data = match frame {
+            Some(Ok(f)) => match f.into_data() {
+                Ok(d) => d,
+                Err(_) => continue,
+            },
+            Some(Err(e)) => break Attempt::Lost(e.to_string()),
+            None => break Attempt::Lost("the orchestrator closed the link".into()),
+        };
+        buf.extend_from_slice(&data);
+        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
+            let line = buf.split_to(nl + 1);
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
+            let (Some(task), Some(stream)) = (v["task"].as_u64(), v["stream"].as_str()) else { continue };
+            let ladder = match v["profiles"].as_str().map(Ladder::from_json) {
+                Some(Ok(l)) => l,
+                _ => continue,
+            };
+            let slot = sessions.lock().entry(stream.to_string()).or_default().clone();
+            let (client, config, load, load_tx) = (client.clone(), config.clone(), load.clone(), load_tx.clone());
+            tokio::spawn(async move {
+                let _ = load_tx.send(load.fetch_add(1, Ordering::AcqRel) + 1);
+                if let Err(e) = run_task(&client, &config, task, slot, ladder).await {
+                    tracing::warn!(task, error = %e, "task failed on this transcoder");
+                }
+                let _ = load_tx.send(load.fetch_sub(1, Ordering::AcqRel) - 1);
+            });
+        }
+    };
+    if matches!(result, Attempt::Stopped) {
+        // Drain: finish what we have, then leave.
+        while load.load(Ordering::Acquire) > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    reporter.abort();
+    Ok(result)
+}
+
+async fn run_task(
+    client: &Client,
+    config: &TranscoderConfig,
+    task: u64,
+    slot: SessionSlot,
+    ladder: Ladder,
+) -> Result<(), String> {
+    let auth = format!("Bearer {}", config.secret);
+    let req = client
+        .request(Method::GET, &format!("/v1/tasks/{task}/input"))
+        .header(TRANSCODER_ID_HEADER, &config.id)
+        .header(http::header::AUTHORIZATION, &auth)
+        .body(ChannelBody::empty())
+        .map_err(|e| e.to_string())?;
+    let resp = client.send(req).await.map_err(|e| e.to_string())?;
+    if resp.status() != StatusCode::OK {
+        return Err(format!("input refused with {}", resp.status()));
+    }
+    // Input as it arrives -> engine.
+    let input = InputBuf::new();
+    let feed = input.clone();
+    let mut body = resp.into_body();
+    tokio::spawn(async move {
+        loop {
+            match body.frame().await {
+                Some(Ok(f)) => {
+                    if let Ok(d) = f.into_data() {
+                        feed.push(d);
+                    }
+                }
+                Some(Err(e)) => return feed.end(Err(format!("input broke off: {e}"))),
+                None => return feed.end(Ok(())),
+            }
+        }
+    });
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
+    let engine_input = input.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = run_local(&slot, ladder, &engine_input, &out_tx);
+    });
+    // Engine -> result records, streamed.
+    let (tx, results) = ChannelBody::channel(32);
+    let req = client
+        .request(Method::POST, &format!("/v1/tasks/{task}/results"))
+        .header(TRANSCODER_ID_HEADER, &config.id)
+        .header(http::header::AUTHORIZATION, &auth)
+        .body(results)
+        .map_err(|e| e.to_string())?;
+    let forward = tokio::spawn(async move {
+        let start = framing::record(Kind::Start, SEGMENT, json!({"task": task}).to_string().as_bytes());
+        if tx.send(Ok(Frame::data(start))).await.is_err() {
+            return;
+        }
+        while let Some(o) = out_rx.recv().await {
+            let end = matches!(o, Out::End { .. });
+            if tx.send(Ok(Frame::data(o.to_record()))).await.is_err() || end {
+                return;
+            }
+        }
+    });
+    let resp = client.send(req).await.map_err(|e| e.to_string())?;
+    let _ = forward.await;
+    if resp.status() == StatusCode::OK { Ok(()) } else { Err(format!("results refused with {}", resp.status())) }
+}

@@ -1,0 +1,182 @@
+//! Split mode on loopback with TLS: an orchestrator with no local engine and remote transcoders
+//! that dial in, each on its own runtime so it can be killed like a process.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use zerohop_control::framing::Kind;
+use zerohop_control::node::TranscoderSecrets;
+use zerohop_control::tls::{self, Trust};
+use zerohop_control::transcoder::{self, LinkError, TranscoderConfig};
+use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
+use zerohop_engine::probe::decode_video;
+use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
+
+const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
+const SECRET: &str = "correct horse battery staple";
+
+fn fixture(name: &str) -> Bytes {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name);
+    Bytes::from(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+}
+
+fn local(data: Bytes) -> Vec<Vec<u8>> {
+    let ladder: Ladder = LADDER.parse().expect("ladder");
+    let mut s = Session::open(SessionConfig::new(ladder.clone())).expect("session");
+    let sinks: Vec<MemorySink> = (0..ladder.len()).map(|_| MemorySink::new()).collect();
+    s.transcode(data, sinks.iter().map(|m| Box::new(m.clone()) as Box<dyn RenditionSink>).collect()).expect("local");
+    sinks.iter().map(MemorySink::take).collect()
+}
+
+async fn orchestrator() -> (Node, String) {
+    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
+    let fp = identity.fingerprint();
+    let mut cfg =
+        NodeConfig::new("127.0.0.1:0".parse().expect("addr"), Some(tls::server_config(identity).expect("tls")));
+    cfg.max_sessions = 0; // no local engine: every segment goes to a remote transcoder
+    cfg.transcoders = TranscoderSecrets::parse_file(&format!("t-a {SECRET}\nt-b {SECRET}\n# t-c revoked\n"));
+    (Node::start(cfg).await.expect("node"), fp)
+}
+
+fn transport(fp: &str) -> Transport {
+    Transport::Tls { trust: Trust::Pin(fp.to_string()), server_name: "localhost".into() }
+}
+
+/// A transcoder on its own runtime; `shutdown_background` kills it like a process.
+fn spawn_transcoder(
+    node: &Node,
+    fp: &str,
+    id: &str,
+    secret: &str,
+) -> (tokio::runtime::Runtime, tokio::task::JoinHandle<Result<(), LinkError>>) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let cfg = TranscoderConfig {
+        orch_addr: node.local_addr().to_string(),
+        transport: transport(fp),
+        id: id.into(),
+        secret: secret.into(),
+        max_sessions: 1,
+    };
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    let h = rt.spawn(async move {
+        let _keep = _stop_tx;
+        transcoder::run(cfg, stop).await
+    });
+    (rt, h)
+}
+
+async fn push(
+    c: &mut Client,
+    seq: u64,
+    up: Upload,
+    on_chunk: impl Fn(),
+) -> Result<(PushOutcome, BTreeMap<u8, Vec<u8>>), ClientError> {
+    let mut outs: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    let o = c
+        .push("live", seq, Some(LADDER), up, |r| {
+            if r.kind == Kind::Chunk {
+                on_chunk();
+                outs.entry(r.rendition).or_default().extend_from_slice(&r.payload);
+            }
+        })
+        .await?;
+    Ok((o, outs))
+}
+
+/// Pushes until a transcoder has registered (503 "no transcoder" before that).
+async fn push_when_ready(c: &mut Client, seq: u64, data: Bytes) -> (PushOutcome, BTreeMap<u8, Vec<u8>>) {
+    for _ in 0..100 {
+        match push(c, seq, Upload::Full(data.clone()), || {}).await {
+            Err(ClientError::Status { status, .. }) if status == http::StatusCode::SERVICE_UNAVAILABLE => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other.expect("push"),
+        }
+    }
+    panic!("no transcoder registered within 5 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
+    let (node, fp) = orchestrator().await;
+    let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
+
+    // A wrong secret and a revoked id end the transcoder with a clear error, no retry loop.
+    for (id, secret) in [("t-a", "wrong"), ("t-c", SECRET)] {
+        let (rt, h) = spawn_transcoder(&node, &fp, id, secret);
+        let r = tokio::time::timeout(Duration::from_secs(10), h).await.expect("no retry loop").expect("join");
+        assert!(matches!(r, Err(LinkError::BadSecret { .. })), "{id}: {r:?}");
+        rt.shutdown_background();
+    }
+    // A certificate that does not match the pin: refused, no retry loop.
+    let (rt, h) = spawn_transcoder(&node, &tls::self_signed(&["x".into()]).expect("c").fingerprint(), "t-a", SECRET);
+    let r = tokio::time::timeout(Duration::from_secs(10), h).await.expect("no retry loop").expect("join");
+    assert!(matches!(r, Err(LinkError::CertificateMismatch)), "{r:?}");
+    rt.shutdown_background();
+
+    // Through a remote transcoder: byte-identical to the engine run locally.
+    let (rt_a, _a) = spawn_transcoder(&node, &fp, "t-a", SECRET);
+    let input = fixture("h264_720p30_main_slices_aac.ts");
+    let (o, outs) = push_when_ready(&mut c, 0, input.clone()).await;
+    assert!(o.ok(), "{o:?}");
+    let expected = local(input.clone());
+    for (i, bytes) in &outs {
+        assert!(bytes == &expected[usize::from(*i)], "rendition {i} differs from the local engine output");
+    }
+
+    // Kill the transcoder before any result byte was sent: the segment completes on another.
+    let (rt_b, _b) = spawn_transcoder(&node, &fp, "t-b", SECRET);
+    tokio::time::sleep(Duration::from_millis(300)).await; // t-b registers
+    // A slow upload (a few KB per 50 ms) keeps the first picture from completing for a while.
+    let slow = Upload::Paced { data: input.clone(), piece: 2048, interval: Duration::from_millis(50) };
+    let pusher = {
+        let addr = node.local_addr().to_string();
+        let fp = fp.clone();
+        tokio::spawn(async move {
+            let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+            push(&mut c, 1, slow, || {}).await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Stream affinity put `live` on t-a; kill it like a process.
+    rt_a.shutdown_background();
+    let (o, outs) = pusher.await.expect("join").expect("push completes on the other transcoder");
+    assert!(o.ok(), "{o:?}");
+    for (i, bytes) in &outs {
+        assert!(bytes == &expected[usize::from(*i)], "retried rendition {i} must be complete and identical");
+        assert_eq!(decode_video(bytes).expect("decode").len(), 30);
+    }
+    let (_, metrics) = c.get("/metrics").await.expect("metrics");
+    let metrics = String::from_utf8_lossy(&metrics).into_owned();
+    assert!(metrics.contains("zerohop_segment_retries_total 1"), "the segment was retried: {metrics}");
+
+    // Kill the transcoder after result bytes were sent: an error record, never truncated output
+    // passed off as complete.
+    let (killed_tx, killed_rx) = std::sync::mpsc::channel::<()>();
+    let rt_b = std::sync::Arc::new(parking_lot::Mutex::new(Some(rt_b)));
+    let killer = rt_b.clone();
+    let slow = Upload::Paced { data: input.clone(), piece: 8192, interval: Duration::from_millis(40) };
+    let r = push(&mut c, 2, slow, move || {
+        if let Some(rt) = killer.lock().take() {
+            rt.shutdown_background();
+            let _ = killed_tx.send(());
+        }
+    })
+    .await;
+    assert!(killed_rx.try_recv().is_ok(), "the transcoder was killed after the first chunk");
+    match r {
+        Ok((o, _)) => {
+            assert!(!o.ok());
+            let code = o.trailers.as_ref().and_then(|t| t.get("zerohop-error-code")).and_then(|v| v.to_str().ok());
+            assert_eq!(code, Some("transcoder_lost"), "{o:?}");
+        }
+        Err(e) => panic!("expected an in-band error, got {e}"),
+    }
+    // The orchestrator keeps serving once a transcoder is back.
+    let (rt_c, _c) = spawn_transcoder(&node, &fp, "t-a", SECRET);
+    let (o, _) = push_when_ready(&mut c, 3, fixture("h264_360p25_baseline_noaudio.ts")).await;
+    assert!(o.ok());
+    rt_c.shutdown_background();
+    node.shutdown().await;
+}
