@@ -1,5 +1,6 @@
 //! The `zerohop` command line.
 
+mod bench_cmd;
 mod node_cmd;
 
 use std::fs::File;
@@ -65,8 +66,16 @@ enum Command {
     Probe { input: PathBuf },
     /// List the profile presets.
     Presets,
-    /// Run a combined node: orchestrator with an in-process transcoder, HTTP/2 over TLS.
-    Combined(node_cmd::CombinedArgs),
+    /// Run a combined node: orchestrator with an in-process transcoder (remote transcoders may
+    /// join), HTTP/2 over TLS.
+    Combined(node_cmd::NodeArgs),
+    /// Run an orchestrator: takes segments from broadcasters, runs them on remote transcoders.
+    Orchestrator(node_cmd::NodeArgs),
+    /// Measure: engine alone, combined node and split node (over loopback HTTP/2 + TLS):
+    /// TTFB, TTLB, real-time ratio and the split/combined TTLB ratio.
+    Bench(bench_cmd::BenchArgs),
+    /// Run a transcoder that dials out to its orchestrator (works behind NAT).
+    Transcoder(node_cmd::TranscoderArgs),
     /// Push segments to a node and write the renditions as they stream back.
     Push(node_cmd::PushArgs),
     /// Start a combined node on loopback, push the bundled segments through it over HTTP/2 + TLS,
@@ -105,6 +114,9 @@ fn main() -> ExitCode {
         }
         Command::Probe { input } => probe_cmd(&input),
         Command::Combined(a) => node_cmd::combined(a),
+        Command::Orchestrator(a) => node_cmd::orchestrator(a),
+        Command::Bench(a) => bench_cmd::bench(a),
+        Command::Transcoder(a) => node_cmd::transcoder(a),
         Command::Push(a) => node_cmd::push(a),
         Command::Demo { out } => node_cmd::demo(out),
         Command::Presets => {

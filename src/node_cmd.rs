@@ -15,9 +15,9 @@ use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
 use zerohop_engine::Ladder;
 
-/// Options of `zerohop combined`.
+/// Options of `zerohop combined` and `zerohop orchestrator`.
 #[derive(Debug, clap::Args)]
-pub struct CombinedArgs {
+pub struct NodeArgs {
     /// Address to serve broadcasters on (HTTP/2 over TLS).
     #[arg(long, default_value = "127.0.0.1:8935")]
     pub service_addr: SocketAddr,
@@ -32,9 +32,19 @@ pub struct CombinedArgs {
     /// Serve cleartext HTTP/2 (prior knowledge) instead of TLS. For labs and tests only.
     #[arg(long)]
     pub insecure_h2c: bool,
-    /// Segments transcoded at once; more get 503 + Retry-After.
-    #[arg(long, default_value_t = 2)]
-    pub max_sessions: usize,
+    /// Segments the in-process engine transcodes at once (default: 2 for `combined`, 0 for
+    /// `orchestrator`, which then uses remote transcoders only). Beyond all capacity: 503.
+    #[arg(long)]
+    pub max_sessions: Option<usize>,
+    /// Shared secret remote transcoders present (file; or env ZEROHOP_ORCH_SECRET).
+    #[arg(long)]
+    pub orch_secret_file: Option<PathBuf>,
+    /// Per-transcoder secrets: lines of `id secret` (remove a line to revoke one transcoder).
+    #[arg(long)]
+    pub transcoder_secrets: Option<PathBuf>,
+    /// How long a remote transcoder may take for a segment before it is failed over.
+    #[arg(long, default_value = "8", value_name = "SECONDS")]
+    pub task_deadline: f64,
     /// Default ladder for segments that name none (presets or JSON).
     #[arg(short, long)]
     pub profiles: Option<String>,
@@ -91,8 +101,104 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
-pub fn combined(a: CombinedArgs) -> Result<ExitCode> {
+/// Options of `zerohop transcoder`.
+#[derive(Debug, clap::Args)]
+pub struct TranscoderArgs {
+    /// The orchestrator, HOST:PORT.
+    #[arg(long)]
+    pub orch_addr: String,
+    /// File holding this transcoder's secret (or env ZEROHOP_ORCH_SECRET). Never on the command line.
+    #[arg(long)]
+    pub orch_secret_file: Option<PathBuf>,
+    /// This transcoder's id (default: the host name).
+    #[arg(long)]
+    pub transcoder_id: Option<String>,
+    /// Segments transcoded at once (advertised capacity).
+    #[arg(long, default_value_t = 2)]
+    pub max_sessions: u32,
+    /// Trust the orchestrator whose certificate has this SHA-256.
+    #[arg(long, conflicts_with_all = ["ca_file", "insecure_h2c"])]
+    pub orch_cert_sha256: Option<String>,
+    /// Trust orchestrators whose certificate chains to a CA in this PEM file.
+    #[arg(long, conflicts_with = "insecure_h2c")]
+    pub ca_file: Option<PathBuf>,
+    /// Cleartext HTTP/2 (the orchestrator runs with --insecure-h2c).
+    #[arg(long)]
+    pub insecure_h2c: bool,
+}
+
+fn trust(fp: &Option<String>, ca: &Option<PathBuf>, h2c: bool, host: String) -> Result<Transport> {
+    Ok(if h2c {
+        Transport::H2c
+    } else if let Some(fp) = fp {
+        Transport::Tls { trust: Trust::Pin(fp.clone()), server_name: host }
+    } else if let Some(ca) = ca {
+        Transport::Tls { trust: Trust::CaFile(ca.clone()), server_name: host }
+    } else {
+        bail!(
+            "say how to trust the node: --orch-cert-sha256 FINGERPRINT (printed by the node), --ca-file FILE, or --insecure-h2c"
+        );
+    })
+}
+
+fn host_of(addr: &str) -> String {
+    addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']).to_string()
+}
+
+pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
     init_logs();
+    let secret = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
+        .with_context(|| format!("reading {:?}", a.orch_secret_file))?
+        .context("no secret: give --orch-secret-file FILE or set ZEROHOP_ORCH_SECRET")?;
+    let transport = trust(&a.orch_cert_sha256, &a.ca_file, a.insecure_h2c, host_of(&a.orch_addr))?;
+    let id = a.transcoder_id.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "transcoder".into())
+    });
+    let config = zerohop_control::transcoder::TranscoderConfig {
+        orch_addr: a.orch_addr.clone(),
+        transport,
+        id,
+        secret,
+        max_sessions: a.max_sessions.max(1),
+    };
+    let rt = runtime()?;
+    rt.block_on(async move {
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            eprintln!("stopping: finishing the tasks in progress, then leaving");
+            let _ = stop_tx.send(true);
+        });
+        eprintln!("transcoder dialling {} ({} sessions)", a.orch_addr, a.max_sessions);
+        zerohop_control::transcoder::run(config, stop).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn orchestrator(a: NodeArgs) -> Result<ExitCode> {
+    serve_node(a, 0, "orchestrator")
+}
+
+pub fn combined(a: NodeArgs) -> Result<ExitCode> {
+    serve_node(a, 2, "combined node")
+}
+
+fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCode> {
+    init_logs();
+    let max_sessions = a.max_sessions.unwrap_or(default_sessions);
+    let mut secrets = zerohop_control::node::TranscoderSecrets::default();
+    if let Some(f) = &a.transcoder_secrets {
+        secrets = zerohop_control::node::TranscoderSecrets::parse_file(
+            &std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
+        );
+    }
+    secrets.shared = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
+        .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
+    if max_sessions == 0 && secrets.shared.is_none() && secrets.per_id.is_empty() {
+        bail!(
+            "an orchestrator without a local engine needs transcoders: give --orch-secret-file or --transcoder-secrets"
+        );
+    }
     let ladder = match &a.profiles {
         Some(p) => p.parse::<Ladder>()?,
         None => Ladder::default_ladder(),
@@ -120,19 +226,17 @@ pub fn combined(a: CombinedArgs) -> Result<ExitCode> {
     let rt = runtime()?;
     rt.block_on(async move {
         let mut cfg = NodeConfig::new(a.service_addr, tls);
-        cfg.max_sessions = a.max_sessions.max(1);
+        cfg.max_sessions = max_sessions;
         cfg.default_ladder = ladder;
         cfg.token = token;
+        cfg.transcoders = secrets;
+        cfg.task_deadline = Duration::from_secs_f64(a.task_deadline.clamp(1.0, 3600.0));
         let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;
         if let Some(m) = a.metrics_addr {
             let bound = zerohop_control::metrics::serve(m).await.with_context(|| format!("metrics on {m}"))?;
             eprintln!("metrics: http://{bound}/metrics");
         }
-        eprintln!(
-            "combined node serving on {} ({} sessions); Ctrl-C or SIGTERM to stop",
-            node.local_addr(),
-            a.max_sessions
-        );
+        eprintln!("{what} serving on {} ({max_sessions} local sessions); Ctrl-C or SIGTERM to stop", node.local_addr());
         shutdown_signal().await;
         eprintln!("stopping: no new connections; segments in progress finish");
         node.shutdown().await;
@@ -269,18 +373,12 @@ fn summary(results: &[Pushed], out: &Path) -> ExitCode {
 
 pub fn push(a: PushArgs) -> Result<ExitCode> {
     let token = zerohop_control::secret::load(a.token_file.as_deref(), "ZEROHOP_TOKEN")?;
-    let host = a.orch.rsplit_once(':').map_or(a.orch.as_str(), |(h, _)| h).trim_matches(['[', ']']).to_string();
-    let transport = if a.insecure_h2c {
-        Transport::H2c
-    } else if let Some(fp) = &a.orch_cert_sha256 {
-        Transport::Tls { trust: Trust::Pin(fp.clone()), server_name: a.server_name.clone().unwrap_or(host) }
-    } else if let Some(ca) = &a.ca_file {
-        Transport::Tls { trust: Trust::CaFile(ca.clone()), server_name: a.server_name.clone().unwrap_or(host) }
-    } else {
-        bail!(
-            "say how to trust the node: --orch-cert-sha256 FINGERPRINT (printed by the node), --ca-file FILE, or --insecure-h2c"
-        );
-    };
+    let transport = trust(
+        &a.orch_cert_sha256,
+        &a.ca_file,
+        a.insecure_h2c,
+        a.server_name.clone().unwrap_or_else(|| host_of(&a.orch)),
+    )?;
     let segments = a
         .inputs
         .iter()

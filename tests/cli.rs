@@ -95,3 +95,20 @@ fn demo_runs_a_combined_node_and_pushes_the_bundled_segments() {
     }
     let _ = std::fs::remove_dir_all(&out);
 }
+
+#[test]
+fn transcoder_with_a_wrong_secret_and_push_without_trust_fail_clearly() {
+    // No secret at all: refused before dialling.
+    let o = zerohop()
+        .args(["transcoder", "--orch-addr", "127.0.0.1:9", "--orch-cert-sha256"])
+        .arg("0".repeat(64))
+        .env_remove("ZEROHOP_ORCH_SECRET")
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no secret"), "{}", String::from_utf8_lossy(&o.stderr));
+    // push without saying how to trust the node.
+    let o = zerohop().arg("push").arg(fixture_path("stream_seq0.ts")).output().expect("run");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--orch-cert-sha256"));
+}

@@ -1,0 +1,292 @@
+//! `zerohop bench`: the figures that show what the hop costs. The same segments go through the
+//! engine alone, a combined node, and an orchestrator with a remote transcoder (both over real
+//! loopback HTTP/2 with TLS), and the tool reports time to first and last byte and their ratio.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use serde_json::json;
+use zerohop_control::node::TranscoderSecrets;
+use zerohop_control::tls::{self, Trust};
+use zerohop_control::transcoder::{self, TranscoderConfig};
+use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
+use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
+
+const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/h264_1080p30_high_bframes_aac.ts");
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// Segments (default: the bundled 2 s 1080p30 sample).
+    pub inputs: Vec<PathBuf>,
+    /// The ladder (default: 720p/480p/360p of the common ladder).
+    #[arg(short, long)]
+    pub profiles: Option<String>,
+    /// Times each segment goes through each mode.
+    #[arg(long, default_value_t = 5)]
+    pub repeat: usize,
+    /// Upload at the pace of a live encoder (the segment's bytes spread over its duration)
+    /// instead of as fast as possible.
+    #[arg(long)]
+    pub live: bool,
+    /// Also measure relay throughput: this many MiB through the orchestrator to a transcoder.
+    #[arg(long, default_value_t = 0)]
+    pub relay_mib: usize,
+    /// Write a machine-readable report here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Sample {
+    ttfb: Duration,
+    ttlb: Duration,
+}
+
+fn pct(v: &mut [Duration], p: f64) -> Duration {
+    v.sort_unstable();
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn upload(data: &Bytes, live: bool, media: Duration) -> Upload {
+    if live {
+        // 50 pieces over the segment's duration, as a live encoder would produce them.
+        let piece = data.len().div_ceil(50);
+        Upload::Paced { data: data.clone(), piece, interval: media / 50 }
+    } else {
+        Upload::Full(data.clone())
+    }
+}
+
+pub fn bench(a: BenchArgs) -> Result<ExitCode> {
+    let ladder: Ladder = match &a.profiles {
+        Some(p) => p.parse()?,
+        None => Ladder::from_json(
+            r#"[{"name":"720p","width":1280,"height":720,"bitrate":3000000,"gop":1},
+                {"name":"480p","width":854,"height":480,"bitrate":1600000,"gop":1},
+                {"name":"360p","width":640,"height":360,"bitrate":800000,"gop":1}]"#,
+        )?,
+    };
+    let segments: Vec<(String, Bytes)> = if a.inputs.is_empty() {
+        vec![("sample_1080p30".into(), Bytes::from_static(SAMPLE))]
+    } else {
+        a.inputs
+            .iter()
+            .map(|p| {
+                Ok((
+                    p.display().to_string(),
+                    Bytes::from(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+                ))
+            })
+            .collect::<Result<_>>()?
+    };
+    // Engine alone (also gives each segment's media duration).
+    let mut engine = Vec::new();
+    let mut media = Vec::new();
+    let mut session = Session::open(SessionConfig::new(ladder.clone()))?;
+    for (_, data) in &segments {
+        for _ in 0..a.repeat {
+            let sinks = (0..ladder.len()).map(|_| Box::new(MemorySink::new()) as Box<dyn RenditionSink>).collect();
+            let r = session.transcode(data.clone(), sinks)?;
+            engine.push(r.wall_time);
+            media.push(r.media_duration);
+        }
+    }
+    drop(session);
+    let media_total: Duration = media.iter().sum();
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let (combined, split, relay) = rt.block_on(async {
+        let identity = tls::self_signed(&["localhost".into()])?;
+        let fp = identity.fingerprint();
+        let transport = Transport::Tls { trust: Trust::Pin(fp.clone()), server_name: "localhost".into() };
+        let server = tls::server_config(identity)?;
+        // Combined node.
+        let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, Some(server.clone()));
+        cfg.default_ladder = ladder.clone();
+        let node = Node::start(cfg).await?;
+        let combined = run_mode(&node, &transport, &segments, &media, a.repeat, a.live).await?;
+        node.shutdown().await;
+        // Orchestrator + one remote transcoder.
+        let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, Some(server));
+        cfg.default_ladder = ladder.clone();
+        cfg.max_sessions = 0;
+        cfg.transcoders = TranscoderSecrets { shared: Some("bench".into()), ..Default::default() };
+        let orch = Node::start(cfg).await?;
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let t = tokio::spawn(transcoder::run(
+            TranscoderConfig {
+                orch_addr: orch.local_addr().to_string(),
+                transport: transport.clone(),
+                id: "bench".into(),
+                secret: "bench".into(),
+                max_sessions: 2,
+            },
+            stop,
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let split = run_mode(&orch, &transport, &segments, &media, a.repeat, a.live).await?;
+        let _ = stop_tx.send(true);
+        let _ = t.await;
+        orch.shutdown().await;
+        let relay = if a.relay_mib > 0 { Some(relay_throughput(&transport, a.relay_mib).await?) } else { None };
+        Ok::<_, anyhow::Error>((combined, split, relay))
+    })?;
+    let report = |name: &str, s: &[Sample]| {
+        let mut f: Vec<Duration> = s.iter().map(|x| x.ttfb).collect();
+        let mut l: Vec<Duration> = s.iter().map(|x| x.ttlb).collect();
+        let total: Duration = l.iter().sum();
+        let row = json!({"mode": name, "ttfb_ms": {"p50": ms(pct(&mut f, 0.5)), "p95": ms(pct(&mut f, 0.95)), "p99": ms(pct(&mut f, 0.99))},
+                         "ttlb_ms": {"p50": ms(pct(&mut l, 0.5)), "p95": ms(pct(&mut l, 0.95)), "p99": ms(pct(&mut l, 0.99))},
+                         "realtime_ratio": total.as_secs_f64() / media_total.as_secs_f64()});
+        println!(
+            "{name:<10} TTFB p50 {:>7.1} ms p95 {:>7.1} ms   TTLB p50 {:>7.1} ms p95 {:>7.1} ms   real-time ratio {:.3}",
+            row["ttfb_ms"]["p50"].as_f64().unwrap_or(0.0),
+            row["ttfb_ms"]["p95"].as_f64().unwrap_or(0.0),
+            row["ttlb_ms"]["p50"].as_f64().unwrap_or(0.0),
+            row["ttlb_ms"]["p95"].as_f64().unwrap_or(0.0),
+            row["realtime_ratio"].as_f64().unwrap_or(0.0)
+        );
+        row
+    };
+    println!(
+        "{} segment(s) x {} runs, ladder {}, {} upload, HTTP/2 + TLS on loopback",
+        segments.len(),
+        a.repeat,
+        ladder.profiles().iter().map(|p| p.name.as_str()).collect::<Vec<_>>().join("/"),
+        if a.live { "live-paced" } else { "full-speed" }
+    );
+    let mut e = engine.clone();
+    println!("{:<10} transcode p50 {:>7.1} ms (no network)", "engine", ms(pct(&mut e, 0.5)));
+    let c = report("combined", &combined);
+    let s = report("split", &split);
+    let ratio = s["ttlb_ms"]["p50"].as_f64().unwrap_or(0.0) / c["ttlb_ms"]["p50"].as_f64().unwrap_or(1.0);
+    println!("split / combined TTLB (p50): {ratio:.3}");
+    if let Some((gbps, cpu)) = relay {
+        println!(
+            "relay: {} MiB broadcaster -> orchestrator -> transcoder at {gbps:.2} GB/s, {cpu:.2} cores busy (whole process)",
+            a.relay_mib
+        );
+    }
+    if let Some(path) = &a.json {
+        let doc = json!({"segments": segments.iter().map(|s| &s.0).collect::<Vec<_>>(), "repeat": a.repeat, "live": a.live,
+                         "engine_ms_p50": ms(pct(&mut e, 0.5)), "combined": c, "split": s, "split_over_combined_ttlb": ratio,
+                         "relay": relay.map(|(gbps, cores)| json!({"mib": a.relay_mib, "gb_per_s": gbps, "cores": cores}))});
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_mode(
+    node: &Node,
+    transport: &Transport,
+    segments: &[(String, Bytes)],
+    media: &[Duration],
+    repeat: usize,
+    live: bool,
+) -> Result<Vec<Sample>> {
+    let mut client = Client::connect(&node.local_addr().to_string(), transport, None).await?;
+    let mut out = Vec::new();
+    let mut seq = 0;
+    for (i, (_, data)) in segments.iter().enumerate() {
+        for _ in 0..repeat {
+            let started = Instant::now();
+            let o = client.push("bench", seq, None, upload(data, live, media[i * repeat]), |_| {}).await?;
+            anyhow::ensure!(o.ok(), "segment failed: {:?}", o.errors);
+            out.push(Sample { ttfb: o.ttfb, ttlb: started.elapsed().min(o.ttlb) });
+            seq += 1;
+        }
+    }
+    Ok(out)
+}
+
+/// Process CPU time (user + system) from /proc, for the relay's core count.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
+    Duration::from_secs_f64(ticks as f64 / 100.0)
+}
+
+/// Bytes through the orchestrator's relay: a broadcaster uploads `mib` MiB (in 64 MiB segments)
+/// and a transcoder that only counts what it reads (no engine) answers each with an end record.
+/// Returns (GB/s, cores busy in this process, which holds all three parties).
+async fn relay_throughput(transport: &Transport, mib: usize) -> Result<(f64, f64)> {
+    use http_body_util::BodyExt;
+    use zerohop_control::body::ChannelBody;
+    use zerohop_control::framing::{self, Kind, SEGMENT};
+    let identity = tls::self_signed(&["localhost".into()])?;
+    let fp = identity.fingerprint();
+    let transport = match transport {
+        Transport::Tls { server_name, .. } => {
+            Transport::Tls { trust: Trust::Pin(fp), server_name: server_name.clone() }
+        }
+        Transport::H2c => Transport::H2c,
+    };
+    let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, Some(tls::server_config(identity)?));
+    cfg.max_sessions = 0;
+    cfg.max_segment_bytes = 64 << 20;
+    cfg.transcoders = TranscoderSecrets { shared: Some("relay".into()), ..Default::default() };
+    let orch = Node::start(cfg).await?;
+    let addr = orch.local_addr().to_string();
+    // The counting transcoder.
+    let t = Client::connect(&addr, &transport, None).await?;
+    let (_reports, report_body) = ChannelBody::channel(1);
+    let link = t
+        .request(http::Method::POST, "/v1/transcoders/link")
+        .header("zerohop-transcoder-id", "relay")
+        .header(http::header::AUTHORIZATION, "Bearer relay")
+        .header("zerohop-capacity", 1)
+        .body(report_body)?;
+    let mut tasks = t.send(link).await?.into_body();
+    let counter = tokio::spawn(async move {
+        let mut total = 0u64;
+        while let Some(Ok(frame)) = tasks.frame().await {
+            let Ok(line) = frame.into_data() else { continue };
+            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
+            let id = v["task"].as_u64().unwrap_or(0);
+            let get = t
+                .request(http::Method::GET, &format!("/v1/tasks/{id}/input"))
+                .header("zerohop-transcoder-id", "relay")
+                .header(http::header::AUTHORIZATION, "Bearer relay")
+                .body(ChannelBody::empty())?;
+            let mut input = t.send(get).await?.into_body();
+            while let Some(Ok(f)) = input.frame().await {
+                total += f.data_ref().map_or(0, |d| d.len() as u64);
+            }
+            let mut rec = bytes::BytesMut::new();
+            framing::encode(Kind::Chunk, 0, &[0x47; 188], &mut rec);
+            framing::encode(Kind::End, SEGMENT, br#"{"status":"ok"}"#, &mut rec);
+            let post = t
+                .request(http::Method::POST, &format!("/v1/tasks/{id}/results"))
+                .header("zerohop-transcoder-id", "relay")
+                .header(http::header::AUTHORIZATION, "Bearer relay")
+                .body(ChannelBody::full(rec.freeze()))?;
+            t.send(post).await?;
+        }
+        Ok::<u64, anyhow::Error>(total)
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut b = Client::connect(&addr, &transport, None).await?;
+    let segment = Bytes::from(vec![0x47u8; 64 << 20]);
+    let segments = mib.div_ceil(64);
+    let (cpu0, t0) = (cpu_time(), Instant::now());
+    for seq in 0..segments {
+        let o = b.push("relay", seq as u64, None, Upload::Full(segment.clone()), |_| {}).await?;
+        anyhow::ensure!(o.ok(), "relay segment failed: {o:?}");
+    }
+    let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
+    orch.shutdown().await;
+    counter.abort();
+    let bytes = (segments * segment.len()) as f64;
+    Ok((bytes / wall.as_secs_f64() / 1e9, cpu.as_secs_f64() / wall.as_secs_f64()))
+}
