@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 pub const SEGMENTS_RECEIVED: &str = "zerohop_segments_received_total";
 pub const SEGMENTS_TRANSCODED: &str = "zerohop_segments_transcoded_total";
 pub const SEGMENTS_FAILED: &str = "zerohop_segments_failed_total";
+pub const UPLOAD: &str = "zerohop_upload_seconds";
 pub const TTFB: &str = "zerohop_time_to_first_byte_seconds";
 pub const TTLB: &str = "zerohop_time_to_last_byte_seconds";
 pub const TRANSCODE: &str = "zerohop_transcode_seconds";
@@ -45,6 +46,7 @@ fn describe() {
     metrics::describe_counter!(SEGMENTS_RECEIVED, "Segments received from broadcasters.");
     metrics::describe_counter!(SEGMENTS_TRANSCODED, "Segments transcoded completely.");
     metrics::describe_counter!(SEGMENTS_FAILED, "Segments that failed, by reason (engine error code or refusal).");
+    metrics::describe_histogram!(UPLOAD, metrics::Unit::Seconds, "Request start to the last uploaded byte.");
     metrics::describe_histogram!(TTFB, metrics::Unit::Seconds, "Request start to first result byte.");
     metrics::describe_histogram!(TTLB, metrics::Unit::Seconds, "Request start to last result byte.");
     metrics::describe_histogram!(TRANSCODE, metrics::Unit::Seconds, "Engine time per segment.");

@@ -633,7 +633,10 @@ async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq:
                     upload.push(d);
                 }
                 Some(Err(e)) => return upload.end(Err(format!("upload failed: {e}"))),
-                None => return upload.end(Ok(())),
+                None => {
+                    metrics::histogram!(m::UPLOAD).record(received.elapsed().as_secs_f64());
+                    return upload.end(Ok(()));
+                }
             }
         }
     });

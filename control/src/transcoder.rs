@@ -50,6 +50,12 @@ pub enum LinkError {
     NotAccepted(String),
 }
 
+/// The transcoder's engine sessions per stream, with when each was last used.
+type Sessions = Arc<Mutex<HashMap<String, (SessionSlot, Instant)>>>;
+
+/// Sessions unused this long are closed (their stream ended or moved elsewhere).
+const SESSION_IDLE: Duration = Duration::from_secs(60);
+
 enum Attempt {
     Stopped,
     Lost(String),
@@ -57,7 +63,7 @@ enum Attempt {
 
 /// Runs until `stop` turns true (then finishes running tasks) or a fatal error.
 pub async fn run(config: TranscoderConfig, mut stop: watch::Receiver<bool>) -> Result<(), LinkError> {
-    let sessions: Arc<Mutex<HashMap<String, SessionSlot>>> = Arc::default();
+    let sessions: Sessions = Arc::default();
     let mut backoff = Duration::from_millis(250);
     loop {
         let began = Instant::now();
@@ -88,7 +94,7 @@ fn jitter_fraction() -> f64 {
 
 async fn attempt(
     config: &TranscoderConfig,
-    sessions: &Arc<Mutex<HashMap<String, SessionSlot>>>,
+    sessions: &Sessions,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Attempt, LinkError> {
     let client = match Client::connect(&config.orch_addr, &config.transport, None).await {
@@ -159,7 +165,14 @@ async fn attempt(
                 Some(Ok(l)) => l,
                 _ => continue,
             };
-            let slot = sessions.lock().entry(stream.to_string()).or_default().clone();
+            let slot = {
+                let mut map = sessions.lock();
+                // Close sessions of streams that stopped sending (not in use: one reference).
+                map.retain(|_, (slot, used)| used.elapsed() < SESSION_IDLE || Arc::strong_count(slot) > 1);
+                let entry = map.entry(stream.to_string()).or_insert_with(|| (SessionSlot::default(), Instant::now()));
+                entry.1 = Instant::now();
+                entry.0.clone()
+            };
             let (client, config, load, load_tx) = (client.clone(), config.clone(), load.clone(), load_tx.clone());
             tokio::spawn(async move {
                 let _ = load_tx.send(load.fetch_add(1, Ordering::AcqRel) + 1);

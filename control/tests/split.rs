@@ -125,6 +125,18 @@ async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
         assert!(bytes == &expected[usize::from(*i)], "rendition {i} differs from the local engine output");
     }
 
+    // Streaming through the hop, proven: with a throttled upload the first rendition byte
+    // reaches the broadcaster before the upload has finished.
+    let paced = Upload::Paced {
+        data: fixture("h264_1080p30_high_bframes_aac.ts"),
+        piece: 16 * 1024,
+        interval: Duration::from_millis(40),
+    };
+    let (o, _) = push(&mut c, 10, paced, || {}).await.expect("paced push");
+    assert!(o.ok());
+    assert!(o.ttfb < o.upload_time, "split: first byte at {:?}, upload ended at {:?}", o.ttfb, o.upload_time);
+    eprintln!("split, paced 1080p: upload {:?}, TTFB {:?}, TTLB {:?}", o.upload_time, o.ttfb, o.ttlb);
+
     // Kill the transcoder before any result byte was sent: the segment completes on another.
     let (rt_b, _b) = spawn_transcoder(&node, &fp, "t-b", SECRET);
     tokio::time::sleep(Duration::from_millis(300)).await; // t-b registers
