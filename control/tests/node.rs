@@ -1,22 +1,16 @@
 //! A combined node on loopback with real TLS, driven by the real client.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
+use common::{LADDER, fixture, local};
 use http::StatusCode;
 use zerohop_control::framing::Kind;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Client, ClientError, Node, NodeConfig, Transport, Upload};
 use zerohop_engine::probe::decode_video;
-use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
-
-fn fixture(name: &str) -> Bytes {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name);
-    Bytes::from(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-}
-
-const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
 
 async fn node(max_sessions: usize, token: Option<&str>) -> (Node, String) {
     let identity = tls::self_signed(&["localhost".into()]).expect("cert");
@@ -48,14 +42,6 @@ async fn push(
         })
         .await?;
     Ok((o, outs))
-}
-
-fn local(data: Bytes) -> Vec<Vec<u8>> {
-    let ladder: Ladder = LADDER.parse().expect("ladder");
-    let mut s = Session::open(SessionConfig::new(ladder.clone())).expect("session");
-    let sinks: Vec<MemorySink> = (0..ladder.len()).map(|_| MemorySink::new()).collect();
-    s.transcode(data, sinks.iter().map(|m| Box::new(m.clone()) as Box<dyn RenditionSink>).collect()).expect("local");
-    sinks.iter().map(MemorySink::take).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

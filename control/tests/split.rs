@@ -1,33 +1,21 @@
 //! Split mode on loopback with TLS: an orchestrator with no local engine and remote transcoders
 //! that dial in, each on its own runtime so it can be killed like a process.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use common::{LADDER, fixture, local};
 use zerohop_control::framing::Kind;
 use zerohop_control::node::TranscoderSecrets;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::transcoder::{self, LinkError, TranscoderConfig};
 use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
 use zerohop_engine::probe::decode_video;
-use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
 
-const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
 const SECRET: &str = "correct horse battery staple";
-
-fn fixture(name: &str) -> Bytes {
-    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name);
-    Bytes::from(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-}
-
-fn local(data: Bytes) -> Vec<Vec<u8>> {
-    let ladder: Ladder = LADDER.parse().expect("ladder");
-    let mut s = Session::open(SessionConfig::new(ladder.clone())).expect("session");
-    let sinks: Vec<MemorySink> = (0..ladder.len()).map(|_| MemorySink::new()).collect();
-    s.transcode(data, sinks.iter().map(|m| Box::new(m.clone()) as Box<dyn RenditionSink>).collect()).expect("local");
-    sinks.iter().map(MemorySink::take).collect()
-}
 
 async fn orchestrator() -> (Node, String) {
     let identity = tls::self_signed(&["localhost".into()]).expect("cert");
