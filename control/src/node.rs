@@ -169,7 +169,7 @@ impl Node {
         let addr = listener.local_addr()?;
         let mut scheduler = Scheduler::new(config.task_deadline);
         if config.max_sessions > 0 {
-            scheduler.add_transcoder(LOCAL, config.max_sessions as u32);
+            scheduler.add_local(LOCAL, config.max_sessions as u32);
         }
         let state = Arc::new(State {
             scheduler: Mutex::new(scheduler),
@@ -414,7 +414,13 @@ fn dispatch(state: &Arc<State>, task: TaskId, transcoder: TranscoderId, job: Job
 
 /// Moves a failed remote task to its retry, or ends it with an error record.
 fn apply_failover(state: &Arc<State>, task: TaskId, failover: Failover) {
-    let Some(job) = state.jobs.lock().remove(&task) else { return };
+    let Some(job) = state.jobs.lock().remove(&task) else {
+        // Already answered: release a retry the scheduler started for it.
+        if let Failover::Retry { task: retry, .. } = failover {
+            state.scheduler.lock().finish(retry);
+        }
+        return;
+    };
     match failover {
         Failover::Retry { task: retry, transcoder } if !job.started.load(Ordering::Acquire) => {
             tracing::info!(task, retry, transcoder, stream = %job.stream, "retrying segment on another transcoder");

@@ -25,6 +25,8 @@ pub fn default_deadline(segment: Duration) -> Duration {
 
 #[derive(Debug, Clone)]
 struct Transcoder {
+    /// Tasks here have no deadline (the in-process engine: nothing to fail over from).
+    exempt: bool,
     capacity: u32,
     reported_load: u32,
     tasks: u32,
@@ -43,7 +45,7 @@ impl Transcoder {
 struct Task {
     stream: String,
     transcoder: TranscoderId,
-    deadline: Instant,
+    deadline: Option<Instant>,
     result_started: bool,
     attempts: u32,
 }
@@ -93,7 +95,15 @@ impl Scheduler {
     /// A transcoder joined (or re-registered) with `capacity` sessions.
     pub fn add_transcoder(&mut self, id: TranscoderId, capacity: u32) {
         let tasks = self.tasks.values().filter(|t| t.transcoder == id).count() as u32;
-        self.transcoders.insert(id, Transcoder { capacity, reported_load: 0, tasks });
+        self.transcoders.insert(id, Transcoder { exempt: false, capacity, reported_load: 0, tasks });
+    }
+
+    /// The in-process engine: scheduled like the others, but its tasks have no deadline.
+    pub fn add_local(&mut self, id: TranscoderId, capacity: u32) {
+        self.add_transcoder(id, capacity);
+        if let Some(t) = self.transcoders.get_mut(&id) {
+            t.exempt = true;
+        }
     }
 
     /// A live report from a transcoder.
@@ -145,13 +155,15 @@ impl Scheduler {
         let id = self.next_task;
         self.next_task += 1;
         self.affinity.insert(stream.to_string(), transcoder);
+        let mut exempt = false;
         if let Some(t) = self.transcoders.get_mut(&transcoder) {
             t.tasks += 1;
+            exempt = t.exempt;
         }
         let task = Task {
             stream: stream.to_string(),
             transcoder,
-            deadline: now + self.deadline,
+            deadline: (!exempt).then(|| now + self.deadline),
             result_started: false,
             attempts,
         };
@@ -213,7 +225,8 @@ impl Scheduler {
 
     /// Tasks past their deadline, each with its failover.
     pub fn expire(&mut self, now: Instant) -> Vec<(TaskId, Failover)> {
-        let mut late: Vec<TaskId> = self.tasks.iter().filter(|(_, t)| now >= t.deadline).map(|(k, _)| *k).collect();
+        let mut late: Vec<TaskId> =
+            self.tasks.iter().filter(|(_, t)| t.deadline.is_some_and(|d| now >= d)).map(|(k, _)| *k).collect();
         late.sort_unstable();
         late.into_iter().map(|task| (task, self.fail(task, now))).collect()
     }
@@ -305,6 +318,23 @@ mod tests {
         let Failover::Retry { task: third, .. } = out[0].1 else { panic!("{out:?}") };
         let out = s.expire(t0 + secs(24));
         assert_eq!(out, vec![(third, Failover::Fail { reason: "too many attempts" })]);
+        assert_eq!(s.totals(), (2, 0));
+    }
+
+    #[test]
+    fn local_engine_tasks_have_no_deadline() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(secs(8));
+        s.add_local(0, 1);
+        s.add_transcoder(1, 1);
+        let (a, on_a) = s.place("a", t0).expect("a");
+        let (b, on_b) = s.place("b", t0).expect("b");
+        assert_eq!((on_a, on_b), (0, 1), "equal load and capacity: lower id first");
+        // Only the remote task expires; the local one keeps its slot however long it runs.
+        let out = s.expire(t0 + secs(3600));
+        assert_eq!(out, vec![(b, Failover::Fail { reason: "no other transcoder has room" })]);
+        assert_eq!(s.totals(), (2, 1));
+        s.finish(a);
         assert_eq!(s.totals(), (2, 0));
     }
 }
