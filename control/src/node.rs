@@ -401,8 +401,14 @@ fn dispatch(state: &Arc<State>, task: TaskId, transcoder: TranscoderId, job: Job
     let line = json!({"task": task, "stream": job.stream, "seq": job.seq, "profiles": job.ladder.to_json()});
     let mut line = line.to_string();
     line.push('\n');
-    let sender = state.links.lock().get(&transcoder).map(|l| l.tasks.clone());
     state.jobs.lock().insert(task, job);
+    // The link may have dropped between placing and registering the job: then the scheduler has
+    // already failed the task over without finding the job, and it is ours to answer.
+    if state.scheduler.lock().transcoder_of(task) != Some(transcoder) {
+        apply_failover(state, task, Failover::Fail { reason: "the transcoder left as the segment was placed" });
+        return;
+    }
+    let sender = state.links.lock().get(&transcoder).map(|l| l.tasks.clone());
     match sender.map(|s| s.try_send(Bytes::from(line))) {
         Some(Ok(())) => tracing::debug!(task, transcoder, "task sent"),
         _ => {
