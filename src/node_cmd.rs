@@ -72,18 +72,8 @@ pub struct PushArgs {
     /// The ladder (presets or JSON); default: the node's.
     #[arg(short, long)]
     pub profiles: Option<String>,
-    /// Trust the node whose certificate has this SHA-256 (printed by the node at start).
-    #[arg(long, conflicts_with_all = ["ca_file", "insecure_h2c"])]
-    pub orch_cert_sha256: Option<String>,
-    /// Trust nodes whose certificate chains to a CA in this PEM file.
-    #[arg(long, conflicts_with = "insecure_h2c")]
-    pub ca_file: Option<PathBuf>,
-    /// Name the certificate is checked for with --ca-file (default: the host of --orch).
-    #[arg(long)]
-    pub server_name: Option<String>,
-    /// Cleartext HTTP/2 (the node runs with --insecure-h2c).
-    #[arg(long)]
-    pub insecure_h2c: bool,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// File holding the bearer token (or env ZEROHOP_TOKEN).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
@@ -116,33 +106,46 @@ pub struct TranscoderArgs {
     /// Segments transcoded at once (advertised capacity).
     #[arg(long, default_value_t = 2)]
     pub max_sessions: u32,
-    /// Trust the orchestrator whose certificate has this SHA-256.
+    #[command(flatten)]
+    pub trust: TrustArgs,
+}
+
+/// How a client (`push`, `transcoder`) decides to trust the node it dials.
+#[derive(Debug, clap::Args)]
+pub struct TrustArgs {
+    /// Trust the node whose certificate has this SHA-256 (printed by the node at start).
     #[arg(long, conflicts_with_all = ["ca_file", "insecure_h2c"])]
     pub orch_cert_sha256: Option<String>,
-    /// Trust orchestrators whose certificate chains to a CA in this PEM file.
+    /// Trust nodes whose certificate chains to a CA in this PEM file.
     #[arg(long, conflicts_with = "insecure_h2c")]
     pub ca_file: Option<PathBuf>,
-    /// Cleartext HTTP/2 (the orchestrator runs with --insecure-h2c).
+    /// Name the certificate is checked for with --ca-file (default: the host dialled).
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// Cleartext HTTP/2 (the node runs with --insecure-h2c).
     #[arg(long)]
     pub insecure_h2c: bool,
 }
 
-fn trust(fp: &Option<String>, ca: &Option<PathBuf>, h2c: bool, host: String) -> Result<Transport> {
-    Ok(if h2c {
-        Transport::H2c
-    } else if let Some(fp) = fp {
-        Transport::Tls { trust: Trust::Pin(fp.clone()), server_name: host }
-    } else if let Some(ca) = ca {
-        Transport::Tls { trust: Trust::CaFile(ca.clone()), server_name: host }
-    } else {
-        bail!(
-            "say how to trust the node: --orch-cert-sha256 FINGERPRINT (printed by the node), --ca-file FILE, or --insecure-h2c"
-        );
-    })
-}
-
-fn host_of(addr: &str) -> String {
-    addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']).to_string()
+impl TrustArgs {
+    /// The transport for dialling `addr` (HOST:PORT).
+    fn transport(&self, addr: &str) -> Result<Transport> {
+        let host = self
+            .server_name
+            .clone()
+            .unwrap_or_else(|| addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']).to_string());
+        Ok(if self.insecure_h2c {
+            Transport::H2c
+        } else if let Some(fp) = &self.orch_cert_sha256 {
+            Transport::Tls { trust: Trust::Pin(fp.clone()), server_name: host }
+        } else if let Some(ca) = &self.ca_file {
+            Transport::Tls { trust: Trust::CaFile(ca.clone()), server_name: host }
+        } else {
+            bail!(
+                "say how to trust the node: --orch-cert-sha256 FINGERPRINT (printed by the node), --ca-file FILE, or --insecure-h2c"
+            );
+        })
+    }
 }
 
 pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
@@ -150,7 +153,7 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
     let secret = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
         .with_context(|| format!("reading {:?}", a.orch_secret_file))?
         .context("no secret: give --orch-secret-file FILE or set ZEROHOP_ORCH_SECRET")?;
-    let transport = trust(&a.orch_cert_sha256, &a.ca_file, a.insecure_h2c, host_of(&a.orch_addr))?;
+    let transport = a.trust.transport(&a.orch_addr)?;
     let id = a.transcoder_id.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "transcoder".into())
     });
@@ -373,12 +376,7 @@ fn summary(results: &[Pushed], out: &Path) -> ExitCode {
 
 pub fn push(a: PushArgs) -> Result<ExitCode> {
     let token = zerohop_control::secret::load(a.token_file.as_deref(), "ZEROHOP_TOKEN")?;
-    let transport = trust(
-        &a.orch_cert_sha256,
-        &a.ca_file,
-        a.insecure_h2c,
-        a.server_name.clone().unwrap_or_else(|| host_of(&a.orch)),
-    )?;
+    let transport = a.trust.transport(&a.orch)?;
     let segments = a
         .inputs
         .iter()
