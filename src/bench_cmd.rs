@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_json::json;
-use zerohop_control::node::TranscoderSecrets;
+use zerohop_control::node::{TRANSCODER_ID_HEADER, TranscoderSecrets};
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::transcoder::{self, TranscoderConfig};
 use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
@@ -199,10 +199,9 @@ async fn run_mode(
     let mut seq = 0;
     for (i, (_, data)) in segments.iter().enumerate() {
         for _ in 0..repeat {
-            let started = Instant::now();
             let o = client.push("bench", seq, None, upload(data, live, media[i * repeat]), |_| {}).await?;
             anyhow::ensure!(o.ok(), "segment failed: {:?}", o.errors);
-            out.push(Sample { ttfb: o.ttfb, ttlb: started.elapsed().min(o.ttlb) });
+            out.push(Sample { ttfb: o.ttfb, ttlb: o.ttlb });
             seq += 1;
         }
     }
@@ -243,7 +242,7 @@ async fn relay_throughput(transport: &Transport, mib: usize) -> Result<(f64, f64
     let (_reports, report_body) = ChannelBody::channel(1);
     let link = t
         .request(http::Method::POST, "/v1/transcoders/link")
-        .header("zerohop-transcoder-id", "relay")
+        .header(TRANSCODER_ID_HEADER, "relay")
         .header(http::header::AUTHORIZATION, "Bearer relay")
         .header("zerohop-capacity", 1)
         .body(report_body)?;
@@ -256,7 +255,7 @@ async fn relay_throughput(transport: &Transport, mib: usize) -> Result<(f64, f64
             let id = v["task"].as_u64().unwrap_or(0);
             let get = t
                 .request(http::Method::GET, &format!("/v1/tasks/{id}/input"))
-                .header("zerohop-transcoder-id", "relay")
+                .header(TRANSCODER_ID_HEADER, "relay")
                 .header(http::header::AUTHORIZATION, "Bearer relay")
                 .body(ChannelBody::empty())?;
             let mut input = t.send(get).await?.into_body();
@@ -268,7 +267,7 @@ async fn relay_throughput(transport: &Transport, mib: usize) -> Result<(f64, f64
             framing::encode(Kind::End, SEGMENT, br#"{"status":"ok"}"#, &mut rec);
             let post = t
                 .request(http::Method::POST, &format!("/v1/tasks/{id}/results"))
-                .header("zerohop-transcoder-id", "relay")
+                .header(TRANSCODER_ID_HEADER, "relay")
                 .header(http::header::AUTHORIZATION, "Bearer relay")
                 .body(ChannelBody::full(rec.freeze()))?;
             t.send(post).await?;

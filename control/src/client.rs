@@ -136,24 +136,23 @@ impl Client {
 
     /// A plain GET (health, metrics): status and body.
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes), ClientError> {
-        let req = Request::get(format!("{}://{}{path}", self.scheme, self.authority))
+        let req = self
+            .request(http::Method::GET, path)
             .body(ChannelBody::empty())
             .map_err(|e| ClientError::Tls(e.to_string()))?;
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
+        let resp = self.send(req).await?;
         let status = resp.status();
         Ok((status, resp.into_body().collect().await?.to_bytes()))
     }
 
     /// Ends a stream on the node (frees its session).
     pub async fn end_stream(&mut self, stream: &str) -> Result<StatusCode, ClientError> {
-        let mut req = Request::delete(format!("{}://{}/v1/streams/{stream}", self.scheme, self.authority));
+        let mut req = self.request(http::Method::DELETE, &format!("/v1/streams/{stream}"));
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
         }
         let req = req.body(ChannelBody::empty()).map_err(|e| ClientError::Tls(e.to_string()))?;
-        self.sender.ready().await?;
-        Ok(self.sender.send_request(req).await?.status())
+        Ok(self.send(req).await?.status())
     }
 
     /// Pushes one segment; `on_record` sees every result record as it arrives.
@@ -167,8 +166,7 @@ impl Client {
     ) -> Result<PushOutcome, ClientError> {
         let started = Instant::now();
         let (tx, body) = ChannelBody::channel(8);
-        let uri = format!("{}://{}/v1/streams/{stream}/segments/{seq}", self.scheme, self.authority);
-        let mut req = Request::post(uri);
+        let mut req = self.request(http::Method::POST, &format!("/v1/streams/{stream}/segments/{seq}"));
         if let Some(p) = profiles {
             req = req.header(PROFILES_HEADER, p);
         }
@@ -198,8 +196,7 @@ impl Client {
             }
             let _ = upload_tx.send(started.elapsed());
         });
-        self.sender.ready().await?;
-        let resp = self.sender.send_request(req).await?;
+        let resp = self.send(req).await?;
         let status = resp.status();
         let mut body = resp.into_body();
         if status != StatusCode::OK {

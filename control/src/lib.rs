@@ -9,7 +9,7 @@
 //!    tokio tasks only move bytes.
 //! 3. **HTTP/2 only, TLS by default.** ALPN `h2`; cleartext h2 only when asked for by name.
 //! 4. **No CUDA here.** The engine's plain stats become Prometheus series in [`metrics`].
-//! 5. **Whose fault.** Engine errors map to HTTP statuses only here ([`node::status_for`]).
+//! 5. **Whose fault.** Engine errors map to HTTP statuses only here ([`node::status_for_code`]).
 //!
 //! Modes: combined (orchestrator with an in-process transcoder, which remote transcoders may
 //! join), orchestrator only (`max_sessions` 0), and transcoder ([`transcoder`], dialling out).

@@ -34,7 +34,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
-use zerohop_engine::{Ladder, TranscodeError};
+use zerohop_engine::Ladder;
 
 use crate::body::ChannelBody;
 use crate::framing::{self, Kind, RecordReader, SEGMENT};
@@ -291,11 +291,6 @@ pub fn status_for_code(code: &str) -> StatusCode {
         "transcoder_lost" | "at_capacity" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
-}
-
-/// The HTTP status for an engine error.
-pub fn status_for(e: &TranscodeError) -> StatusCode {
-    status_for_code(e.code())
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
