@@ -147,22 +147,16 @@ impl Profile {
         Ok(self)
     }
 
-    /// The output size for an input of `src_w` x `src_h`: the largest even size with the source's
-    /// aspect ratio inside the profile's box, never larger than the source.
+    /// The output size for an input of `src_w` x `src_h`: the source's aspect ratio fitted inside
+    /// the profile's box (never larger than the source), each side rounded to the nearest even size.
     pub fn output_size(&self, src_w: u32, src_h: u32) -> (u32, u32) {
-        let (bw, bh) = (self.width.min(src_w).max(2), self.height.min(src_h).max(2));
-        // Scale by the tighter of the two constraints, in exact integer arithmetic.
-        let (w, h) = if u64::from(bw) * u64::from(src_h) <= u64::from(bh) * u64::from(src_w) {
-            (bw, (u64::from(bw) * u64::from(src_h) / u64::from(src_w).max(1)) as u32)
-        } else {
-            ((u64::from(bh) * u64::from(src_w) / u64::from(src_h).max(1)) as u32, bh)
-        };
-        // Round to the nearest even size, but never past the (even) box.
-        let even =
-            |v: u32, exact: f64, bound: u32| (((exact / 2.0).round() as u32 * 2).min(bound & !1).max(2)).max(v & !1);
-        let exact_h = f64::from(w) * f64::from(src_h) / f64::from(src_w.max(1));
-        let exact_w = f64::from(h) * f64::from(src_w) / f64::from(src_h.max(1));
-        if w == bw { (w & !1, even(h, exact_h, bh)) } else { (even(w, exact_w, bw), h & !1) }
+        let (src_w, src_h) = (src_w.max(1), src_h.max(1));
+        let (bw, bh) = (self.width.min(src_w), self.height.min(src_h));
+        // One factor for both axes: the tighter of the two box constraints.
+        let scale = (f64::from(bw) / f64::from(src_w)).min(f64::from(bh) / f64::from(src_h));
+        // Nearest even size, never past the (even) box.
+        let even = |exact: f64, bound: u32| (((exact / 2.0).round() as u32) * 2).min(bound & !1).max(2);
+        (even(f64::from(src_w) * scale, bw), even(f64::from(src_h) * scale, bh))
     }
 
     /// Output frame rate, or `None` to keep the input's.
