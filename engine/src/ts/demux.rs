@@ -174,19 +174,11 @@ impl Demuxer {
             if self.partial.len() < PACKET_SIZE {
                 return;
             }
+            // `partial` is only ever started at a sync byte (see below).
             let mut pkt = [0u8; PACKET_SIZE];
             pkt.copy_from_slice(&self.partial);
             self.partial.clear();
-            if pkt[0] == SYNC_BYTE {
-                self.packet(&pkt);
-            } else {
-                // Cannot happen (partial always starts at a sync byte) but stay safe: resync.
-                self.stats.sync_losses += 1;
-                let mut rest = pkt[1..].to_vec();
-                rest.extend_from_slice(data);
-                self.stats.bytes -= rest.len() as u64;
-                return self.push(&rest);
-            }
+            self.packet(&pkt);
         }
         while !data.is_empty() {
             if data[0] != SYNC_BYTE {
