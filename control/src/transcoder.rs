@@ -104,12 +104,7 @@ async fn attempt(
     };
     let load = Arc::new(AtomicU32::new(0));
     let (report_tx, report_body) = ChannelBody::channel(16);
-    let report = |load: u32| {
-        let line =
-            json!({"capacity": config.max_sessions, "load": load, "backend": "cpu", "gpus": []}).to_string() + "\n";
-        Ok(Frame::data(Bytes::from(line)))
-    };
-    let _ = report_tx.try_send(report(0));
+    let _ = report_tx.try_send(Ok(Frame::data(report_line(config.max_sessions, 0))));
     let req = client
         .request(Method::POST, "/v1/transcoders/link")
         .header(TRANSCODER_ID_HEADER, &config.id)
@@ -133,10 +128,10 @@ async fn attempt(
     }
     tracing::info!(orch = %config.orch_addr, id = %config.id, capacity = config.max_sessions, "registered with orchestrator");
     let (load_tx, mut load_rx) = mpsc::unbounded_channel::<u32>();
+    let capacity = config.max_sessions;
     let reporter = tokio::spawn(async move {
         while let Some(l) = load_rx.recv().await {
-            let line = json!({"load": l}).to_string() + "\n";
-            if report_tx.send(Ok(Frame::data(Bytes::from(line)))).await.is_err() {
+            if report_tx.send(Ok(Frame::data(report_line(capacity, l)))).await.is_err() {
                 break;
             }
         }
@@ -191,6 +186,11 @@ async fn attempt(
     }
     reporter.abort();
     Ok(result)
+}
+
+/// One live report: what the orchestrator's scheduler counts (JSON line).
+fn report_line(capacity: u32, load: u32) -> Bytes {
+    Bytes::from(json!({"capacity": capacity, "load": load, "backend": "cpu", "gpus": []}).to_string() + "\n")
 }
 
 async fn run_task(
