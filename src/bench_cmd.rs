@@ -129,6 +129,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 id: "bench".into(),
                 secret: "bench".into(),
                 max_sessions: 2,
+                max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
             },
             stop,
         ));
@@ -137,7 +138,11 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         let _ = stop_tx.send(true);
         let _ = t.await;
         orch.shutdown().await;
-        let relay = if a.relay_mib > 0 { Some(relay_throughput(&transport, a.relay_mib).await?) } else { None };
+        let relay = if a.relay_mib > 0 {
+            Some((relay_throughput(true, a.relay_mib).await?, relay_throughput(false, a.relay_mib).await?))
+        } else {
+            None
+        };
         Ok::<_, anyhow::Error>((combined, split, relay))
     })?;
     let report = |name: &str, s: &[Sample]| {
@@ -170,16 +175,17 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     let s = report("split", &split);
     let ratio = s["ttlb_ms"]["p50"].as_f64().unwrap_or(0.0) / c["ttlb_ms"]["p50"].as_f64().unwrap_or(1.0);
     println!("split / combined TTLB (p50): {ratio:.3}");
-    if let Some((gbps, cpu)) = relay {
+    for (name, r) in relay.iter().flat_map(|(t, c)| [("TLS", t), ("h2c", c)]) {
         println!(
-            "relay: {} MiB broadcaster -> orchestrator -> transcoder at {gbps:.2} GB/s, {cpu:.2} cores busy (whole process)",
-            a.relay_mib
+            "relay ({name:>3}): {} MiB broadcaster -> orchestrator -> transcoder at {:.2} GB/s, {:.2} cores busy in all; \
+             orchestrator {:.2} cores = {:.2} GB per orchestrator CPU-second",
+            a.relay_mib, r.gb_per_s, r.cores, r.orch_cores, r.orch_gb_per_core_s
         );
     }
     if let Some(path) = &a.json {
         let doc = json!({"segments": segments.iter().map(|s| &s.0).collect::<Vec<_>>(), "repeat": a.repeat, "live": a.live,
                          "engine_ms_p50": ms(pct(&mut e, 0.5)), "combined": c, "split": s, "split_over_combined_ttlb": ratio,
-                         "relay": relay.map(|(gbps, cores)| json!({"mib": a.relay_mib, "gb_per_s": gbps, "cores": cores}))});
+                         "relay": relay.map(|(t, c)| json!({"mib": a.relay_mib, "tls": relay_json(&t), "h2c": relay_json(&c)}))});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
@@ -208,34 +214,69 @@ async fn run_mode(
     Ok(out)
 }
 
-/// Process CPU time (user + system) from /proc, for the relay's core count.
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+/// Relay figures: all three parties, and the orchestrator alone.
+#[derive(Debug, Clone, Copy)]
+struct RelayFigures {
+    gb_per_s: f64,
+    /// Cores busy in the whole process (broadcaster + orchestrator + transcoder).
+    cores: f64,
+    /// Cores busy on the orchestrator's threads.
+    orch_cores: f64,
+    /// What one orchestrator core relays: bytes per orchestrator CPU-second.
+    orch_gb_per_core_s: f64,
+}
+
+const ORCH_THREAD: &str = "zh-orch";
+
+fn relay_json(r: &RelayFigures) -> serde_json::Value {
+    json!({"gb_per_s": r.gb_per_s, "cores": r.cores, "orchestrator_cores": r.orch_cores,
+           "orchestrator_gb_per_cpu_s": r.orch_gb_per_core_s})
+}
+
+/// User + system CPU time from a /proc `stat` line.
+fn stat_cpu(stat: &str) -> Duration {
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
     let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
     Duration::from_secs_f64(ticks as f64 / 100.0)
 }
 
+/// Process CPU time (user + system) from /proc, for the relay's core count.
+fn cpu_time() -> Duration {
+    stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
+}
+
+/// CPU time of this process's threads named `prefix...` (live threads only).
+fn threads_cpu_time(prefix: &str) -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else { return Duration::ZERO };
+    dir.flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.starts_with(prefix)))
+        .map(|t| stat_cpu(&std::fs::read_to_string(t.path().join("stat")).unwrap_or_default()))
+        .sum()
+}
+
 /// Bytes through the orchestrator's relay: a broadcaster uploads `mib` MiB (in 64 MiB segments)
 /// and a transcoder that only counts what it reads (no engine) answers each with an end record.
 /// Returns (GB/s, cores busy in this process, which holds all three parties).
-async fn relay_throughput(transport: &Transport, mib: usize) -> Result<(f64, f64)> {
+async fn relay_throughput(tls_on: bool, mib: usize) -> Result<RelayFigures> {
     use http_body_util::BodyExt;
     use zerohop_control::body::ChannelBody;
     use zerohop_control::framing::{self, Kind, SEGMENT};
     let identity = tls::self_signed(&["localhost".into()])?;
     let fp = identity.fingerprint();
-    let transport = match transport {
-        Transport::Tls { server_name, .. } => {
-            Transport::Tls { trust: Trust::Pin(fp), server_name: server_name.clone() }
-        }
-        Transport::H2c => Transport::H2c,
+    let (transport, server) = if tls_on {
+        (Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() }, Some(tls::server_config(identity)?))
+    } else {
+        (Transport::H2c, None)
     };
-    let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, Some(tls::server_config(identity)?));
+    let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, server);
     cfg.max_sessions = 0;
     cfg.max_segment_bytes = 64 << 20;
     cfg.transcoders = TranscoderSecrets { shared: Some("relay".into()), ..Default::default() };
-    let orch = Node::start(cfg).await?;
+    // The orchestrator on its own named threads, so its CPU time is counted apart from the
+    // broadcaster's and the transcoder's in this process.
+    let orch_rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).thread_name(ORCH_THREAD).enable_all().build()?;
+    let orch = orch_rt.spawn(Node::start(cfg)).await??;
     let addr = orch.local_addr().to_string();
     // The counting transcoder.
     let t = Client::connect(&addr, &transport, None).await?;
@@ -278,14 +319,21 @@ async fn relay_throughput(transport: &Transport, mib: usize) -> Result<(f64, f64
     let mut b = Client::connect(&addr, &transport, None).await?;
     let segment = Bytes::from(vec![0x47u8; 64 << 20]);
     let segments = mib.div_ceil(64);
-    let (cpu0, t0) = (cpu_time(), Instant::now());
+    let (cpu0, orch0, t0) = (cpu_time(), threads_cpu_time(ORCH_THREAD), Instant::now());
     for seq in 0..segments {
         let o = b.push("relay", seq as u64, None, Upload::Full(segment.clone()), |_| {}).await?;
         anyhow::ensure!(o.ok(), "relay segment failed: {o:?}");
     }
-    let (wall, cpu) = (t0.elapsed(), cpu_time() - cpu0);
-    orch.shutdown().await;
+    let (wall, cpu, orch_cpu) = (t0.elapsed(), cpu_time() - cpu0, threads_cpu_time(ORCH_THREAD) - orch0);
+    orch_rt.spawn(orch.shutdown()).await?;
+    orch_rt.shutdown_background();
     counter.abort();
     let bytes = (segments * segment.len()) as f64;
-    Ok((bytes / wall.as_secs_f64() / 1e9, cpu.as_secs_f64() / wall.as_secs_f64()))
+    let w = wall.as_secs_f64();
+    Ok(RelayFigures {
+        gb_per_s: bytes / w / 1e9,
+        cores: cpu.as_secs_f64() / w,
+        orch_cores: orch_cpu.as_secs_f64() / w,
+        orch_gb_per_core_s: bytes / orch_cpu.as_secs_f64().max(1e-9) / 1e9,
+    })
 }

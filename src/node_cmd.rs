@@ -163,6 +163,7 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
         id,
         secret,
         max_sessions: a.max_sessions.max(1),
+        max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
     };
     let rt = runtime()?;
     rt.block_on(async move {

@@ -96,7 +96,8 @@ impl Client {
             .keep_alive_timeout(Duration::from_secs(10))
             .keep_alive_while_idle(true)
             .initial_stream_window_size(4 << 20)
-            .initial_connection_window_size(16 << 20);
+            .initial_connection_window_size(16 << 20)
+            .max_frame_size(crate::MAX_FRAME);
         let (sender, scheme) = match transport {
             Transport::Tls { trust, server_name } => {
                 let config = client_config(trust).map_err(|e| ClientError::Tls(e.to_string()))?;

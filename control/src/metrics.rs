@@ -8,6 +8,7 @@ pub const SEGMENTS_RECEIVED: &str = "zerohop_segments_received_total";
 pub const SEGMENTS_TRANSCODED: &str = "zerohop_segments_transcoded_total";
 pub const SEGMENTS_FAILED: &str = "zerohop_segments_failed_total";
 pub const UPLOAD: &str = "zerohop_upload_seconds";
+pub const QUEUE: &str = "zerohop_queue_seconds";
 pub const TTFB: &str = "zerohop_time_to_first_byte_seconds";
 pub const TTLB: &str = "zerohop_time_to_last_byte_seconds";
 pub const TRANSCODE: &str = "zerohop_transcode_seconds";
@@ -18,6 +19,7 @@ pub const FRAMES_OUT: &str = "zerohop_frames_encoded_total";
 pub const CAPACITY: &str = "zerohop_capacity_sessions";
 pub const LOAD: &str = "zerohop_load_sessions";
 pub const STREAMS: &str = "zerohop_streams_active";
+pub const TRANSCODER_STREAMS: &str = "zerohop_transcoder_streams_open";
 pub const TRANSCODERS: &str = "zerohop_transcoders_connected";
 pub const RETRIES: &str = "zerohop_segment_retries_total";
 pub const AUTH_FAILURES: &str = "zerohop_transcoder_auth_failures_total";
@@ -47,6 +49,11 @@ fn describe() {
     metrics::describe_counter!(SEGMENTS_TRANSCODED, "Segments transcoded completely.");
     metrics::describe_counter!(SEGMENTS_FAILED, "Segments that failed, by reason (engine error code or refusal).");
     metrics::describe_histogram!(UPLOAD, metrics::Unit::Seconds, "Request start to the last uploaded byte.");
+    metrics::describe_histogram!(
+        QUEUE,
+        metrics::Unit::Seconds,
+        "Request start to a transcoder starting on the segment (reading its input)."
+    );
     metrics::describe_histogram!(TTFB, metrics::Unit::Seconds, "Request start to first result byte.");
     metrics::describe_histogram!(TTLB, metrics::Unit::Seconds, "Request start to last result byte.");
     metrics::describe_histogram!(TRANSCODE, metrics::Unit::Seconds, "Engine time per segment.");
@@ -57,6 +64,7 @@ fn describe() {
     metrics::describe_gauge!(CAPACITY, "Segments this node transcodes at once.");
     metrics::describe_gauge!(LOAD, "Segments being transcoded now.");
     metrics::describe_gauge!(STREAMS, "Streams with an open session.");
+    metrics::describe_gauge!(TRANSCODER_STREAMS, "Streams with open sessions on this remote transcoder.");
     metrics::describe_gauge!(TRANSCODERS, "Remote transcoders connected.");
     metrics::describe_counter!(RETRIES, "Segments moved to another transcoder after a failure.");
     metrics::describe_counter!(AUTH_FAILURES, "Transcoder connections refused for a bad id or secret.");

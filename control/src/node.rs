@@ -34,18 +34,22 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_rustls::TlsAcceptor;
+use tracing::Instrument;
 use zerohop_engine::Ladder;
 
 use crate::body::ChannelBody;
 use crate::framing::{self, Kind, RecordReader, SEGMENT};
 use crate::metrics as m;
 use crate::relay::{InputBuf, InputItem, Out, SessionSlot, run_local};
-use crate::scheduler::{Failover, PlaceError, Scheduler, TaskId, TranscoderId, default_deadline};
+use crate::scheduler::{Capabilities, Failover, Need, PlaceError, Scheduler, TaskId, TranscoderId, default_deadline};
 
 /// Header carrying the ladder: preset names or JSON (the engine's forms).
 pub const PROFILES_HEADER: &str = "zerohop-profiles";
 /// Header naming a transcoder on its link and task requests.
 pub const TRANSCODER_ID_HEADER: &str = "zerohop-transcoder-id";
+/// Link header: what a transcoder can make, JSON
+/// `{"backend": "cpu", "encode": ["h264"], "max_width": 4096, "max_height": 2304, "gpus": []}`.
+pub const CAPABILITIES_HEADER: &str = "zerohop-capabilities";
 /// The in-process transcoder's id in the scheduler.
 const LOCAL: TranscoderId = 0;
 
@@ -144,6 +148,8 @@ struct Job {
     out: mpsc::Sender<Out>,
     /// A result byte reached the broadcaster: no more retries.
     started: Arc<AtomicBool>,
+    /// When the request arrived (queue time = until a transcoder starts reading the input).
+    received: Instant,
 }
 
 struct Link {
@@ -203,7 +209,8 @@ impl Node {
                         .max_concurrent_streams(256)
                         .max_header_list_size(16 * 1024)
                         .initial_stream_window_size(4 << 20)
-                        .initial_connection_window_size(16 << 20);
+                        .initial_connection_window_size(16 << 20)
+                        .max_frame_size(crate::MAX_FRAME);
                     let service = service_fn(move |req| handle(state.clone(), req));
                     let result = match acceptor {
                         Some(acceptor) => {
@@ -307,16 +314,25 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
             if let Some(r) = unauthorized(&state, req.headers()) {
                 return Ok(r);
             }
+            let span = tracing::info_span!("segment", stream = %stream, seq = %seq);
             let (stream, seq) = (stream.to_string(), seq.to_string());
-            segment(state, req, stream, seq).await
+            segment(state, req, stream, seq).instrument(span).await
         }
         (&Method::DELETE, ["v1", "streams", stream]) => {
             if let Some(r) = unauthorized(&state, req.headers()) {
                 return Ok(r);
             }
-            let existed = state.streams.lock().remove(*stream).is_some();
-            state.scheduler.lock().end_stream(stream);
-            json_response(StatusCode::OK, "ok", if existed { "stream ended" } else { "no such stream" })
+            let local = state.streams.lock().remove(*stream).is_some();
+            let holder = state.scheduler.lock().end_stream(stream);
+            // A remote transcoder holding the stream's sessions is told to free them now rather
+            // than at its idle timeout.
+            let remote = holder.and_then(|t| state.links.lock().get(&t).map(|l| l.tasks.clone()));
+            let told = remote.is_some_and(|tx| {
+                let line = json!({"end_stream": stream}).to_string() + "\n";
+                tx.try_send(Bytes::from(line)).is_ok()
+            });
+            tracing::info!(%stream, local, remote = told, "stream ended by the broadcaster");
+            json_response(StatusCode::OK, "ok", if local || told { "stream ended" } else { "no such stream" })
         }
         (&Method::POST, ["v1", "transcoders", "link"]) => match transcoder_auth(&state, req.headers()) {
             Ok(name) => link(state, req, name),
@@ -383,6 +399,7 @@ fn dispatch(state: &Arc<State>, task: TaskId, transcoder: TranscoderId, job: Job
         };
         let state = state.clone();
         tokio::task::spawn_blocking(move || {
+            metrics::histogram!(m::QUEUE).record(job.received.elapsed().as_secs_f64());
             let report = run_local(&slot, job.ladder, &job.input, &job.out);
             if let Ok(r) = report {
                 metrics::histogram!(m::TRANSCODE).record(r.wall_time.as_secs_f64());
@@ -456,10 +473,24 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
     let id = state.next_link.fetch_add(1, Ordering::Relaxed);
     let capacity = req.headers().get("zerohop-capacity").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1u32);
     let (task_tx, mut task_rx) = mpsc::channel::<Bytes>(64);
-    state.scheduler.lock().add_transcoder(id, capacity);
+    let caps = req
+        .headers()
+        .get(CAPABILITIES_HEADER)
+        .and_then(|v| serde_json::from_slice::<serde_json::Value>(v.as_bytes()).ok())
+        .map(|v| Capabilities {
+            max_width: v["max_width"].as_u64().unwrap_or(0) as u32,
+            max_height: v["max_height"].as_u64().unwrap_or(0) as u32,
+            no_h264: v["encode"].as_array().is_some_and(|a| !a.iter().any(|c| c == "h264")),
+        })
+        .unwrap_or_default();
+    {
+        let mut sch = state.scheduler.lock();
+        sch.add_transcoder(id, capacity);
+        sch.set_capabilities(id, caps);
+    }
     state.links.lock().insert(id, Link { name: name.clone(), tasks: task_tx });
     update_capacity_metrics(&state);
-    tracing::info!(transcoder = %name, id, capacity, "transcoder connected");
+    tracing::info!(transcoder = %name, id, capacity, ?caps, "transcoder connected");
     let (tx, body) = ChannelBody::channel(64);
     // Tasks -> the transcoder.
     tokio::spawn(async move {
@@ -504,7 +535,8 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
 
 /// `GET /v1/tasks/{id}/input`: the broadcaster's upload, from its start, as it arrives.
 fn task_input(state: &State, id: &str) -> Resp {
-    let Some(input) = id.parse::<TaskId>().ok().and_then(|id| state.jobs.lock().get(&id).map(|j| j.input.clone()))
+    let Some((input, received)) =
+        id.parse::<TaskId>().ok().and_then(|id| state.jobs.lock().get(&id).map(|j| (j.input.clone(), j.received)))
     else {
         return json_response(
             StatusCode::NOT_FOUND,
@@ -512,6 +544,7 @@ fn task_input(state: &State, id: &str) -> Resp {
             "no such task (finished, failed over or never assigned)",
         );
     };
+    metrics::histogram!(m::QUEUE).record(received.elapsed().as_secs_f64());
     let (tx, body) = ChannelBody::channel(16);
     tokio::spawn(async move {
         let mut i = 0;
@@ -606,14 +639,26 @@ async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq:
             &format!("segment of {len} bytes exceeds the {max}-byte limit"),
         );
     }
-    let placed = state.scheduler.lock().place(&stream, received);
+    let need = Need {
+        width: ladder.profiles().iter().map(|p| p.width).max().unwrap_or(0),
+        height: ladder.profiles().iter().map(|p| p.height).max().unwrap_or(0),
+    };
+    let placed = state.scheduler.lock().place_fitting(&stream, need, received);
     let (task, transcoder) = match placed {
         Ok(p) => p,
+        Err(PlaceError::NoneFits(_)) => {
+            metrics::counter!(m::SEGMENTS_FAILED, "reason" => "no_capable_transcoder").increment(1);
+            let msg = format!(
+                "no connected transcoder can make this ladder (largest rendition {}x{})",
+                need.width, need.height
+            );
+            return json_response(StatusCode::UNPROCESSABLE_ENTITY, "no_capable_transcoder", &msg);
+        }
         Err(e) => {
             metrics::counter!(m::SEGMENTS_FAILED, "reason" => "at_capacity").increment(1);
             let msg = match e {
                 PlaceError::NoTranscoders => "no transcoder is connected",
-                PlaceError::AtCapacity => "all transcoding sessions are busy",
+                PlaceError::AtCapacity | PlaceError::NoneFits(_) => "all transcoding sessions are busy",
             };
             let mut r = json_response(StatusCode::SERVICE_UNAVAILABLE, "at_capacity", msg);
             r.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -621,6 +666,7 @@ async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq:
         }
     };
     update_capacity_metrics(&state);
+    tracing::debug!(%stream, %seq, task, transcoder, "segment placed");
 
     // Upload -> replayable buffer, read by whoever runs the segment.
     let input = InputBuf::new();
@@ -657,6 +703,7 @@ async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq:
         input,
         out: out_tx,
         started: Arc::new(AtomicBool::new(false)),
+        received,
     };
     dispatch(&state, task, transcoder, job);
 

@@ -6,6 +6,9 @@
 //!   stream stay there (warm sessions) unless it is gone or full.
 //! * Capacity and load come from the transcoders' live reports; the scheduler also counts the
 //!   tasks it placed, and uses the larger of the two.
+//! * Only transcoders whose capabilities fit the segment's ladder (largest output size, output
+//!   codec) are considered; a segment no connected transcoder can make is refused as such, not
+//!   queued.
 //! * A task whose transcoder disconnects or misses its deadline is retried elsewhere when no
 //!   result byte has reached the broadcaster yet, else it fails.
 #![forbid(unsafe_code)]
@@ -23,10 +26,36 @@ pub fn default_deadline(segment: Duration) -> Duration {
     (segment * 4).max(Duration::from_secs(8))
 }
 
+/// What a transcoder can make, from its registration. Zero means "no limit".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Capabilities {
+    /// Largest output width and height its encoders accept (NVENC: 4096 for H.264).
+    pub max_width: u32,
+    pub max_height: u32,
+    /// Whether it encodes H.264 (every backend today; a decode-only GPU node would not).
+    pub no_h264: bool,
+}
+
+/// What a segment needs: its ladder's largest rendition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Need {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Capabilities {
+    pub fn fits(&self, need: Need) -> bool {
+        !self.no_h264
+            && (self.max_width == 0 || need.width <= self.max_width)
+            && (self.max_height == 0 || need.height <= self.max_height)
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Transcoder {
     /// Tasks here have no deadline (the in-process engine: nothing to fail over from).
     exempt: bool,
+    caps: Capabilities,
     capacity: u32,
     reported_load: u32,
     tasks: u32,
@@ -44,6 +73,7 @@ impl Transcoder {
 #[derive(Debug, Clone)]
 struct Task {
     stream: String,
+    need: Need,
     transcoder: TranscoderId,
     deadline: Option<Instant>,
     result_started: bool,
@@ -66,6 +96,8 @@ pub enum PlaceError {
     NoTranscoders,
     #[error("every transcoder is at capacity")]
     AtCapacity,
+    #[error("no connected transcoder can make a {}x{} rendition", .0.width, .0.height)]
+    NoneFits(Need),
 }
 
 /// The placement state machine. See the module documentation.
@@ -95,7 +127,15 @@ impl Scheduler {
     /// A transcoder joined (or re-registered) with `capacity` sessions.
     pub fn add_transcoder(&mut self, id: TranscoderId, capacity: u32) {
         let tasks = self.tasks.values().filter(|t| t.transcoder == id).count() as u32;
-        self.transcoders.insert(id, Transcoder { exempt: false, capacity, reported_load: 0, tasks });
+        let caps = Capabilities::default();
+        self.transcoders.insert(id, Transcoder { exempt: false, caps, capacity, reported_load: 0, tasks });
+    }
+
+    /// What transcoder `id` can make (from its registration).
+    pub fn set_capabilities(&mut self, id: TranscoderId, caps: Capabilities) {
+        if let Some(t) = self.transcoders.get_mut(&id) {
+            t.caps = caps;
+        }
     }
 
     /// The in-process engine: scheduled like the others, but its tasks have no deadline.
@@ -128,19 +168,22 @@ impl Scheduler {
         self.tasks.get(&task).map(|t| t.transcoder)
     }
 
-    fn pick(&self, stream: &str, exclude: Option<TranscoderId>) -> Result<TranscoderId, PlaceError> {
+    fn pick(&self, stream: &str, need: Need, exclude: Option<TranscoderId>) -> Result<TranscoderId, PlaceError> {
         if self.transcoders.is_empty() {
             return Err(PlaceError::NoTranscoders);
         }
+        if !self.transcoders.values().any(|t| t.caps.fits(need)) {
+            return Err(PlaceError::NoneFits(need));
+        }
         if let Some(&id) = self.affinity.get(stream)
             && Some(id) != exclude
-            && self.transcoders.get(&id).is_some_and(Transcoder::has_room)
+            && self.transcoders.get(&id).is_some_and(|t| t.has_room() && t.caps.fits(need))
         {
             return Ok(id);
         }
         self.transcoders
             .iter()
-            .filter(|(id, t)| Some(**id) != exclude && t.has_room())
+            .filter(|(id, t)| Some(**id) != exclude && t.has_room() && t.caps.fits(need))
             .min_by(|(ia, a), (ib, b)| {
                 // load/capacity compared exactly: a.load * b.cap vs b.load * a.cap.
                 let ra = u64::from(a.load()) * u64::from(b.capacity);
@@ -151,7 +194,7 @@ impl Scheduler {
             .ok_or(PlaceError::AtCapacity)
     }
 
-    fn start(&mut self, stream: &str, transcoder: TranscoderId, attempts: u32, now: Instant) -> TaskId {
+    fn start(&mut self, stream: &str, need: Need, transcoder: TranscoderId, attempts: u32, now: Instant) -> TaskId {
         let id = self.next_task;
         self.next_task += 1;
         self.affinity.insert(stream.to_string(), transcoder);
@@ -162,6 +205,7 @@ impl Scheduler {
         }
         let task = Task {
             stream: stream.to_string(),
+            need,
             transcoder,
             deadline: (!exempt).then(|| now + self.deadline),
             result_started: false,
@@ -171,10 +215,20 @@ impl Scheduler {
         id
     }
 
-    /// Places a segment of `stream`.
+    /// Places a segment of `stream` that any transcoder can make.
     pub fn place(&mut self, stream: &str, now: Instant) -> Result<(TaskId, TranscoderId), PlaceError> {
-        let t = self.pick(stream, None)?;
-        Ok((self.start(stream, t, 1, now), t))
+        self.place_fitting(stream, Need::default(), now)
+    }
+
+    /// Places a segment of `stream` on a transcoder whose capabilities fit `need`.
+    pub fn place_fitting(
+        &mut self,
+        stream: &str,
+        need: Need,
+        now: Instant,
+    ) -> Result<(TaskId, TranscoderId), PlaceError> {
+        let t = self.pick(stream, need, None)?;
+        Ok((self.start(stream, need, t, 1, now), t))
     }
 
     /// The first result byte of `task` went to the broadcaster: it can no longer be retried.
@@ -208,8 +262,10 @@ impl Scheduler {
         if self.affinity.get(&t.stream) == Some(&t.transcoder) {
             self.affinity.remove(&t.stream);
         }
-        match self.pick(&t.stream, Some(t.transcoder)) {
-            Ok(other) => Failover::Retry { task: self.start(&t.stream, other, t.attempts + 1, now), transcoder: other },
+        match self.pick(&t.stream, t.need, Some(t.transcoder)) {
+            Ok(other) => {
+                Failover::Retry { task: self.start(&t.stream, t.need, other, t.attempts + 1, now), transcoder: other }
+            }
             Err(_) => Failover::Fail { reason: "no other transcoder has room" },
         }
     }
@@ -231,9 +287,10 @@ impl Scheduler {
         late.into_iter().map(|task| (task, self.fail(task, now))).collect()
     }
 
-    /// A stream ended: forget its affinity.
-    pub fn end_stream(&mut self, stream: &str) {
-        self.affinity.remove(stream);
+    /// A stream ended: forget its affinity. Returns the transcoder that held its sessions, to be
+    /// told to free them.
+    pub fn end_stream(&mut self, stream: &str) -> Option<TranscoderId> {
+        self.affinity.remove(stream)
     }
 }
 
@@ -336,5 +393,58 @@ mod tests {
         assert_eq!(s.totals(), (2, 1));
         s.finish(a);
         assert_eq!(s.totals(), (2, 0));
+    }
+
+    #[test]
+    fn only_transcoders_whose_capabilities_fit_are_chosen() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(secs(8));
+        s.add_transcoder(1, 8);
+        s.add_transcoder(2, 2);
+        // 1 is a GPU capped at 1920x1080 outputs; 2 has no limit.
+        s.set_capabilities(1, Capabilities { max_width: 1920, max_height: 1080, no_h264: false });
+        let uhd = Need { width: 3840, height: 2160 };
+        let hd = Need { width: 1280, height: 720 };
+        assert_eq!(s.place_fitting("4k", uhd, now).map(|p| p.1), Ok(2), "only 2 fits 4K");
+        // Affinity does not override a misfit: "4k" now asks for HD and may use the larger 1.
+        assert_eq!(s.place_fitting("hd", hd, now).map(|p| p.1), Ok(1));
+        let (_, again) = s.place_fitting("4k", uhd, now).expect("fits on 2");
+        assert_eq!(again, 2);
+        // 2 is full; 1 has room but cannot make 4K: at capacity, not misplaced.
+        assert_eq!(s.place_fitting("4k", uhd, now), Err(PlaceError::AtCapacity));
+        // No one encodes 8K at all: a distinct refusal.
+        let eight_k = Need { width: 7680, height: 4320 };
+        s.set_capabilities(2, Capabilities { max_width: 4096, max_height: 4096, no_h264: false });
+        assert_eq!(s.place_fitting("8k", eight_k, now), Err(PlaceError::NoneFits(eight_k)));
+        // A transcoder that lost H.264 encode (e.g. a decode-only GPU) gets nothing.
+        s.set_capabilities(1, Capabilities { no_h264: true, ..Capabilities::default() });
+        assert_eq!(s.place_fitting("hd2", hd, now).map(|p| p.1), Err(PlaceError::AtCapacity));
+    }
+
+    #[test]
+    fn retries_keep_the_segments_needs() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(secs(8));
+        s.add_transcoder(1, 1);
+        s.add_transcoder(2, 1);
+        s.add_transcoder(3, 4);
+        s.set_capabilities(3, Capabilities { max_width: 640, max_height: 360, no_h264: false });
+        let need = Need { width: 1280, height: 720 };
+        let (a, on) = s.place_fitting("a", need, now).expect("a");
+        assert_ne!(on, 3);
+        let f = s.fail(a, now);
+        let Failover::Retry { transcoder, .. } = f else { panic!("{f:?}") };
+        assert!(transcoder != 3 && transcoder != on, "retry went to {transcoder}");
+    }
+
+    #[test]
+    fn end_stream_names_the_transcoder_holding_its_sessions() {
+        let now = Instant::now();
+        let mut s = Scheduler::new(secs(8));
+        s.add_transcoder(7, 2);
+        let (t, _) = s.place("live", now).expect("place");
+        s.finish(t);
+        assert_eq!(s.end_stream("live"), Some(7));
+        assert_eq!(s.end_stream("live"), None);
     }
 }

@@ -25,7 +25,8 @@ use zerohop_engine::Ladder;
 use crate::body::ChannelBody;
 use crate::client::{Client, ClientError, Transport};
 use crate::framing::{self, Kind, SEGMENT};
-use crate::node::TRANSCODER_ID_HEADER;
+use crate::metrics as m;
+use crate::node::{CAPABILITIES_HEADER, TRANSCODER_ID_HEADER};
 use crate::relay::{InputBuf, Out, SessionSlot, run_local};
 
 /// Transcoder settings.
@@ -37,7 +38,12 @@ pub struct TranscoderConfig {
     pub secret: String,
     /// Segments transcoded at once (advertised as capacity).
     pub max_sessions: u32,
+    /// Largest output (width, height) this transcoder makes, advertised for placement.
+    pub max_output: (u32, u32),
 }
+
+/// What the CPU backend encodes at most: OpenH264 at level 5.2's frame size.
+pub const CPU_MAX_OUTPUT: (u32, u32) = (4096, 2304);
 
 /// Why the transcoder stopped for good.
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +116,7 @@ async fn attempt(
         .header(TRANSCODER_ID_HEADER, &config.id)
         .header(http::header::AUTHORIZATION, format!("Bearer {}", config.secret))
         .header("zerohop-capacity", config.max_sessions)
+        .header(CAPABILITIES_HEADER, capabilities_json(config.max_output))
         .body(report_body);
     let Ok(req) = req else { return Ok(Attempt::Lost("bad request".into())) };
     let resp = match client.send(req).await {
@@ -155,6 +162,16 @@ async fn attempt(
         while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
             let line = buf.split_to(nl + 1);
             let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
+            if let Some(stream) = v["end_stream"].as_str() {
+                // The broadcaster ended the stream: free its sessions unless a task still runs.
+                let mut map = sessions.lock();
+                if map.get(stream).is_some_and(|(slot, _)| Arc::strong_count(slot) == 1) {
+                    map.remove(stream);
+                    tracing::info!(%stream, "stream ended; sessions closed");
+                }
+                metrics::gauge!(m::TRANSCODER_STREAMS).set(map.len() as f64);
+                continue;
+            }
             let (Some(task), Some(stream)) = (v["task"].as_u64(), v["stream"].as_str()) else { continue };
             let ladder = match v["profiles"].as_str().map(Ladder::from_json) {
                 Some(Ok(l)) => l,
@@ -166,7 +183,9 @@ async fn attempt(
                 map.retain(|_, (slot, used)| used.elapsed() < SESSION_IDLE || Arc::strong_count(slot) > 1);
                 let entry = map.entry(stream.to_string()).or_insert_with(|| (SessionSlot::default(), Instant::now()));
                 entry.1 = Instant::now();
-                entry.0.clone()
+                let slot = entry.0.clone();
+                metrics::gauge!(m::TRANSCODER_STREAMS).set(map.len() as f64);
+                slot
             };
             let (client, config, load, load_tx) = (client.clone(), config.clone(), load.clone(), load_tx.clone());
             tokio::spawn(async move {
@@ -186,6 +205,11 @@ async fn attempt(
     }
     reporter.abort();
     Ok(result)
+}
+
+/// What this transcoder can make, for the orchestrator's placement.
+fn capabilities_json((w, h): (u32, u32)) -> String {
+    json!({"backend": "cpu", "encode": ["h264"], "max_width": w, "max_height": h, "gpus": []}).to_string()
 }
 
 /// One live report: what the orchestrator's scheduler counts (JSON line).

@@ -38,6 +38,16 @@ fn spawn_transcoder(
     id: &str,
     secret: &str,
 ) -> (tokio::runtime::Runtime, tokio::task::JoinHandle<Result<(), LinkError>>) {
+    spawn_transcoder_max(node, fp, id, secret, transcoder::CPU_MAX_OUTPUT)
+}
+
+fn spawn_transcoder_max(
+    node: &Node,
+    fp: &str,
+    id: &str,
+    secret: &str,
+    max_output: (u32, u32),
+) -> (tokio::runtime::Runtime, tokio::task::JoinHandle<Result<(), LinkError>>) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
     let cfg = TranscoderConfig {
         orch_addr: node.local_addr().to_string(),
@@ -45,6 +55,7 @@ fn spawn_transcoder(
         id: id.into(),
         secret: secret.into(),
         max_sessions: 1,
+        max_output,
     };
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let h = rt.spawn(async move {
@@ -174,9 +185,40 @@ async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
         Err(e) => panic!("expected an in-band error, got {e}"),
     }
     // The orchestrator keeps serving once a transcoder is back.
-    let (rt_c, _c) = spawn_transcoder(&node, &fp, "t-a", SECRET);
+    // (This one advertises outputs up to 1280x720 only, as a small GPU might.)
+    let (rt_c, _c) = spawn_transcoder_max(&node, &fp, "t-a", SECRET, (1280, 720));
     let (o, _) = push_when_ready(&mut c, 3, fixture("h264_360p25_baseline_noaudio.ts")).await;
     assert!(o.ok());
+    let gauge = |m: &str| -> Option<f64> {
+        m.lines().find_map(|l| l.strip_prefix("zerohop_transcoder_streams_open ")).and_then(|v| v.parse().ok())
+    };
+    let (_, m1) = c.get("/metrics").await.expect("metrics");
+    assert_eq!(gauge(&String::from_utf8_lossy(&m1)), Some(1.0), "the transcoder holds the stream's sessions");
+
+    // Capabilities: no connected transcoder makes 1080p; a ladder asking for it is refused before
+    // any upload is consumed, with a code that says why.
+    let fhd = r#"[{"name":"1080p","width":1920,"height":1080,"bitrate":"6M"}]"#;
+    let r = c.push("live", 4, Some(fhd), Upload::Full(input.clone()), |_| {}).await;
+    match r {
+        Err(ClientError::Status { status, code, message }) => {
+            assert_eq!((status, code.as_str()), (http::StatusCode::UNPROCESSABLE_ENTITY, "no_capable_transcoder"));
+            assert!(message.contains("1920x1080"), "{message}");
+        }
+        other => panic!("expected 422, got {other:?}"),
+    }
+
+    // End of stream reaches the remote transcoder, which frees the sessions at once.
+    assert_eq!(c.end_stream("live").await.expect("delete"), http::StatusCode::OK);
+    let mut freed = false;
+    for _ in 0..50 {
+        let (_, m2) = c.get("/metrics").await.expect("metrics");
+        if gauge(&String::from_utf8_lossy(&m2)) == Some(0.0) {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "DELETE /v1/streams/live freed the transcoder's sessions");
     rt_c.shutdown_background();
     node.shutdown().await;
 }
