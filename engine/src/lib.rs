@@ -18,6 +18,8 @@
 
 pub mod build_info;
 pub mod codec;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod error;
 pub mod frame;
 pub mod h264;

@@ -1,0 +1,54 @@
+//! Errors of the CUDA backend: every driver, NVDEC and NVENC failure as a value naming the API
+//! call and its status. A missing driver is `NoDriver`, never a panic.
+
+/// A CUDA-backend failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CudaError {
+    /// The library could not be loaded (no NVIDIA driver on this machine, or not this part).
+    #[error("{lib} could not be loaded ({why}): no NVIDIA driver here; use --accel cpu")]
+    NoDriver { lib: &'static str, why: String },
+    /// An entry point the driver library should export is missing (driver too old).
+    #[error("{lib} has no {symbol}: the NVIDIA driver is too old for zerohop (needs R530+ for NVENC API 12.1)")]
+    MissingSymbol { lib: &'static str, symbol: &'static str },
+    /// A CUDA driver API call failed.
+    #[error("{api} failed: {status}")]
+    Driver { api: &'static str, status: String },
+    /// An NVENC call failed.
+    #[error("{api} failed: {status}")]
+    Nvenc { api: &'static str, status: String },
+    /// An NVDEC (cuvid) call failed.
+    #[error("{api} failed: CUresult {code}")]
+    Cuvid { api: &'static str, code: u32 },
+    /// The GPU has no NVENC (H100, H200, A100...) or cannot encode H.264 at this size.
+    #[error("GPU {ordinal} cannot encode: {why}")]
+    NoEncoder { ordinal: usize, why: String },
+    /// The GPU's NVDEC cannot decode this stream.
+    #[error("GPU {ordinal} cannot decode {what}")]
+    NoDecoder { ordinal: usize, what: String },
+    /// NVENC refused another session (consumer GPUs cap concurrent sessions).
+    #[error("NVENC session limit reached on GPU {ordinal} ({api}: {status})")]
+    SessionLimit { ordinal: usize, api: &'static str, status: String },
+    /// Compiling the kernels at run time failed.
+    #[error("kernel compilation (NVRTC): {0}")]
+    Nvrtc(String),
+    /// A call made with arguments the layer refuses before reaching the driver.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl CudaError {
+    /// A stable code, as the engine's other errors have.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CudaError::NoDriver { .. } | CudaError::MissingSymbol { .. } => "gpu_unavailable",
+            CudaError::Driver { .. } => "cuda_error",
+            CudaError::Nvenc { .. } => "nvenc_error",
+            CudaError::Cuvid { .. } => "nvdec_error",
+            CudaError::NoEncoder { .. } => "no_nvenc",
+            CudaError::NoDecoder { .. } => "no_nvdec",
+            CudaError::SessionLimit { .. } => "gpu_session_limit",
+            CudaError::Nvrtc(_) => "kernel_compile",
+            CudaError::Invalid(_) => "invalid_gpu_call",
+        }
+    }
+}
