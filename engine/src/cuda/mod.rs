@@ -9,6 +9,7 @@
 //! time, each call a `Result` naming the call and its status) -> safe owners with `Drop`.
 
 mod error;
+pub mod nvdec;
 pub mod nvenc;
 
 pub use error::CudaError;

@@ -1,0 +1,464 @@
+//! NVDEC through the cuvid parser, in three layers: the SDK's `cuviddec`/`nvcuvid` bindings
+//! (types only), [`CuvidApi`] (the entry points resolved at run time from `libnvcuvid.so.1`,
+//! each call a `Result` naming it and its `CUresult`), and [`NvDecoder`] (the only owner of its
+//! parser and decoder handles, destroyed in `Drop`).
+//!
+//! Flow (NVIDIA's decoder guide, AppDec): access units go to `cuvidParseVideoData` with their PTS
+//! (90 kHz clock); the parser calls back on a new sequence (we check codec, chroma and depth and
+//! create the decoder with the stream's DPB plus pipeline depth in surfaces), on each picture to
+//! decode (`cuvidDecodePicture`) and on each picture to display (queued). After each parse call
+//! the queued pictures are mapped (`cuvidMapVideoFrame64` on the scaling stream), handed to the
+//! caller as a device pointer + pitch, and unmapped as soon as the caller returns.
+//!
+//! The CUDA context must be current on the calling thread (cuvid uses the thread's context).
+
+use std::collections::VecDeque;
+use std::ffi::{c_int, c_uint, c_ulong, c_void};
+use std::sync::Arc;
+
+use nvidia_video_codec_sdk::sys::cuviddec as dec;
+use nvidia_video_codec_sdk::sys::nvcuvid as cuvid;
+
+use super::error::CudaError;
+
+const LIB: &str = "libnvcuvid.so.1";
+
+/// Extra decode surfaces beyond the stream's own need: pictures mapped or queued for display
+/// while the decoder goes on.
+const PIPELINE_SURFACES: u32 = 4;
+
+// Entry points, declared with a plain `u32` CUresult (no invalid-enum hazard).
+pub(crate) type CreateParserFn = unsafe extern "C" fn(*mut cuvid::CUvideoparser, *mut cuvid::CUVIDPARSERPARAMS) -> u32;
+pub(crate) type ParseFn = unsafe extern "C" fn(cuvid::CUvideoparser, *mut cuvid::CUVIDSOURCEDATAPACKET) -> u32;
+pub(crate) type DestroyParserFn = unsafe extern "C" fn(cuvid::CUvideoparser) -> u32;
+pub(crate) type CreateDecoderFn =
+    unsafe extern "C" fn(*mut dec::CUvideodecoder, *mut dec::CUVIDDECODECREATEINFO) -> u32;
+pub(crate) type DecodeFn = unsafe extern "C" fn(dec::CUvideodecoder, *mut dec::CUVIDPICPARAMS) -> u32;
+pub(crate) type MapFn =
+    unsafe extern "C" fn(dec::CUvideodecoder, c_int, *mut u64, *mut c_uint, *mut dec::CUVIDPROCPARAMS) -> u32;
+pub(crate) type UnmapFn = unsafe extern "C" fn(dec::CUvideodecoder, u64) -> u32;
+pub(crate) type DestroyDecoderFn = unsafe extern "C" fn(dec::CUvideodecoder) -> u32;
+pub(crate) type CapsFn = unsafe extern "C" fn(*mut dec::CUVIDDECODECAPS) -> u32;
+
+/// The cuvid entry points zerohop uses.
+#[derive(Clone, Copy)]
+pub struct CuvidFns {
+    pub(crate) create_parser: CreateParserFn,
+    pub(crate) parse: ParseFn,
+    pub(crate) destroy_parser: DestroyParserFn,
+    pub(crate) create_decoder: CreateDecoderFn,
+    pub(crate) decode: DecodeFn,
+    pub(crate) map: MapFn,
+    pub(crate) unmap: UnmapFn,
+    pub(crate) destroy_decoder: DestroyDecoderFn,
+    pub(crate) caps: CapsFn,
+}
+
+impl std::fmt::Debug for CuvidFns {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CuvidFns")
+    }
+}
+
+/// The cuvid entry points, from the driver ([`CuvidApi::load`]) or a test double.
+pub struct CuvidApi {
+    fns: CuvidFns,
+    _lib: Option<libloading::Library>,
+}
+
+// SAFETY: only immutable function pointers into the driver; cuvid entry points may be called
+// from any thread (each decoder's calls are serialised through `&mut NvDecoder`).
+unsafe impl Send for CuvidApi {}
+// SAFETY: as above.
+unsafe impl Sync for CuvidApi {}
+
+impl std::fmt::Debug for CuvidApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CuvidApi").field("driver", &self._lib.is_some()).finish()
+    }
+}
+
+fn check(api: &'static str, code: u32) -> Result<(), CudaError> {
+    if code == 0 { Ok(()) } else { Err(CudaError::Cuvid { api, code }) }
+}
+
+impl CuvidApi {
+    /// Loads `libnvcuvid.so.1` and resolves the entry points. No driver: `NoDriver`.
+    pub fn load() -> Result<Arc<CuvidApi>, CudaError> {
+        // SAFETY: loading the NVIDIA decode library runs its initialisers, which need nothing
+        // from us; the handle is kept as long as the function pointers.
+        let lib = unsafe { libloading::Library::new(LIB) }
+            .map_err(|e| CudaError::NoDriver { lib: LIB, why: e.to_string() })?;
+        macro_rules! sym {
+            ($name:literal, $ty:ty) => {
+                // SAFETY: the symbol has this C signature in cuviddec.h / nvcuvid.h (SDK 12.1);
+                // the pointer is only used while `lib` lives (it moves into the CuvidApi).
+                *unsafe { lib.get::<$ty>(concat!($name, "\0").as_bytes()) }
+                    .map_err(|_| CudaError::MissingSymbol { lib: LIB, symbol: $name })?
+            };
+        }
+        let fns = CuvidFns {
+            create_parser: sym!("cuvidCreateVideoParser", CreateParserFn),
+            parse: sym!("cuvidParseVideoData", ParseFn),
+            destroy_parser: sym!("cuvidDestroyVideoParser", DestroyParserFn),
+            create_decoder: sym!("cuvidCreateDecoder", CreateDecoderFn),
+            decode: sym!("cuvidDecodePicture", DecodeFn),
+            map: sym!("cuvidMapVideoFrame64", MapFn),
+            unmap: sym!("cuvidUnmapVideoFrame64", UnmapFn),
+            destroy_decoder: sym!("cuvidDestroyDecoder", DestroyDecoderFn),
+            caps: sym!("cuvidGetDecoderCaps", CapsFn),
+        };
+        Ok(Arc::new(CuvidApi { fns, _lib: Some(lib) }))
+    }
+
+    /// Entry points from elsewhere: the recording fake in tests (a test double of the driver).
+    pub fn from_fns(fns: CuvidFns) -> Arc<CuvidApi> {
+        Arc::new(CuvidApi { fns, _lib: None })
+    }
+
+    /// What NVDEC on the current context's GPU can do for 8-bit 4:2:0 H.264.
+    pub fn h264_caps(&self) -> Result<DecodeCaps, CudaError> {
+        // SAFETY: CUVIDDECODECAPS is plain data whose enums have zero values (MPEG1, monochrome).
+        let mut c: dec::CUVIDDECODECAPS = unsafe { std::mem::zeroed() };
+        c.eCodecType = dec::cudaVideoCodec::cudaVideoCodec_H264;
+        c.eChromaFormat = dec::cudaVideoChromaFormat::cudaVideoChromaFormat_420;
+        c.nBitDepthMinus8 = 0;
+        // SAFETY: valid in/out struct for the call; needs the caller's current context.
+        check("cuvidGetDecoderCaps", unsafe { (self.fns.caps)(&mut c) })?;
+        Ok(DecodeCaps {
+            supported: c.bIsSupported != 0,
+            engines: u32::from(c.nNumNVDECs),
+            max_width: c.nMaxWidth,
+            max_height: c.nMaxHeight,
+        })
+    }
+}
+
+/// NVDEC's H.264 capabilities on one GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeCaps {
+    pub supported: bool,
+    pub engines: u32,
+    pub max_width: u32,
+    pub max_height: u32,
+}
+
+/// The stream's format, from the parser's sequence callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoFormat {
+    pub coded_width: u32,
+    pub coded_height: u32,
+    /// Visible area (left, top, right, bottom) inside the coded picture.
+    pub display: (i32, i32, i32, i32),
+    pub decode_surfaces: u32,
+}
+
+impl VideoFormat {
+    pub fn width(&self) -> u32 {
+        (self.display.2 - self.display.0).max(0) as u32
+    }
+    pub fn height(&self) -> u32 {
+        (self.display.3 - self.display.1).max(0) as u32
+    }
+}
+
+/// One decoded picture, mapped: NV12 in device memory (luma at `ptr`, chroma at
+/// `ptr + pitch * surface_height`), valid until the callback that receives it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MappedFrame {
+    pub ptr: u64,
+    pub pitch: u32,
+    /// Rows of the surface (the decoder's target height): where chroma starts.
+    pub surface_height: u32,
+    pub width: u32,
+    pub height: u32,
+    pub pts: i64,
+}
+
+/// State the parser's callbacks work on (boxed: its address is the parser's user data).
+struct Callbacks {
+    api: Arc<CuvidApi>,
+    ordinal: usize,
+    decoder: dec::CUvideodecoder,
+    format: Option<VideoFormat>,
+    display: VecDeque<(c_int, i64)>,
+    error: Option<CudaError>,
+    pictures_decoded: u64,
+}
+
+impl Callbacks {
+    fn destroy_decoder(&mut self) {
+        if !self.decoder.is_null() {
+            // SAFETY: the handle came from cuvidCreateDecoder and is destroyed once (nulled).
+            let _ = unsafe { (self.api.fns.destroy_decoder)(self.decoder) };
+            self.decoder = std::ptr::null_mut();
+        }
+    }
+
+    /// Sequence callback: returns the decode surfaces to use, or 0 to fail the parse.
+    fn sequence(&mut self, f: &cuvid::CUVIDEOFORMAT) -> c_int {
+        let refuse = |what: String| CudaError::NoDecoder { ordinal: self.ordinal, what };
+        if f.codec != dec::cudaVideoCodec::cudaVideoCodec_H264 {
+            self.error = Some(refuse(format!("codec {:?} (zerohop decodes H.264)", f.codec)));
+            return 0;
+        }
+        if f.chroma_format != dec::cudaVideoChromaFormat::cudaVideoChromaFormat_420
+            || f.bit_depth_luma_minus8 != 0
+            || f.bit_depth_chroma_minus8 != 0
+        {
+            self.error = Some(refuse(format!(
+                "{:?} at {} bits (zerohop decodes 8-bit 4:2:0)",
+                f.chroma_format,
+                8 + f.bit_depth_luma_minus8
+            )));
+            return 0;
+        }
+        let surfaces = u32::from(f.min_num_decode_surfaces).max(1) + PIPELINE_SURFACES;
+        let format = VideoFormat {
+            coded_width: f.coded_width,
+            coded_height: f.coded_height,
+            display: (f.display_area.left, f.display_area.top, f.display_area.right, f.display_area.bottom),
+            decode_surfaces: surfaces,
+        };
+        if self.format == Some(format) && !self.decoder.is_null() {
+            return surfaces as c_int; // same stream parameters: keep the warm decoder
+        }
+        self.destroy_decoder();
+        // SAFETY: CUVIDDECODECREATEINFO's enums all have zero values (MPEG1, monochrome, NV12,
+        // weave); reserved fields must be zero.
+        let mut ci: dec::CUVIDDECODECREATEINFO = unsafe { std::mem::zeroed() };
+        ci.ulWidth = c_ulong::from(f.coded_width);
+        ci.ulHeight = c_ulong::from(f.coded_height);
+        ci.ulMaxWidth = c_ulong::from(f.coded_width);
+        ci.ulMaxHeight = c_ulong::from(f.coded_height);
+        ci.ulNumDecodeSurfaces = c_ulong::from(surfaces);
+        ci.CodecType = f.codec;
+        ci.ChromaFormat = f.chroma_format;
+        ci.ulCreationFlags = dec::cudaVideoCreateFlags::cudaVideoCreate_PreferCUVID as c_ulong;
+        ci.OutputFormat = dec::cudaVideoSurfaceFormat::cudaVideoSurfaceFormat_NV12;
+        ci.DeinterlaceMode = dec::cudaVideoDeinterlaceMode::cudaVideoDeinterlaceMode_Weave;
+        ci.display_area.left = f.display_area.left as i16;
+        ci.display_area.top = f.display_area.top as i16;
+        ci.display_area.right = f.display_area.right as i16;
+        ci.display_area.bottom = f.display_area.bottom as i16;
+        ci.ulTargetWidth = c_ulong::from(format.width());
+        ci.ulTargetHeight = c_ulong::from(format.height());
+        ci.ulNumOutputSurfaces = 2;
+        let mut d = std::ptr::null_mut();
+        // SAFETY: valid out-pointer and create-info for the call; the context is current.
+        match check("cuvidCreateDecoder", unsafe { (self.api.fns.create_decoder)(&mut d, &mut ci) }) {
+            Ok(()) => {
+                self.decoder = d;
+                self.format = Some(format);
+                surfaces as c_int
+            }
+            Err(e) => {
+                self.error = Some(e);
+                0
+            }
+        }
+    }
+
+    fn decode(&mut self, pic: *mut dec::CUVIDPICPARAMS) -> c_int {
+        if self.decoder.is_null() {
+            self.error.get_or_insert(CudaError::Invalid("a picture before the sequence header".into()));
+            return 0;
+        }
+        // SAFETY: the parser passes its own valid picture parameters for this decoder.
+        match check("cuvidDecodePicture", unsafe { (self.api.fns.decode)(self.decoder, pic) }) {
+            Ok(()) => {
+                self.pictures_decoded += 1;
+                1
+            }
+            Err(e) => {
+                self.error = Some(e);
+                0
+            }
+        }
+    }
+}
+
+/// Runs a callback body, turning a panic into a failed parse instead of unwinding into C.
+fn guarded(user: *mut c_void, f: impl FnOnce(&mut Callbacks) -> c_int) -> c_int {
+    // SAFETY: `user` is the boxed Callbacks the NvDecoder registered as pUserData; the parser
+    // calls back only from inside cuvidParseVideoData, which NvDecoder calls with `&mut self`,
+    // so no other reference to the Callbacks is live.
+    let cb = unsafe { &mut *user.cast::<Callbacks>() };
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(cb))) {
+        Ok(v) => v,
+        Err(_) => {
+            cb.error = Some(CudaError::Invalid("panic in an NVDEC callback".into()));
+            0
+        }
+    }
+}
+
+unsafe extern "C" fn on_sequence(user: *mut c_void, f: *mut cuvid::CUVIDEOFORMAT) -> c_int {
+    // SAFETY: the parser passes a valid format for the duration of the callback.
+    guarded(user, |cb| cb.sequence(unsafe { &*f }))
+}
+
+unsafe extern "C" fn on_decode(user: *mut c_void, pic: *mut dec::CUVIDPICPARAMS) -> c_int {
+    guarded(user, |cb| cb.decode(pic))
+}
+
+unsafe extern "C" fn on_display(user: *mut c_void, d: *mut cuvid::CUVIDPARSERDISPINFO) -> c_int {
+    guarded(user, |cb| {
+        if !d.is_null() {
+            // SAFETY: non-null display info from the parser, valid during the callback.
+            let d = unsafe { &*d };
+            cb.display.push_back((d.picture_index, d.timestamp));
+        }
+        1
+    })
+}
+
+/// One H.264 decoder: parser + NVDEC decoder, reused across a stream's segments.
+pub struct NvDecoder {
+    api: Arc<CuvidApi>,
+    parser: cuvid::CUvideoparser,
+    cb: Box<Callbacks>,
+    stream: *mut c_void,
+}
+
+// SAFETY: the handles may be used from any thread with the context current there; all calls go
+// through `&mut self`, so they never overlap.
+unsafe impl Send for NvDecoder {}
+
+impl std::fmt::Debug for NvDecoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NvDecoder")
+            .field("format", &self.cb.format)
+            .field("decoded", &self.cb.pictures_decoded)
+            .finish()
+    }
+}
+
+impl NvDecoder {
+    /// A parser for H.264 with a 90 kHz clock; frames are mapped on `stream` (a CUstream).
+    pub fn new(api: Arc<CuvidApi>, ordinal: usize, stream: *mut c_void) -> Result<NvDecoder, CudaError> {
+        let mut cb = Box::new(Callbacks {
+            api: api.clone(),
+            ordinal,
+            decoder: std::ptr::null_mut(),
+            format: None,
+            display: VecDeque::new(),
+            error: None,
+            pictures_decoded: 0,
+        });
+        // SAFETY: CUVIDPARSERPARAMS's enum (codec) has a zero value; reserved fields must be zero.
+        let mut p: cuvid::CUVIDPARSERPARAMS = unsafe { std::mem::zeroed() };
+        p.CodecType = dec::cudaVideoCodec::cudaVideoCodec_H264;
+        p.ulMaxNumDecodeSurfaces = 1; // the sequence callback returns the real number
+        p.ulClockRate = 90_000;
+        p.ulMaxDisplayDelay = 0; // low latency: pictures are displayed as soon as order allows
+        p.pUserData = (&mut *cb as *mut Callbacks).cast();
+        p.pfnSequenceCallback = Some(on_sequence);
+        p.pfnDecodePicture = Some(on_decode);
+        p.pfnDisplayPicture = Some(on_display);
+        let mut parser = std::ptr::null_mut();
+        // SAFETY: valid out-pointer and parameters; `cb` is boxed, so the user-data address
+        // stays valid until the parser is destroyed in Drop (before `cb` is freed).
+        check("cuvidCreateVideoParser", unsafe { (api.fns.create_parser)(&mut parser, &mut p) })?;
+        Ok(NvDecoder { api, parser, cb, stream })
+    }
+
+    /// The stream's format once the first sequence header was parsed.
+    pub fn format(&self) -> Option<VideoFormat> {
+        self.cb.format
+    }
+
+    /// Pictures decoded so far.
+    pub fn pictures_decoded(&self) -> u64 {
+        self.cb.pictures_decoded
+    }
+
+    /// Feeds one access unit (Annex B) with its PTS; each picture that becomes displayable is
+    /// mapped and passed to `out`, then unmapped when `out` returns.
+    pub fn push(
+        &mut self,
+        au: &[u8],
+        pts: i64,
+        out: &mut dyn FnMut(MappedFrame) -> Result<(), CudaError>,
+    ) -> Result<(), CudaError> {
+        let flags = cuvid::CUvideopacketflags::CUVID_PKT_TIMESTAMP as c_ulong
+            | cuvid::CUvideopacketflags::CUVID_PKT_ENDOFPICTURE as c_ulong;
+        self.parse(au, flags, pts)?;
+        self.deliver(out)
+    }
+
+    /// End of a segment: the parser releases every picture it still holds.
+    pub fn flush(&mut self, out: &mut dyn FnMut(MappedFrame) -> Result<(), CudaError>) -> Result<(), CudaError> {
+        self.parse(&[], cuvid::CUvideopacketflags::CUVID_PKT_ENDOFSTREAM as c_ulong, 0)?;
+        self.deliver(out)
+    }
+
+    fn parse(&mut self, data: &[u8], flags: c_ulong, pts: i64) -> Result<(), CudaError> {
+        // SAFETY: CUVIDSOURCEDATAPACKET is plain data (no enums).
+        let mut pkt: cuvid::CUVIDSOURCEDATAPACKET = unsafe { std::mem::zeroed() };
+        pkt.flags = flags;
+        pkt.payload_size = data.len() as c_ulong;
+        pkt.payload = if data.is_empty() { std::ptr::null() } else { data.as_ptr() };
+        pkt.timestamp = pts;
+        // SAFETY: valid parser and packet; the payload outlives the call (the parser copies
+        // what it keeps); callbacks run inside this call on `self.cb` (see `guarded`).
+        let code = unsafe { (self.api.fns.parse)(self.parser, &mut pkt) };
+        if let Some(e) = self.cb.error.take() {
+            self.cb.display.clear();
+            return Err(e);
+        }
+        check("cuvidParseVideoData", code)
+    }
+
+    fn deliver(&mut self, out: &mut dyn FnMut(MappedFrame) -> Result<(), CudaError>) -> Result<(), CudaError> {
+        let Some(format) = self.cb.format else {
+            self.cb.display.clear();
+            return Ok(());
+        };
+        while let Some((index, pts)) = self.cb.display.pop_front() {
+            // SAFETY: CUVIDPROCPARAMS is plain data (no enums); reserved fields must be zero.
+            let mut vpp: dec::CUVIDPROCPARAMS = unsafe { std::mem::zeroed() };
+            vpp.progressive_frame = 1;
+            vpp.output_stream = self.stream.cast();
+            let (mut ptr, mut pitch) = (0u64, 0 as c_uint);
+            // SAFETY: valid decoder and out-pointers; `index` came from the display callback.
+            check("cuvidMapVideoFrame64", unsafe {
+                (self.api.fns.map)(self.cb.decoder, index, &mut ptr, &mut pitch, &mut vpp)
+            })?;
+            let frame = MappedFrame {
+                ptr,
+                pitch,
+                surface_height: format.height(),
+                width: format.width(),
+                height: format.height(),
+                pts,
+            };
+            let r = out(frame);
+            // SAFETY: `ptr` was mapped above on this decoder and the callback, which had to finish
+            // its reads on the stream, has returned.
+            let unmapped = check("cuvidUnmapVideoFrame64", unsafe { (self.api.fns.unmap)(self.cb.decoder, ptr) });
+            if let Err(e) = r.and(unmapped) {
+                self.cb.display.clear();
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for NvDecoder {
+    fn drop(&mut self) {
+        if !self.parser.is_null() {
+            // SAFETY: the parser came from cuvidCreateVideoParser and is destroyed once, before
+            // the callbacks' state it points at.
+            let _ = unsafe { (self.api.fns.destroy_parser)(self.parser) };
+        }
+        self.cb.destroy_decoder();
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fake;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,294 @@
+//! TEST DOUBLE of the NVDEC driver (`libnvcuvid.so`): a parser and decoder that record each call
+//! in a per-thread log and call back the way the real parser does (sequence once per new format,
+//! then decode and display per picture, with an optional display delay released at end of
+//! stream). It stands in for the driver, which cannot run on these machines; the `NvDecoder`
+//! above it is the real code.
+
+use std::cell::RefCell;
+use std::collections::{HashMap, VecDeque};
+use std::ffi::{c_int, c_uint, c_void};
+
+use nvidia_video_codec_sdk::sys::cuviddec as dec;
+use nvidia_video_codec_sdk::sys::nvcuvid as cuvid;
+
+use super::CuvidFns;
+
+#[derive(Clone, Copy)]
+pub struct Format {
+    pub codec: dec::cudaVideoCodec,
+    pub chroma: dec::cudaVideoChromaFormat,
+    pub bit_depth: u8,
+    pub width: u32,
+    pub height: u32,
+}
+
+pub const H264_1080P: Format = Format {
+    codec: dec::cudaVideoCodec::cudaVideoCodec_H264,
+    chroma: dec::cudaVideoChromaFormat::cudaVideoChromaFormat_420,
+    bit_depth: 8,
+    width: 1920,
+    height: 1080,
+};
+
+struct Parser {
+    user: *mut c_void,
+    seq: cuvid::PFNVIDSEQUENCECALLBACK,
+    decode: cuvid::PFNVIDDECODECALLBACK,
+    display: cuvid::PFNVIDDISPLAYCALLBACK,
+    surfaces: c_int,
+    held: VecDeque<(c_int, i64)>,
+    pictures: c_int,
+}
+
+#[derive(Default)]
+struct State {
+    log: Vec<String>,
+    format: Option<Format>,
+    format_sent: bool,
+    delay: usize,
+    fail: HashMap<&'static str, u32>,
+    parsers: HashMap<usize, Parser>,
+    live: HashMap<&'static str, i64>,
+    next: usize,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+pub fn reset(format: Format, delay: usize) {
+    STATE.with(|s| *s.borrow_mut() = State { format: Some(format), delay, ..State::default() });
+}
+
+/// The stream changes format at the next picture (a new sequence header).
+pub fn change_format(format: Format) {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.format = Some(format);
+        s.format_sent = false;
+    });
+}
+
+pub fn fail(api: &'static str, code: u32) {
+    STATE.with(|s| s.borrow_mut().fail.insert(api, code));
+}
+
+pub fn log() -> Vec<String> {
+    STATE.with(|s| s.borrow().log.clone())
+}
+
+pub fn live(kind: &'static str) -> i64 {
+    STATE.with(|s| s.borrow().live.get(kind).copied().unwrap_or(0))
+}
+
+fn call(api: &'static str, detail: String) -> u32 {
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.log.push(if detail.is_empty() { api.to_string() } else { format!("{api}({detail})") });
+        s.fail.remove(api).unwrap_or(0)
+    })
+}
+
+fn count(kind: &'static str, d: i64) {
+    STATE.with(|s| *s.borrow_mut().live.entry(kind).or_insert(0) += d);
+}
+
+unsafe extern "C" fn create_parser(p: *mut cuvid::CUvideoparser, params: *mut cuvid::CUVIDPARSERPARAMS) -> u32 {
+    // SAFETY: the caller passes valid parameters (using them is what the double checks).
+    let params = unsafe { &*params };
+    let code = call("cuvidCreateVideoParser", format!("clock {}", params.ulClockRate));
+    if code != 0 {
+        return code;
+    }
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.next += 1;
+        let h = 0x100 * s.next;
+        s.parsers.insert(
+            h,
+            Parser {
+                user: params.pUserData,
+                seq: params.pfnSequenceCallback,
+                decode: params.pfnDecodePicture,
+                display: params.pfnDisplayPicture,
+                surfaces: 1,
+                held: VecDeque::new(),
+                pictures: 0,
+            },
+        );
+        // SAFETY: valid out-pointer from the caller.
+        unsafe { *p = h as cuvid::CUvideoparser };
+    });
+    count("parser", 1);
+    0
+}
+
+unsafe extern "C" fn parse(p: cuvid::CUvideoparser, pkt: *mut cuvid::CUVIDSOURCEDATAPACKET) -> u32 {
+    // SAFETY: valid packet from the caller.
+    let pkt = unsafe { &*pkt };
+    let eos = pkt.flags & cuvid::CUvideopacketflags::CUVID_PKT_ENDOFSTREAM as u64 != 0;
+    let code = call(
+        "cuvidParseVideoData",
+        if eos { "EOS".into() } else { format!("{} bytes pts {}", pkt.payload_size, pkt.timestamp) },
+    );
+    if code != 0 {
+        return code;
+    }
+    let h = p as usize;
+    // Callbacks run with the state unborrowed: they call back into this double.
+    let take = |f: &mut dyn FnMut(&mut State, &mut Parser)| {
+        STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            let mut parser = s.parsers.remove(&h).expect("live parser");
+            f(&mut s, &mut parser);
+            s.parsers.insert(h, parser);
+        })
+    };
+    let mut fire: Vec<(c_int, i64)> = Vec::new();
+    if eos {
+        take(&mut |_, parser| fire.extend(parser.held.drain(..)));
+    } else {
+        let mut seq: Option<(Format, *mut c_void, cuvid::PFNVIDSEQUENCECALLBACK)> = None;
+        take(&mut |s, parser| {
+            if !s.format_sent {
+                s.format_sent = true;
+                seq = s.format.map(|f| (f, parser.user, parser.seq));
+            }
+        });
+        if let Some((f, user, Some(cb))) = seq {
+            // SAFETY: an all-zero CUVIDEOFORMAT is valid (its enums have zero values).
+            let mut vf: cuvid::CUVIDEOFORMAT = unsafe { std::mem::zeroed() };
+            vf.codec = f.codec;
+            vf.chroma_format = f.chroma;
+            vf.bit_depth_luma_minus8 = f.bit_depth - 8;
+            vf.bit_depth_chroma_minus8 = f.bit_depth - 8;
+            vf.coded_width = f.width.next_multiple_of(16);
+            vf.coded_height = f.height.next_multiple_of(16);
+            vf.display_area.right = f.width as c_int;
+            vf.display_area.bottom = f.height as c_int;
+            vf.min_num_decode_surfaces = 5;
+            // SAFETY: calling the registered callback with its user data, as the parser does.
+            let n = unsafe { cb(user, &mut vf) };
+            if n == 0 {
+                return 0; // the real parser stops and reports through the callback's state
+            }
+            take(&mut |_, parser| parser.surfaces = n);
+        }
+        let (mut user, mut decode, mut idx) = (std::ptr::null_mut(), None, 0);
+        take(&mut |_, parser| {
+            user = parser.user;
+            decode = parser.decode;
+            idx = parser.pictures % parser.surfaces.max(1);
+            parser.pictures += 1;
+        });
+        // SAFETY: an all-zero CUVIDPICPARAMS is what the double hands over (opaque to zerohop).
+        let mut pic: dec::CUVIDPICPARAMS = unsafe { std::mem::zeroed() };
+        pic.CurrPicIdx = idx;
+        if let Some(cb) = decode {
+            // SAFETY: the registered callback with its user data.
+            if unsafe { cb(user, &mut pic) } == 0 {
+                return 0;
+            }
+        }
+        let delay = STATE.with(|s| s.borrow().delay);
+        take(&mut |_, parser| {
+            parser.held.push_back((idx, pkt.timestamp));
+            while parser.held.len() > delay {
+                fire.extend(parser.held.pop_front());
+            }
+        });
+    }
+    let (user, display) = STATE.with(|s| {
+        let s = s.borrow();
+        let parser = &s.parsers[&h];
+        (parser.user, parser.display)
+    });
+    for (index, ts) in fire {
+        let mut info = cuvid::CUVIDPARSERDISPINFO {
+            picture_index: index,
+            progressive_frame: 1,
+            top_field_first: 0,
+            repeat_first_field: 0,
+            timestamp: ts,
+        };
+        if let Some(cb) = display {
+            // SAFETY: the registered callback with its user data.
+            unsafe { cb(user, &mut info) };
+        }
+    }
+    0
+}
+
+unsafe extern "C" fn destroy_parser(p: cuvid::CUvideoparser) -> u32 {
+    STATE.with(|s| s.borrow_mut().parsers.remove(&(p as usize)));
+    count("parser", -1);
+    call("cuvidDestroyVideoParser", String::new())
+}
+
+unsafe extern "C" fn create_decoder(d: *mut dec::CUvideodecoder, ci: *mut dec::CUVIDDECODECREATEINFO) -> u32 {
+    // SAFETY: valid create-info from the caller.
+    let ci = unsafe { &*ci };
+    let code = call(
+        "cuvidCreateDecoder",
+        format!(
+            "{}x{} -> {}x{}, {} surfaces",
+            ci.ulWidth, ci.ulHeight, ci.ulTargetWidth, ci.ulTargetHeight, ci.ulNumDecodeSurfaces
+        ),
+    );
+    if code == 0 {
+        // SAFETY: valid out-pointer from the caller.
+        unsafe { *d = 0xDEC0 as dec::CUvideodecoder };
+        count("decoder", 1);
+    }
+    code
+}
+
+unsafe extern "C" fn decode(_d: dec::CUvideodecoder, pic: *mut dec::CUVIDPICPARAMS) -> u32 {
+    // SAFETY: valid picture parameters from the parser.
+    call("cuvidDecodePicture", format!("{}", unsafe { (*pic).CurrPicIdx }))
+}
+
+unsafe extern "C" fn map(
+    _d: dec::CUvideodecoder,
+    idx: c_int,
+    ptr: *mut u64,
+    pitch: *mut c_uint,
+    vpp: *mut dec::CUVIDPROCPARAMS,
+) -> u32 {
+    // SAFETY: valid processing parameters from the caller.
+    let stream = unsafe { (*vpp).output_stream } as usize;
+    let code = call("cuvidMapVideoFrame64", format!("{idx} on {stream:#x}"));
+    if code == 0 {
+        // SAFETY: valid out-pointers from the caller.
+        unsafe {
+            *ptr = 0x9000_0000 + 0x40_0000 * idx as u64;
+            *pitch = 2048;
+        }
+        count("mapping", 1);
+    }
+    code
+}
+
+unsafe extern "C" fn unmap(_d: dec::CUvideodecoder, ptr: u64) -> u32 {
+    count("mapping", -1);
+    call("cuvidUnmapVideoFrame64", format!("{ptr:#x}"))
+}
+
+unsafe extern "C" fn destroy_decoder(_d: dec::CUvideodecoder) -> u32 {
+    count("decoder", -1);
+    call("cuvidDestroyDecoder", String::new())
+}
+
+unsafe extern "C" fn caps(c: *mut dec::CUVIDDECODECAPS) -> u32 {
+    // SAFETY: valid in/out struct from the caller.
+    let c = unsafe { &mut *c };
+    c.bIsSupported = 1;
+    c.nNumNVDECs = 7;
+    c.nMaxWidth = 4096;
+    c.nMaxHeight = 4096;
+    call("cuvidGetDecoderCaps", String::new())
+}
+
+pub fn fns() -> CuvidFns {
+    CuvidFns { create_parser, parse, destroy_parser, create_decoder, decode, map, unmap, destroy_decoder, caps }
+}
