@@ -8,6 +8,7 @@
 //! `nvidia-video-codec-sdk` crate's for NVENC/NVDEC) -> result (function tables resolved at run
 //! time, each call a `Result` naming the call and its status) -> safe owners with `Drop`.
 
+pub mod driver;
 mod error;
 pub mod nvdec;
 pub mod nvenc;
