@@ -1,6 +1,7 @@
 //! The `zerohop` command line.
 
 mod bench_cmd;
+mod gpu_cmd;
 mod node_cmd;
 
 use std::fs::File;
@@ -78,6 +79,10 @@ enum Command {
     Transcoder(node_cmd::TranscoderArgs),
     /// Push segments to a node and write the renditions as they stream back.
     Push(node_cmd::PushArgs),
+    /// GPUs, memory, NVDEC/NVENC capabilities, the NVENC session limit (probed), and a
+    /// self-test of the scaling kernel on each GPU against its CPU emulation. Exit status 3
+    /// when there is no usable GPU (or the build has no CUDA backend).
+    GpuInfo(gpu_cmd::GpuInfoArgs),
     /// Start a combined node on loopback, push the bundled segments through it over HTTP/2 + TLS,
     /// write the renditions and print TTFB, TTLB and real-time ratio.
     Demo {
@@ -119,6 +124,7 @@ fn main() -> ExitCode {
         Command::Transcoder(a) => node_cmd::transcoder(a),
         Command::Push(a) => node_cmd::push(a),
         Command::Demo { out } => node_cmd::demo(out),
+        Command::GpuInfo(a) => gpu_cmd::gpu_info(a),
         Command::Presets => {
             println!("{:<16} {:>9} {:>8} {:>5}", "name", "size", "kbps", "fps");
             for p in Profile::presets() {

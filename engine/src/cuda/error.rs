@@ -5,7 +5,7 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CudaError {
     /// The library could not be loaded (no NVIDIA driver on this machine, or not this part).
-    #[error("{lib} could not be loaded ({why}): no NVIDIA driver here; use --accel cpu")]
+    #[error("{lib} could not be loaded ({why}): no NVIDIA driver here (the CPU backend needs none)")]
     NoDriver { lib: &'static str, why: String },
     /// An entry point the driver library should export is missing (driver too old).
     #[error("{lib} has no {symbol}: the NVIDIA driver is too old for zerohop (needs R530+ for NVENC API 12.1)")]

@@ -1,0 +1,108 @@
+//! `zerohop gpu-info`: what the CUDA backend finds on this machine.
+
+use std::process::ExitCode;
+
+use anyhow::Result;
+
+/// Exit status when no GPU can be used (distinct from failures).
+pub const NO_GPU: u8 = 3;
+
+#[derive(Debug, clap::Args)]
+pub struct GpuInfoArgs {
+    /// Open up to this many NVENC sessions per GPU to find the real limit (0: skip).
+    #[arg(long, default_value_t = 8)]
+    pub probe_sessions: u32,
+    /// Run the scaling kernel on each GPU and compare it with the CPU emulation of the same source.
+    #[arg(long)]
+    pub self_test: bool,
+}
+
+#[cfg(not(feature = "cuda"))]
+pub fn gpu_info(_a: GpuInfoArgs) -> Result<ExitCode> {
+    println!("this zerohop was built without the CUDA backend: rebuild with `cargo build --release --features cuda`");
+    Ok(ExitCode::from(NO_GPU))
+}
+
+#[cfg(feature = "cuda")]
+pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
+    use zerohop_engine::cuda::driver;
+    println!("kernels: {}", driver::kernel_form());
+    let gpus = match driver::gpus(a.probe_sessions) {
+        Ok(g) => g,
+        Err(e) => {
+            println!("no usable GPU: {e} [{}]", e.code());
+            return Ok(ExitCode::from(NO_GPU));
+        }
+    };
+    if gpus.is_empty() {
+        println!("the CUDA driver sees no GPU");
+        return Ok(ExitCode::from(NO_GPU));
+    }
+    let mut failed = false;
+    for g in &gpus {
+        println!(
+            "GPU {}: {} ({:.1} GiB, compute {}.{})",
+            g.ordinal,
+            g.name,
+            g.memory_bytes as f64 / (1u64 << 30) as f64,
+            g.compute_capability.0,
+            g.compute_capability.1
+        );
+        match &g.nvdec {
+            Ok(c) if c.supported => {
+                println!("  NVDEC H.264 8-bit 4:2:0: {} engine(s), up to {}x{}", c.engines, c.max_width, c.max_height)
+            }
+            Ok(_) => println!("  NVDEC H.264 8-bit 4:2:0: not supported"),
+            Err(e) => println!("  NVDEC: unavailable ({e})"),
+        }
+        match &g.nvenc_sessions {
+            Ok(n) if *n >= a.probe_sessions => {
+                println!("  NVENC H.264: at least {n} concurrent sessions (probe limit)")
+            }
+            Ok(n) => println!("  NVENC H.264: {n} concurrent sessions"),
+            Err(e) => println!("  NVENC: unavailable ({e}); decode and scale stay on the GPU, encoding on the CPU"),
+        }
+        if a.self_test {
+            match self_test(g.ordinal) {
+                Ok(max) => {
+                    println!("  kernel self-test: 1080p -> 720/480/360/240 on the GPU = CPU emulation (max diff {max})")
+                }
+                Err(e) => {
+                    failed = true;
+                    println!("  kernel self-test FAILED: {e}");
+                }
+            }
+        }
+    }
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+#[cfg(feature = "cuda")]
+fn self_test(ordinal: usize) -> Result<u8> {
+    use zerohop_kernels::{BLOCK, Nv12, emu};
+    let gpu = zerohop_engine::cuda::driver::Gpu::open(ordinal)?;
+    let mut src = Nv12::new(1920, 1080, 1920, 0);
+    for (i, b) in src.y.iter_mut().chain(src.uv.iter_mut()).enumerate() {
+        *b = ((i * 7) ^ (i >> 10)) as u8;
+    }
+    let sizes = [(1280, 720), (854, 480), (640, 360), (426, 240)];
+    let on_gpu = gpu.scale_host(&src, &sizes)?;
+    let mut on_cpu: Vec<Nv12> = sizes.iter().map(|&(w, h)| Nv12::new(w, h, w as usize, 0)).collect();
+    emu::scale_ladder(&src, &mut on_cpu, BLOCK)?;
+    let mut max = 0u8;
+    for (g, c) in on_gpu.iter().zip(&on_cpu) {
+        for y in 0..g.height {
+            for x in 0..g.width {
+                max = max.max(g.luma(x, y).abs_diff(c.luma(x, y)));
+            }
+        }
+        for y in 0..g.height / 2 {
+            for x in 0..g.width / 2 {
+                let (p, q) = (g.chroma(x, y), c.chroma(x, y));
+                max = max.max(p.0.abs_diff(q.0)).max(p.1.abs_diff(q.1));
+            }
+        }
+    }
+    anyhow::ensure!(max <= 1, "GPU and CPU emulation differ by up to {max}");
+    Ok(max)
+}
