@@ -15,6 +15,12 @@ pub struct GpuInfoArgs {
     /// Run the scaling kernel on each GPU and compare it with the CPU emulation of the same source.
     #[arg(long)]
     pub self_test: bool,
+    /// Time the fused ladder kernel (1080p -> 720/480/360/240) on each GPU.
+    #[arg(long)]
+    pub bench_kernel: bool,
+    /// Also write the findings as JSON here.
+    #[arg(long)]
+    pub json: Option<std::path::PathBuf>,
 }
 
 #[cfg(not(feature = "cuda"))]
@@ -39,7 +45,14 @@ pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
         return Ok(ExitCode::from(NO_GPU));
     }
     let mut failed = false;
+    let mut report: Vec<serde_json::Value> = Vec::new();
     for g in &gpus {
+        let mut entry = serde_json::json!({
+            "ordinal": g.ordinal, "name": g.name, "memory_bytes": g.memory_bytes,
+            "compute_capability": format!("{}.{}", g.compute_capability.0, g.compute_capability.1),
+            "nvdec_h264": g.nvdec.as_ref().map(|c| c.supported).unwrap_or(false),
+            "nvenc_sessions": g.nvenc_sessions.as_ref().ok(),
+        });
         println!(
             "GPU {}: {} ({:.1} GiB, compute {}.{})",
             g.ordinal,
@@ -60,19 +73,32 @@ pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
                 println!("  NVENC H.264: at least {n} concurrent sessions (probe limit)")
             }
             Ok(n) => println!("  NVENC H.264: {n} concurrent sessions"),
-            Err(e) => println!("  NVENC: unavailable ({e}); decode and scale stay on the GPU, encoding on the CPU"),
+            Err(e) => println!("  NVENC: unavailable ({e}) (H100, H200 and A100 have no NVENC)"),
         }
         if a.self_test {
             match self_test(g.ordinal) {
                 Ok(max) => {
+                    entry["kernel_max_diff"] = max.into();
                     println!("  kernel self-test: 1080p -> 720/480/360/240 on the GPU = CPU emulation (max diff {max})")
                 }
                 Err(e) => {
                     failed = true;
+                    entry["kernel_self_test_error"] = e.to_string().into();
                     println!("  kernel self-test FAILED: {e}");
                 }
             }
         }
+        if a.bench_kernel {
+            let t = zerohop_engine::cuda::driver::Gpu::open(g.ordinal)?.time_ladder(200)?;
+            let ms = t.as_secs_f64() * 1e3;
+            entry["kernel_ladder_ms"] = ms.into();
+            println!("  ladder kernel: {ms:.3} ms per 1080p picture into 4 rungs ({:.0} pictures/s)", 1e3 / ms);
+        }
+        report.push(entry);
+    }
+    if let Some(path) = &a.json {
+        let doc = serde_json::json!({"kernels": driver::kernel_form(), "gpus": report});
+        std::fs::write(path, serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }

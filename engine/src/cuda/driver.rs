@@ -235,6 +235,26 @@ impl Gpu {
         self.stream.synchronize().map_err(driver_error("cuStreamSynchronize"))
     }
 
+    /// Wall time of `iterations` back-to-back ladder launches (1080p source into 720p, 480p,
+    /// 360p and 240p device buffers), after one warm-up launch: the scaling cost per picture.
+    pub fn time_ladder(&self, iterations: u32) -> Result<std::time::Duration, CudaError> {
+        let src = self.alloc_nv12(1920, 1080)?;
+        let dsts = [(1280, 720), (854, 480), (640, 360), (426, 240)]
+            .iter()
+            .map(|&(w, h)| self.alloc_nv12(w, h))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&DeviceNv12> = dsts.iter().collect();
+        let ptr = src.device_ptr(&self.stream);
+        self.scale_ladder(ptr, src.pitch as u32, 1080, (1920, 1080), &refs)?;
+        self.sync()?;
+        let t = std::time::Instant::now();
+        for _ in 0..iterations {
+            self.scale_ladder(ptr, src.pitch as u32, 1080, (1920, 1080), &refs)?;
+        }
+        self.sync()?;
+        Ok(t.elapsed() / iterations.max(1))
+    }
+
     /// Opens NVENC sessions (256x256, P1) until one fails or `max` are open; returns how many
     /// opened. `NoEncoder` when not even one does (GPUs without NVENC).
     pub fn probe_sessions(&self, api: &Arc<NvencApi>, max: u32) -> Result<u32, CudaError> {
