@@ -113,3 +113,33 @@ fn random_garbage_and_mutations_never_panic() {
         assert_eq!(r.expect("session still works").renditions[0].frames_out, 25);
     });
 }
+
+/// A sink that panics on its first chunk: a stand-in for any bug met in a rendition worker.
+struct PanickingSink;
+
+impl zerohop_engine::RenditionSink for PanickingSink {
+    fn chunk(&mut self, _data: Bytes) -> std::io::Result<()> {
+        panic!("sink exploded");
+    }
+}
+
+#[test]
+fn a_panic_in_a_worker_fails_that_segment_only_and_the_session_goes_on() {
+    within_a_minute(|| {
+        let ladder: Ladder = "P240p30fps16x9,P144p30fps16x9".parse().expect("ladder");
+        let mut s = Session::open(SessionConfig::new(ladder)).expect("session");
+        let good = zerohop_engine::MemorySink::new();
+        let sinks: Vec<Box<dyn zerohop_engine::RenditionSink>> = vec![Box::new(PanickingSink), Box::new(good.clone())];
+        let e = s.transcode(fixture("h264_360p25_baseline_noaudio.ts"), sinks).expect_err("the panic fails the segment");
+        assert_eq!(e.code(), "internal_error", "{e}");
+        assert!(e.to_string().contains("sink exploded") && e.to_string().contains("P240p30fps16x9"), "{e}");
+        // The same session, same workers: the next segment is complete and correct.
+        let (r, outs) = transcode_in(&mut s, fixture("h264_360p25_baseline_noaudio.ts"));
+        r.expect("next segment");
+        let frames = decode_video(&fixture("h264_360p25_baseline_noaudio.ts")).expect("source").len();
+        assert!(frames > 0);
+        for out in outs {
+            assert_eq!(decode_video(&out).expect("decodable").len(), frames, "a full rendition after the panic");
+        }
+    });
+}

@@ -39,6 +39,18 @@ pub enum TranscodeError {
     Abandoned,
     #[error("the session's {worker} worker stopped unexpectedly; open a new session")]
     WorkerLost { worker: String },
+    /// A bug met this segment: caught at the worker boundary, the segment fails, the session
+    /// recovers (its encoder state is reset) and the process goes on.
+    #[error("internal error in the {worker} worker ({message}); this segment failed, the session goes on")]
+    Panic { worker: String, message: String },
+}
+
+/// The message of a caught panic.
+pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
 }
 
 impl TranscodeError {
@@ -79,6 +91,7 @@ impl TranscodeError {
             TranscodeError::SegmentInProgress => "segment_in_progress",
             TranscodeError::Abandoned => "abandoned",
             TranscodeError::WorkerLost { .. } => "worker_lost",
+            TranscodeError::Panic { .. } => "internal_error",
         }
     }
 }

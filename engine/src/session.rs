@@ -359,7 +359,12 @@ impl DecodeWorker {
                         && s.error.is_none()
                     {
                         s.demux.push(&data);
-                        self.drain(s);
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.drain(s)));
+                        if let Err(p) = r {
+                            self.decoder = None; // its state is unknown: the next segment opens one
+                            let message = crate::error::panic_message(&*p);
+                            self.fail(s, TranscodeError::Panic { worker: "decode".into(), message });
+                        }
                     }
                 }
                 Input::End => {
@@ -676,7 +681,7 @@ impl RenditionWorker {
                 Work::Frame(f) => {
                     if let Some(s) = seg.as_mut()
                         && s.error.is_none()
-                        && let Err(e) = self.frame(s, &f)
+                        && let Err(e) = self.contained(|w| w.frame(s, &f))
                     {
                         s.error = Some(e);
                     }
@@ -693,7 +698,7 @@ impl RenditionWorker {
                             s.sink.fail(&e);
                             Err(e)
                         }
-                        None => self.end(&mut s).map(|()| s.stats.clone()),
+                        None => self.contained(|w| w.end(&mut s)).map(|()| s.stats.clone()),
                     };
                     let _ = reply.send(result);
                 }
@@ -705,6 +710,25 @@ impl RenditionWorker {
                     self.encoder = None;
                     let _ = reply.send(());
                 }
+            }
+        }
+    }
+
+    /// Runs `f`, turning a panic (a bug, or a sink that panics) into this segment's error: the
+    /// encoder and muxer state are reset so the next segment starts clean, and the thread lives.
+    fn contained(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<(), TranscodeError>,
+    ) -> Result<(), TranscodeError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(r) => r,
+            Err(p) => {
+                self.encoder = None;
+                self.muxer = None;
+                Err(TranscodeError::Panic {
+                    worker: format!("rendition {}", self.profile.name),
+                    message: crate::error::panic_message(&*p),
+                })
             }
         }
     }
