@@ -130,7 +130,8 @@ fn a_panic_in_a_worker_fails_that_segment_only_and_the_session_goes_on() {
         let mut s = Session::open(SessionConfig::new(ladder)).expect("session");
         let good = zerohop_engine::MemorySink::new();
         let sinks: Vec<Box<dyn zerohop_engine::RenditionSink>> = vec![Box::new(PanickingSink), Box::new(good.clone())];
-        let e = s.transcode(fixture("h264_360p25_baseline_noaudio.ts"), sinks).expect_err("the panic fails the segment");
+        let e =
+            s.transcode(fixture("h264_360p25_baseline_noaudio.ts"), sinks).expect_err("the panic fails the segment");
         assert_eq!(e.code(), "internal_error", "{e}");
         assert!(e.to_string().contains("sink exploded") && e.to_string().contains("P240p30fps16x9"), "{e}");
         // The same session, same workers: the next segment is complete and correct.

@@ -17,6 +17,7 @@
 pub mod body;
 pub mod client;
 pub mod framing;
+pub mod link;
 pub mod metrics;
 pub mod node;
 pub mod relay;

@@ -39,9 +39,10 @@ use zerohop_engine::Ladder;
 
 use crate::body::ChannelBody;
 use crate::framing::{self, Kind, RecordReader, SEGMENT};
+use crate::link::{self, LineReader, Report, ToTranscoder};
 use crate::metrics as m;
 use crate::relay::{InputBuf, InputItem, Out, SessionSlot, run_local};
-use crate::scheduler::{Capabilities, Failover, Need, PlaceError, Scheduler, TaskId, TranscoderId, default_deadline};
+use crate::scheduler::{Failover, Need, PlaceError, Scheduler, TaskId, TranscoderId, default_deadline};
 
 /// Header carrying the ladder: preset names or JSON (the engine's forms).
 pub const PROFILES_HEADER: &str = "zerohop-profiles";
@@ -327,10 +328,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
             // A remote transcoder holding the stream's sessions is told to free them now rather
             // than at its idle timeout.
             let remote = holder.and_then(|t| state.links.lock().get(&t).map(|l| l.tasks.clone()));
-            let told = remote.is_some_and(|tx| {
-                let line = json!({"end_stream": stream}).to_string() + "\n";
-                tx.try_send(Bytes::from(line)).is_ok()
-            });
+            let told = remote
+                .is_some_and(|tx| tx.try_send(ToTranscoder::EndStream { stream: stream.to_string() }.encode()).is_ok());
             tracing::info!(%stream, local, remote = told, "stream ended by the broadcaster");
             json_response(StatusCode::OK, "ok", if local || told { "stream ended" } else { "no such stream" })
         }
@@ -410,9 +409,9 @@ fn dispatch(state: &Arc<State>, task: TaskId, transcoder: TranscoderId, job: Job
         });
         return;
     }
-    let line = json!({"task": task, "stream": job.stream, "seq": job.seq, "profiles": job.ladder.to_json()});
-    let mut line = line.to_string();
-    line.push('\n');
+    let line =
+        ToTranscoder::Task { task, stream: job.stream.clone(), seq: job.seq.clone(), ladder: job.ladder.clone() }
+            .encode();
     state.jobs.lock().insert(task, job);
     // The link may have dropped between placing and registering the job: then the scheduler has
     // already failed the task over without finding the job, and it is ours to answer.
@@ -421,7 +420,7 @@ fn dispatch(state: &Arc<State>, task: TaskId, transcoder: TranscoderId, job: Job
         return;
     }
     let sender = state.links.lock().get(&transcoder).map(|l| l.tasks.clone());
-    match sender.map(|s| s.try_send(Bytes::from(line))) {
+    match sender.map(|s| s.try_send(line)) {
         Some(Ok(())) => tracing::debug!(task, transcoder, "task sent"),
         _ => {
             let f = state.scheduler.lock().fail(task, Instant::now());
@@ -473,16 +472,8 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
     let id = state.next_link.fetch_add(1, Ordering::Relaxed);
     let capacity = req.headers().get("zerohop-capacity").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1u32);
     let (task_tx, mut task_rx) = mpsc::channel::<Bytes>(64);
-    let caps = req
-        .headers()
-        .get(CAPABILITIES_HEADER)
-        .and_then(|v| serde_json::from_slice::<serde_json::Value>(v.as_bytes()).ok())
-        .map(|v| Capabilities {
-            max_width: v["max_width"].as_u64().unwrap_or(0) as u32,
-            max_height: v["max_height"].as_u64().unwrap_or(0) as u32,
-            no_h264: v["encode"].as_array().is_some_and(|a| !a.iter().any(|c| c == "h264")),
-        })
-        .unwrap_or_default();
+    let caps =
+        req.headers().get(CAPABILITIES_HEADER).map(|v| link::parse_capabilities(v.as_bytes())).unwrap_or_default();
     {
         let mut sch = state.scheduler.lock();
         sch.add_transcoder(id, capacity);
@@ -503,21 +494,16 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
     // Reports <- the transcoder, until the link ends.
     let mut reports = req.into_body();
     tokio::spawn(async move {
-        let mut buf = BytesMut::new();
-        while let Some(Ok(frame)) = reports.frame().await {
+        let mut lines = LineReader::default();
+        'link: while let Some(Ok(frame)) = reports.frame().await {
             let Ok(data) = frame.into_data() else { continue };
-            buf.extend_from_slice(&data);
-            while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-                let line = buf.split_to(nl + 1);
-                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) {
-                    let cap = v["capacity"].as_u64().unwrap_or(u64::from(capacity)) as u32;
-                    let load = v["load"].as_u64().unwrap_or(0) as u32;
-                    state.scheduler.lock().report(id, cap, load);
+            lines.push(&data);
+            while let Some(line) = lines.poll() {
+                let Ok(line) = line else { break 'link }; // not JSON lines
+                if let Some(r) = Report::parse(&line, capacity) {
+                    state.scheduler.lock().report(id, r.capacity, r.load);
                     update_capacity_metrics(&state);
                 }
-            }
-            if buf.len() > 64 * 1024 {
-                break; // not JSON lines
             }
         }
         let name = state.links.lock().remove(&id).map(|l| l.name).unwrap_or_default();

@@ -209,7 +209,20 @@ fn transcode(
     if guard.as_ref().is_none_or(|s| *s.ladder() != ladder) {
         *guard = Some(Session::open(SessionConfig::new(ladder.clone()))?);
     }
-    let session = guard.as_mut().expect("opened above");
+    let result = feed(guard.as_mut().expect("opened above"), &ladder, input, out);
+    // A session whose workers are gone cannot serve another segment: the next one opens anew.
+    if matches!(result, Err(TranscodeError::WorkerLost { .. })) {
+        *guard = None;
+    }
+    result
+}
+
+fn feed(
+    session: &mut Session,
+    ladder: &Ladder,
+    input: &InputBuf,
+    out: &mpsc::Sender<Out>,
+) -> Result<SegmentReport, TranscodeError> {
     let sinks = (0..ladder.len())
         .map(|i| Box::new(FramedSink { index: i as u8, tx: out.clone() }) as Box<dyn RenditionSink>)
         .collect();

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
@@ -25,6 +25,7 @@ use zerohop_engine::Ladder;
 use crate::body::ChannelBody;
 use crate::client::{Client, ClientError, Transport};
 use crate::framing::{self, Kind, SEGMENT};
+use crate::link::{self, LineReader, Report, ToTranscoder};
 use crate::metrics as m;
 use crate::node::{CAPABILITIES_HEADER, TRANSCODER_ID_HEADER};
 use crate::relay::{InputBuf, Out, SessionSlot, run_local};
@@ -116,7 +117,7 @@ async fn attempt(
         .header(TRANSCODER_ID_HEADER, &config.id)
         .header(http::header::AUTHORIZATION, format!("Bearer {}", config.secret))
         .header("zerohop-capacity", config.max_sessions)
-        .header(CAPABILITIES_HEADER, capabilities_json(config.max_output))
+        .header(CAPABILITIES_HEADER, link::encode_capabilities("cpu", config.max_output))
         .body(report_body);
     let Ok(req) = req else { return Ok(Attempt::Lost("bad request".into())) };
     let resp = match client.send(req).await {
@@ -144,7 +145,7 @@ async fn attempt(
         }
     });
     let mut tasks = resp.into_body();
-    let mut buf = BytesMut::new();
+    let mut lines = LineReader::default();
     let result = loop {
         let frame = tokio::select! {
             f = tasks.frame() => f,
@@ -158,30 +159,28 @@ async fn attempt(
             Some(Err(e)) => break Attempt::Lost(e.to_string()),
             None => break Attempt::Lost("the orchestrator closed the link".into()),
         };
-        buf.extend_from_slice(&data);
-        while let Some(nl) = buf.iter().position(|&b| b == b'\n') {
-            let line = buf.split_to(nl + 1);
-            let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line) else { continue };
-            if let Some(stream) = v["end_stream"].as_str() {
-                // The broadcaster ended the stream: free its sessions unless a task still runs.
-                let mut map = sessions.lock();
-                if map.get(stream).is_some_and(|(slot, _)| Arc::strong_count(slot) == 1) {
-                    map.remove(stream);
-                    tracing::info!(%stream, "stream ended; sessions closed");
+        lines.push(&data);
+        while let Some(line) = lines.poll() {
+            let Ok(line) = line else { break };
+            let (task, stream, ladder) = match ToTranscoder::parse(&line) {
+                Some(ToTranscoder::Task { task, stream, ladder, .. }) => (task, stream, ladder),
+                Some(ToTranscoder::EndStream { stream }) => {
+                    // The broadcaster ended the stream: free its sessions unless a task still runs.
+                    let mut map = sessions.lock();
+                    if map.get(&stream).is_some_and(|(slot, _)| Arc::strong_count(slot) == 1) {
+                        map.remove(&stream);
+                        tracing::info!(%stream, "stream ended; sessions closed");
+                    }
+                    metrics::gauge!(m::TRANSCODER_STREAMS).set(map.len() as f64);
+                    continue;
                 }
-                metrics::gauge!(m::TRANSCODER_STREAMS).set(map.len() as f64);
-                continue;
-            }
-            let (Some(task), Some(stream)) = (v["task"].as_u64(), v["stream"].as_str()) else { continue };
-            let ladder = match v["profiles"].as_str().map(Ladder::from_json) {
-                Some(Ok(l)) => l,
-                _ => continue,
+                None => continue,
             };
             let slot = {
                 let mut map = sessions.lock();
                 // Close sessions of streams that stopped sending (not in use: one reference).
                 map.retain(|_, (slot, used)| used.elapsed() < SESSION_IDLE || Arc::strong_count(slot) > 1);
-                let entry = map.entry(stream.to_string()).or_insert_with(|| (SessionSlot::default(), Instant::now()));
+                let entry = map.entry(stream.clone()).or_insert_with(|| (SessionSlot::default(), Instant::now()));
                 entry.1 = Instant::now();
                 let slot = entry.0.clone();
                 metrics::gauge!(m::TRANSCODER_STREAMS).set(map.len() as f64);
@@ -207,14 +206,9 @@ async fn attempt(
     Ok(result)
 }
 
-/// What this transcoder can make, for the orchestrator's placement.
-fn capabilities_json((w, h): (u32, u32)) -> String {
-    json!({"backend": "cpu", "encode": ["h264"], "max_width": w, "max_height": h, "gpus": []}).to_string()
-}
-
 /// One live report: what the orchestrator's scheduler counts (JSON line).
 fn report_line(capacity: u32, load: u32) -> Bytes {
-    Bytes::from(json!({"capacity": capacity, "load": load, "backend": "cpu", "gpus": []}).to_string() + "\n")
+    Report { capacity, load }.encode("cpu")
 }
 
 async fn run_task(

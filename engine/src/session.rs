@@ -716,10 +716,7 @@ impl RenditionWorker {
 
     /// Runs `f`, turning a panic (a bug, or a sink that panics) into this segment's error: the
     /// encoder and muxer state are reset so the next segment starts clean, and the thread lives.
-    fn contained(
-        &mut self,
-        f: impl FnOnce(&mut Self) -> Result<(), TranscodeError>,
-    ) -> Result<(), TranscodeError> {
+    fn contained(&mut self, f: impl FnOnce(&mut Self) -> Result<(), TranscodeError>) -> Result<(), TranscodeError> {
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
             Ok(r) => r,
             Err(p) => {
