@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Seeds each target's corpus from the test fixtures (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")"
+fx=../tests/fixtures
+mkdir -p corpus/{ts_demux,h264_nal,result_framing,link_message,profile_json}
+for f in "$fx"/*.ts; do
+  n=$(basename "$f" .ts)
+  head -c 65536 "$f" > "corpus/ts_demux/$n"
+done
+# Access units: the payloads right after each fixture's first video PES header are a fair start.
+for f in "$fx"/h264_*.ts "$fx"/hevc_*.ts; do
+  n=$(basename "$f" .ts)
+  python3 - "$f" "corpus/h264_nal/$n" <<'PY'
+import sys
+data = open(sys.argv[1], "rb").read()
+i = data.find(b"\x00\x00\x00\x01\x09")  # AUD: start of an access unit
+open(sys.argv[2], "wb").write(data[i:i + 4096] if i >= 0 else data[:4096])
+PY
+done
+printf 'S\x00\x00\x00\x00\x02{}C\x00\x00\x00\x00\xbc' > corpus/result_framing/start_chunk
+printf '{"task":1,"stream":"live","seq":"0","profiles":"[{\\"name\\":\\"a\\",\\"width\\":640,\\"height\\":360,\\"bitrate\\":800000}]"}\n{"end_stream":"live"}\n{"capacity":4,"load":1}\n' > corpus/link_message/lines
+printf 'P720p30fps16x9,P360p30fps16x9' > corpus/profile_json/presets
+printf '[{"name":"a","width":854,"height":480,"bitrate":"1.6M","fps":30000,"fpsDen":1001,"gop":"1.5"}]' > corpus/profile_json/json
