@@ -41,7 +41,7 @@ use crate::body::ChannelBody;
 use crate::framing::{self, Kind, RecordReader, SEGMENT};
 use crate::link::{self, LineReader, Report, ToTranscoder};
 use crate::metrics as m;
-use crate::relay::{InputBuf, InputItem, Out, SessionSlot, run_local};
+use crate::relay::{Abort, InputBuf, InputItem, Out, SessionSlot, run_local};
 use crate::scheduler::{Failover, Need, PlaceError, Scheduler, TaskId, TranscoderId, default_deadline};
 
 /// Header carrying the ladder: preset names or JSON (the engine's forms).
@@ -108,6 +108,8 @@ pub struct NodeConfig {
     pub idle_timeout: Duration,
     /// How long a remote task may run before it is failed over.
     pub task_deadline: Duration,
+    /// An upload that sends nothing for this long is cut off (slow-body clients).
+    pub upload_idle: Duration,
 }
 
 impl NodeConfig {
@@ -123,6 +125,7 @@ impl NodeConfig {
             keepalive: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             task_deadline: default_deadline(Duration::from_secs(2)),
+            upload_idle: Duration::from_secs(10),
         }
     }
 }
@@ -296,6 +299,9 @@ pub fn status_for_code(code: &str) -> StatusCode {
         | "frames_lost"
         | "decode_error" => StatusCode::UNPROCESSABLE_ENTITY,
         "segment_in_progress" => StatusCode::CONFLICT,
+        "too_large" => StatusCode::PAYLOAD_TOO_LARGE,
+        "upload_stalled" => StatusCode::REQUEST_TIMEOUT,
+        "upload_failed" | "upload_dropped" | "input_broken" => StatusCode::BAD_REQUEST,
         "transcoder_lost" | "at_capacity" => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -399,13 +405,15 @@ fn dispatch(state: &Arc<State>, task: TaskId, transcoder: TranscoderId, job: Job
         let state = state.clone();
         tokio::task::spawn_blocking(move || {
             metrics::histogram!(m::QUEUE).record(job.received.elapsed().as_secs_f64());
-            let report = run_local(&slot, job.ladder, &job.input, &job.out);
+            let release = || {
+                state.scheduler.lock().finish(task);
+                update_capacity_metrics(&state);
+            };
+            let report = run_local(&slot, job.ladder, &job.input, &job.out, release);
             if let Ok(r) = report {
                 metrics::histogram!(m::TRANSCODE).record(r.wall_time.as_secs_f64());
                 metrics::histogram!(m::REALTIME_RATIO).record(r.realtime_ratio());
             }
-            state.scheduler.lock().finish(task);
-            update_capacity_metrics(&state);
         });
         return;
     }
@@ -538,7 +546,7 @@ fn task_input(state: &State, id: &str) -> Resp {
             let frame = match input.next(i).await {
                 InputItem::Data(d) => Ok(Frame::data(d)),
                 InputItem::End => break,
-                InputItem::Aborted(why) => Err(std::io::Error::other(why)),
+                InputItem::Aborted(why) => Err(std::io::Error::other(why.message)),
             };
             let stop = frame.is_err();
             if tx.send(frame).await.is_err() || stop {
@@ -657,21 +665,27 @@ async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq:
     // Upload -> replayable buffer, read by whoever runs the segment.
     let input = InputBuf::new();
     let mut body = req.into_body();
-    let upload = input.clone();
+    let upload = input.writer();
+    let idle = state.config.upload_idle;
     tokio::spawn(async move {
         let mut total = 0u64;
         loop {
-            match body.frame().await {
+            let Ok(frame) = tokio::time::timeout(idle, body.frame()).await else {
+                metrics::counter!(m::SEGMENTS_FAILED, "reason" => "upload_stalled").increment(1);
+                return upload.end(Err(Abort::new("upload_stalled", format!("the upload sent nothing for {idle:?}"))));
+            };
+            match frame {
                 Some(Ok(f)) => {
                     let Ok(d) = f.into_data() else { continue };
                     total += d.len() as u64;
                     metrics::counter!(m::BYTES_IN).increment(d.len() as u64);
                     if total > max {
-                        return upload.end(Err(format!("upload exceeds the {max}-byte limit")));
+                        let why = format!("segment upload exceeds the {max}-byte limit");
+                        return upload.end(Err(Abort::new("too_large", why)));
                     }
                     upload.push(d);
                 }
-                Some(Err(e)) => return upload.end(Err(format!("upload failed: {e}"))),
+                Some(Err(e)) => return upload.end(Err(Abort::new("upload_failed", format!("upload failed: {e}")))),
                 None => {
                     metrics::histogram!(m::UPLOAD).record(received.elapsed().as_secs_f64());
                     return upload.end(Ok(()));

@@ -18,7 +18,49 @@ pub const DEFAULT_MAX_SEGMENT: u64 = 64 << 20;
 struct InputState {
     chunks: Vec<Bytes>,
     /// `Some(Ok)`: complete; `Some(Err)`: the upload broke off.
-    end: Option<Result<(), String>>,
+    end: Option<Result<(), Abort>>,
+}
+
+/// Why an upload ended before its end: a stable code (`too_large`, `upload_stalled`,
+/// `upload_failed`, `upload_dropped`, `input_broken`) and a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Abort {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Abort {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Abort {
+        Abort { code, message: message.into() }
+    }
+}
+
+/// Why a segment failed: the engine said so, or its upload broke off.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    Engine(TranscodeError),
+    Upload(Abort),
+}
+
+impl Failure {
+    pub fn code(&self) -> &str {
+        match self {
+            Failure::Engine(e) => e.code(),
+            Failure::Upload(a) => a.code,
+        }
+    }
+    pub fn message(&self) -> String {
+        match self {
+            Failure::Engine(e) => e.to_string(),
+            Failure::Upload(a) => a.message.clone(),
+        }
+    }
+}
+
+impl From<TranscodeError> for Failure {
+    fn from(e: TranscodeError) -> Failure {
+        Failure::Engine(e)
+    }
 }
 
 /// A segment's upload as it arrives, readable from the start by any number of readers, any
@@ -36,7 +78,7 @@ pub struct InputBuf {
 pub enum InputItem {
     Data(Bytes),
     End,
-    Aborted(String),
+    Aborted(Abort),
 }
 
 impl InputBuf {
@@ -44,12 +86,19 @@ impl InputBuf {
         Arc::new(InputBuf::default())
     }
 
+    /// The one writer of this buffer. Dropping it without [`InputWriter::end`] (its task was
+    /// cancelled, the runtime shut down) ends the upload as broken, so no reader waits forever.
+    pub fn writer(self: &Arc<Self>) -> InputWriter {
+        InputWriter(self.clone())
+    }
+
     pub fn push(&self, data: Bytes) {
         self.state.lock().chunks.push(data);
         self.wake();
     }
 
-    pub fn end(&self, result: Result<(), String>) {
+    /// Ends the upload; the first end wins.
+    pub fn end(&self, result: Result<(), Abort>) {
         self.state.lock().end.get_or_insert(result);
         self.wake();
     }
@@ -93,6 +142,26 @@ impl InputBuf {
     }
 }
 
+/// Writes an [`InputBuf`]; see [`InputBuf::writer`].
+#[derive(Debug)]
+pub struct InputWriter(Arc<InputBuf>);
+
+impl InputWriter {
+    pub fn push(&self, data: Bytes) {
+        self.0.push(data);
+    }
+
+    pub fn end(self, result: Result<(), Abort>) {
+        self.0.end(result);
+    }
+}
+
+impl Drop for InputWriter {
+    fn drop(&mut self) {
+        self.0.end(Err(Abort::new("upload_dropped", "the upload was dropped before its end")));
+    }
+}
+
 /// A result item on its way to the broadcaster (or from a transcoder to its orchestrator).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out {
@@ -110,8 +179,8 @@ pub enum Out {
 }
 
 impl Out {
-    fn error(rendition: u8, e: &TranscodeError) -> Out {
-        Out::Error { rendition, code: e.code().into(), message: e.to_string() }
+    fn error(rendition: u8, e: &Failure) -> Out {
+        Out::Error { rendition, code: e.code().into(), message: e.message() }
     }
 
     /// The record that carries this item.
@@ -167,7 +236,7 @@ impl RenditionSink for FramedSink {
         self.tx.blocking_send(Out::Record(rec)).map_err(|_| std::io::ErrorKind::BrokenPipe.into())
     }
     fn fail(&mut self, e: &TranscodeError) {
-        let _ = self.tx.blocking_send(Out::error(self.index, e));
+        let _ = self.tx.blocking_send(Out::error(self.index, &Failure::Engine(e.clone())));
     }
 }
 
@@ -175,14 +244,18 @@ impl RenditionSink for FramedSink {
 pub type SessionSlot = Arc<tokio::sync::Mutex<Option<Session>>>;
 
 /// Runs one segment on this machine's engine (call on a blocking thread). Sends the records,
-/// then an `Error` for the whole segment if it failed, then `End`. Returns the report.
+/// then an `Error` for the whole segment if it failed, then `End`. `release` runs when the
+/// engine is done and before `End` goes out, so a broadcaster that sends its next segment the
+/// moment this one ends finds the capacity free. Returns the report.
 pub fn run_local(
     slot: &SessionSlot,
     ladder: Ladder,
     input: &InputBuf,
     out: &mpsc::Sender<Out>,
-) -> Result<SegmentReport, TranscodeError> {
+    release: impl FnOnce(),
+) -> Result<SegmentReport, Failure> {
     let result = transcode(slot, ladder, input, out);
+    release();
     match &result {
         Ok(rep) => {
             let summary = json!({"status": "ok", "frames": rep.frames_decoded,
@@ -191,8 +264,11 @@ pub fn run_local(
             let _ = out.blocking_send(Out::End { ok: true, summary });
         }
         Err(e) => {
-            let _ = out.blocking_send(Out::error(SEGMENT, e));
-            let summary = json!({"status": "error", "code": e.code(), "message": e.to_string()});
+            // (An upload failure was sent first, before the renditions' own records of it.)
+            if !matches!(e, Failure::Upload(_)) {
+                let _ = out.blocking_send(Out::error(SEGMENT, e));
+            }
+            let summary = json!({"status": "error", "code": e.code(), "message": e.message()});
             let _ = out.blocking_send(Out::End { ok: false, summary });
         }
     }
@@ -204,14 +280,14 @@ fn transcode(
     ladder: Ladder,
     input: &InputBuf,
     out: &mpsc::Sender<Out>,
-) -> Result<SegmentReport, TranscodeError> {
+) -> Result<SegmentReport, Failure> {
     let mut guard = slot.blocking_lock();
     if guard.as_ref().is_none_or(|s| *s.ladder() != ladder) {
         *guard = Some(Session::open(SessionConfig::new(ladder.clone()))?);
     }
     let result = feed(guard.as_mut().expect("opened above"), &ladder, input, out);
     // A session whose workers are gone cannot serve another segment: the next one opens anew.
-    if matches!(result, Err(TranscodeError::WorkerLost { .. })) {
+    if matches!(result, Err(Failure::Engine(TranscodeError::WorkerLost { .. }))) {
         *guard = None;
     }
     result
@@ -222,7 +298,7 @@ fn feed(
     ladder: &Ladder,
     input: &InputBuf,
     out: &mpsc::Sender<Out>,
-) -> Result<SegmentReport, TranscodeError> {
+) -> Result<SegmentReport, Failure> {
     let sinks = (0..ladder.len())
         .map(|i| Box::new(FramedSink { index: i as u8, tx: out.clone() }) as Box<dyn RenditionSink>)
         .collect();
@@ -238,11 +314,13 @@ fn feed(
             }
             InputItem::End => break,
             InputItem::Aborted(why) => {
-                tracing::info!(reason = %why, "upload aborted");
+                tracing::info!(code = why.code, reason = %why.message, "upload aborted");
+                let failure = Failure::Upload(why);
+                let _ = out.blocking_send(Out::error(SEGMENT, &failure));
                 drop(seg);
-                return Err(TranscodeError::Abandoned);
+                return Err(failure);
             }
         }
     }
-    seg.finish()
+    Ok(seg.finish()?)
 }

@@ -28,7 +28,7 @@ use crate::framing::{self, Kind, SEGMENT};
 use crate::link::{self, LineReader, Report, ToTranscoder};
 use crate::metrics as m;
 use crate::node::{CAPABILITIES_HEADER, TRANSCODER_ID_HEADER};
-use crate::relay::{InputBuf, Out, SessionSlot, run_local};
+use crate::relay::{Abort, InputBuf, Out, SessionSlot, run_local};
 
 /// Transcoder settings.
 #[derive(Debug, Clone)]
@@ -231,7 +231,7 @@ async fn run_task(
     }
     // Input as it arrives -> engine.
     let input = InputBuf::new();
-    let feed = input.clone();
+    let feed = input.writer();
     let mut body = resp.into_body();
     tokio::spawn(async move {
         loop {
@@ -241,7 +241,7 @@ async fn run_task(
                         feed.push(d);
                     }
                 }
-                Some(Err(e)) => return feed.end(Err(format!("input broke off: {e}"))),
+                Some(Err(e)) => return feed.end(Err(Abort::new("input_broken", format!("input broke off: {e}")))),
                 None => return feed.end(Ok(())),
             }
         }
@@ -249,7 +249,7 @@ async fn run_task(
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let engine_input = input.clone();
     tokio::task::spawn_blocking(move || {
-        let _ = run_local(&slot, ladder, &engine_input, &out_tx);
+        let _ = run_local(&slot, ladder, &engine_input, &out_tx, || {});
     });
     // Engine -> result records, streamed.
     let (tx, results) = ChannelBody::channel(32);
