@@ -187,9 +187,9 @@ pub fn combined(a: NodeArgs) -> Result<ExitCode> {
     serve_node(a, 2, "combined node")
 }
 
-fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCode> {
-    init_logs();
-    let max_sessions = a.max_sessions.unwrap_or(default_sessions);
+/// Who may dial in: `--transcoder-secrets` (id secret per line) and the shared
+/// `--orch-secret-file` / ZEROHOP_ORCH_SECRET. Read at start and again on SIGHUP.
+fn load_secrets(a: &NodeArgs) -> Result<zerohop_control::node::TranscoderSecrets> {
     let mut secrets = zerohop_control::node::TranscoderSecrets::default();
     if let Some(f) = &a.transcoder_secrets {
         secrets = zerohop_control::node::TranscoderSecrets::parse_file(
@@ -198,6 +198,13 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
     }
     secrets.shared = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
         .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
+    Ok(secrets)
+}
+
+fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCode> {
+    init_logs();
+    let max_sessions = a.max_sessions.unwrap_or(default_sessions);
+    let secrets = load_secrets(&a)?;
     if max_sessions == 0 && secrets.shared.is_none() && secrets.per_id.is_empty() {
         bail!(
             "an orchestrator without a local engine needs transcoders: give --orch-secret-file or --transcoder-secrets"
@@ -240,8 +247,27 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
             let bound = zerohop_control::metrics::serve(m).await.with_context(|| format!("metrics on {m}"))?;
             eprintln!("metrics: http://{bound}/metrics");
         }
-        eprintln!("{what} serving on {} ({max_sessions} local sessions); Ctrl-C or SIGTERM to stop", node.local_addr());
-        shutdown_signal().await;
+        eprintln!(
+            "{what} serving on {} ({max_sessions} local sessions); SIGHUP reloads transcoder secrets; Ctrl-C or SIGTERM stops",
+            node.local_addr()
+        );
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = &mut stop => break,
+                _ = hup.recv() => match load_secrets(&a) {
+                    Ok(s) => {
+                        let (ids, shared) = (s.per_id.len(), s.shared.is_some());
+                        let closed = node.reload_transcoders(s);
+                        eprintln!("SIGHUP: {ids} transcoder ids{}; {closed} revoked link(s) closed",
+                                  if shared { " + a shared secret" } else { "" });
+                    }
+                    Err(e) => eprintln!("SIGHUP: keeping the old transcoder secrets: {e:#}"),
+                },
+            }
+        }
         eprintln!("stopping: no new connections; segments in progress finish");
         node.shutdown().await;
         Ok::<_, anyhow::Error>(())

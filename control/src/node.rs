@@ -16,7 +16,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -75,7 +75,8 @@ impl TranscoderSecrets {
         TranscoderSecrets { shared: None, per_id }
     }
 
-    fn admits(&self, id: &str, secret: &str) -> bool {
+    /// Whether `secret` is right for transcoder `id`.
+    pub fn admits(&self, id: &str, secret: &str) -> bool {
         let per = self.per_id.get(id).is_some_and(|s| crate::secret::equal(s.as_bytes(), secret.as_bytes()));
         let shared = self.shared.as_ref().is_some_and(|s| crate::secret::equal(s.as_bytes(), secret.as_bytes()));
         per | shared
@@ -110,6 +111,8 @@ pub struct NodeConfig {
     pub task_deadline: Duration,
     /// An upload that sends nothing for this long is cut off (slow-body clients).
     pub upload_idle: Duration,
+    /// Failed transcoder authentications per peer address per minute before it gets 429s.
+    pub auth_max_failures: u32,
 }
 
 impl NodeConfig {
@@ -126,16 +129,17 @@ impl NodeConfig {
             idle_timeout: Duration::from_secs(60),
             task_deadline: default_deadline(Duration::from_secs(2)),
             upload_idle: Duration::from_secs(10),
+            auth_max_failures: 5,
         }
     }
 }
 
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
-#[derive(Debug)]
 pub struct Node {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    state: Arc<State>,
 }
 
 struct StreamSlot {
@@ -159,6 +163,8 @@ struct Job {
 struct Link {
     name: String,
     tasks: mpsc::Sender<Bytes>,
+    /// Ends the link (the transcoder was revoked).
+    close: watch::Sender<bool>,
 }
 
 struct State {
@@ -169,6 +175,15 @@ struct State {
     jobs: Mutex<HashMap<TaskId, Job>>,
     links: Mutex<HashMap<TranscoderId, Link>>,
     next_link: AtomicU64,
+    /// Who may dial in; replaced by [`Node::reload_transcoders`] (SIGHUP) without a restart.
+    transcoders: parking_lot::RwLock<TranscoderSecrets>,
+    auth_limiter: Mutex<crate::secret::AuthLimiter>,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("addr", &self.addr).finish()
+    }
 }
 
 impl Node {
@@ -187,11 +202,17 @@ impl Node {
             jobs: Mutex::new(HashMap::new()),
             links: Mutex::new(HashMap::new()),
             next_link: AtomicU64::new(1),
+            transcoders: parking_lot::RwLock::new(config.transcoders.clone()),
+            auth_limiter: Mutex::new(crate::secret::AuthLimiter::new(
+                config.auth_max_failures,
+                Duration::from_secs(60),
+            )),
             config,
         });
         update_capacity_metrics(&state);
         let (stop, mut stopped) = watch::channel(false);
         let acceptor = state.config.tls.clone().map(TlsAcceptor::from);
+        let node_state = state.clone();
         let task = tokio::spawn(async move {
             let housekeeping = tokio::spawn(housekeeping(state.clone()));
             loop {
@@ -215,7 +236,8 @@ impl Node {
                         .initial_stream_window_size(4 << 20)
                         .initial_connection_window_size(16 << 20)
                         .max_frame_size(crate::MAX_FRAME);
-                    let service = service_fn(move |req| handle(state.clone(), req));
+                    let ip = peer.ip();
+                    let service = service_fn(move |req| handle(state.clone(), ip, req));
                     let result = match acceptor {
                         Some(acceptor) => {
                             match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
@@ -233,11 +255,34 @@ impl Node {
             }
             housekeeping.abort();
         });
-        Ok(Node { addr, stop, task })
+        Ok(Node { addr, stop, task, state: node_state })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Replaces who may dial in (the secrets file was edited; SIGHUP). Links of transcoders
+    /// whose id is no longer admitted are closed at once: their tasks fail over and a redial
+    /// gets 401. Returns how many links were closed.
+    pub fn reload_transcoders(&self, secrets: TranscoderSecrets) -> usize {
+        let state = &self.state;
+        let revoked: Vec<TranscoderId> = state
+            .links
+            .lock()
+            .iter()
+            .filter(|(_, l)| secrets.shared.is_none() && !secrets.per_id.contains_key(&l.name))
+            .map(|(id, _)| *id)
+            .collect();
+        *state.transcoders.write() = secrets;
+        let mut links = state.links.lock();
+        for id in &revoked {
+            if let Some(l) = links.remove(id) {
+                tracing::warn!(transcoder = %l.name, "transcoder revoked; link closed");
+                let _ = l.close.send(true);
+            }
+        }
+        revoked.len()
     }
 
     /// Stops accepting connections (connections in progress finish on their own).
@@ -307,7 +352,7 @@ pub fn status_for_code(code: &str) -> StatusCode {
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+async fn handle(state: Arc<State>, peer: IpAddr, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let path: Vec<String> = req.uri().path().trim_matches('/').split('/').map(str::to_string).collect();
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     Ok(match (req.method(), &path[..]) {
@@ -339,15 +384,15 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
             tracing::info!(%stream, local, remote = told, "stream ended by the broadcaster");
             json_response(StatusCode::OK, "ok", if local || told { "stream ended" } else { "no such stream" })
         }
-        (&Method::POST, ["v1", "transcoders", "link"]) => match transcoder_auth(&state, req.headers()) {
+        (&Method::POST, ["v1", "transcoders", "link"]) => match transcoder_auth(&state, req.headers(), peer) {
             Ok(name) => link(state, req, name),
             Err(r) => r,
         },
-        (&Method::GET, ["v1", "tasks", id, "input"]) => match transcoder_auth(&state, req.headers()) {
+        (&Method::GET, ["v1", "tasks", id, "input"]) => match transcoder_auth(&state, req.headers(), peer) {
             Ok(_) => task_input(&state, id),
             Err(r) => r,
         },
-        (&Method::POST, ["v1", "tasks", id, "results"]) => match transcoder_auth(&state, req.headers()) {
+        (&Method::POST, ["v1", "tasks", id, "results"]) => match transcoder_auth(&state, req.headers(), peer) {
             Ok(_) => {
                 let id = id.parse().unwrap_or(0);
                 task_results(state, id, req).await
@@ -376,15 +421,31 @@ fn unauthorized(state: &State, headers: &HeaderMap) -> Option<Resp> {
     }
 }
 
-fn transcoder_auth(state: &State, headers: &HeaderMap) -> Result<String, Resp> {
+fn transcoder_auth(state: &State, headers: &HeaderMap, peer: IpAddr) -> Result<String, Resp> {
     let name = headers.get(TRANSCODER_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    if !state.config.transcoders.any() {
+    let secrets = state.transcoders.read();
+    if !secrets.any() {
         return Err(json_response(StatusCode::FORBIDDEN, "no_transcoders", "this node accepts no remote transcoders"));
     }
-    if state.config.transcoders.admits(&name, bearer(headers)) {
+    let now = Instant::now();
+    if let Some(wait) = state.auth_limiter.lock().check(peer, now) {
+        metrics::counter!(m::AUTH_FAILURES).increment(1);
+        let mut r = json_response(
+            StatusCode::TOO_MANY_REQUESTS,
+            "auth_rate_limited",
+            "too many failed transcoder authentications from this address",
+        );
+        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            r.headers_mut().insert(http::header::RETRY_AFTER, v);
+        }
+        return Err(r);
+    }
+    if secrets.admits(&name, bearer(headers)) {
+        state.auth_limiter.lock().succeeded(peer);
         Ok(name)
     } else {
-        tracing::warn!(transcoder = %name, "transcoder refused: bad id or secret");
+        state.auth_limiter.lock().failed(peer, now);
+        tracing::warn!(transcoder = %name, %peer, "transcoder refused: bad id or secret");
         metrics::counter!(m::AUTH_FAILURES).increment(1);
         Err(json_response(StatusCode::UNAUTHORIZED, "bad_secret", "unknown transcoder id or wrong secret"))
     }
@@ -487,13 +548,20 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
         sch.add_transcoder(id, capacity);
         sch.set_capabilities(id, caps);
     }
-    state.links.lock().insert(id, Link { name: name.clone(), tasks: task_tx });
+    let (close, closed) = watch::channel(false);
+    state.links.lock().insert(id, Link { name: name.clone(), tasks: task_tx, close });
     update_capacity_metrics(&state);
     tracing::info!(transcoder = %name, id, capacity, ?caps, "transcoder connected");
     let (tx, body) = ChannelBody::channel(64);
-    // Tasks -> the transcoder.
+    // Tasks -> the transcoder, until the link ends or the transcoder is revoked.
+    let mut closed_tasks = closed.clone();
     tokio::spawn(async move {
-        while let Some(line) = task_rx.recv().await {
+        loop {
+            let line = tokio::select! {
+                l = task_rx.recv() => l,
+                _ = closed_tasks.changed() => None,
+            };
+            let Some(line) = line else { break };
             if tx.send(Ok(Frame::data(line))).await.is_err() {
                 break;
             }
@@ -501,9 +569,15 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
     });
     // Reports <- the transcoder, until the link ends.
     let mut reports = req.into_body();
+    let mut closed_reports = closed;
     tokio::spawn(async move {
         let mut lines = LineReader::default();
-        'link: while let Some(Ok(frame)) = reports.frame().await {
+        'link: loop {
+            let frame = tokio::select! {
+                f = reports.frame() => f,
+                _ = closed_reports.changed() => break 'link,
+            };
+            let Some(Ok(frame)) = frame else { break };
             let Ok(data) = frame.into_data() else { continue };
             lines.push(&data);
             while let Some(line) = lines.poll() {
@@ -514,7 +588,7 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
                 }
             }
         }
-        let name = state.links.lock().remove(&id).map(|l| l.name).unwrap_or_default();
+        state.links.lock().remove(&id);
         tracing::warn!(transcoder = %name, id, "transcoder disconnected");
         let failovers = state.scheduler.lock().remove_transcoder(id, Instant::now());
         for (task, f) in failovers {

@@ -222,3 +222,46 @@ async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
     rt_c.shutdown_background();
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_revokes_a_live_transcoder_and_failed_auth_is_rate_limited() {
+    let (node, fp) = orchestrator().await;
+    let (rt, h) = spawn_transcoder(&node, &fp, "t-a", SECRET);
+    let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
+    let (o, _) = push_when_ready(&mut c, 0, fixture("h264_360p25_baseline_noaudio.ts")).await;
+    assert!(o.ok());
+    // The operator removes t-a's line and sends SIGHUP: its live link is closed, its redial is
+    // refused, and the transcoder stops with a clear error instead of retrying.
+    let closed = node.reload_transcoders(TranscoderSecrets::parse_file(&format!("t-b {SECRET}\n")));
+    assert_eq!(closed, 1);
+    let r = tokio::time::timeout(Duration::from_secs(10), h).await.expect("stops").expect("join");
+    assert!(matches!(r, Err(LinkError::BadSecret { .. })), "{r:?}");
+    rt.shutdown_background();
+
+    // Guessing secrets: five failures from one address (the revoked transcoder's redial was
+    // one), then 429 with Retry-After, even for the right secret, until the minute has passed.
+    let link = |secret: &'static str| {
+        let req = c
+            .request(http::Method::POST, "/v1/transcoders/link")
+            .header("zerohop-transcoder-id", "t-b")
+            .header(http::header::AUTHORIZATION, format!("Bearer {secret}"))
+            .body(zerohop_control::body::ChannelBody::empty())
+            .expect("request");
+        c.send(req)
+    };
+    let mut refused = 0;
+    let last = loop {
+        let s = link("guess").await.expect("send").status();
+        if s != http::StatusCode::UNAUTHORIZED {
+            break s;
+        }
+        refused += 1;
+        assert!(refused <= 5, "still checking secrets after {refused} failures");
+    };
+    assert_eq!(last, http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused >= 1);
+    let r = link(SECRET).await.expect("send");
+    assert_eq!(r.status(), http::StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().get(http::header::RETRY_AFTER).is_some());
+    node.shutdown().await;
+}
