@@ -37,6 +37,21 @@ pub struct BenchArgs {
     /// Write a machine-readable report here.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// Capacity: run this many concurrent live streams (one segment per segment duration each,
+    /// uploaded whole) through a combined node and report per-segment figures.
+    #[arg(long)]
+    pub streams: Option<usize>,
+    /// Segments per stream for --streams and --max-streams.
+    #[arg(long, default_value_t = 5)]
+    pub segments_per_stream: u64,
+    /// Find the largest number of concurrent live streams whose p95 real-time ratio stays
+    /// <= 0.8: the capacity to advertise.
+    #[arg(long)]
+    pub max_streams: bool,
+    /// Soak: push this many segments through a combined node; report RSS after the first 100
+    /// and at the end.
+    #[arg(long)]
+    pub soak: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -102,6 +117,9 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         }
     }
     drop(session);
+    if a.streams.is_some() || a.max_streams || a.soak.is_some() {
+        return capacity(&a, &ladder, &segments[0].1, media[0]);
+    }
     let media_total: Duration = media.iter().sum();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let (combined, split, relay) = rt.block_on(async {
@@ -187,6 +205,55 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                          "engine_ms_p50": ms(pct(&mut e, 0.5)), "combined": c, "split": s, "split_over_combined_ttlb": ratio,
                          "relay": relay.map(|(t, c)| json!({"mib": a.relay_mib, "tls": relay_json(&t), "h2c": relay_json(&c)}))});
         std::fs::write(path, serde_json::to_string_pretty(&doc)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The operator's figures: --streams, --max-streams, --soak.
+fn capacity(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) -> Result<ExitCode> {
+    use crate::capacity_cmd as cap;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut doc = serde_json::Map::new();
+    doc.insert("segment_media_ms".into(), json!(media.as_secs_f64() * 1e3));
+    rt.block_on(async {
+        if let Some(n) = a.streams {
+            let (node, t) = cap::node(ladder, n.max(1)).await?;
+            let (samples, summary) =
+                cap::live_streams(&node, &t, segment, media, n.max(1), a.segments_per_stream).await?;
+            node.shutdown().await;
+            println!("{}", summary.line());
+            doc.insert(
+                "streams".into(),
+                json!({"summary": summary.json(),
+                "segments": samples.iter().map(cap::SegSample::json).collect::<Vec<_>>()}),
+            );
+        }
+        if a.max_streams {
+            let (best, tried) = cap::max_streams(ladder, segment, media, a.segments_per_stream, 0.8).await?;
+            println!("max streams at p95 real-time ratio <= 0.8: {best}");
+            doc.insert(
+                "max_streams".into(),
+                json!({"limit_ratio": 0.8, "streams": best,
+                "tried": tried.iter().map(cap::Summary::json).collect::<Vec<_>>()}),
+            );
+        }
+        if let Some(n) = a.soak {
+            let r = cap::soak(ladder, segment, n).await?;
+            println!(
+                "soak: {} segments, {} failed, RSS {:.1} MiB after 100 -> {:.1} MiB at the end ({:+.2} %)",
+                r["segments"],
+                r["failed"],
+                r["rss_after_100_mib"].as_f64().unwrap_or(0.0),
+                r["rss_end_mib"].as_f64().unwrap_or(0.0),
+                r["rss_growth_percent"].as_f64().unwrap_or(0.0)
+            );
+            doc.insert("soak".into(), r);
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&serde_json::Value::Object(doc))?)
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)

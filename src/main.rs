@@ -1,6 +1,7 @@
 //! The `zerohop` command line.
 
 mod bench_cmd;
+mod capacity_cmd;
 mod gpu_cmd;
 mod node_cmd;
 
