@@ -4,96 +4,99 @@
 //! emulation of the same source. Parts that need what is absent say so and skip.
 #![cfg(feature = "cuda")]
 
-use zerohop_engine::cuda::CudaError;
-use zerohop_engine::cuda::driver::{self, Gpu};
-use zerohop_engine::cuda::nvdec::CuvidApi;
-use zerohop_engine::cuda::nvenc::NvencApi;
-use zerohop_kernels::{BLOCK, Nv12, emu};
+/// Named `cuda::` so CI can select these with the unit tests (`cargo test ... cuda::`).
+mod cuda {
+    use zerohop_engine::cuda::CudaError;
+    use zerohop_engine::cuda::driver::{self, Gpu};
+    use zerohop_engine::cuda::nvdec::CuvidApi;
+    use zerohop_engine::cuda::nvenc::NvencApi;
+    use zerohop_kernels::{BLOCK, Nv12, emu};
 
-fn has_driver() -> bool {
-    match driver::driver() {
-        Ok(()) => true,
-        Err(e) => {
-            assert!(matches!(e, CudaError::NoDriver { .. }), "a missing driver must be NoDriver, got {e}");
-            false
-        }
-    }
-}
-
-#[test]
-fn a_missing_driver_is_a_typed_error_everywhere() {
-    if has_driver() {
-        eprintln!("skipped: this machine has a CUDA driver (see gpu_kernel_matches_the_cpu_emulation)");
-        return;
-    }
-    for r in [driver::device_count().map(|_| ()), driver::gpus(4).map(|_| ()), Gpu::open(0).map(|_| ())] {
-        let e = r.expect_err("no driver");
-        assert!(matches!(e, CudaError::NoDriver { lib: "libcuda.so.1", .. }), "{e}");
-        assert_eq!(e.code(), "gpu_unavailable");
-        assert!(e.to_string().contains("no NVIDIA driver"), "the message says what is missing: {e}");
-    }
-    // The video libraries are optional parts of the driver: each missing one is its own error.
-    let e = NvencApi::load().expect_err("no libnvidia-encode");
-    assert!(matches!(e, CudaError::NoDriver { lib: "libnvidia-encode.so.1", .. }), "{e}");
-    let e = CuvidApi::load().expect_err("no libnvcuvid");
-    assert!(matches!(e, CudaError::NoDriver { lib: "libnvcuvid.so.1", .. }), "{e}");
-}
-
-#[test]
-fn nvrtc_compiles_the_embedded_kernel_source_at_run_time() {
-    if zerohop_kernels::PTX.is_some() {
-        eprintln!("skipped: this build embeds PTX from nvcc");
-        return;
-    }
-    for arch in ["compute_75", "compute_90"] {
-        match driver::ladder_ptx(arch) {
-            Ok(ptx) => {
-                let text = ptx.to_src();
-                assert!(text.contains(".entry zh_scale_ladder_nv12"), "entry point in PTX");
-                let sm = arch.replace("compute_", "sm_");
-                assert!(text.contains(&format!(".target {sm}")), "PTX for {sm}");
-                eprintln!("NVRTC at run time: {arch} -> {} bytes of PTX", text.len());
-            }
-            Err(CudaError::NoDriver { lib, .. }) => {
-                eprintln!("skipped: {lib} is not on the loader path (CI puts PyPI's there)");
-                return;
-            }
-            Err(e) => panic!("NVRTC failed on the kernel source: {e}"),
-        }
-    }
-}
-
-#[test]
-fn gpu_kernel_matches_the_cpu_emulation() {
-    if !has_driver() {
-        eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
-        return;
-    }
-    let gpu = Gpu::open(0).expect("GPU 0 with the ladder kernel");
-    let mut src = Nv12::new(1920, 1080, 1920, 0);
-    for (i, b) in src.y.iter_mut().enumerate() {
-        *b = ((i * 7) ^ (i >> 11)) as u8;
-    }
-    for (i, b) in src.uv.iter_mut().enumerate() {
-        *b = ((i * 13) ^ (i >> 9)) as u8;
-    }
-    let sizes = [(1280, 720), (854, 480), (640, 360), (426, 240)];
-    let on_gpu = gpu.scale_host(&src, &sizes).expect("GPU scale");
-    let mut on_cpu: Vec<Nv12> = sizes.iter().map(|&(w, h)| Nv12::new(w, h, w as usize, 0)).collect();
-    emu::scale_ladder(&src, &mut on_cpu, BLOCK).expect("emulated");
-    for (g, c) in on_gpu.iter().zip(&on_cpu) {
-        let mut max = 0u8;
-        for y in 0..g.height {
-            for x in 0..g.width {
-                max = max.max(g.luma(x, y).abs_diff(c.luma(x, y)));
+    fn has_driver() -> bool {
+        match driver::driver() {
+            Ok(()) => true,
+            Err(e) => {
+                assert!(matches!(e, CudaError::NoDriver { .. }), "a missing driver must be NoDriver, got {e}");
+                false
             }
         }
-        for y in 0..g.height / 2 {
-            for x in 0..g.width / 2 {
-                let (a, b) = (g.chroma(x, y), c.chroma(x, y));
-                max = max.max(a.0.abs_diff(b.0)).max(a.1.abs_diff(b.1));
+    }
+
+    #[test]
+    fn a_missing_driver_is_a_typed_error_everywhere() {
+        if has_driver() {
+            eprintln!("skipped: this machine has a CUDA driver (see gpu_kernel_matches_the_cpu_emulation)");
+            return;
+        }
+        for r in [driver::device_count().map(|_| ()), driver::gpus(4).map(|_| ()), Gpu::open(0).map(|_| ())] {
+            let e = r.expect_err("no driver");
+            assert!(matches!(e, CudaError::NoDriver { lib: "libcuda.so.1", .. }), "{e}");
+            assert_eq!(e.code(), "gpu_unavailable");
+            assert!(e.to_string().contains("no NVIDIA driver"), "the message says what is missing: {e}");
+        }
+        // The video libraries are optional parts of the driver: each missing one is its own error.
+        let e = NvencApi::load().expect_err("no libnvidia-encode");
+        assert!(matches!(e, CudaError::NoDriver { lib: "libnvidia-encode.so.1", .. }), "{e}");
+        let e = CuvidApi::load().expect_err("no libnvcuvid");
+        assert!(matches!(e, CudaError::NoDriver { lib: "libnvcuvid.so.1", .. }), "{e}");
+    }
+
+    #[test]
+    fn nvrtc_compiles_the_embedded_kernel_source_at_run_time() {
+        if zerohop_kernels::PTX.is_some() {
+            eprintln!("skipped: this build embeds PTX from nvcc");
+            return;
+        }
+        for arch in ["compute_75", "compute_90"] {
+            match driver::ladder_ptx(arch) {
+                Ok(ptx) => {
+                    let text = ptx.to_src();
+                    assert!(text.contains(".entry zh_scale_ladder_nv12"), "entry point in PTX");
+                    let sm = arch.replace("compute_", "sm_");
+                    assert!(text.contains(&format!(".target {sm}")), "PTX for {sm}");
+                    eprintln!("NVRTC at run time: {arch} -> {} bytes of PTX", text.len());
+                }
+                Err(CudaError::NoDriver { lib, .. }) => {
+                    eprintln!("skipped: {lib} is not on the loader path (CI puts PyPI's there)");
+                    return;
+                }
+                Err(e) => panic!("NVRTC failed on the kernel source: {e}"),
             }
         }
-        assert!(max <= 1, "{}x{}: GPU and CPU emulation differ by {max}", g.width, g.height);
+    }
+
+    #[test]
+    fn gpu_kernel_matches_the_cpu_emulation() {
+        if !has_driver() {
+            eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
+            return;
+        }
+        let gpu = Gpu::open(0).expect("GPU 0 with the ladder kernel");
+        let mut src = Nv12::new(1920, 1080, 1920, 0);
+        for (i, b) in src.y.iter_mut().enumerate() {
+            *b = ((i * 7) ^ (i >> 11)) as u8;
+        }
+        for (i, b) in src.uv.iter_mut().enumerate() {
+            *b = ((i * 13) ^ (i >> 9)) as u8;
+        }
+        let sizes = [(1280, 720), (854, 480), (640, 360), (426, 240)];
+        let on_gpu = gpu.scale_host(&src, &sizes).expect("GPU scale");
+        let mut on_cpu: Vec<Nv12> = sizes.iter().map(|&(w, h)| Nv12::new(w, h, w as usize, 0)).collect();
+        emu::scale_ladder(&src, &mut on_cpu, BLOCK).expect("emulated");
+        for (g, c) in on_gpu.iter().zip(&on_cpu) {
+            let mut max = 0u8;
+            for y in 0..g.height {
+                for x in 0..g.width {
+                    max = max.max(g.luma(x, y).abs_diff(c.luma(x, y)));
+                }
+            }
+            for y in 0..g.height / 2 {
+                for x in 0..g.width / 2 {
+                    let (a, b) = (g.chroma(x, y), c.chroma(x, y));
+                    max = max.max(a.0.abs_diff(b.0)).max(a.1.abs_diff(b.1));
+                }
+            }
+            assert!(max <= 1, "{}x{}: GPU and CPU emulation differ by {max}", g.width, g.height);
+        }
     }
 }
