@@ -105,30 +105,7 @@ pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
 
 #[cfg(feature = "cuda")]
 fn self_test(ordinal: usize) -> Result<u8> {
-    use zerohop_kernels::{BLOCK, Nv12, emu};
-    let gpu = zerohop_engine::cuda::driver::Gpu::open(ordinal)?;
-    let mut src = Nv12::new(1920, 1080, 1920, 0);
-    for (i, b) in src.y.iter_mut().chain(src.uv.iter_mut()).enumerate() {
-        *b = ((i * 7) ^ (i >> 10)) as u8;
-    }
-    let sizes = [(1280, 720), (854, 480), (640, 360), (426, 240)];
-    let on_gpu = gpu.scale_host(&src, &sizes)?;
-    let mut on_cpu: Vec<Nv12> = sizes.iter().map(|&(w, h)| Nv12::new(w, h, w as usize, 0)).collect();
-    emu::scale_ladder(&src, &mut on_cpu, BLOCK)?;
-    let mut max = 0u8;
-    for (g, c) in on_gpu.iter().zip(&on_cpu) {
-        for y in 0..g.height {
-            for x in 0..g.width {
-                max = max.max(g.luma(x, y).abs_diff(c.luma(x, y)));
-            }
-        }
-        for y in 0..g.height / 2 {
-            for x in 0..g.width / 2 {
-                let (p, q) = (g.chroma(x, y), c.chroma(x, y));
-                max = max.max(p.0.abs_diff(q.0)).max(p.1.abs_diff(q.1));
-            }
-        }
-    }
+    let max = zerohop_engine::cuda::driver::Gpu::open(ordinal)?.self_test()?;
     anyhow::ensure!(max <= 1, "GPU and CPU emulation differ by up to {max}");
     Ok(max)
 }

@@ -44,6 +44,23 @@ async fn push(
     Ok((o, outs))
 }
 
+/// Pushes `data` until it is served, honouring 503s for up to 5 s; panics on any other failure.
+async fn push_until_served(c: &mut Client, data: Bytes) -> bool {
+    for _ in 0..100 {
+        match push(c, "next", 0, Upload::Full(data.clone())).await {
+            Ok((o, _)) => {
+                assert!(o.ok(), "{o:?}");
+                return true;
+            }
+            Err(ClientError::Status { status, .. }) if status == StatusCode::SERVICE_UNAVAILABLE => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    false
+}
+
 const PACKET: usize = 188;
 
 fn pid(p: &[u8]) -> u16 {
@@ -242,20 +259,7 @@ async fn every_bad_segment_gets_a_typed_code_and_a_good_one_beside_it_is_unaffec
     }
     // The small node still serves (once the cut segment's session is released: a refusal in the
     // meantime is a 503 with Retry-After, as for any busy node).
-    let mut served = false;
-    for _ in 0..50 {
-        match push(&mut c2, "ok", 0, Upload::Full(fixture("h264_360p25_baseline_noaudio.ts"))).await {
-            Ok((o, _)) => {
-                assert!(o.ok(), "{o:?}");
-                served = true;
-                break;
-            }
-            Err(ClientError::Status { status, .. }) if status == StatusCode::SERVICE_UNAVAILABLE => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("after the oversize uploads: {e}"),
-        }
-    }
+    let served = push_until_served(&mut c2, fixture("h264_360p25_baseline_noaudio.ts")).await;
     assert!(served, "the node serves again after refusing oversize uploads");
     small.shutdown().await;
 
@@ -317,21 +321,7 @@ async fn a_burst_of_ten_times_capacity_is_refused_at_once_and_disconnects_give_c
     rx.await.expect("first chunk");
     quitter.abort(); // drops the connection mid-response
     let mut c = Client::connect(&addr, &t, None).await.expect("connect");
-    let mut served = false;
-    for _ in 0..100 {
-        match push(&mut c, "next", 0, Upload::Full(input.clone())).await {
-            Ok((o, _)) => {
-                assert!(o.ok(), "{o:?}");
-                served = true;
-                break;
-            }
-            Err(ClientError::Status { status, .. }) if status == StatusCode::SERVICE_UNAVAILABLE => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
-    assert!(served, "the abandoned segment's session came back within 5 s");
+    assert!(push_until_served(&mut c, input.clone()).await, "the abandoned segment's session came back within 5 s");
     let (_, m) = c.get("/metrics").await.expect("metrics");
     let m = String::from_utf8_lossy(&m);
     assert!(m.lines().any(|l| l == "zerohop_load_sessions 0"), "load back to 0:\n{m}");

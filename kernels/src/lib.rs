@@ -102,4 +102,23 @@ impl Nv12 {
         let i = y as usize * self.pitch + 2 * x as usize;
         (self.uv[i], self.uv[i + 1])
     }
+
+    /// The largest difference of any visible sample (padding ignored) from a picture of the
+    /// same size.
+    pub fn max_abs_diff(&self, other: &Nv12) -> u8 {
+        assert_eq!((self.width, self.height), (other.width, other.height), "pictures of different sizes");
+        let mut max = 0u8;
+        for y in 0..self.height {
+            for x in 0..self.width {
+                max = max.max(self.luma(x, y).abs_diff(other.luma(x, y)));
+            }
+        }
+        for y in 0..self.height / 2 {
+            for x in 0..self.width / 2 {
+                let (a, b) = (self.chroma(x, y), other.chroma(x, y));
+                max = max.max(a.0.abs_diff(b.0)).max(a.1.abs_diff(b.1));
+            }
+        }
+        max
+    }
 }

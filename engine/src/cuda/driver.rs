@@ -284,6 +284,21 @@ impl Gpu {
         Ok(open.len() as u32)
     }
 
+    /// The kernel self-test: a 1080p test picture scaled to 720p/480p/360p/240p on this GPU
+    /// and by the CPU emulation of the same source; returns the largest sample difference
+    /// (must be <= 1).
+    pub fn self_test(&self) -> Result<u8, CudaError> {
+        let mut src = Nv12::new(1920, 1080, 1920, 0);
+        for (i, b) in src.y.iter_mut().chain(src.uv.iter_mut()).enumerate() {
+            *b = ((i * 7) ^ (i >> 10)) as u8;
+        }
+        let sizes = [(1280, 720), (854, 480), (640, 360), (426, 240)];
+        let on_gpu = self.scale_host(&src, &sizes)?;
+        let mut on_cpu: Vec<Nv12> = sizes.iter().map(|&(w, h)| Nv12::new(w, h, w as usize, 0)).collect();
+        zerohop_kernels::emu::scale_ladder(&src, &mut on_cpu, BLOCK).map_err(|e| CudaError::Invalid(e.to_string()))?;
+        Ok(on_gpu.iter().zip(&on_cpu).map(|(g, c)| g.max_abs_diff(c)).max().unwrap_or(0))
+    }
+
     /// Copies a host picture to the GPU, scales it to `sizes` with the ladder kernel and copies
     /// the results back: the GPU half of the kernel self-test (the other half is the CPU
     /// emulation of the same source). Host<->device copies here are the test's, not the
