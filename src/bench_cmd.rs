@@ -308,7 +308,7 @@ fn stat_cpu(stat: &str) -> Duration {
 }
 
 /// Process CPU time (user + system) from /proc, for the relay's core count.
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     stat_cpu(&std::fs::read_to_string("/proc/self/stat").unwrap_or_default())
 }
 

@@ -12,6 +12,8 @@ use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
 use zerohop_engine::Ladder;
 
+use crate::bench_cmd::cpu_time;
+
 /// One segment's figures.
 #[derive(Debug, Clone)]
 pub struct SegSample {
@@ -101,13 +103,6 @@ pub fn rss_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
-    let ticks: u64 = fields.get(11..13).map_or(0, |f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum());
-    ticks as f64 / 100.0
-}
-
 /// A combined node with `sessions` local sessions on loopback TLS, and how to reach it.
 pub async fn node(ladder: &Ladder, sessions: usize) -> Result<(Node, Transport)> {
     let identity = tls::self_signed(&["localhost".into()])?;
@@ -130,7 +125,7 @@ pub async fn live_streams(
     per_stream: u64,
 ) -> Result<(Vec<SegSample>, Summary)> {
     let addr = node.local_addr().to_string();
-    let (cpu0, t0) = (cpu_seconds(), Instant::now());
+    let (cpu0, t0) = (cpu_time(), Instant::now());
     let mut tasks = Vec::new();
     for s in 0..streams {
         let (addr, transport, segment) = (addr.clone(), transport.clone(), segment.clone());
@@ -168,7 +163,7 @@ pub async fn live_streams(
         ttfb_ms: quantiles(samples.iter().map(|s| s.ttfb.as_secs_f64() * 1e3).collect()),
         ttlb_ms: quantiles(samples.iter().map(|s| s.ttlb.as_secs_f64() * 1e3).collect()),
         segments_per_s: samples.len() as f64 / wall,
-        cpu_s: cpu_seconds() - cpu0,
+        cpu_s: (cpu_time() - cpu0).as_secs_f64(),
         peak_rss_mib: rss_mib().1,
     };
     Ok((samples, summary))
