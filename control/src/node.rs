@@ -384,6 +384,12 @@ async fn handle(state: Arc<State>, peer: IpAddr, req: Request<Incoming>) -> Resu
             tracing::info!(%stream, local, remote = told, "stream ended by the broadcaster");
             json_response(StatusCode::OK, "ok", if local || told { "stream ended" } else { "no such stream" })
         }
+        (&Method::GET, ["v1", "transcoders"]) => {
+            if let Some(r) = unauthorized(&state, req.headers()) {
+                return Ok(r);
+            }
+            transcoders_status(&state)
+        }
         (&Method::POST, ["v1", "transcoders", "link"]) => match transcoder_auth(&state, req.headers(), peer) {
             Ok(name) => link(state, req, name),
             Err(r) => r,
@@ -601,6 +607,32 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
     r
 }
 
+/// `GET /v1/transcoders`: who does the work, for operators (and the fault tests).
+fn transcoders_status(state: &State) -> Resp {
+    let snapshot = state.scheduler.lock().snapshot(Instant::now());
+    let names: HashMap<TranscoderId, String> = state.links.lock().iter().map(|(id, l)| (*id, l.name.clone())).collect();
+    let list: Vec<serde_json::Value> = snapshot
+        .iter()
+        .map(|t| {
+            let name = if t.local { "local".to_string() } else { names.get(&t.id).cloned().unwrap_or_default() };
+            json!({
+                "id": t.id,
+                "name": name,
+                "local": t.local,
+                "capacity": t.capacity,
+                "load": t.load,
+                "tasks": t.tasks,
+                "max_output": [t.caps.max_width, t.caps.max_height],
+                "strikes": t.strikes,
+                "cooldown_s": t.cooldown.as_secs_f64(),
+            })
+        })
+        .collect();
+    let mut r = Response::new(ChannelBody::full(Bytes::from(json!({ "transcoders": list }).to_string())));
+    r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
 /// `GET /v1/tasks/{id}/input`: the broadcaster's upload, from its start, as it arrives.
 fn task_input(state: &State, id: &str) -> Resp {
     let Some((input, received)) =
@@ -644,7 +676,20 @@ async fn task_results(state: Arc<State>, task: TaskId, req: Request<Incoming>) -
     let mut body = req.into_body();
     let mut reader = RecordReader::new();
     let mut ended = false;
-    'read: while let Some(frame) = body.frame().await {
+    let mut broadcaster_gone = false;
+    let mut failed_over = false;
+    'read: loop {
+        // A transcoder that goes silent is failed over by the deadline; then stop reading it
+        // too, so its request does not hold the handler forever.
+        let frame = match tokio::time::timeout(Duration::from_secs(1), body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(_) if !state.jobs.lock().contains_key(&task) => {
+                failed_over = true;
+                break;
+            }
+            Err(_) => continue,
+        };
         let Ok(frame) = frame else { break };
         let Ok(data) = frame.into_data() else { continue };
         reader.push(&data);
@@ -653,6 +698,7 @@ async fn task_results(state: Arc<State>, task: TaskId, req: Request<Incoming>) -
             let Some(item) = Out::from_record(&rec) else { continue };
             // A task that was failed over meanwhile must not write to the broadcaster.
             if !state.jobs.lock().contains_key(&task) {
+                failed_over = true;
                 break 'read;
             }
             if rec.kind == Kind::Chunk && !started.swap(true, Ordering::AcqRel) {
@@ -660,16 +706,28 @@ async fn task_results(state: Arc<State>, task: TaskId, req: Request<Incoming>) -
             }
             ended = matches!(item, Out::End { .. });
             if out.send(item).await.is_err() {
-                break 'read; // the broadcaster went away
+                broadcaster_gone = true; // not the transcoder's fault
+                break 'read;
             }
             if ended {
                 break 'read;
             }
         }
     }
-    if ended {
+    if failed_over {
+        return json_response(
+            StatusCode::CONFLICT,
+            "task_failed_over",
+            "the task was failed over (deadline or disconnect); its results are no longer wanted",
+        );
+    }
+    if ended || broadcaster_gone {
         state.jobs.lock().remove(&task);
-        state.scheduler.lock().finish(task);
+        if ended {
+            state.scheduler.lock().succeeded(task);
+        } else {
+            state.scheduler.lock().finish(task);
+        }
         update_capacity_metrics(&state);
         json_response(StatusCode::OK, "ok", "results relayed")
     } else {

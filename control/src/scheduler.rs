@@ -11,6 +11,9 @@
 //!   queued.
 //! * A task whose transcoder disconnects or misses its deadline is retried elsewhere when no
 //!   result byte has reached the broadcaster yet, else it fails.
+//! * A transcoder that failed a task (deadline, broken result stream) is put on probation: for
+//!   a cool-down that doubles with each failure in a row (5 s, 10 s, ... up to 2 min) new work
+//!   goes to it only when no other transcoder has room. A task it completes clears the record.
 #![forbid(unsafe_code)]
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,6 +54,27 @@ impl Capabilities {
     }
 }
 
+/// One transcoder as [`Scheduler::snapshot`] shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscoderState {
+    pub id: TranscoderId,
+    /// The in-process engine.
+    pub local: bool,
+    pub capacity: u32,
+    /// max(reported load, tasks placed here).
+    pub load: u32,
+    pub tasks: u32,
+    pub caps: Capabilities,
+    /// Failed tasks in a row.
+    pub strikes: u32,
+    /// Left of its cool-down after failures.
+    pub cooldown: Duration,
+}
+
+/// Cool-down after the first failed task; doubles per failure in a row up to [`MAX_COOLDOWN`].
+pub const FIRST_COOLDOWN: Duration = Duration::from_secs(5);
+pub const MAX_COOLDOWN: Duration = Duration::from_secs(120);
+
 #[derive(Debug, Clone)]
 struct Transcoder {
     /// Tasks here have no deadline (the in-process engine: nothing to fail over from).
@@ -59,6 +83,9 @@ struct Transcoder {
     capacity: u32,
     reported_load: u32,
     tasks: u32,
+    /// Failed tasks in a row, and until when it gets new work only as a last resort.
+    strikes: u32,
+    cooldown_until: Option<Instant>,
 }
 
 impl Transcoder {
@@ -67,6 +94,9 @@ impl Transcoder {
     }
     fn has_room(&self) -> bool {
         self.load() < self.capacity
+    }
+    fn cooling(&self, now: Instant) -> bool {
+        self.cooldown_until.is_some_and(|u| now < u)
     }
 }
 
@@ -128,7 +158,8 @@ impl Scheduler {
     pub fn add_transcoder(&mut self, id: TranscoderId, capacity: u32) {
         let tasks = self.tasks.values().filter(|t| t.transcoder == id).count() as u32;
         let caps = Capabilities::default();
-        self.transcoders.insert(id, Transcoder { exempt: false, caps, capacity, reported_load: 0, tasks });
+        let t = Transcoder { exempt: false, caps, capacity, reported_load: 0, tasks, strikes: 0, cooldown_until: None };
+        self.transcoders.insert(id, t);
     }
 
     /// What transcoder `id` can make (from its registration).
@@ -163,12 +194,35 @@ impl Scheduler {
         self.transcoders.len()
     }
 
+    /// Every transcoder's placement state, in id order (for the status endpoint).
+    pub fn snapshot(&self, now: Instant) -> Vec<TranscoderState> {
+        self.transcoders
+            .iter()
+            .map(|(&id, t)| TranscoderState {
+                id,
+                local: t.exempt,
+                capacity: t.capacity,
+                load: t.load(),
+                tasks: t.tasks,
+                caps: t.caps,
+                strikes: t.strikes,
+                cooldown: t.cooldown_until.map_or(Duration::ZERO, |u| u.saturating_duration_since(now)),
+            })
+            .collect()
+    }
+
     /// The transcoder a task runs on.
     pub fn transcoder_of(&self, task: TaskId) -> Option<TranscoderId> {
         self.tasks.get(&task).map(|t| t.transcoder)
     }
 
-    fn pick(&self, stream: &str, need: Need, exclude: Option<TranscoderId>) -> Result<TranscoderId, PlaceError> {
+    fn pick(
+        &self,
+        stream: &str,
+        need: Need,
+        exclude: Option<TranscoderId>,
+        now: Instant,
+    ) -> Result<TranscoderId, PlaceError> {
         if self.transcoders.is_empty() {
             return Err(PlaceError::NoTranscoders);
         }
@@ -177,7 +231,7 @@ impl Scheduler {
         }
         if let Some(&id) = self.affinity.get(stream)
             && Some(id) != exclude
-            && self.transcoders.get(&id).is_some_and(|t| t.has_room() && t.caps.fits(need))
+            && self.transcoders.get(&id).is_some_and(|t| t.has_room() && t.caps.fits(need) && !t.cooling(now))
         {
             return Ok(id);
         }
@@ -185,10 +239,11 @@ impl Scheduler {
             .iter()
             .filter(|(id, t)| Some(**id) != exclude && t.has_room() && t.caps.fits(need))
             .min_by(|(ia, a), (ib, b)| {
-                // load/capacity compared exactly: a.load * b.cap vs b.load * a.cap.
+                // Those on probation last; then load/capacity compared exactly
+                // (a.load * b.cap vs b.load * a.cap).
                 let ra = u64::from(a.load()) * u64::from(b.capacity);
                 let rb = u64::from(b.load()) * u64::from(a.capacity);
-                ra.cmp(&rb).then(b.capacity.cmp(&a.capacity)).then(ia.cmp(ib))
+                a.cooling(now).cmp(&b.cooling(now)).then(ra.cmp(&rb)).then(b.capacity.cmp(&a.capacity)).then(ia.cmp(ib))
             })
             .map(|(id, _)| *id)
             .ok_or(PlaceError::AtCapacity)
@@ -227,7 +282,7 @@ impl Scheduler {
         need: Need,
         now: Instant,
     ) -> Result<(TaskId, TranscoderId), PlaceError> {
-        let t = self.pick(stream, need, None)?;
+        let t = self.pick(stream, need, None, now)?;
         Ok((self.start(stream, need, t, 1, now), t))
     }
 
@@ -236,6 +291,17 @@ impl Scheduler {
         if let Some(t) = self.tasks.get_mut(&task) {
             t.result_started = true;
         }
+    }
+
+    /// The task's transcoder delivered all of it: its failure record is cleared.
+    pub fn succeeded(&mut self, task: TaskId) {
+        if let Some(t) = self.tasks.get(&task).map(|t| t.transcoder)
+            && let Some(tr) = self.transcoders.get_mut(&t)
+        {
+            tr.strikes = 0;
+            tr.cooldown_until = None;
+        }
+        self.finish(task);
     }
 
     /// The task ended (successfully or with an error the broadcaster was told).
@@ -253,6 +319,13 @@ impl Scheduler {
             return Failover::Fail { reason: "unknown task" };
         };
         self.finish(task);
+        if let Some(tr) = self.transcoders.get_mut(&t.transcoder)
+            && !tr.exempt
+        {
+            tr.strikes += 1;
+            let cooldown = FIRST_COOLDOWN.saturating_mul(1 << (tr.strikes - 1).min(10)).min(MAX_COOLDOWN);
+            tr.cooldown_until = Some(now + cooldown);
+        }
         if t.result_started {
             return Failover::Fail { reason: "result bytes were already sent" };
         }
@@ -262,7 +335,7 @@ impl Scheduler {
         if self.affinity.get(&t.stream) == Some(&t.transcoder) {
             self.affinity.remove(&t.stream);
         }
-        match self.pick(&t.stream, t.need, Some(t.transcoder)) {
+        match self.pick(&t.stream, t.need, Some(t.transcoder), now) {
             Ok(other) => {
                 Failover::Retry { task: self.start(&t.stream, t.need, other, t.attempts + 1, now), transcoder: other }
             }
@@ -317,6 +390,11 @@ mod tests {
         s.report(2, 8, 6);
         assert_eq!(s.place("c", now).map(|p| p.1), Ok(1));
         assert_eq!(s.totals(), (10, 8));
+        let snap = s.snapshot(now);
+        assert_eq!(
+            snap.iter().map(|t| (t.id, t.capacity, t.load, t.tasks)).collect::<Vec<_>>(),
+            [(1, 2, 2, 2), (2, 8, 6, 1)]
+        );
     }
 
     #[test]
@@ -337,6 +415,46 @@ mod tests {
         assert_ne!(moved, on);
         // Everything full: refused at once.
         assert_eq!(s.place("x", now), Err(PlaceError::AtCapacity));
+    }
+
+    #[test]
+    fn a_transcoder_that_fails_tasks_gets_new_work_last_for_a_doubling_cool_down() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(secs(8));
+        s.add_transcoder(1, 8); // preferred on ties: larger capacity
+        s.add_transcoder(2, 1);
+        let (a, on) = s.place("a", t0).expect("a");
+        assert_eq!(on, 1);
+        // 1 breaks the task: retried on 2, and 1 is on probation for 5 s.
+        assert!(matches!(s.fail(a, t0), Failover::Retry { transcoder: 2, .. }));
+        let st = &s.snapshot(t0)[0];
+        assert_eq!((st.strikes, st.cooldown), (1, FIRST_COOLDOWN));
+        // While 2 has room, new streams go there although 1 is idle and larger.
+        s.add_transcoder(3, 1);
+        assert_eq!(s.place("b", t0).map(|p| p.1), Ok(3));
+        // Nobody else has room: the probation transcoder is still used rather than refusing.
+        let (c, on) = s.place("c", t0).expect("c");
+        assert_eq!(on, 1, "last resort");
+        // A second failure in a row doubles the cool-down.
+        let t1 = t0 + secs(1);
+        s.fail(c, t1);
+        assert_eq!(s.snapshot(t1)[0].cooldown, FIRST_COOLDOWN * 2);
+        // After it, 1 is preferred again (idle, larger); a completed task clears its record.
+        let t2 = t1 + FIRST_COOLDOWN * 2;
+        let (d, on) = s.place("d", t2).expect("d");
+        assert_eq!(on, 1);
+        s.succeeded(d);
+        assert_eq!(s.snapshot(t2)[0].strikes, 0);
+        // The cool-down is capped.
+        for i in 0..20 {
+            let (t, _) = s.place(&format!("e{i}"), t2).expect("e");
+            if s.transcoder_of(t) == Some(1) {
+                s.fail(t, t2);
+            } else {
+                s.finish(t);
+            }
+        }
+        assert!(s.snapshot(t2)[0].cooldown <= MAX_COOLDOWN);
     }
 
     #[test]

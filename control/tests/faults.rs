@@ -1,0 +1,336 @@
+//! Faults in split mode, on loopback with TLS: transcoders that stall or send a broken result
+//! stream, and an orchestrator that is killed and restarted under its transcoders.
+//!
+//! What the broadcaster sees must be either the complete, correct renditions or a clear in-band
+//! error: never output cut short and passed off as complete, never duplicated bytes.
+//!
+//! The misbehaving transcoders here are real HTTP/2 clients that speak zerohop's link protocol
+//! wrongly on purpose (what a buggy or hostile third-party transcoder would send), not mocks.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{LADDER, fixture, local};
+use http::Method;
+use http_body::Frame;
+use http_body_util::BodyExt;
+use tokio::sync::mpsc;
+use zerohop_control::body::ChannelBody;
+use zerohop_control::framing::{self, Kind, SEGMENT};
+use zerohop_control::link::{self, LineReader, Report, ToTranscoder};
+use zerohop_control::node::{CAPABILITIES_HEADER, TRANSCODER_ID_HEADER, TranscoderSecrets};
+use zerohop_control::tls::{self, Trust};
+use zerohop_control::transcoder::{self, TranscoderConfig};
+use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
+use zerohop_engine::probe::decode_video;
+
+const SECRET: &str = "fault tolerance is a feature";
+/// Short, so a stalled task is failed over quickly; still far above what the small fixture
+/// takes to transcode on a loaded CI machine.
+const DEADLINE: Duration = Duration::from_secs(3);
+const SEGMENT_FILE: &str = "h264_360p25_baseline_noaudio.ts";
+
+fn transport(fp: &str) -> Transport {
+    Transport::Tls { trust: Trust::Pin(fp.to_string()), server_name: "localhost".into() }
+}
+
+fn config(tls: Arc<rustls::ServerConfig>, listen: std::net::SocketAddr) -> NodeConfig {
+    let mut cfg = NodeConfig::new(listen, Some(tls));
+    cfg.max_sessions = 0; // every segment goes to a remote transcoder
+    cfg.task_deadline = DEADLINE;
+    cfg.transcoders = TranscoderSecrets::parse_file(&format!("good {SECRET}\nrogue {SECRET}\n"));
+    cfg
+}
+
+async fn orchestrator() -> (Node, String) {
+    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
+    let fp = identity.fingerprint();
+    let tls = tls::server_config(identity).expect("tls");
+    (Node::start(config(tls, "127.0.0.1:0".parse().expect("addr"))).await.expect("node"), fp)
+}
+
+/// A well-behaved transcoder on its own runtime (killable like a process).
+fn good_transcoder(addr: &str, fp: &str) -> tokio::runtime::Runtime {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let cfg = TranscoderConfig {
+        orch_addr: addr.to_string(),
+        transport: transport(fp),
+        id: "good".into(),
+        secret: SECRET.into(),
+        max_sessions: 1,
+        max_output: transcoder::CPU_MAX_OUTPUT,
+    };
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    rt.spawn(async move {
+        let _keep = stop_tx;
+        transcoder::run(cfg, stop).await
+    });
+    rt
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Misbehaviour {
+    /// Takes the task and never asks for its input (connection open, no bytes).
+    StallBeforeInput,
+    /// Reads the input, sends a start record and one chunk, then goes silent.
+    StallAfterChunk,
+    /// Answers with bytes that are not result records.
+    Garbage,
+    /// One well-formed chunk, then bytes that are not records.
+    ChunkThenGarbage,
+}
+
+/// The one chunk a misbehaving transcoder sends: a TS null packet (what the broadcaster must
+/// see exactly once, followed by an error).
+fn rogue_chunk() -> Bytes {
+    let mut p = vec![0xffu8; 188];
+    p[..4].copy_from_slice(&[0x47, 0x1f, 0xff, 0x10]);
+    Bytes::from(p)
+}
+
+/// Registers a misbehaving transcoder with a large capacity (so placement prefers it) and
+/// returns the task ids it is given.
+async fn rogue(node: &Node, fp: &str, how: Misbehaviour) -> mpsc::UnboundedReceiver<u64> {
+    let client = Arc::new(Client::connect(&node.local_addr().to_string(), &transport(fp), None).await.expect("dial"));
+    let (reports, body) = ChannelBody::channel(4);
+    reports.send(Ok(Frame::data(Report { capacity: 8, load: 0 }.encode("cpu")))).await.expect("report");
+    let req = client
+        .request(Method::POST, "/v1/transcoders/link")
+        .header(TRANSCODER_ID_HEADER, "rogue")
+        .header(http::header::AUTHORIZATION, format!("Bearer {SECRET}"))
+        .header("zerohop-capacity", 8)
+        .header(CAPABILITIES_HEADER, link::encode_capabilities("cpu", transcoder::CPU_MAX_OUTPUT))
+        .body(body)
+        .expect("request");
+    let resp = client.send(req).await.expect("link");
+    assert_eq!(resp.status(), http::StatusCode::OK);
+    let (seen, tasks) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let _link_open = reports;
+        let mut body = resp.into_body();
+        let mut lines = LineReader::default();
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(data) = frame.into_data() else { continue };
+            lines.push(&data);
+            while let Some(Ok(line)) = lines.poll() {
+                if let Some(ToTranscoder::Task { task, .. }) = ToTranscoder::parse(&line) {
+                    let _ = seen.send(task);
+                    tokio::spawn(misbehave(client.clone(), task, how));
+                }
+            }
+        }
+    });
+    tasks
+}
+
+async fn misbehave(client: Arc<Client>, task: u64, how: Misbehaviour) {
+    let auth = format!("Bearer {SECRET}");
+    if matches!(how, Misbehaviour::StallBeforeInput) {
+        return std::future::pending().await;
+    }
+    // Read the whole input, as a transcoder would.
+    let req = client
+        .request(Method::GET, &format!("/v1/tasks/{task}/input"))
+        .header(TRANSCODER_ID_HEADER, "rogue")
+        .header(http::header::AUTHORIZATION, &auth)
+        .body(ChannelBody::empty())
+        .expect("request");
+    let input = client.send(req).await.expect("input");
+    let _ = input.into_body().collect().await;
+    let (tx, body) = ChannelBody::channel(8);
+    let start = framing::record(Kind::Start, SEGMENT, format!("{{\"task\":{task}}}").as_bytes());
+    let garbage = Bytes::from_static(b"this is not a zerohop result record\n");
+    let frames: Vec<Bytes> = match how {
+        Misbehaviour::StallBeforeInput => unreachable!(),
+        Misbehaviour::StallAfterChunk => vec![start, framing::record(Kind::Chunk, 0, &rogue_chunk())],
+        Misbehaviour::Garbage => vec![garbage],
+        Misbehaviour::ChunkThenGarbage => vec![start, framing::record(Kind::Chunk, 0, &rogue_chunk()), garbage],
+    };
+    for f in frames {
+        tx.send(Ok(Frame::data(f))).await.expect("results body");
+    }
+    if matches!(how, Misbehaviour::StallAfterChunk) {
+        // Hold the result stream open and send nothing more.
+        tokio::spawn(async move {
+            let _open = tx;
+            std::future::pending::<()>().await
+        });
+    } else {
+        drop(tx);
+    }
+    let req = client
+        .request(Method::POST, &format!("/v1/tasks/{task}/results"))
+        .header(TRANSCODER_ID_HEADER, "rogue")
+        .header(http::header::AUTHORIZATION, &auth)
+        .body(body)
+        .expect("request");
+    let _ = client.send(req).await;
+}
+
+async fn transcoders(c: &mut Client) -> usize {
+    let (_, body) = c.get("/v1/transcoders").await.expect("status");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    v["transcoders"].as_array().map_or(0, Vec::len)
+}
+
+async fn wait_for_transcoders(c: &mut Client, n: usize) {
+    for _ in 0..200 {
+        if transcoders(c).await == n {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{n} transcoders did not register within 5 s");
+}
+
+async fn push(c: &mut Client, seq: u64, data: Bytes) -> Result<(PushOutcome, BTreeMap<u8, Vec<u8>>), ClientError> {
+    let mut outs: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
+    let o = c
+        // A stream per segment: each starts a fresh session, so its bytes equal a fresh local run.
+        .push(&format!("s{seq}"), seq, Some(LADDER), Upload::Full(data), |r| {
+            if r.kind == Kind::Chunk {
+                outs.entry(r.rendition).or_default().extend_from_slice(&r.payload);
+            }
+        })
+        .await?;
+    Ok((o, outs))
+}
+
+fn error_code(o: &PushOutcome) -> Option<String> {
+    o.trailers.as_ref()?.get("zerohop-error-code")?.to_str().ok().map(str::to_string)
+}
+
+/// The renditions are complete and byte-identical to the engine's own output.
+fn assert_complete(outs: &BTreeMap<u8, Vec<u8>>, expected: &[Vec<u8>], frames: usize) {
+    assert_eq!(outs.len(), expected.len(), "every rendition arrived");
+    for (i, bytes) in outs {
+        assert!(bytes == &expected[usize::from(*i)], "rendition {i} differs from the local engine's output");
+        assert_eq!(decode_video(bytes).expect("decode").len(), frames);
+    }
+}
+
+/// A transcoder that takes a task and stalls before sending a byte is failed over at the
+/// deadline; the segment completes on a healthy transcoder, complete and identical.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_or_garbage_sending_transcoder_is_failed_over_before_any_byte_is_sent() {
+    let input = fixture(SEGMENT_FILE);
+    let expected = local(input.clone());
+    let frames = decode_video(&input).expect("source").len();
+    for how in [Misbehaviour::StallBeforeInput, Misbehaviour::Garbage] {
+        let (node, fp) = orchestrator().await;
+        let addr = node.local_addr().to_string();
+        let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+        let good = good_transcoder(&addr, &fp);
+        wait_for_transcoders(&mut c, 1).await;
+        let mut rogue_tasks = rogue(&node, &fp, how).await;
+        wait_for_transcoders(&mut c, 2).await;
+
+        let (o, outs) = push(&mut c, 0, input.clone()).await.expect("push");
+        assert!(rogue_tasks.try_recv().is_ok(), "{how:?}: placement chose the rogue (larger capacity) first");
+        assert!(o.ok(), "{how:?}: {o:?}");
+        assert_complete(&outs, &expected, frames);
+        if matches!(how, Misbehaviour::StallBeforeInput) {
+            assert!(o.ttlb >= DEADLINE, "{how:?}: the retry waited for the deadline ({:?})", o.ttlb);
+        } else {
+            assert!(o.ttlb < DEADLINE, "{how:?}: a broken stream is retried at once, not at the deadline");
+        }
+        // The node goes on serving; new work goes to the healthy transcoder while the rogue
+        // is on probation.
+        let (o, outs) = push(&mut c, 1, input.clone()).await.expect("push");
+        assert!(o.ok(), "{how:?}: {o:?}");
+        assert_complete(&outs, &expected, frames);
+        good.shutdown_background();
+        node.shutdown().await;
+    }
+}
+
+/// A transcoder that fails after a result byte went out cannot be retried: the broadcaster gets
+/// exactly the bytes that were sent, once, then an in-band `transcoder_lost` error — never a
+/// stream that ends as if complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcoder_failing_after_its_first_chunk_ends_the_segment_with_an_error() {
+    let input = fixture(SEGMENT_FILE);
+    for how in [Misbehaviour::ChunkThenGarbage, Misbehaviour::StallAfterChunk] {
+        let (node, fp) = orchestrator().await;
+        let addr = node.local_addr().to_string();
+        let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+        let good = good_transcoder(&addr, &fp);
+        wait_for_transcoders(&mut c, 1).await;
+        let mut rogue_tasks = rogue(&node, &fp, how).await;
+        wait_for_transcoders(&mut c, 2).await;
+
+        let (o, outs) = push(&mut c, 0, input.clone()).await.expect("an in-band error, not a broken response");
+        assert!(rogue_tasks.try_recv().is_ok(), "{how:?}: the rogue had the task");
+        assert!(!o.ok(), "{how:?}: must not look complete: {o:?}");
+        assert_eq!(error_code(&o).as_deref(), Some("transcoder_lost"), "{how:?}: {o:?}");
+        assert_eq!(outs.len(), 1, "{how:?}: only the rogue's one chunk was relayed");
+        assert!(outs[&0] == rogue_chunk().to_vec(), "{how:?}: the chunk arrived exactly once");
+        if matches!(how, Misbehaviour::StallAfterChunk) {
+            assert!(o.ttlb >= DEADLINE, "{how:?}: ended by the deadline ({:?})", o.ttlb);
+        }
+        // The next segment of the stream goes elsewhere and completes.
+        let (o, outs) = push(&mut c, 1, input.clone()).await.expect("push");
+        assert!(o.ok(), "{how:?}: {o:?}");
+        assert_complete(&outs, &local(input.clone()), decode_video(&input).expect("source").len());
+        good.shutdown_background();
+        node.shutdown().await;
+    }
+}
+
+/// The orchestrator is killed like a process and restarted on the same address with the same
+/// certificate: the transcoder, never restarted, reconnects with backoff and takes work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcoders_reconnect_to_a_restarted_orchestrator_and_resume() {
+    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
+    let fp = identity.fingerprint();
+    let tls = tls::server_config(identity).expect("tls");
+    let orch_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let first = orch_rt
+        .spawn(Node::start(config(tls.clone(), "127.0.0.1:0".parse().expect("addr"))))
+        .await
+        .expect("join")
+        .expect("node");
+    let listen = first.local_addr();
+    let addr = listen.to_string();
+    let good = good_transcoder(&addr, &fp);
+    let input = fixture(SEGMENT_FILE);
+    let expected = local(input.clone());
+    let frames = decode_video(&input).expect("source").len();
+    {
+        let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+        wait_for_transcoders(&mut c, 1).await;
+        let (o, outs) = push(&mut c, 0, input.clone()).await.expect("push");
+        assert!(o.ok(), "{o:?}");
+        assert_complete(&outs, &expected, frames);
+    }
+    // Kill the orchestrator: its runtime, listener and every connection go at once.
+    drop(first);
+    orch_rt.shutdown_background();
+
+    let restarted = tokio::time::Instant::now();
+    // The killed runtime's threads drop its listener asynchronously: retry the bind briefly.
+    let mut node = None;
+    for _ in 0..100 {
+        match Node::start(config(tls.clone(), listen)).await {
+            Ok(n) => {
+                node = Some(n);
+                break;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => tokio::time::sleep(Duration::from_millis(20)).await,
+            Err(e) => panic!("restart: {e}"),
+        }
+    }
+    let node = node.expect("restart on the same address within 2 s");
+    let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+    wait_for_transcoders(&mut c, 1).await;
+    eprintln!("transcoder back {:?} after the orchestrator restarted", restarted.elapsed());
+    let (o, outs) = push(&mut c, 1, input.clone()).await.expect("push");
+    assert!(o.ok(), "{o:?}");
+    assert_complete(&outs, &expected, frames);
+    good.shutdown_background();
+    node.shutdown().await;
+}
