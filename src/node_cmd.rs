@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
+use zerohop_control::broadcasters::BroadcasterTokens;
 use zerohop_control::framing::Kind;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
@@ -49,8 +50,12 @@ pub struct NodeArgs {
     #[arg(short, long)]
     pub profiles: Option<String>,
     /// File holding the bearer token broadcasters must present (or env ZEROHOP_TOKEN).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "broadcaster_tokens")]
     pub token_file: Option<PathBuf>,
+    /// Broadcasters that may push: lines of `name token [max-streams]`; a stream belongs to the
+    /// token that created it. Re-read on SIGHUP.
+    #[arg(long)]
+    pub broadcaster_tokens: Option<PathBuf>,
     /// Also serve /metrics over plain HTTP/1.1 here (for Prometheus).
     #[arg(long, alias = "monitor")]
     pub metrics_addr: Option<SocketAddr>,
@@ -201,6 +206,18 @@ fn load_secrets(a: &NodeArgs) -> Result<zerohop_control::node::TranscoderSecrets
     Ok(secrets)
 }
 
+/// `--broadcaster-tokens` (named, with stream limits), else `--token-file` / ZEROHOP_TOKEN (one
+/// token), else none. Read at start and again on SIGHUP.
+fn load_broadcasters(a: &NodeArgs) -> Result<BroadcasterTokens> {
+    if let Some(f) = &a.broadcaster_tokens {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        return BroadcasterTokens::parse_file(&text).with_context(|| format!("in {}", f.display()));
+    }
+    let token = zerohop_control::secret::load(a.token_file.as_deref(), "ZEROHOP_TOKEN")
+        .with_context(|| format!("reading {:?}", a.token_file))?;
+    Ok(token.map(BroadcasterTokens::single).unwrap_or_default())
+}
+
 fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCode> {
     init_logs();
     let max_sessions = a.max_sessions.unwrap_or(default_sessions);
@@ -214,8 +231,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         Some(p) => p.parse::<Ladder>()?,
         None => Ladder::default_ladder(),
     };
-    let token = zerohop_control::secret::load(a.token_file.as_deref(), "ZEROHOP_TOKEN")
-        .with_context(|| format!("reading {:?}", a.token_file))?;
+    let broadcasters = load_broadcasters(&a)?;
     let tls = if a.insecure_h2c {
         eprintln!("WARNING: serving cleartext HTTP/2 (--insecure-h2c): anyone on the path can read and alter video");
         None
@@ -239,7 +255,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         let mut cfg = NodeConfig::new(a.service_addr, tls);
         cfg.max_sessions = max_sessions;
         cfg.default_ladder = ladder;
-        cfg.token = token;
+        cfg.broadcasters = broadcasters;
         cfg.transcoders = secrets;
         cfg.task_deadline = Duration::from_secs_f64(a.task_deadline.clamp(1.0, 3600.0));
         let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;
@@ -248,7 +264,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
             eprintln!("metrics: http://{bound}/metrics");
         }
         eprintln!(
-            "{what} serving on {} ({max_sessions} local sessions); SIGHUP reloads transcoder secrets; Ctrl-C or SIGTERM stops",
+            "{what} serving on {} ({max_sessions} local sessions); SIGHUP reloads transcoder secrets and broadcaster tokens; Ctrl-C or SIGTERM stops",
             node.local_addr()
         );
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
@@ -257,15 +273,24 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         loop {
             tokio::select! {
                 _ = &mut stop => break,
-                _ = hup.recv() => match load_secrets(&a) {
-                    Ok(s) => {
-                        let (ids, shared) = (s.per_id.len(), s.shared.is_some());
-                        let closed = node.reload_transcoders(s);
-                        eprintln!("SIGHUP: {ids} transcoder ids{}; {closed} revoked link(s) closed",
-                                  if shared { " + a shared secret" } else { "" });
+                _ = hup.recv() => {
+                    match load_secrets(&a) {
+                        Ok(s) => {
+                            let (ids, shared) = (s.per_id.len(), s.shared.is_some());
+                            let closed = node.reload_transcoders(s);
+                            eprintln!("SIGHUP: {ids} transcoder ids{}; {closed} revoked link(s) closed",
+                                      if shared { " + a shared secret" } else { "" });
+                        }
+                        Err(e) => eprintln!("SIGHUP: keeping the old transcoder secrets: {e:#}"),
                     }
-                    Err(e) => eprintln!("SIGHUP: keeping the old transcoder secrets: {e:#}"),
-                },
+                    match load_broadcasters(&a) {
+                        Ok(t) => {
+                            eprintln!("SIGHUP: {} broadcaster token(s)", t.len());
+                            node.reload_broadcasters(t);
+                        }
+                        Err(e) => eprintln!("SIGHUP: keeping the old broadcaster tokens: {e:#}"),
+                    }
+                }
             }
         }
         eprintln!("stopping: no new connections; segments in progress finish");

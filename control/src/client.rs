@@ -135,12 +135,14 @@ impl Client {
         Ok(sender.send_request(req).await?)
     }
 
-    /// A plain GET (health, metrics): status and body.
+    /// A plain GET (health, metrics, transcoder status; with the token when there is one):
+    /// status and body.
     pub async fn get(&mut self, path: &str) -> Result<(StatusCode, Bytes), ClientError> {
-        let req = self
-            .request(http::Method::GET, path)
-            .body(ChannelBody::empty())
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
+        let mut req = self.request(http::Method::GET, path);
+        if let Some(t) = &self.token {
+            req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        let req = req.body(ChannelBody::empty()).map_err(|e| ClientError::Tls(e.to_string()))?;
         let resp = self.send(req).await?;
         let status = resp.status();
         Ok((status, resp.into_body().collect().await?.to_bytes()))

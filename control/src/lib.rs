@@ -15,6 +15,7 @@
 //! join), orchestrator only (`max_sessions` 0), and transcoder ([`transcoder`], dialling out).
 
 pub mod body;
+pub mod broadcasters;
 pub mod client;
 pub mod framing;
 pub mod link;

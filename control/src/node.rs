@@ -38,6 +38,7 @@ use tracing::Instrument;
 use zerohop_engine::Ladder;
 
 use crate::body::ChannelBody;
+use crate::broadcasters::{Broadcaster, BroadcasterTokens, ClaimError, StreamOwners};
 use crate::framing::{self, Kind, RecordReader, SEGMENT};
 use crate::link::{self, LineReader, Report, ToTranscoder};
 use crate::metrics as m;
@@ -97,8 +98,9 @@ pub struct NodeConfig {
     /// remote transcoders.
     pub max_sessions: usize,
     pub default_ladder: Ladder,
-    /// Broadcasters must send `Authorization: Bearer <token>` when set.
-    pub token: Option<String>,
+    /// Broadcasters must send `Authorization: Bearer <token>` with one of these tokens, and hold
+    /// at most their limit of live streams; empty: anyone may push.
+    pub broadcasters: BroadcasterTokens,
     /// Transcoders that may dial in; none: the link endpoint is closed.
     pub transcoders: TranscoderSecrets,
     /// Largest accepted segment upload.
@@ -122,7 +124,7 @@ impl NodeConfig {
             tls,
             max_sessions: 2,
             default_ladder: Ladder::default_ladder(),
-            token: None,
+            broadcasters: BroadcasterTokens::default(),
             transcoders: TranscoderSecrets::default(),
             max_segment_bytes: crate::relay::DEFAULT_MAX_SEGMENT,
             keepalive: Duration::from_secs(5),
@@ -178,6 +180,10 @@ struct State {
     /// Who may dial in; replaced by [`Node::reload_transcoders`] (SIGHUP) without a restart.
     transcoders: parking_lot::RwLock<TranscoderSecrets>,
     auth_limiter: Mutex<crate::secret::AuthLimiter>,
+    /// Who may push; replaced by [`Node::reload_broadcasters`] (SIGHUP).
+    broadcasters: parking_lot::RwLock<BroadcasterTokens>,
+    /// Which broadcaster holds which live stream.
+    owners: Mutex<StreamOwners>,
 }
 
 impl std::fmt::Debug for Node {
@@ -203,6 +209,8 @@ impl Node {
             links: Mutex::new(HashMap::new()),
             next_link: AtomicU64::new(1),
             transcoders: parking_lot::RwLock::new(config.transcoders.clone()),
+            broadcasters: parking_lot::RwLock::new(config.broadcasters.clone()),
+            owners: Mutex::new(StreamOwners::new(config.idle_timeout)),
             auth_limiter: Mutex::new(crate::secret::AuthLimiter::new(
                 config.auth_max_failures,
                 Duration::from_secs(60),
@@ -285,6 +293,13 @@ impl Node {
         revoked.len()
     }
 
+    /// Replaces who may push (the tokens file was edited; SIGHUP). A removed token is refused
+    /// from its next request on; streams keep their owner names, so a renamed token does not
+    /// take over another broadcaster's streams.
+    pub fn reload_broadcasters(&self, tokens: BroadcasterTokens) {
+        *self.state.broadcasters.write() = tokens;
+    }
+
     /// Stops accepting connections (connections in progress finish on their own).
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
@@ -309,6 +324,7 @@ async fn housekeeping(state: Arc<State>) {
             apply_failover(&state, task, failover);
         }
         let idle = state.config.idle_timeout;
+        state.owners.lock().expire(Instant::now());
         let mut streams = state.streams.lock();
         streams.retain(|name, slot| {
             let keep = slot.last_used.elapsed() < idle || Arc::strong_count(&slot.session) > 1;
@@ -363,16 +379,28 @@ async fn handle(state: Arc<State>, peer: IpAddr, req: Request<Incoming>) -> Resu
             r
         }
         (&Method::POST, ["v1", "streams", stream, "segments", seq]) => {
-            if let Some(r) = unauthorized(&state, req.headers()) {
-                return Ok(r);
+            let who = match broadcaster(&state, req.headers(), peer) {
+                Ok(who) => who,
+                Err(r) => return Ok(r),
+            };
+            if let Some(who) = who
+                && let Err(e) = state.owners.lock().claim(stream, &who, Instant::now())
+            {
+                return Ok(refused_claim(&e));
             }
             let span = tracing::info_span!("segment", stream = %stream, seq = %seq);
             let (stream, seq) = (stream.to_string(), seq.to_string());
             segment(state, req, stream, seq).instrument(span).await
         }
         (&Method::DELETE, ["v1", "streams", stream]) => {
-            if let Some(r) = unauthorized(&state, req.headers()) {
-                return Ok(r);
+            let who = match broadcaster(&state, req.headers(), peer) {
+                Ok(who) => who,
+                Err(r) => return Ok(r),
+            };
+            if let Some(who) = who
+                && let Err(e) = state.owners.lock().release(stream, &who)
+            {
+                return Ok(refused_claim(&e));
             }
             let local = state.streams.lock().remove(*stream).is_some();
             let holder = state.scheduler.lock().end_stream(stream);
@@ -385,7 +413,7 @@ async fn handle(state: Arc<State>, peer: IpAddr, req: Request<Incoming>) -> Resu
             json_response(StatusCode::OK, "ok", if local || told { "stream ended" } else { "no such stream" })
         }
         (&Method::GET, ["v1", "transcoders"]) => {
-            if let Some(r) = unauthorized(&state, req.headers()) {
+            if let Err(r) = broadcaster(&state, req.headers(), peer) {
                 return Ok(r);
             }
             transcoders_status(&state)
@@ -417,14 +445,51 @@ fn bearer(headers: &HeaderMap) -> &str {
         .unwrap_or("")
 }
 
-fn unauthorized(state: &State, headers: &HeaderMap) -> Option<Resp> {
-    let token = state.config.token.as_deref()?;
-    if crate::secret::equal(bearer(headers).as_bytes(), token.as_bytes()) {
-        None
-    } else {
-        metrics::counter!(m::SEGMENTS_FAILED, "reason" => "unauthorized").increment(1);
-        Some(json_response(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token"))
+/// The broadcaster behind a request: `Ok(None)` when the node asks for no token. Failed
+/// attempts count against the peer address like transcoders' (429 beyond the limit).
+fn broadcaster(state: &State, headers: &HeaderMap, peer: IpAddr) -> Result<Option<Broadcaster>, Resp> {
+    let tokens = state.broadcasters.read();
+    if tokens.is_empty() {
+        return Ok(None);
     }
+    let now = Instant::now();
+    rate_limited(state, peer, now, "broadcaster")?;
+    match tokens.identify(bearer(headers)) {
+        Some(b) => {
+            state.auth_limiter.lock().succeeded(peer);
+            Ok(Some(b.clone()))
+        }
+        None => {
+            state.auth_limiter.lock().failed(peer, now);
+            metrics::counter!(m::SEGMENTS_FAILED, "reason" => "unauthorized").increment(1);
+            Err(json_response(StatusCode::UNAUTHORIZED, "unauthorized", "missing or wrong bearer token"))
+        }
+    }
+}
+
+/// A claim on a stream refused: 403 for another broadcaster's stream, 429 over the limit.
+fn refused_claim(e: &ClaimError) -> Resp {
+    let (status, code) = match e {
+        ClaimError::Owned { .. } => (StatusCode::FORBIDDEN, "stream_owned"),
+        ClaimError::Limit { .. } => (StatusCode::TOO_MANY_REQUESTS, "stream_limit"),
+    };
+    metrics::counter!(m::SEGMENTS_FAILED, "reason" => code).increment(1);
+    json_response(status, code, &e.to_string())
+}
+
+/// 429 with `Retry-After` while `peer` is locked out after failed authentications.
+fn rate_limited(state: &State, peer: IpAddr, now: Instant, who: &str) -> Result<(), Resp> {
+    let Some(wait) = state.auth_limiter.lock().check(peer, now) else { return Ok(()) };
+    metrics::counter!(m::AUTH_FAILURES).increment(1);
+    let mut r = json_response(
+        StatusCode::TOO_MANY_REQUESTS,
+        "auth_rate_limited",
+        &format!("too many failed {who} authentications from this address"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+        r.headers_mut().insert(http::header::RETRY_AFTER, v);
+    }
+    Err(r)
 }
 
 fn transcoder_auth(state: &State, headers: &HeaderMap, peer: IpAddr) -> Result<String, Resp> {
@@ -434,18 +499,7 @@ fn transcoder_auth(state: &State, headers: &HeaderMap, peer: IpAddr) -> Result<S
         return Err(json_response(StatusCode::FORBIDDEN, "no_transcoders", "this node accepts no remote transcoders"));
     }
     let now = Instant::now();
-    if let Some(wait) = state.auth_limiter.lock().check(peer, now) {
-        metrics::counter!(m::AUTH_FAILURES).increment(1);
-        let mut r = json_response(
-            StatusCode::TOO_MANY_REQUESTS,
-            "auth_rate_limited",
-            "too many failed transcoder authentications from this address",
-        );
-        if let Ok(v) = HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
-            r.headers_mut().insert(http::header::RETRY_AFTER, v);
-        }
-        return Err(r);
-    }
+    rate_limited(state, peer, now, "transcoder")?;
     if secrets.admits(&name, bearer(headers)) {
         state.auth_limiter.lock().succeeded(peer);
         Ok(name)

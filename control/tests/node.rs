@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use common::{LADDER, fixture, local};
 use http::StatusCode;
+use zerohop_control::broadcasters::BroadcasterTokens;
 use zerohop_control::framing::Kind;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Client, ClientError, Node, NodeConfig, Transport, Upload};
@@ -18,7 +19,7 @@ async fn node(max_sessions: usize, token: Option<&str>) -> (Node, String) {
     let mut cfg =
         NodeConfig::new("127.0.0.1:0".parse().expect("addr"), Some(tls::server_config(identity).expect("tls")));
     cfg.max_sessions = max_sessions;
-    cfg.token = token.map(String::from);
+    cfg.broadcasters = token.map(|t| BroadcasterTokens::single(t.to_string())).unwrap_or_default();
     (Node::start(cfg).await.expect("node"), fp)
 }
 
@@ -152,5 +153,60 @@ async fn wrong_pin_token_and_capacity_are_refused() {
         other => panic!("expected 503, got {other:?}"),
     }
     assert!(first.await.expect("join").expect("slow push"), "the admitted segment completes");
+    node.shutdown().await;
+}
+
+/// Named broadcaster tokens: a stream belongs to the token that created it, each token holds
+/// at most its limit of live streams, and a reload revokes a token without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcaster_tokens_own_their_streams_within_their_limits() {
+    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
+    let fp = identity.fingerprint();
+    let mut cfg =
+        NodeConfig::new("127.0.0.1:0".parse().expect("addr"), Some(tls::server_config(identity).expect("tls")));
+    cfg.broadcasters = BroadcasterTokens::parse_file("studio st-token 1\nlab lab-token\n").expect("tokens");
+    let node = Node::start(cfg).await.expect("node");
+    let input = fixture("h264_360p25_baseline_noaudio.ts");
+    let mut studio = client(&node, &fp, Some("st-token")).await.expect("connect");
+    let mut lab = client(&node, &fp, Some("lab-token")).await.expect("connect");
+    async fn push_stream(c: &mut Client, stream: &str, data: bytes::Bytes) -> Result<bool, ClientError> {
+        c.push(stream, 0, Some(LADDER), Upload::Full(data), |_| {}).await.map(|o| o.ok())
+    }
+    let refused = |r: Result<bool, ClientError>| match r {
+        Err(ClientError::Status { status, code, .. }) => (status, code),
+        other => panic!("expected a refusal, got {other:?}"),
+    };
+    assert!(push_stream(&mut studio, "a", input.clone()).await.expect("studio's first stream"));
+    assert_eq!(
+        refused(push_stream(&mut studio, "b", input.clone()).await),
+        (StatusCode::TOO_MANY_REQUESTS, "stream_limit".to_string()),
+        "studio may hold 1 live stream"
+    );
+    assert_eq!(
+        refused(push_stream(&mut lab, "a", input.clone()).await),
+        (StatusCode::FORBIDDEN, "stream_owned".to_string()),
+        "another token's stream"
+    );
+    assert_eq!(lab.end_stream("a").await.expect("delete"), StatusCode::FORBIDDEN, "only the owner ends a stream");
+    for i in 0..3 {
+        assert!(push_stream(&mut lab, &format!("lab{i}"), input.clone()).await.expect("lab has no limit"));
+    }
+    // Ending a stream frees its place.
+    assert_eq!(studio.end_stream("a").await.expect("delete"), StatusCode::OK);
+    assert!(push_stream(&mut studio, "b", input.clone()).await.expect("a place was freed"));
+    // The status endpoint needs a token too.
+    let mut anonymous = client(&node, &fp, None).await.expect("connect");
+    assert_eq!(anonymous.get("/v1/transcoders").await.expect("get").0, StatusCode::UNAUTHORIZED);
+    let (status, body) = lab.get("/v1/transcoders").await.expect("get");
+    assert_eq!(status, StatusCode::OK);
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["transcoders"][0]["name"], "local");
+    // Revoked by a reload: refused from the next request on; the other token is unaffected.
+    node.reload_broadcasters(BroadcasterTokens::parse_file("lab lab-token\n").expect("tokens"));
+    assert_eq!(
+        refused(push_stream(&mut studio, "b", input.clone()).await),
+        (StatusCode::UNAUTHORIZED, "unauthorized".to_string())
+    );
+    assert!(push_stream(&mut lab, "lab0", input.clone()).await.expect("lab goes on"));
     node.shutdown().await;
 }
