@@ -59,6 +59,52 @@ pub struct NodeArgs {
     /// Also serve /metrics over plain HTTP/1.1 here (for Prometheus).
     #[arg(long, alias = "monitor")]
     pub metrics_addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// What a peer can make the node hold, and for how long (README: Limits and bounds).
+#[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitArgs {
+    /// Largest segment upload (MiB); larger: 413 too_large.
+    #[arg(long, default_value = "64", value_name = "MIB")]
+    pub max_segment_mib: u64,
+    /// An upload that sends nothing this long is cut off (408 upload_stalled).
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub upload_idle: f64,
+    /// A connection must complete its first request this soon after it was accepted.
+    #[arg(long, default_value = "10", value_name = "SECONDS")]
+    pub header_timeout: f64,
+    /// A stream's session is closed after this long without segments.
+    #[arg(long, default_value = "60", value_name = "SECONDS")]
+    pub stream_idle: f64,
+    /// HTTP/2 PING interval; a peer silent for twice this is dropped.
+    #[arg(long, default_value = "5", value_name = "SECONDS")]
+    pub keepalive: f64,
+    /// Open connections per peer address.
+    #[arg(long, default_value = "256")]
+    pub max_connections_per_ip: usize,
+    /// Open connections in all.
+    #[arg(long, default_value = "16384")]
+    pub max_connections: usize,
+    /// Failed authentications per address per minute before 429s.
+    #[arg(long, default_value = "5")]
+    pub auth_max_failures: u32,
+}
+
+impl LimitArgs {
+    fn apply(&self, cfg: &mut NodeConfig) {
+        let secs = |v: f64, max: f64| Duration::from_secs_f64(v.clamp(0.05, max));
+        cfg.max_segment_bytes = self.max_segment_mib.clamp(1, 4096) << 20;
+        cfg.upload_idle = secs(self.upload_idle, 3600.0);
+        cfg.header_timeout = secs(self.header_timeout, 3600.0);
+        cfg.idle_timeout = secs(self.stream_idle, 86400.0);
+        cfg.keepalive = secs(self.keepalive, 3600.0);
+        cfg.max_connections_per_ip = self.max_connections_per_ip.max(1);
+        cfg.max_connections = self.max_connections.max(1);
+        cfg.auth_max_failures = self.auth_max_failures.max(1);
+    }
 }
 
 /// Options of `zerohop push`.
@@ -258,6 +304,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         cfg.broadcasters = broadcasters;
         cfg.transcoders = secrets;
         cfg.task_deadline = Duration::from_secs_f64(a.task_deadline.clamp(1.0, 3600.0));
+        a.limits.apply(&mut cfg);
         let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;
         if let Some(m) = a.metrics_addr {
             let bound = zerohop_control::metrics::serve(m).await.with_context(|| format!("metrics on {m}"))?;

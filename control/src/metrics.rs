@@ -23,6 +23,8 @@ pub const TRANSCODER_STREAMS: &str = "zerohop_transcoder_streams_open";
 pub const TRANSCODERS: &str = "zerohop_transcoders_connected";
 pub const RETRIES: &str = "zerohop_segment_retries_total";
 pub const AUTH_FAILURES: &str = "zerohop_transcoder_auth_failures_total";
+pub const CONNECTIONS: &str = "zerohop_connections_open";
+pub const CONNECTIONS_REFUSED: &str = "zerohop_connections_refused_total";
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -67,6 +69,11 @@ fn describe() {
     metrics::describe_gauge!(TRANSCODER_STREAMS, "Streams with open sessions on this remote transcoder.");
     metrics::describe_gauge!(TRANSCODERS, "Remote transcoders connected.");
     metrics::describe_counter!(RETRIES, "Segments moved to another transcoder after a failure.");
+    metrics::describe_gauge!(CONNECTIONS, "Open client connections (broadcasters, transcoders, scrapers).");
+    metrics::describe_counter!(
+        CONNECTIONS_REFUSED,
+        "Connections closed by a limit: too_many_connections (per address or in all) or header_timeout."
+    );
     metrics::describe_counter!(AUTH_FAILURES, "Transcoder connections refused for a bad id or secret.");
 }
 

@@ -115,6 +115,13 @@ pub struct NodeConfig {
     pub upload_idle: Duration,
     /// Failed transcoder authentications per peer address per minute before it gets 429s.
     pub auth_max_failures: u32,
+    /// A connection that has not sent one complete request this long after it was accepted
+    /// (TLS handshake included) is closed: slowloris on the preface or the first headers.
+    pub header_timeout: Duration,
+    /// Open connections per peer address; more are closed at accept.
+    pub max_connections_per_ip: usize,
+    /// Open connections in all.
+    pub max_connections: usize,
 }
 
 impl NodeConfig {
@@ -132,6 +139,9 @@ impl NodeConfig {
             task_deadline: default_deadline(Duration::from_secs(2)),
             upload_idle: Duration::from_secs(10),
             auth_max_failures: 5,
+            header_timeout: Duration::from_secs(10),
+            max_connections_per_ip: 256,
+            max_connections: 16384,
         }
     }
 }
@@ -184,6 +194,82 @@ struct State {
     broadcasters: parking_lot::RwLock<BroadcasterTokens>,
     /// Which broadcaster holds which live stream.
     owners: Mutex<StreamOwners>,
+    /// Open connections per peer address.
+    connections: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One admitted connection; counted until dropped.
+struct ConnectionSlot {
+    state: Arc<State>,
+    ip: IpAddr,
+}
+
+impl ConnectionSlot {
+    /// `None` when the peer (or the node) already has its limit of connections.
+    fn admit(state: &Arc<State>, ip: IpAddr) -> Option<ConnectionSlot> {
+        let mut c = state.connections.lock();
+        let total: usize = c.values().sum();
+        let mine = c.get(&ip).copied().unwrap_or(0);
+        if mine >= state.config.max_connections_per_ip || total >= state.config.max_connections {
+            return None;
+        }
+        *c.entry(ip).or_insert(0) += 1;
+        metrics::gauge!(m::CONNECTIONS).set((total + 1) as f64);
+        Some(ConnectionSlot { state: state.clone(), ip })
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        let mut c = self.state.connections.lock();
+        if let Some(n) = c.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.remove(&self.ip);
+            }
+        }
+        metrics::gauge!(m::CONNECTIONS).set(c.values().sum::<usize>() as f64);
+    }
+}
+
+/// Serves one connection; closes it when no complete request arrived by `first_by`.
+async fn serve_connection<IO>(
+    h2: &hyper::server::conn::http2::Builder<TokioExecutor>,
+    io: IO,
+    state: Arc<State>,
+    peer: SocketAddr,
+    first_by: tokio::time::Instant,
+) where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let seen = Arc::new(AtomicBool::new(false));
+    let seen_in_service = seen.clone();
+    let ip = peer.ip();
+    let service = service_fn(move |req| {
+        seen_in_service.store(true, Ordering::Release);
+        handle(state.clone(), ip, req)
+    });
+    let mut conn = std::pin::pin!(h2.serve_connection(TokioIo::new(io), service));
+    let silent = async {
+        tokio::time::sleep_until(first_by).await;
+        if seen.load(Ordering::Acquire) {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended");
+            }
+            return;
+        }
+        _ = silent => {}
+    }
+    metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "header_timeout").increment(1);
+    tracing::debug!(%peer, "no complete request in time; closing the connection");
+    // GOAWAY for a client that is merely early; a peer that ignores it is cut off.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(Duration::from_secs(1), conn).await;
 }
 
 impl std::fmt::Debug for Node {
@@ -211,6 +297,7 @@ impl Node {
             transcoders: parking_lot::RwLock::new(config.transcoders.clone()),
             broadcasters: parking_lot::RwLock::new(config.broadcasters.clone()),
             owners: Mutex::new(StreamOwners::new(config.idle_timeout)),
+            connections: Mutex::new(HashMap::new()),
             auth_limiter: Mutex::new(crate::secret::AuthLimiter::new(
                 config.auth_max_failures,
                 Duration::from_secs(60),
@@ -231,10 +318,17 @@ impl Node {
                     },
                     _ = stopped.changed() => break,
                 };
+                let Some(slot) = ConnectionSlot::admit(&state, peer.ip()) else {
+                    metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "too_many_connections").increment(1);
+                    tracing::debug!(%peer, "connection limit reached; closed at accept");
+                    continue;
+                };
                 let _ = tcp.set_nodelay(true);
                 let state = state.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
+                    let _slot = slot;
+                    let first_by = tokio::time::Instant::now() + state.config.header_timeout;
                     let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
                     h2.timer(TokioTimer::new())
                         .keep_alive_interval(state.config.keepalive)
@@ -244,20 +338,16 @@ impl Node {
                         .initial_stream_window_size(4 << 20)
                         .initial_connection_window_size(16 << 20)
                         .max_frame_size(crate::MAX_FRAME);
-                    let ip = peer.ip();
-                    let service = service_fn(move |req| handle(state.clone(), ip, req));
-                    let result = match acceptor {
-                        Some(acceptor) => {
-                            match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                                Ok(Ok(tls)) => h2.serve_connection(TokioIo::new(tls), service).await,
-                                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "TLS handshake failed"),
-                                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                    match acceptor {
+                        Some(acceptor) => match tokio::time::timeout_at(first_by, acceptor.accept(tcp)).await {
+                            Ok(Ok(tls)) => serve_connection(&h2, tls, state, peer, first_by).await,
+                            Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                            Err(_) => {
+                                metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "header_timeout").increment(1);
+                                tracing::debug!(%peer, "TLS handshake timed out");
                             }
-                        }
-                        None => h2.serve_connection(TokioIo::new(tcp), service).await,
-                    };
-                    if let Err(e) = result {
-                        tracing::debug!(%peer, error = %e, "connection ended");
+                        },
+                        None => serve_connection(&h2, tcp, state, peer, first_by).await,
                     }
                 });
             }
@@ -480,7 +570,11 @@ fn refused_claim(e: &ClaimError) -> Resp {
 /// 429 with `Retry-After` while `peer` is locked out after failed authentications.
 fn rate_limited(state: &State, peer: IpAddr, now: Instant, who: &str) -> Result<(), Resp> {
     let Some(wait) = state.auth_limiter.lock().check(peer, now) else { return Ok(()) };
-    metrics::counter!(m::AUTH_FAILURES).increment(1);
+    if who == "transcoder" {
+        metrics::counter!(m::AUTH_FAILURES).increment(1);
+    } else {
+        metrics::counter!(m::SEGMENTS_FAILED, "reason" => "auth_rate_limited").increment(1);
+    }
     let mut r = json_response(
         StatusCode::TOO_MANY_REQUESTS,
         "auth_rate_limited",
