@@ -43,6 +43,10 @@ pub struct NodeArgs {
     /// Per-transcoder secrets: lines of `id secret` (remove a line to revoke one transcoder).
     #[arg(long)]
     pub transcoder_secrets: Option<PathBuf>,
+    /// Transcoders authenticated by mutual TLS: lines of `id sha256-of-client-certificate`
+    /// (remove a line and SIGHUP to revoke one).
+    #[arg(long)]
+    pub transcoder_certs: Option<PathBuf>,
     /// How long a remote transcoder may take for a segment before it is failed over.
     #[arg(long, default_value = "8", value_name = "SECONDS")]
     pub task_deadline: f64,
@@ -157,6 +161,11 @@ pub struct TranscoderArgs {
     /// Segments transcoded at once (advertised capacity).
     #[arg(long, default_value_t = 2)]
     pub max_sessions: u32,
+    /// Authenticate by mutual TLS with the certificate in this directory (`cert.pem`,
+    /// `key.pem`; created self-signed when absent, and its SHA-256 printed for the
+    /// orchestrator's --transcoder-certs file). The secret is then optional.
+    #[arg(long, conflicts_with = "insecure_h2c")]
+    pub client_identity_dir: Option<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -202,12 +211,31 @@ impl TrustArgs {
 pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
     init_logs();
     let secret = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
-        .with_context(|| format!("reading {:?}", a.orch_secret_file))?
-        .context("no secret: give --orch-secret-file FILE or set ZEROHOP_ORCH_SECRET")?;
-    let transport = a.trust.transport(&a.orch_addr)?;
+        .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
     let id = a.transcoder_id.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "transcoder".into())
     });
+    let mut transport = a.trust.transport(&a.orch_addr)?;
+    if let Some(dir) = &a.client_identity_dir {
+        let (identity, created) = tls::self_signed_in(dir, std::slice::from_ref(&id))?;
+        if created {
+            eprintln!("created a client certificate in {}", dir.display());
+        }
+        eprintln!(
+            "client certificate SHA-256: {}  (orchestrator's --transcoder-certs: `{id} {0}`)",
+            identity.fingerprint()
+        );
+        if let Transport::Tls { trust, server_name } = transport {
+            transport = Transport::MutualTls { trust, server_name, identity: std::sync::Arc::new(identity) };
+        }
+    }
+    let secret = match (secret, &transport) {
+        (Some(s), _) => s,
+        (None, Transport::MutualTls { .. }) => String::new(),
+        (None, _) => bail!(
+            "no credential: give --orch-secret-file FILE, set ZEROHOP_ORCH_SECRET, or use --client-identity-dir (mutual TLS)"
+        ),
+    };
     let config = zerohop_control::transcoder::TranscoderConfig {
         orch_addr: a.orch_addr.clone(),
         transport,
@@ -249,6 +277,11 @@ fn load_secrets(a: &NodeArgs) -> Result<zerohop_control::node::TranscoderSecrets
     }
     secrets.shared = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
         .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
+    if let Some(f) = &a.transcoder_certs {
+        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        secrets.certs = zerohop_control::node::TranscoderSecrets::parse_certs_file(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
+    }
     Ok(secrets)
 }
 
@@ -268,9 +301,9 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
     init_logs();
     let max_sessions = a.max_sessions.unwrap_or(default_sessions);
     let secrets = load_secrets(&a)?;
-    if max_sessions == 0 && secrets.shared.is_none() && secrets.per_id.is_empty() {
+    if max_sessions == 0 && secrets.shared.is_none() && secrets.per_id.is_empty() && secrets.certs.is_empty() {
         bail!(
-            "an orchestrator without a local engine needs transcoders: give --orch-secret-file or --transcoder-secrets"
+            "an orchestrator without a local engine needs transcoders: give --orch-secret-file, --transcoder-secrets or --transcoder-certs"
         );
     }
     let ladder = match &a.profiles {
@@ -323,7 +356,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
                 _ = hup.recv() => {
                     match load_secrets(&a) {
                         Ok(s) => {
-                            let (ids, shared) = (s.per_id.len(), s.shared.is_some());
+                            let (ids, shared) = (s.per_id.len() + s.certs.len(), s.shared.is_some());
                             let closed = node.reload_transcoders(s);
                             eprintln!("SIGHUP: {ids} transcoder ids{}; {closed} revoked link(s) closed",
                                       if shared { " + a shared secret" } else { "" });

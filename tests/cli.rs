@@ -106,7 +106,7 @@ fn transcoder_with_a_wrong_secret_and_push_without_trust_fail_clearly() {
         .output()
         .expect("run");
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("no secret"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no credential"), "{}", String::from_utf8_lossy(&o.stderr));
     // push without saying how to trust the node.
     let o = zerohop().arg("push").arg(fixture_path("stream_seq0.ts")).output().expect("run");
     assert!(!o.status.success());

@@ -1,6 +1,7 @@
 //! The broadcaster's client: pushes segments to a node over HTTP/2 and reads the result stream
 //! as it arrives.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,13 +17,15 @@ use tokio_rustls::TlsConnector;
 use crate::body::ChannelBody;
 use crate::framing::{FramingError, Kind, Record, RecordReader};
 use crate::node::PROFILES_HEADER;
-use crate::tls::{Trust, client_config};
+use crate::tls::{Identity, Trust, client_config_with};
 
 /// How to reach the node.
 #[derive(Debug, Clone)]
 pub enum Transport {
     /// TLS with ALPN h2; `server_name` is what the certificate is checked for (CA trust).
     Tls { trust: Trust, server_name: String },
+    /// TLS presenting our own certificate too (a transcoder authenticated by mutual TLS).
+    MutualTls { trust: Trust, server_name: String, identity: Arc<Identity> },
     /// Cleartext HTTP/2 with prior knowledge (`--insecure-h2c`).
     H2c,
 }
@@ -99,8 +102,12 @@ impl Client {
             .initial_connection_window_size(16 << 20)
             .max_frame_size(crate::MAX_FRAME);
         let (sender, scheme) = match transport {
-            Transport::Tls { trust, server_name } => {
-                let config = client_config(trust).map_err(|e| ClientError::Tls(e.to_string()))?;
+            Transport::Tls { trust, server_name } | Transport::MutualTls { trust, server_name, .. } => {
+                let identity = match transport {
+                    Transport::MutualTls { identity, .. } => Some(&**identity),
+                    _ => None,
+                };
+                let config = client_config_with(trust, identity).map_err(|e| ClientError::Tls(e.to_string()))?;
                 let name = ServerName::try_from(server_name.clone()).map_err(|e| ClientError::Tls(e.to_string()))?;
                 let tls = TlsConnector::from(config).connect(name, tcp).await.map_err(|e| {
                     let pinned = matches!(trust, crate::tls::Trust::Pin(_));

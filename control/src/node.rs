@@ -56,12 +56,35 @@ pub const CAPABILITIES_HEADER: &str = "zerohop-capabilities";
 const LOCAL: TranscoderId = 0;
 
 /// Who may connect as a transcoder.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct TranscoderSecrets {
     /// One secret any transcoder id may use (`--orch-secret-file`).
     pub shared: Option<String>,
     /// Per-transcoder secrets, id -> secret (revoke one by removing its line).
     pub per_id: HashMap<String, String>,
+    /// Per-transcoder client certificates for mutual TLS, id -> SHA-256 (`--transcoder-certs`).
+    pub certs: HashMap<String, String>,
+}
+
+/// How a transcoder proved who it is; re-checked on every reload so a removed or changed
+/// secret or certificate closes the live link.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Credential {
+    Secret(String),
+    Certificate(String),
+}
+
+impl std::fmt::Debug for TranscoderSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Ids and certificate fingerprints are not secret; the secrets are never shown.
+        let mut ids: Vec<&String> = self.per_id.keys().collect();
+        ids.sort();
+        f.debug_struct("TranscoderSecrets")
+            .field("shared", &self.shared.as_ref().map(|_| ".."))
+            .field("per_id", &ids)
+            .field("certs", &self.certs)
+            .finish()
+    }
 }
 
 impl TranscoderSecrets {
@@ -73,7 +96,25 @@ impl TranscoderSecrets {
             .filter_map(|l| l.split_once(char::is_whitespace))
             .map(|(id, s)| (id.trim().to_string(), s.trim().to_string()))
             .collect();
-        TranscoderSecrets { shared: None, per_id }
+        TranscoderSecrets { shared: None, per_id, certs: HashMap::new() }
+    }
+
+    /// Parses a client-certificates file: one `id sha256` pair per line (colons allowed in the
+    /// fingerprint); `#` starts a comment. A malformed fingerprint is an error naming its line.
+    pub fn parse_certs_file(text: &str) -> Result<HashMap<String, String>, String> {
+        let mut certs = HashMap::new();
+        for (i, l) in text.lines().enumerate() {
+            let l = l.split('#').next().unwrap_or("").trim();
+            if l.is_empty() {
+                continue;
+            }
+            let Some((id, fp)) = l.split_once(char::is_whitespace) else {
+                return Err(format!("line {}: expected `id sha256`", i + 1));
+            };
+            let fp = crate::tls::parse_fingerprint(fp).map_err(|e| format!("line {}: {e}", i + 1))?;
+            certs.insert(id.trim().to_string(), fp);
+        }
+        Ok(certs)
     }
 
     /// Whether `secret` is right for transcoder `id`.
@@ -83,8 +124,21 @@ impl TranscoderSecrets {
         per | shared
     }
 
+    /// Whether transcoder `id` presenting the client certificate `fingerprint` is admitted.
+    pub fn admits_certificate(&self, id: &str, fingerprint: &str) -> bool {
+        self.certs.get(id).is_some_and(|f| f == fingerprint)
+    }
+
+    /// Whether a credential accepted earlier still admits `id`.
+    pub fn still_admits(&self, id: &str, credential: &Credential) -> bool {
+        match credential {
+            Credential::Secret(s) => self.admits(id, s),
+            Credential::Certificate(f) => self.admits_certificate(id, f),
+        }
+    }
+
     fn any(&self) -> bool {
-        self.shared.is_some() || !self.per_id.is_empty()
+        self.shared.is_some() || !self.per_id.is_empty() || !self.certs.is_empty()
     }
 }
 
@@ -174,6 +228,7 @@ struct Job {
 
 struct Link {
     name: String,
+    credential: Credential,
     tasks: mpsc::Sender<Bytes>,
     /// Ends the link (the transcoder was revoked).
     close: watch::Sender<bool>,
@@ -196,6 +251,23 @@ struct State {
     owners: Mutex<StreamOwners>,
     /// Open connections per peer address.
     connections: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credential::Secret(_) => f.write_str("Secret(..)"), // never the secret itself
+            Credential::Certificate(fp) => f.debug_tuple("Certificate").field(fp).finish(),
+        }
+    }
+}
+
+/// Who is on the other end of a connection, as far as the transport says.
+#[derive(Debug, Clone)]
+struct Peer {
+    ip: IpAddr,
+    /// SHA-256 of the client certificate it proved it holds (mutual TLS), if any.
+    client_cert: Option<Arc<str>>,
 }
 
 /// One admitted connection; counted until dropped.
@@ -238,16 +310,17 @@ async fn serve_connection<IO>(
     io: IO,
     state: Arc<State>,
     peer: SocketAddr,
+    client_cert: Option<Arc<str>>,
     first_by: tokio::time::Instant,
 ) where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let seen = Arc::new(AtomicBool::new(false));
     let seen_in_service = seen.clone();
-    let ip = peer.ip();
+    let who = Peer { ip: peer.ip(), client_cert };
     let service = service_fn(move |req| {
         seen_in_service.store(true, Ordering::Release);
-        handle(state.clone(), ip, req)
+        handle(state.clone(), who.clone(), req)
     });
     let mut conn = std::pin::pin!(h2.serve_connection(TokioIo::new(io), service));
     let silent = async {
@@ -340,14 +413,18 @@ impl Node {
                         .max_frame_size(crate::MAX_FRAME);
                     match acceptor {
                         Some(acceptor) => match tokio::time::timeout_at(first_by, acceptor.accept(tcp)).await {
-                            Ok(Ok(tls)) => serve_connection(&h2, tls, state, peer, first_by).await,
+                            Ok(Ok(tls)) => {
+                                let cert = tls.get_ref().1.peer_certificates().and_then(|c| c.first());
+                                let cert = cert.map(|c| Arc::from(crate::tls::fingerprint(c)));
+                                serve_connection(&h2, tls, state, peer, cert, first_by).await
+                            }
                             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
                             Err(_) => {
                                 metrics::counter!(m::CONNECTIONS_REFUSED, "reason" => "header_timeout").increment(1);
                                 tracing::debug!(%peer, "TLS handshake timed out");
                             }
                         },
-                        None => serve_connection(&h2, tcp, state, peer, first_by).await,
+                        None => serve_connection(&h2, tcp, state, peer, None, first_by).await,
                     }
                 });
             }
@@ -369,7 +446,7 @@ impl Node {
             .links
             .lock()
             .iter()
-            .filter(|(_, l)| secrets.shared.is_none() && !secrets.per_id.contains_key(&l.name))
+            .filter(|(_, l)| !secrets.still_admits(&l.name, &l.credential))
             .map(|(id, _)| *id)
             .collect();
         *state.transcoders.write() = secrets;
@@ -458,7 +535,7 @@ pub fn status_for_code(code: &str) -> StatusCode {
     }
 }
 
-async fn handle(state: Arc<State>, peer: IpAddr, req: Request<Incoming>) -> Result<Resp, Infallible> {
+async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let path: Vec<String> = req.uri().path().trim_matches('/').split('/').map(str::to_string).collect();
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     Ok(match (req.method(), &path[..]) {
@@ -469,7 +546,7 @@ async fn handle(state: Arc<State>, peer: IpAddr, req: Request<Incoming>) -> Resu
             r
         }
         (&Method::POST, ["v1", "streams", stream, "segments", seq]) => {
-            let who = match broadcaster(&state, req.headers(), peer) {
+            let who = match broadcaster(&state, req.headers(), peer.ip) {
                 Ok(who) => who,
                 Err(r) => return Ok(r),
             };
@@ -483,7 +560,7 @@ async fn handle(state: Arc<State>, peer: IpAddr, req: Request<Incoming>) -> Resu
             segment(state, req, stream, seq).instrument(span).await
         }
         (&Method::DELETE, ["v1", "streams", stream]) => {
-            let who = match broadcaster(&state, req.headers(), peer) {
+            let who = match broadcaster(&state, req.headers(), peer.ip) {
                 Ok(who) => who,
                 Err(r) => return Ok(r),
             };
@@ -503,20 +580,20 @@ async fn handle(state: Arc<State>, peer: IpAddr, req: Request<Incoming>) -> Resu
             json_response(StatusCode::OK, "ok", if local || told { "stream ended" } else { "no such stream" })
         }
         (&Method::GET, ["v1", "transcoders"]) => {
-            if let Err(r) = broadcaster(&state, req.headers(), peer) {
+            if let Err(r) = broadcaster(&state, req.headers(), peer.ip) {
                 return Ok(r);
             }
             transcoders_status(&state)
         }
-        (&Method::POST, ["v1", "transcoders", "link"]) => match transcoder_auth(&state, req.headers(), peer) {
-            Ok(name) => link(state, req, name),
+        (&Method::POST, ["v1", "transcoders", "link"]) => match transcoder_auth(&state, req.headers(), &peer) {
+            Ok((name, credential)) => link(state, req, name, credential),
             Err(r) => r,
         },
-        (&Method::GET, ["v1", "tasks", id, "input"]) => match transcoder_auth(&state, req.headers(), peer) {
+        (&Method::GET, ["v1", "tasks", id, "input"]) => match transcoder_auth(&state, req.headers(), &peer) {
             Ok(_) => task_input(&state, id),
             Err(r) => r,
         },
-        (&Method::POST, ["v1", "tasks", id, "results"]) => match transcoder_auth(&state, req.headers(), peer) {
+        (&Method::POST, ["v1", "tasks", id, "results"]) => match transcoder_auth(&state, req.headers(), &peer) {
             Ok(_) => {
                 let id = id.parse().unwrap_or(0);
                 task_results(state, id, req).await
@@ -586,7 +663,10 @@ fn rate_limited(state: &State, peer: IpAddr, now: Instant, who: &str) -> Result<
     Err(r)
 }
 
-fn transcoder_auth(state: &State, headers: &HeaderMap, peer: IpAddr) -> Result<String, Resp> {
+/// A transcoder's id and how it proved it: its client certificate (mutual TLS) when one pinned
+/// for the id was presented, else its secret.
+fn transcoder_auth(state: &State, headers: &HeaderMap, who: &Peer) -> Result<(String, Credential), Resp> {
+    let peer = who.ip;
     let name = headers.get(TRANSCODER_ID_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let secrets = state.transcoders.read();
     if !secrets.any() {
@@ -594,14 +674,29 @@ fn transcoder_auth(state: &State, headers: &HeaderMap, peer: IpAddr) -> Result<S
     }
     let now = Instant::now();
     rate_limited(state, peer, now, "transcoder")?;
-    if secrets.admits(&name, bearer(headers)) {
-        state.auth_limiter.lock().succeeded(peer);
-        Ok(name)
-    } else {
-        state.auth_limiter.lock().failed(peer, now);
-        tracing::warn!(transcoder = %name, %peer, "transcoder refused: bad id or secret");
-        metrics::counter!(m::AUTH_FAILURES).increment(1);
-        Err(json_response(StatusCode::UNAUTHORIZED, "bad_secret", "unknown transcoder id or wrong secret"))
+    let credential = match &who.client_cert {
+        Some(fp) if secrets.admits_certificate(&name, fp) => Some(Credential::Certificate(fp.to_string())),
+        _ => {
+            let secret = bearer(headers);
+            secrets.admits(&name, secret).then(|| Credential::Secret(secret.to_string()))
+        }
+    };
+    match credential {
+        Some(c) => {
+            state.auth_limiter.lock().succeeded(peer);
+            Ok((name, c))
+        }
+        None => {
+            state.auth_limiter.lock().failed(peer, now);
+            let cert = who.client_cert.is_some();
+            tracing::warn!(transcoder = %name, %peer, client_cert = cert, "transcoder refused: bad id, secret or certificate");
+            metrics::counter!(m::AUTH_FAILURES).increment(1);
+            Err(json_response(
+                StatusCode::UNAUTHORIZED,
+                "bad_secret",
+                "unknown transcoder id, wrong secret, or a client certificate not pinned for this id",
+            ))
+        }
     }
 }
 
@@ -691,7 +786,7 @@ fn apply_failover(state: &Arc<State>, task: TaskId, failover: Failover) {
 }
 
 /// `POST /v1/transcoders/link`.
-fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
+fn link(state: Arc<State>, req: Request<Incoming>, name: String, credential: Credential) -> Resp {
     let id = state.next_link.fetch_add(1, Ordering::Relaxed);
     let capacity = req.headers().get("zerohop-capacity").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1u32);
     let (task_tx, mut task_rx) = mpsc::channel::<Bytes>(64);
@@ -703,7 +798,7 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String) -> Resp {
         sch.set_capabilities(id, caps);
     }
     let (close, closed) = watch::channel(false);
-    state.links.lock().insert(id, Link { name: name.clone(), tasks: task_tx, close });
+    state.links.lock().insert(id, Link { name: name.clone(), credential, tasks: task_tx, close });
     update_capacity_metrics(&state);
     tracing::info!(transcoder = %name, id, capacity, ?caps, "transcoder connected");
     let (tx, body) = ChannelBody::channel(64);
@@ -1051,4 +1146,31 @@ async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq:
     let mut r = Response::new(body);
     r.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/vnd.zerohop.results"));
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transcoder_credentials_parse_recheck_and_never_print_secrets() {
+        let mut s = TranscoderSecrets::parse_file("t-a hunter2 # comment\n\nt-b correct-horse\n");
+        let fp = "AB:".repeat(31) + "AB";
+        s.certs = TranscoderSecrets::parse_certs_file(&format!("t-m {fp}\n")).expect("certs");
+        assert!(s.admits("t-a", "hunter2") && !s.admits("t-a", "correct-horse") && !s.admits("t-x", "hunter2"));
+        assert!(s.admits_certificate("t-m", &"ab".repeat(32)), "colons and case are normalised");
+        assert!(!s.admits_certificate("t-a", &"ab".repeat(32)), "a certificate is pinned per id");
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2") && !shown.contains("correct-horse"), "{shown}");
+        assert!(shown.contains("t-a"));
+        assert!(!format!("{:?}", Credential::Secret("hunter2".into())).contains("hunter2"));
+        // A reload re-checks how each live link got in.
+        let mut rotated = s.clone();
+        rotated.per_id.insert("t-a".into(), "new-secret".into());
+        assert!(!rotated.still_admits("t-a", &Credential::Secret("hunter2".into())));
+        assert!(rotated.still_admits("t-b", &Credential::Secret("correct-horse".into())));
+        assert!(rotated.still_admits("t-m", &Credential::Certificate("ab".repeat(32))));
+        assert!(TranscoderSecrets::parse_certs_file("t-m nothex\n").expect_err("bad").contains("line 1"));
+        assert!(TranscoderSecrets::parse_certs_file("lonely\n").is_err());
+    }
 }

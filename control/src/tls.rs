@@ -1,6 +1,11 @@
 //! TLS for the node: the orchestrator's certificate (created self-signed on first start, or
 //! given), its SHA-256 fingerprint, and client configs that verify the orchestrator by pinning
 //! that fingerprint or by a CA file. ALPN is `h2` only.
+//!
+//! Mutual TLS for transcoders: the server asks every client for a certificate but does not
+//! require one (broadcasters and scrapers send none). A presented certificate must prove its key
+//! in the handshake; *who* it is, is decided by the node: the SHA-256 of the leaf must be the one
+//! pinned for the transcoder id (`--transcoder-certs`), so revoking it is editing a file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -8,7 +13,11 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
+};
 use sha2::{Digest, Sha256};
 
 /// Errors of certificate handling.
@@ -41,6 +50,12 @@ impl Identity {
     /// SHA-256 of the leaf certificate, lowercase hex: what transcoders pin.
     pub fn fingerprint(&self) -> String {
         fingerprint(&self.chain[0])
+    }
+}
+
+impl Clone for Identity {
+    fn clone(&self) -> Identity {
+        Identity { chain: self.chain.clone(), key: self.key.clone_key() }
     }
 }
 
@@ -92,11 +107,12 @@ pub fn self_signed(names: &[String]) -> Result<Identity, TlsError> {
     })
 }
 
-/// Server config: the identity, TLS 1.2/1.3, ALPN `h2` only.
+/// Server config: the identity, TLS 1.2/1.3, ALPN `h2` only; client certificates asked for
+/// but optional (see the module documentation).
 pub fn server_config(identity: Identity) -> Result<Arc<ServerConfig>, TlsError> {
     let mut c = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
+        .with_client_cert_verifier(Arc::new(OptionalClientCert { provider: provider() }))
         .with_single_cert(identity.chain, identity.key)?;
     c.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(c))
@@ -123,23 +139,29 @@ pub fn parse_fingerprint(s: &str) -> Result<String, TlsError> {
 
 /// Client config for `trust`, ALPN `h2`.
 pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_with(trust, None)
+}
+
+/// Client config for `trust`, presenting `identity` when the server asks (mutual TLS).
+pub fn client_config_with(trust: &Trust, identity: Option<&Identity>) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
-    let mut c = match trust {
-        Trust::Pin(fp) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-                fingerprint: parse_fingerprint(fp)?,
-                provider: provider(),
-            }))
-            .with_no_client_auth(),
+    let builder = match trust {
+        Trust::Pin(fp) => builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+            fingerprint: parse_fingerprint(fp)?,
+            provider: provider(),
+        })),
         Trust::CaFile(path) => {
             let mut roots = RootCertStore::empty();
             for cert in rustls_pemfile::certs(&mut &read(path)?[..]) {
                 let cert = cert.map_err(|source| TlsError::Io { path: path.clone(), source })?;
                 roots.add(cert)?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            builder.with_root_certificates(roots)
         }
+    };
+    let mut c = match identity {
+        Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
+        None => builder.with_no_client_auth(),
     };
     c.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(c))
@@ -170,6 +192,59 @@ impl ServerCertVerifier for PinnedVerifier {
             tracing::error!(expected = %self.fingerprint, presented = %got, "orchestrator certificate does not match the pinned fingerprint");
             Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
         }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Asks for a client certificate without requiring one, and checks that a presented one signed
+/// the handshake. Which transcoder it belongs to (if any) is the node's decision, by pinned
+/// fingerprint: no CA is involved, so any certificate passes here.
+#[derive(Debug)]
+struct OptionalClientCert {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for OptionalClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        Ok(ClientCertVerified::assertion())
     }
 
     fn verify_tls12_signature(

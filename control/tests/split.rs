@@ -265,3 +265,66 @@ async fn a_reload_revokes_a_live_transcoder_and_failed_auth_is_rate_limited() {
     assert!(r.headers().get(http::header::RETRY_AFTER).is_some());
     node.shutdown().await;
 }
+
+/// Mutual TLS instead of a secret: a transcoder whose client certificate is pinned for its id
+/// registers and transcodes; another certificate, or none, is refused (no retry loop); removing
+/// the pin and reloading closes the live link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_admits_only_the_pinned_client_certificate() {
+    let (node, fp) = orchestrator().await;
+    let mine = tls::self_signed(&["t-m".into()]).expect("client cert");
+    let other = tls::self_signed(&["t-m".into()]).expect("another cert");
+    let mut secrets = TranscoderSecrets::parse_file(&format!("t-a {SECRET}\n"));
+    secrets.certs =
+        TranscoderSecrets::parse_certs_file(&format!("# mutual TLS\nt-m {}\n", mine.fingerprint())).expect("certs");
+    assert_eq!(node.reload_transcoders(secrets.clone()), 0);
+    let spawn_mtls = |identity: Option<&tls::Identity>| {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+        let transport = match identity {
+            Some(id) => Transport::MutualTls {
+                trust: Trust::Pin(fp.clone()),
+                server_name: "localhost".into(),
+                identity: std::sync::Arc::new(id.clone()),
+            },
+            None => transport(&fp),
+        };
+        let cfg = TranscoderConfig {
+            orch_addr: node.local_addr().to_string(),
+            transport,
+            id: "t-m".into(),
+            secret: String::new(), // no secret: the certificate is the credential
+            max_sessions: 1,
+            max_output: transcoder::CPU_MAX_OUTPUT,
+        };
+        let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let h = rt.spawn(async move {
+            let _keep = stop_tx;
+            transcoder::run(cfg, stop).await
+        });
+        (rt, h)
+    };
+    // Another certificate, or none: refused, and the transcoder stops with a clear error.
+    for identity in [Some(&other), None] {
+        let (rt, h) = spawn_mtls(identity);
+        let r = tokio::time::timeout(Duration::from_secs(10), h).await.expect("no retry loop").expect("join");
+        assert!(matches!(r, Err(LinkError::BadSecret { .. })), "{r:?}");
+        rt.shutdown_background();
+    }
+    // The pinned one: registers and transcodes, byte-identical to the local engine.
+    let (rt, h) = spawn_mtls(Some(&mine));
+    let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
+    let input = fixture("h264_360p25_baseline_noaudio.ts");
+    let (o, outs) = push_when_ready(&mut c, 0, input.clone()).await;
+    assert!(o.ok(), "{o:?}");
+    let expected = local(input);
+    for (i, bytes) in &outs {
+        assert!(bytes == &expected[usize::from(*i)], "rendition {i} differs");
+    }
+    // The pin is removed (SIGHUP): the live link is closed and the redial refused.
+    secrets.certs.clear();
+    assert_eq!(node.reload_transcoders(secrets), 1);
+    let r = tokio::time::timeout(Duration::from_secs(10), h).await.expect("stops").expect("join");
+    assert!(matches!(r, Err(LinkError::BadSecret { .. })), "{r:?}");
+    rt.shutdown_background();
+    node.shutdown().await;
+}
