@@ -52,6 +52,19 @@ pub struct BenchArgs {
     /// and at the end.
     #[arg(long)]
     pub soak: Option<u64>,
+    /// For --streams and --max-streams: split mode, an orchestrator with this many remote
+    /// transcoders over loopback HTTP/2 + TLS sharing the sessions (0: a combined node).
+    #[arg(long, default_value_t = 0)]
+    pub transcoders: usize,
+    /// Fault soak: this many segments through an orchestrator and two transcoders run as
+    /// processes, with transcoders killed and stalled, the orchestrator reloaded and restarted,
+    /// broadcasters hanging up and corrupt segments, at random. Counts ok / error / abandoned /
+    /// lost (must be 0) and samples RSS.
+    #[arg(long)]
+    pub fault_soak: Option<u64>,
+    /// Seed for --fault-soak's random faults (default: from the clock; printed).
+    #[arg(long)]
+    pub seed: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -83,6 +96,9 @@ fn upload(data: &Bytes, live: bool, media: Duration) -> Upload {
 }
 
 pub fn bench(a: BenchArgs) -> Result<ExitCode> {
+    if let Some(n) = a.fault_soak {
+        return crate::fault_soak::run(n, a.seed, a.json.as_deref());
+    }
     let ladder: Ladder = match &a.profiles {
         Some(p) => p.parse()?,
         None => Ladder::from_json(
@@ -217,12 +233,16 @@ fn capacity(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) ->
     let mut doc = serde_json::Map::new();
     doc.insert("segment_media_ms".into(), json!(media.as_secs_f64() * 1e3));
     rt.block_on(async {
+        let mode =
+            if a.transcoders == 0 { "combined".to_string() } else { format!("split, {} transcoder(s)", a.transcoders) };
+        doc.insert("mode".into(), json!(mode));
         if let Some(n) = a.streams {
-            let (node, t) = cap::node(ladder, n.max(1)).await?;
+            let target = cap::Target::start(ladder, n.max(1), a.transcoders).await?;
             let (samples, summary) =
-                cap::live_streams(&node, &t, segment, media, n.max(1), a.segments_per_stream).await?;
-            node.shutdown().await;
-            println!("{}", summary.line());
+                cap::live_streams(&target.node, &target.transport, segment, media, n.max(1), a.segments_per_stream)
+                    .await?;
+            target.shutdown().await;
+            println!("{mode}: {}", summary.line());
             doc.insert(
                 "streams".into(),
                 json!({"summary": summary.json(),
@@ -230,8 +250,9 @@ fn capacity(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) ->
             );
         }
         if a.max_streams {
-            let (best, tried) = cap::max_streams(ladder, segment, media, a.segments_per_stream, 0.8).await?;
-            println!("max streams at p95 real-time ratio <= 0.8: {best}");
+            let (best, tried) =
+                cap::max_streams(ladder, segment, media, a.segments_per_stream, 0.8, a.transcoders).await?;
+            println!("{mode}: max streams at p95 real-time ratio <= 0.8: {best}");
             doc.insert(
                 "max_streams".into(),
                 json!({"limit_ratio": 0.8, "streams": best,

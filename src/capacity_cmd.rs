@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use bytes::Bytes;
 use serde_json::json;
+use tokio::sync::watch;
 use zerohop_control::tls::{self, Trust};
+use zerohop_control::transcoder::{LinkError, TranscoderConfig};
 use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
 use zerohop_engine::Ladder;
 
@@ -103,15 +105,70 @@ pub fn rss_mib() -> (f64, f64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-/// A combined node with `sessions` local sessions on loopback TLS, and how to reach it.
-pub async fn node(ladder: &Ladder, sessions: usize) -> Result<(Node, Transport)> {
-    let identity = tls::self_signed(&["localhost".into()])?;
-    let fp = identity.fingerprint();
-    let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, Some(tls::server_config(identity)?));
-    cfg.default_ladder = ladder.clone();
-    cfg.max_sessions = sessions;
-    let node = Node::start(cfg).await?;
-    Ok((node, Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() }))
+/// What the streams are pushed to: a combined node, or an orchestrator with remote
+/// transcoders dialling in over loopback TLS (split mode).
+pub struct Target {
+    pub node: Node,
+    pub transport: Transport,
+    transcoders: Vec<RunningTranscoder>,
+}
+
+/// An in-process transcoder: its stop switch and its task.
+type RunningTranscoder = (watch::Sender<bool>, tokio::task::JoinHandle<Result<(), LinkError>>);
+
+impl Target {
+    /// `transcoders` 0: a combined node with `sessions` local sessions. Otherwise an
+    /// orchestrator with no local engine and `transcoders` transcoders sharing `sessions`.
+    pub async fn start(ladder: &Ladder, sessions: usize, transcoders: usize) -> Result<Target> {
+        let identity = tls::self_signed(&["localhost".into()])?;
+        let fp = identity.fingerprint();
+        let transport = Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() };
+        let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, Some(tls::server_config(identity)?));
+        cfg.default_ladder = ladder.clone();
+        let secret = "bench transcoder secret".to_string();
+        if transcoders == 0 {
+            cfg.max_sessions = sessions;
+        } else {
+            cfg.max_sessions = 0;
+            cfg.transcoders.shared = Some(secret.clone());
+        }
+        let node = Node::start(cfg).await?;
+        let mut target = Target { node, transport, transcoders: Vec::new() };
+        for i in 0..transcoders {
+            let (stop_tx, stop) = watch::channel(false);
+            let cfg = TranscoderConfig {
+                orch_addr: target.node.local_addr().to_string(),
+                transport: target.transport.clone(),
+                id: format!("bench-t{i}"),
+                secret: secret.clone(),
+                max_sessions: sessions.div_ceil(transcoders).max(1) as u32,
+                max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
+            };
+            target.transcoders.push((stop_tx, tokio::spawn(zerohop_control::transcoder::run(cfg, stop))));
+        }
+        if transcoders > 0 {
+            let mut c = Client::connect(&target.node.local_addr().to_string(), &target.transport, None).await?;
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let (_, body) = c.get("/v1/transcoders").await?;
+                let v: serde_json::Value = serde_json::from_slice(&body)?;
+                if v["transcoders"].as_array().map_or(0, Vec::len) == transcoders {
+                    break;
+                }
+                anyhow::ensure!(Instant::now() < deadline, "the bench's transcoders did not register within 10 s");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        Ok(target)
+    }
+
+    pub async fn shutdown(self) {
+        for (stop, task) in self.transcoders {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
+        self.node.shutdown().await;
+    }
 }
 
 /// `streams` concurrent live streams of `per_stream` segments each, segments issued one media
@@ -126,9 +183,13 @@ pub async fn live_streams(
 ) -> Result<(Vec<SegSample>, Summary)> {
     let addr = node.local_addr().to_string();
     let (cpu0, t0) = (cpu_time(), Instant::now());
+    let total = streams as u64 * per_stream;
+    let progress = std::sync::Arc::new(crate::progress::Progress::new(format!("{streams} stream(s)"), total));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for s in 0..streams {
         let (addr, transport, segment) = (addr.clone(), transport.clone(), segment.clone());
+        let (progress, done) = (progress.clone(), done.clone());
         let offset = media.mul_f64(s as f64 / streams as f64);
         tasks.push(tokio::spawn(async move {
             let mut c = Client::connect(&addr, &transport, None).await?;
@@ -143,7 +204,10 @@ pub async fn live_streams(
                     })
                     .await?;
                 let frames = o.end.as_ref().and_then(|e| e["frames"].as_u64()).unwrap_or(0);
-                out.push(SegSample { stream: s, seq, media, ttfb: o.ttfb, ttlb: o.ttlb, frames, bytes, ok: o.ok() });
+                let sample = SegSample { stream: s, seq, media, ttfb: o.ttfb, ttlb: o.ttlb, frames, bytes, ok: o.ok() };
+                let n = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                progress.update(n, &format!("last real-time ratio {:.3}", sample.ratio()));
+                out.push(sample);
             }
             Ok::<_, anyhow::Error>(out)
         }));
@@ -152,6 +216,7 @@ pub async fn live_streams(
     for t in tasks {
         samples.extend(t.await??);
     }
+    progress.finish();
     let wall = t0.elapsed().as_secs_f64();
     let ratios: Vec<f64> = samples.iter().map(SegSample::ratio).collect();
     let summary = Summary {
@@ -177,13 +242,14 @@ pub async fn max_streams(
     media: Duration,
     per_stream: u64,
     limit: f64,
+    transcoders: usize,
 ) -> Result<(usize, Vec<Summary>)> {
     let mut tried = Vec::new();
     let mut best = 0;
     for n in 1..=64 {
-        let (node, t) = node(ladder, n).await?;
-        let (_, s) = live_streams(&node, &t, segment, media, n, per_stream).await?;
-        node.shutdown().await;
+        let target = Target::start(ladder, n, transcoders).await?;
+        let (_, s) = live_streams(&target.node, &target.transport, segment, media, n, per_stream).await?;
+        target.shutdown().await;
         eprintln!("{}", s.line());
         let fits = s.failed == 0 && s.ratio_p95 <= limit;
         tried.push(s);
@@ -198,26 +264,28 @@ pub async fn max_streams(
 /// `count` segments through one combined node, one after another on one stream; RSS after the
 /// first 100 and at the end (a leak shows as growth).
 pub async fn soak(ladder: &Ladder, segment: &Bytes, count: u64) -> Result<serde_json::Value> {
-    let (node, t) = node(ladder, 2).await?;
-    let mut c = Client::connect(&node.local_addr().to_string(), &t, None).await?;
+    let target = Target::start(ladder, 2, 0).await?;
+    let mut c = Client::connect(&target.node.local_addr().to_string(), &target.transport, None).await?;
     let (mut rss_100, mut failed) = (0.0, 0u64);
     let mut curve = Vec::new();
     let t0 = Instant::now();
+    let progress = crate::progress::Progress::new("soak", count);
     for seq in 0..count {
         let o = c.push("soak", seq, None, Upload::Full(segment.clone()), |_| {}).await?;
         if !o.ok() {
             failed += 1;
         }
+        progress.update(seq + 1, &format!("{failed} failed, RSS {:.1} MiB", rss_mib().0));
         if seq + 1 == 100.min(count) {
             rss_100 = rss_mib().0;
         }
         if (seq + 1) % 100 == 0 || seq + 1 == count {
             let (rss, _) = rss_mib();
             curve.push(json!({"segments": seq + 1, "rss_mib": rss}));
-            eprintln!("soak: {} segments, RSS {rss:.1} MiB, {:.0} s", seq + 1, t0.elapsed().as_secs_f64());
         }
     }
-    node.shutdown().await;
+    progress.finish();
+    target.shutdown().await;
     let (rss_end, peak) = rss_mib();
     let growth = (rss_end - rss_100) / rss_100.max(1e-9) * 100.0;
     Ok(json!({"segments": count, "failed": failed, "rss_after_100_mib": rss_100, "rss_end_mib": rss_end,

@@ -2,8 +2,10 @@
 
 mod bench_cmd;
 mod capacity_cmd;
+mod fault_soak;
 mod gpu_cmd;
 mod node_cmd;
+mod progress;
 
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
