@@ -92,6 +92,9 @@ pub struct LimitArgs {
     /// Open connections in all.
     #[arg(long, default_value = "16384")]
     pub max_connections: usize,
+    /// Concurrent HTTP/2 requests per connection.
+    #[arg(long, default_value = "256")]
+    pub max_streams_per_connection: u32,
     /// Failed authentications per address per minute before 429s.
     #[arg(long, default_value = "5")]
     pub auth_max_failures: u32,
@@ -108,6 +111,7 @@ impl LimitArgs {
         cfg.max_connections_per_ip = self.max_connections_per_ip.max(1);
         cfg.max_connections = self.max_connections.max(1);
         cfg.auth_max_failures = self.auth_max_failures.max(1);
+        cfg.max_streams_per_connection = self.max_streams_per_connection.max(1);
     }
 }
 

@@ -176,6 +176,8 @@ pub struct NodeConfig {
     pub max_connections_per_ip: usize,
     /// Open connections in all.
     pub max_connections: usize,
+    /// Concurrent HTTP/2 streams (requests) per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
+    pub max_streams_per_connection: u32,
 }
 
 impl NodeConfig {
@@ -196,6 +198,7 @@ impl NodeConfig {
             header_timeout: Duration::from_secs(10),
             max_connections_per_ip: 256,
             max_connections: 16384,
+            max_streams_per_connection: 256,
         }
     }
 }
@@ -406,7 +409,7 @@ impl Node {
                     h2.timer(TokioTimer::new())
                         .keep_alive_interval(state.config.keepalive)
                         .keep_alive_timeout(state.config.keepalive * 2)
-                        .max_concurrent_streams(256)
+                        .max_concurrent_streams(state.config.max_streams_per_connection)
                         .max_header_list_size(16 * 1024)
                         .initial_stream_window_size(4 << 20)
                         .initial_connection_window_size(16 << 20)

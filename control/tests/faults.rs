@@ -334,3 +334,65 @@ async fn transcoders_reconnect_to_a_restarted_orchestrator_and_resume() {
     good.shutdown_background();
     node.shutdown().await;
 }
+
+/// A broadcaster that hangs up mid-response in split mode: the remote task is cancelled, the
+/// transcoder's capacity comes back, and the next segment is served normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broadcaster_hanging_up_mid_segment_gives_the_transcoder_back() {
+    let (node, fp) = orchestrator().await;
+    let addr = node.local_addr().to_string();
+    let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+    let good = good_transcoder(&addr, &fp);
+    wait_for_transcoders(&mut c, 1).await;
+    let load = |v: &serde_json::Value| v["transcoders"][0]["load"].as_u64();
+    // A slow upload, abandoned once the first rendition chunk has arrived.
+    let input = fixture("h264_720p30_main_slices_aac.ts");
+    let (first_chunk_tx, first_chunk) = tokio::sync::oneshot::channel::<()>();
+    let mut gone = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+    let hangup = tokio::spawn(async move {
+        let mut tx = Some(first_chunk_tx);
+        let paced = Upload::Paced { data: input, piece: 4096, interval: Duration::from_millis(20) };
+        let push = gone.push("quitter", 0, Some(LADDER), paced, |r| {
+            if r.kind == Kind::Chunk
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(());
+            }
+        });
+        tokio::select! {
+            _ = push => panic!("the push finished before the broadcaster hung up"),
+            _ = tokio::time::sleep(Duration::from_secs(30)) => panic!("no chunk within 30 s"),
+            _ = async { first_chunk.await.ok() } => {}
+        }
+        drop(gone); // hang up: the connection closes
+    });
+    // While it runs, the transcoder is busy.
+    let mut busy = false;
+    for _ in 0..200 {
+        let (_, body) = c.get("/v1/transcoders").await.expect("status");
+        if load(&serde_json::from_slice(&body).expect("json")) == Some(1) {
+            busy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(busy, "the transcoder took the segment");
+    hangup.await.expect("hang up");
+    // Its capacity comes back without waiting for the task deadline.
+    let mut freed = false;
+    for _ in 0..100 {
+        let (_, body) = c.get("/v1/transcoders").await.expect("status");
+        if load(&serde_json::from_slice(&body).expect("json")) == Some(0) {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(freed, "the abandoned segment's transcoder was not freed within 2 s");
+    let input = fixture(SEGMENT_FILE);
+    let (o, outs) = push(&mut c, 7, input.clone()).await.expect("push");
+    assert!(o.ok(), "{o:?}");
+    assert_complete(&outs, &local(input.clone()), decode_video(&input).expect("source").len());
+    good.shutdown_background();
+    node.shutdown().await;
+}

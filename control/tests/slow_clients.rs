@@ -106,3 +106,23 @@ async fn connections_beyond_the_per_address_limit_are_refused_until_one_closes()
     }
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_headers_are_refused_and_the_node_goes_on() {
+    let (node, fp) = start(Duration::from_secs(10), 64).await;
+    let addr = node.local_addr().to_string();
+    let c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+    // 32 KiB of headers against the 16 KiB limit.
+    let req = c
+        .request(http::Method::GET, "/healthz")
+        .header("x-padding", "a".repeat(32 * 1024))
+        .body(zerohop_control::body::ChannelBody::empty())
+        .expect("request");
+    match c.send(req).await {
+        Ok(r) => assert_eq!(r.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE),
+        Err(e) => eprintln!("oversized headers refused at the protocol level: {e}"),
+    }
+    let mut fresh = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+    assert_eq!(fresh.get("/healthz").await.expect("healthz").0, StatusCode::OK);
+    node.shutdown().await;
+}
