@@ -17,6 +17,7 @@
 //! 7. **No HTTP here.** Stats are plain structs ([`stats`]); the control crate exports them.
 
 pub mod build_info;
+pub mod cadence;
 pub mod codec;
 #[cfg(feature = "cuda")]
 pub mod cuda;

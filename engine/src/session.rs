@@ -21,11 +21,12 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
 
+use crate::cadence::{Cadence, Decision};
 use crate::codec::{CodecError, EncoderSettings, H264Decoder, H264Encoder};
 use crate::error::TranscodeError;
 use crate::frame::Frame;
 use crate::h264::{Unsupported, inspect_access_unit};
-use crate::profile::{Gop, Ladder, Profile};
+use crate::profile::{Ladder, Profile};
 use crate::scale::{ScaleFilter, Scaler};
 use crate::stats::{InputInfo, RenditionStats, SegmentReport};
 use crate::ts::{
@@ -624,12 +625,7 @@ struct RenditionWorker {
     encoder: Option<H264Encoder>,
     encoder_threads: u16,
     muxer: Option<Muxer>,
-    // Frame-rate reduction: the slot (output frame interval) of the last kept frame.
-    fps_origin: Option<i64>,
-    last_slot: Option<i64>,
-    next_kf_pts: Option<i64>,
-    last_in_pts: Option<i64>,
-    in_interval: Option<f64>,
+    cadence: Cadence,
 }
 
 struct RenditionSegment {
@@ -645,16 +641,12 @@ struct RenditionSegment {
 impl RenditionWorker {
     fn new(profile: Profile, filter: ScaleFilter, encoder_threads: u16) -> Self {
         RenditionWorker {
+            cadence: Cadence::new(&profile),
             profile,
             scaler: Scaler::new(filter),
             encoder: None,
             encoder_threads,
             muxer: None,
-            fps_origin: None,
-            last_slot: None,
-            next_kf_pts: None,
-            last_in_pts: None,
-            in_interval: None,
         }
     }
 
@@ -739,60 +731,16 @@ impl RenditionWorker {
 
     fn frame(&mut self, s: &mut RenditionSegment, f: &Frame) -> Result<(), TranscodeError> {
         s.stats.frames_in += 1;
-        if let Some(last) = self.last_in_pts {
-            let d = (f.pts - last) as f64;
-            if d > 0.0 {
-                self.in_interval = Some(self.in_interval.map_or(d, |i| i.min(d)));
+        let keyframe = match self.cadence.decide(f.pts, s.first) {
+            Decision::Drop => {
+                s.stats.frames_dropped += 1;
+                return Ok(());
             }
-        }
-        self.last_in_pts = Some(f.pts);
-
-        // Keyframes sit on a grid of GOP-length steps from the segment's first picture, decided
-        // on the source pictures, so every rendition (whatever its frame rate) puts them at the
-        // same PTS.
-        let keyframe = if s.first {
-            true
-        } else {
-            match self.profile.gop {
-                Gop::Intra => true,
-                Gop::Seconds(_) => self.next_kf_pts.is_some_and(|k| f.pts >= k),
-            }
+            Decision::Keep { keyframe } => keyframe,
         };
-        if keyframe && let Gop::Seconds(secs) = self.profile.gop {
-            let gop = (secs * TICKS_PER_SECOND as f64).round() as i64;
-            // Tolerate timestamps a tenth of a frame early (rounded 29.97 fps PTS).
-            let slack = self.in_interval.map_or(300, |i| (i / 10.0) as i64);
-            let mut next = self.next_kf_pts.filter(|_| !s.first).unwrap_or(f.pts) + gop;
-            while next - slack <= f.pts {
-                next += gop;
-            }
-            self.next_kf_pts = Some(next - slack);
-        }
-
-        // Frame-rate reduction: keep the first picture of each output-interval slot, counted
-        // from the last keyframe; keyframes are always kept.
-        if let Some(r) = self.profile.frame_rate() {
-            let interval = TICKS_PER_SECOND as f64 / r;
-            if keyframe {
-                self.fps_origin = Some(f.pts);
-                self.last_slot = Some(0);
-            } else {
-                let origin = *self.fps_origin.get_or_insert(f.pts);
-                // A small tolerance absorbs PTS rounding (e.g. 29.97 fps timestamps).
-                let slot = (((f.pts - origin) as f64 + interval * 0.05) / interval).floor() as i64;
-                if self.last_slot.is_some_and(|l| slot <= l) {
-                    s.stats.frames_dropped += 1;
-                    return Ok(());
-                }
-                self.last_slot = Some(slot);
-            }
-        }
 
         let (w, h) = self.profile.output_size(f.width, f.height);
-        let fps = {
-            let input = self.in_interval.map(|i| TICKS_PER_SECOND as f64 / i).unwrap_or(30.0);
-            self.profile.frame_rate().map_or(input, |r| r.min(input))
-        };
+        let fps = self.cadence.output_fps();
         if self.encoder.as_ref().is_none_or(|e| (e.settings().width, e.settings().height) != (w, h)) {
             self.encoder = Some(H264Encoder::new(EncoderSettings {
                 width: w,
