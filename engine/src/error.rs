@@ -43,6 +43,9 @@ pub enum TranscodeError {
     /// recovers (its encoder state is reset) and the process goes on.
     #[error("internal error in the {worker} worker ({message}); this segment failed, the session goes on")]
     Panic { worker: String, message: String },
+    /// The accelerator (GPU) failed: the API and its status.
+    #[error("device: {api} failed: {message}")]
+    Device { code: &'static str, api: String, message: String },
 }
 
 /// The message of a caught panic.
@@ -92,6 +95,7 @@ impl TranscodeError {
             TranscodeError::Abandoned => "abandoned",
             TranscodeError::WorkerLost { .. } => "worker_lost",
             TranscodeError::Panic { .. } => "internal_error",
+            TranscodeError::Device { code, .. } => code,
         }
     }
 }

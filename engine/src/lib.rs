@@ -16,6 +16,7 @@
 //!    SIMD scaler; tests hold them together.
 //! 7. **No HTTP here.** Stats are plain structs ([`stats`]); the control crate exports them.
 
+pub mod accel;
 pub mod build_info;
 pub mod cadence;
 pub mod codec;

@@ -418,26 +418,12 @@ impl DecodeWorker {
         if s.begun {
             return; // a PMT version change mid-segment keeps the first layout
         }
-        let Some(video) = p.video() else {
-            let streams = p
-                .streams
-                .iter()
-                .map(|e| format!("{} on PID {}", stream_type::name(e.stream_type), e.pid))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let streams = if streams.is_empty() { "no streams".into() } else { streams };
-            return self.fail(s, TranscodeError::NoVideo { streams });
+        let (video, pids, tracks) = match program_layout(p) {
+            Ok(l) => l,
+            Err(e) => return self.fail(s, e),
         };
-        if video.stream_type != stream_type::H264 {
-            let e = Unsupported::Codec { found: stream_type::name(video.stream_type), stream_type: video.stream_type };
-            return self.fail(s, e.into());
-        }
-        s.video_pid = Some(video.pid);
-        let mut tracks = Vec::new();
-        for (i, e) in p.others().enumerate() {
-            s.tracks.insert(e.pid, i);
-            tracks.push(AudioTrack { stream_type: e.stream_type, descriptors: e.descriptors.to_vec() });
-        }
+        s.video_pid = Some(video);
+        s.tracks = pids;
         s.begun = true;
         for (tx, _, _) in &self.renditions {
             let _ = tx.send(Work::Tracks(tracks.clone()));
@@ -533,39 +519,13 @@ impl DecodeWorker {
             // with "out of memory" and every later picture with "no SPS/PPS"), so the CPU backend
             // starts each segment with a fresh decoder (about a millisecond); encoders persist.
             self.decoder = None;
-            let r = &s.report;
-            if s.video_pid.is_some() && r.frames_decoded == 0 {
-                let e = TranscodeError::NoPictures {
-                    access_units: r.access_units,
-                    first_error: s.first_decode_error.clone(),
-                };
-                self.fail(&mut s, e);
-            } else if r.frames_decoded < r.access_units {
-                let e = TranscodeError::FramesLost {
-                    expected: r.access_units,
-                    decoded: r.frames_decoded,
-                    first_error: s.first_decode_error.clone(),
-                };
-                self.fail(&mut s, e);
-            } else if s.video_pid.is_none() {
-                let e = TranscodeError::NoVideo { streams: "no program seen".into() };
+            if let Some(e) = verdict(&s.report, s.video_pid.is_some(), s.first_decode_error.clone()) {
                 self.fail(&mut s, e);
             }
         }
         s.report.demux = s.demux.stats().clone();
         s.report.decode_time = s.decode_time;
-        if let (Some(a), Some(b)) = (s.report.first_pts, s.report.last_pts) {
-            let frame = if s.report.frames_decoded > 1 {
-                (b - a) as f64 / (s.report.frames_decoded - 1) as f64
-            } else {
-                3000.0
-            };
-            if s.report.input.fps == 0.0 && frame > 0.0 {
-                s.report.input.fps = TICKS_PER_SECOND as f64 / frame;
-            }
-            s.report.media_duration =
-                Duration::from_secs_f64(((b - a) as f64 + frame).max(0.0) / TICKS_PER_SECOND as f64);
-        }
+        fill_timing(&mut s.report);
         let result = match s.error.take() {
             Some(error) => {
                 // Tell every rendition, wait until each has told its sink.
@@ -818,5 +778,62 @@ impl RenditionWorker {
             s.sink.fail(e);
         }
         r
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared with the accelerated ladder (`accel`): what a segment's program and pictures mean.
+
+/// A program as the pipelines use it: the video PID, the copied streams' PIDs -> track index,
+/// and the copied streams' layout for the muxer.
+pub(crate) type ProgramLayout = (u16, HashMap<u16, usize>, Vec<AudioTrack>);
+
+/// The program's layout, or why it cannot be transcoded.
+pub(crate) fn program_layout(p: &ProgramInfo) -> Result<ProgramLayout, TranscodeError> {
+    let Some(video) = p.video() else {
+        let streams = p
+            .streams
+            .iter()
+            .map(|e| format!("{} on PID {}", stream_type::name(e.stream_type), e.pid))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let streams = if streams.is_empty() { "no streams".into() } else { streams };
+        return Err(TranscodeError::NoVideo { streams });
+    };
+    if video.stream_type != stream_type::H264 {
+        let e = Unsupported::Codec { found: stream_type::name(video.stream_type), stream_type: video.stream_type };
+        return Err(e.into());
+    }
+    let mut pids = HashMap::new();
+    let mut tracks = Vec::new();
+    for (i, e) in p.others().enumerate() {
+        pids.insert(e.pid, i);
+        tracks.push(AudioTrack { stream_type: e.stream_type, descriptors: e.descriptors.to_vec() });
+    }
+    Ok((video.pid, pids, tracks))
+}
+
+/// A segment whose decoding ended: no video, no picture, or fewer pictures than access units
+/// (the renditions would be incomplete) fail it.
+pub(crate) fn verdict(r: &SegmentReport, video_seen: bool, first_error: Option<CodecError>) -> Option<TranscodeError> {
+    if video_seen && r.frames_decoded == 0 {
+        Some(TranscodeError::NoPictures { access_units: r.access_units, first_error })
+    } else if r.frames_decoded < r.access_units {
+        Some(TranscodeError::FramesLost { expected: r.access_units, decoded: r.frames_decoded, first_error })
+    } else if !video_seen {
+        Some(TranscodeError::NoVideo { streams: "no program seen".into() })
+    } else {
+        None
+    }
+}
+
+/// Media duration (and the frame rate when the SPS had none) from the pictures' PTS.
+pub(crate) fn fill_timing(r: &mut SegmentReport) {
+    if let (Some(a), Some(b)) = (r.first_pts, r.last_pts) {
+        let frame = if r.frames_decoded > 1 { (b - a) as f64 / (r.frames_decoded - 1) as f64 } else { 3000.0 };
+        if r.input.fps == 0.0 && frame > 0.0 {
+            r.input.fps = TICKS_PER_SECOND as f64 / frame;
+        }
+        r.media_duration = Duration::from_secs_f64(((b - a) as f64 + frame).max(0.0) / TICKS_PER_SECOND as f64);
     }
 }

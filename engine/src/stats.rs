@@ -59,6 +59,8 @@ pub struct SegmentReport {
     /// From the first byte pushed to the last rendition finished.
     pub wall_time: Duration,
     pub renditions: Vec<RenditionStats>,
+    /// Host<->device bytes of this segment on an accelerated device (`None` on the CPU).
+    pub device_traffic: Option<crate::accel::DeviceTraffic>,
 }
 
 impl SegmentReport {

@@ -27,7 +27,10 @@ mod cuda {
             eprintln!("skipped: this machine has a CUDA driver (see gpu_kernel_matches_the_cpu_emulation)");
             return;
         }
-        for r in [driver::device_count().map(|_| ()), driver::gpus(4).map(|_| ()), Gpu::open(0).map(|_| ())] {
+        let ladder_device = zerohop_engine::cuda::ladder_device::CudaLadderDevice::open(0, 2).map(|_| ());
+        for r in
+            [driver::device_count().map(|_| ()), driver::gpus(4).map(|_| ()), Gpu::open(0).map(|_| ()), ladder_device]
+        {
             let e = r.expect_err("no driver");
             assert!(matches!(e, CudaError::NoDriver { lib: "libcuda.so.1", .. }), "{e}");
             assert_eq!(e.code(), "gpu_unavailable");
@@ -73,5 +76,66 @@ mod cuda {
         let gpu = Gpu::open(0).expect("GPU 0 with the ladder kernel");
         let max = gpu.self_test().expect("GPU and emulated scale");
         assert!(max <= 1, "GPU and CPU emulation differ by {max}");
+    }
+
+    /// The whole ladder on the GPU (NVDEC -> fused kernel -> NVENC) against the CPU session on
+    /// the same fixture: same picture counts, sizes and keyframe PTS, close pictures, and no
+    /// picture bytes across the bus. Needs a GPU with NVDEC and NVENC (hw-ci runs it).
+    #[test]
+    fn gpu_ladder_matches_the_cpu_session_with_zero_frame_copies() {
+        use zerohop_engine::accel::AccelSession;
+        use zerohop_engine::cuda::ladder_device::CudaLadderDevice;
+        use zerohop_engine::probe::decode_video;
+        use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
+        if !has_driver() {
+            eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
+            return;
+        }
+        let ladder: Ladder = "P720p30fps16x9,P360p30fps16x9".parse().expect("ladder");
+        let device = match CudaLadderDevice::open(0, ladder.len()) {
+            Ok(d) => d,
+            Err(e @ (CudaError::NoDriver { .. } | CudaError::NoEncoder { .. })) => {
+                eprintln!("skipped: {e} (a GPU without NVENC or its library)");
+                return;
+            }
+            Err(e) => panic!("opening the GPU ladder: {e}"),
+        };
+        let input = bytes::Bytes::from(
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/h264_1080p30_high_bframes_aac.ts"))
+                .expect("fixture"),
+        );
+        let sinks = |n: usize| -> (Vec<MemorySink>, Vec<Box<dyn RenditionSink>>) {
+            let m: Vec<MemorySink> = (0..n).map(|_| MemorySink::new()).collect();
+            let b = m.iter().map(|s| Box::new(s.clone()) as Box<dyn RenditionSink>).collect();
+            (m, b)
+        };
+        let mut gpu = AccelSession::new(device, ladder.clone());
+        let (g_out, s) = sinks(ladder.len());
+        let g = gpu.transcode(input.clone(), s).expect("GPU ladder");
+        let mut cpu = Session::open(SessionConfig::new(ladder.clone())).expect("cpu");
+        let (c_out, s) = sinks(ladder.len());
+        let c = cpu.transcode(input, s).expect("CPU ladder");
+        assert_eq!(g.frames_decoded, c.frames_decoded, "NVDEC decodes every picture the CPU does");
+        for i in 0..ladder.len() {
+            let (gf, cf) = (decode_video(&g_out[i].take()).expect("gpu"), decode_video(&c_out[i].take()).expect("cpu"));
+            assert_eq!(gf.len(), cf.len(), "rendition {i}: frames");
+            assert_eq!(
+                (g.renditions[i].width, g.renditions[i].height),
+                (c.renditions[i].width, c.renditions[i].height)
+            );
+            assert_eq!(g.renditions[i].keyframe_pts, c.renditions[i].keyframe_pts, "rendition {i}: keyframes");
+            let mut psnr = 0.0;
+            for (a, b) in gf.iter().zip(&cf) {
+                let mse = a.y.iter().zip(&b.y).map(|(p, q)| (f64::from(*p) - f64::from(*q)).powi(2)).sum::<f64>()
+                    / a.y.len() as f64;
+                psnr += if mse == 0.0 { 99.0 } else { 10.0 * (255.0 * 255.0 / mse).log10() };
+            }
+            let psnr = psnr / gf.len() as f64;
+            eprintln!("rendition {i}: GPU vs CPU luma PSNR {psnr:.2} dB");
+            assert!(psnr > 32.0, "rendition {i}: {psnr:.1} dB between the GPU and CPU renditions");
+        }
+        let t = g.device_traffic.expect("traffic");
+        eprintln!("host<->device: {t:?}");
+        assert_eq!(t.frame_bytes, 0, "zero-copy: no picture crossed the bus");
     }
 }

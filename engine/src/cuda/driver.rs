@@ -181,6 +181,11 @@ impl Gpu {
         Ok(DeviceNv12 { buf, width, height, pitch })
     }
 
+    /// `buf` as an NVENC input buffer (its device address and pitch).
+    pub fn input_surface(&self, buf: &DeviceNv12) -> super::nvenc::InputSurface {
+        super::nvenc::InputSurface { ptr: buf.device_ptr(&self.stream), pitch: buf.pitch as u32 }
+    }
+
     /// One launch of the fused kernel: the NV12 picture at `src` (pitch `src_pitch`, chroma
     /// `src_pitch * src_rows` bytes after luma) into every buffer of `dst`, on the scaling stream.
     pub fn scale_ladder(

@@ -10,6 +10,7 @@
 
 pub mod driver;
 mod error;
+pub mod ladder_device;
 pub mod nvdec;
 pub mod nvenc;
 

@@ -433,6 +433,11 @@ impl Encoder {
     }
 
     /// The input buffers, in registration order (index = `input` of [`Encoder::encode`]).
+    /// Pictures submitted and not yet read back (their input buffers are still NVENC's).
+    pub fn in_flight(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn inputs(&self) -> impl Iterator<Item = InputSurface> + '_ {
         self.registered.iter().map(|r| r.0)
     }
