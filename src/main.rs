@@ -18,7 +18,9 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use zerohop_engine::probe::probe;
 use zerohop_engine::scale::ScaleFilter;
-use zerohop_engine::{Ladder, Profile, RenditionSink, RenditionStats, Session, SessionConfig, TranscodeError};
+use zerohop_engine::{
+    Ladder, Profile, RenditionSink, RenditionStats, Session, SessionConfig, StreamSession, TranscodeError,
+};
 
 /// The bundled sample: 2 s of 1080p30 H.264 High (B-frames) + AAC, made by x264.
 const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/h264_1080p30_high_bframes_aac.ts");
@@ -62,9 +64,16 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(short, long, default_value = "zerohop-out")]
         out: PathBuf,
-        /// Scaling filter.
+        /// Scaling filter (CPU backend).
         #[arg(long, value_enum, default_value_t = Filter::CatmullRom)]
         filter: Filter,
+        /// Backend: cpu; cuda (NVDEC -> CUDA kernel -> NVENC, frames kept on the GPU; needs a
+        /// build with `--features cuda`); auto (cuda when it opens, else cpu, saying why).
+        #[arg(long, value_enum, default_value_t = Accel::Cpu)]
+        accel: Accel,
+        /// GPU ordinal for --accel cuda/auto.
+        #[arg(long, default_value_t = 0)]
+        gpu: usize,
     },
     /// Show what the engine sees in a segment and whether it can transcode it.
     Probe { input: PathBuf },
@@ -94,6 +103,47 @@ enum Command {
     },
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Accel {
+    Cpu,
+    Cuda,
+    Auto,
+}
+
+/// A session on the backend asked for.
+fn open_session(ladder: &Ladder, filter: ScaleFilter, accel: Accel, gpu: usize) -> Result<Box<dyn StreamSession>> {
+    let cpu = || -> Result<Box<dyn StreamSession>> {
+        let mut config = SessionConfig::new(ladder.clone());
+        config.filter = filter;
+        Ok(Box::new(Session::open(config)?))
+    };
+    if accel == Accel::Cpu {
+        return cpu();
+    }
+    #[cfg(feature = "cuda")]
+    {
+        use zerohop_engine::accel::AccelSession;
+        use zerohop_engine::cuda::ladder_device::CudaLadderDevice;
+        match CudaLadderDevice::open(gpu, ladder.len()) {
+            Ok(d) => Ok(Box::new(AccelSession::new(d, ladder.clone()))),
+            Err(e) if accel == Accel::Auto => {
+                eprintln!("--accel auto: GPU {gpu} unavailable ({e}); using the CPU backend");
+                cpu()
+            }
+            Err(e) => Err(anyhow::anyhow!("GPU {gpu}: {e} [{}]", e.code())),
+        }
+    }
+    #[cfg(not(feature = "cuda"))]
+    {
+        let why = "this zerohop was built without the CUDA backend (cargo build --release --features cuda)";
+        if accel == Accel::Auto {
+            eprintln!("--accel auto: {why}; using the CPU backend (GPU {gpu} not tried)");
+            return cpu();
+        }
+        bail!("--accel cuda: {why}")
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Filter {
     Bilinear,
@@ -117,8 +167,8 @@ fn main() -> ExitCode {
         eprintln!("\n{w}\n");
     }
     let result = match cli.command {
-        Command::Transcode { inputs, profiles, profiles_file, out, filter } => {
-            transcode(inputs, profiles, profiles_file, &out, filter.into())
+        Command::Transcode { inputs, profiles, profiles_file, out, filter, accel, gpu } => {
+            transcode(inputs, profiles, profiles_file, &out, filter.into(), accel, gpu)
         }
         Command::Probe { input } => probe_cmd(&input),
         Command::Combined(a) => node_cmd::combined(a),
@@ -202,12 +252,13 @@ fn transcode(
     profiles_file: Option<PathBuf>,
     out: &Path,
     filter: ScaleFilter,
+    accel: Accel,
+    gpu: usize,
 ) -> Result<ExitCode> {
     let ladder = read_ladder(profiles, profiles_file)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut config = SessionConfig::new(ladder.clone());
-    config.filter = filter;
-    let mut session = Session::open(config)?;
+    let mut session = open_session(&ladder, filter, accel, gpu)?;
+    eprintln!("backend: {}", session.backend());
     let sample = inputs.is_empty();
     let jobs: Vec<(String, Option<PathBuf>)> = if sample {
         eprintln!("no input given: transcoding the bundled sample (2 s of 1080p30 H.264 High + AAC)");
@@ -234,7 +285,7 @@ fn transcode(
             })
             .collect::<std::io::Result<Vec<_>>>()
             .with_context(|| format!("creating outputs in {}", out.display()))?;
-        let mut seg = session.begin(sinks)?;
+        let mut seg = session.begin_segment(sinks)?;
         // Stream the file in as it is read: decoding starts with the first 64 KiB.
         let read: Result<()> = (|| {
             match &path {

@@ -112,3 +112,27 @@ fn transcoder_with_a_wrong_secret_and_push_without_trust_fail_clearly() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--orch-cert-sha256"));
 }
+
+#[test]
+fn accel_cuda_without_a_gpu_fails_clearly_and_auto_falls_back_to_the_cpu() {
+    let out = tmp("accel");
+    let input = fixture_path("h264_360p25_baseline_noaudio.ts");
+    let o = zerohop().args(["transcode", "--accel", "cuda", "-o"]).arg(&out).arg(&input).output().expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() {
+        eprintln!("skipped: this machine has a usable GPU ({err})");
+        return;
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        err.contains("built without the CUDA backend") || err.contains("no NVIDIA driver"),
+        "says why the GPU backend is unavailable: {err}"
+    );
+    let o = zerohop().args(["transcode", "--accel", "auto", "-o"]).arg(&out).arg(&input).output().expect("run");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("using the CPU backend") && err.contains("backend: cpu"), "{err}");
+    let r = std::fs::read(out.join("h264_360p25_baseline_noaudio_360p.ts")).expect("rendition written");
+    assert!(!r.is_empty());
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -299,7 +299,7 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
             self.report.renditions.push(o.stats);
         }
         self.report.wall_time = self.started.elapsed();
-        Ok(self.report)
+        Ok(std::mem::take(&mut self.report))
     }
 
     /// The rung sizes for a picture of `w` x `h`.
@@ -449,6 +449,39 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         o.stats.video_bytes += au.data.len() as u64;
         o.stats.frames_out += 1;
         o.stats.mux_time += t.elapsed();
+    }
+}
+
+impl<D: LadderDevice> Drop for AccelSegment<'_, D> {
+    /// Dropped before `finish` (the input broke off): the sinks are told, as on the CPU.
+    fn drop(&mut self) {
+        for o in &mut self.outs {
+            o.sink.fail(&TranscodeError::Abandoned);
+        }
+    }
+}
+
+impl<D: LadderDevice> crate::session::StreamSession for AccelSession<D> {
+    fn ladder(&self) -> &Ladder {
+        &self.ladder
+    }
+    fn begin_segment(
+        &mut self,
+        sinks: Vec<Box<dyn RenditionSink>>,
+    ) -> Result<Box<dyn crate::session::SegmentInput + '_>, TranscodeError> {
+        Ok(Box::new(self.begin(sinks)))
+    }
+    fn backend(&self) -> String {
+        self.device.describe()
+    }
+}
+
+impl<D: LadderDevice> crate::session::SegmentInput for AccelSegment<'_, D> {
+    fn push(&mut self, data: Bytes) -> Result<(), TranscodeError> {
+        AccelSegment::push(self, data)
+    }
+    fn finish(self: Box<Self>) -> Result<SegmentReport, TranscodeError> {
+        AccelSegment::finish(*self)
     }
 }
 

@@ -36,5 +36,8 @@ pub mod ts;
 pub use error::TranscodeError;
 pub use frame::Frame;
 pub use profile::{Gop, Ladder, Profile};
-pub use session::{ChannelSink, MemorySink, RenditionEvent, RenditionSink, Segment, Session, SessionConfig, WriteSink};
+pub use session::{
+    ChannelSink, MemorySink, RenditionEvent, RenditionSink, Segment, SegmentInput, Session, SessionConfig,
+    StreamSession, WriteSink,
+};
 pub use stats::{InputInfo, RenditionStats, SegmentReport};

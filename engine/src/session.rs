@@ -837,3 +837,49 @@ pub(crate) fn fill_timing(r: &mut SegmentReport) {
         r.media_duration = Duration::from_secs_f64(((b - a) as f64 + frame).max(0.0) / TICKS_PER_SECOND as f64);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Backend-neutral sessions: for callers that pick the backend at run time.
+
+/// A stream's session on any backend: the CPU [`Session`] or an accelerated
+/// [`crate::accel::AccelSession`].
+pub trait StreamSession: Send {
+    fn ladder(&self) -> &Ladder;
+    /// Starts a segment (one sink per rendition, in ladder order).
+    fn begin_segment(
+        &mut self,
+        sinks: Vec<Box<dyn RenditionSink>>,
+    ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError>;
+    /// What runs it: "cpu", "cuda:0", ...
+    fn backend(&self) -> String;
+}
+
+/// A segment in progress on a [`StreamSession`]. Dropping it without `finish` abandons it.
+pub trait SegmentInput {
+    fn push(&mut self, data: Bytes) -> Result<(), TranscodeError>;
+    fn finish(self: Box<Self>) -> Result<SegmentReport, TranscodeError>;
+}
+
+impl StreamSession for Session {
+    fn ladder(&self) -> &Ladder {
+        &self.ladder
+    }
+    fn begin_segment(
+        &mut self,
+        sinks: Vec<Box<dyn RenditionSink>>,
+    ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
+        Ok(Box::new(self.begin(sinks)?))
+    }
+    fn backend(&self) -> String {
+        "cpu".into()
+    }
+}
+
+impl SegmentInput for Segment {
+    fn push(&mut self, data: Bytes) -> Result<(), TranscodeError> {
+        Segment::push(self, data)
+    }
+    fn finish(self: Box<Self>) -> Result<SegmentReport, TranscodeError> {
+        Segment::finish(*self)
+    }
+}
