@@ -164,6 +164,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
                 secret: "bench".into(),
                 max_sessions: 2,
                 max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
+                sessions: Default::default(),
             },
             stop,
         ));

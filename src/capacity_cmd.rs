@@ -143,6 +143,7 @@ impl Target {
                 secret: secret.clone(),
                 max_sessions: sessions.div_ceil(transcoders).max(1) as u32,
                 max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
+                sessions: Default::default(),
             };
             target.transcoders.push((stop_tx, tokio::spawn(zerohop_control::transcoder::run(cfg, stop))));
         }

@@ -1,5 +1,6 @@
 //! The `zerohop` command line.
 
+mod accel_cmd;
 mod bench_cmd;
 mod capacity_cmd;
 mod fault_soak;
@@ -18,9 +19,7 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand, ValueEnum};
 use zerohop_engine::probe::probe;
 use zerohop_engine::scale::ScaleFilter;
-use zerohop_engine::{
-    Ladder, Profile, RenditionSink, RenditionStats, Session, SessionConfig, StreamSession, TranscodeError,
-};
+use zerohop_engine::{Ladder, Profile, RenditionSink, RenditionStats, TranscodeError};
 
 /// The bundled sample: 2 s of 1080p30 H.264 High (B-frames) + AAC, made by x264.
 const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/h264_1080p30_high_bframes_aac.ts");
@@ -69,8 +68,8 @@ enum Command {
         filter: Filter,
         /// Backend: cpu; cuda (NVDEC -> CUDA kernel -> NVENC, frames kept on the GPU; needs a
         /// build with `--features cuda`); auto (cuda when it opens, else cpu, saying why).
-        #[arg(long, value_enum, default_value_t = Accel::Cpu)]
-        accel: Accel,
+        #[arg(long, value_enum, default_value_t = accel_cmd::Accel::Cpu)]
+        accel: accel_cmd::Accel,
         /// GPU ordinal for --accel cuda/auto.
         #[arg(long, default_value_t = 0)]
         gpu: usize,
@@ -101,47 +100,6 @@ enum Command {
         #[arg(short, long, default_value = "zerohop-demo")]
         out: PathBuf,
     },
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Accel {
-    Cpu,
-    Cuda,
-    Auto,
-}
-
-/// A session on the backend asked for.
-fn open_session(ladder: &Ladder, filter: ScaleFilter, accel: Accel, gpu: usize) -> Result<Box<dyn StreamSession>> {
-    let cpu = || -> Result<Box<dyn StreamSession>> {
-        let mut config = SessionConfig::new(ladder.clone());
-        config.filter = filter;
-        Ok(Box::new(Session::open(config)?))
-    };
-    if accel == Accel::Cpu {
-        return cpu();
-    }
-    #[cfg(feature = "cuda")]
-    {
-        use zerohop_engine::accel::AccelSession;
-        use zerohop_engine::cuda::ladder_device::CudaLadderDevice;
-        match CudaLadderDevice::open(gpu, ladder.len()) {
-            Ok(d) => Ok(Box::new(AccelSession::new(d, ladder.clone()))),
-            Err(e) if accel == Accel::Auto => {
-                eprintln!("--accel auto: GPU {gpu} unavailable ({e}); using the CPU backend");
-                cpu()
-            }
-            Err(e) => Err(anyhow::anyhow!("GPU {gpu}: {e} [{}]", e.code())),
-        }
-    }
-    #[cfg(not(feature = "cuda"))]
-    {
-        let why = "this zerohop was built without the CUDA backend (cargo build --release --features cuda)";
-        if accel == Accel::Auto {
-            eprintln!("--accel auto: {why}; using the CPU backend (GPU {gpu} not tried)");
-            return cpu();
-        }
-        bail!("--accel cuda: {why}")
-    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -252,12 +210,12 @@ fn transcode(
     profiles_file: Option<PathBuf>,
     out: &Path,
     filter: ScaleFilter,
-    accel: Accel,
+    accel: accel_cmd::Accel,
     gpu: usize,
 ) -> Result<ExitCode> {
     let ladder = read_ladder(profiles, profiles_file)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut session = open_session(&ladder, filter, accel, gpu)?;
+    let mut session = accel_cmd::open_session(&ladder, filter, accel, gpu)?;
     eprintln!("backend: {}", session.backend());
     let sample = inputs.is_empty();
     let jobs: Vec<(String, Option<PathBuf>)> = if sample {

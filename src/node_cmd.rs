@@ -64,7 +64,22 @@ pub struct NodeArgs {
     #[arg(long, alias = "monitor")]
     pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
+    pub accel: AccelArgs,
+    #[command(flatten)]
     pub limits: LimitArgs,
+}
+
+/// Which backend runs the sessions (combined node, transcoder).
+#[derive(Debug, clap::Args)]
+pub struct AccelArgs {
+    /// cpu; cuda (NVDEC -> CUDA kernel -> NVENC, frames kept on the GPU; a build with
+    /// `--features cuda`); auto (cuda when the GPUs open, else cpu, saying why).
+    #[arg(long, value_enum, default_value_t = crate::accel_cmd::Accel::Cpu)]
+    pub accel: crate::accel_cmd::Accel,
+    /// GPUs to use with --accel cuda/auto: each new stream goes to the one with the lowest
+    /// pixel-rate load and stays there.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub gpus: Vec<usize>,
 }
 
 /// What a peer can make the node hold, and for how long (README: Limits and bounds).
@@ -171,6 +186,8 @@ pub struct TranscoderArgs {
     #[arg(long, conflicts_with = "insecure_h2c")]
     pub client_identity_dir: Option<PathBuf>,
     #[command(flatten)]
+    pub accel: AccelArgs,
+    #[command(flatten)]
     pub trust: TrustArgs,
 }
 
@@ -247,6 +264,7 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
         secret,
         max_sessions: a.max_sessions.max(1),
         max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
+        sessions: crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus)?,
     };
     let rt = runtime()?;
     rt.block_on(async move {
@@ -342,14 +360,19 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         cfg.transcoders = secrets;
         cfg.task_deadline = Duration::from_secs_f64(a.task_deadline.clamp(1.0, 3600.0));
         a.limits.apply(&mut cfg);
+        if max_sessions > 0 {
+            cfg.sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus)?;
+        }
+        let backend = cfg.sessions.backend.clone();
         let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;
         if let Some(m) = a.metrics_addr {
             let bound = zerohop_control::metrics::serve(m).await.with_context(|| format!("metrics on {m}"))?;
             eprintln!("metrics: http://{bound}/metrics");
         }
         eprintln!(
-            "{what} serving on {} ({max_sessions} local sessions); SIGHUP reloads transcoder secrets and broadcaster tokens; Ctrl-C or SIGTERM stops",
-            node.local_addr()
+            "{what} serving on {} ({max_sessions} local sessions on {}); SIGHUP reloads transcoder secrets and broadcaster tokens; Ctrl-C or SIGTERM stops",
+            node.local_addr(),
+            backend
         );
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
         let stop = shutdown_signal();

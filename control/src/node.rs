@@ -169,6 +169,8 @@ pub struct NodeConfig {
     pub upload_idle: Duration,
     /// Failed transcoder authentications per peer address per minute before it gets 429s.
     pub auth_max_failures: u32,
+    /// Opens the in-process engine's sessions (CPU by default; GPUs when the binary says so).
+    pub sessions: crate::relay::SessionFactory,
     /// A connection that has not sent one complete request this long after it was accepted
     /// (TLS handshake included) is closed: slowloris on the preface or the first headers.
     pub header_timeout: Duration,
@@ -195,6 +197,7 @@ impl NodeConfig {
             task_deadline: default_deadline(Duration::from_secs(2)),
             upload_idle: Duration::from_secs(10),
             auth_max_failures: 5,
+            sessions: crate::relay::SessionFactory::cpu(),
             header_timeout: Duration::from_secs(10),
             max_connections_per_ip: 256,
             max_connections: 16384,
@@ -722,7 +725,7 @@ fn dispatch(state: &Arc<State>, task: TaskId, transcoder: TranscoderId, job: Job
                 state.scheduler.lock().finish(task);
                 update_capacity_metrics(&state);
             };
-            let report = run_local(&slot, job.ladder, &job.input, &job.out, release);
+            let report = run_local(&slot, &state.config.sessions, job.ladder, &job.input, &job.out, release);
             if let Ok(r) = report {
                 metrics::histogram!(m::TRANSCODE).record(r.wall_time.as_secs_f64());
                 metrics::histogram!(m::REALTIME_RATIO).record(r.realtime_ratio());

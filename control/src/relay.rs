@@ -7,7 +7,9 @@ use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
-use zerohop_engine::{Ladder, RenditionSink, RenditionStats, SegmentReport, Session, SessionConfig, TranscodeError};
+use zerohop_engine::{
+    Ladder, RenditionSink, RenditionStats, SegmentReport, Session, SessionConfig, StreamSession, TranscodeError,
+};
 
 use crate::framing::{self, Kind, SEGMENT};
 
@@ -241,7 +243,49 @@ impl RenditionSink for FramedSink {
 }
 
 /// A stream's engine session, shared by its segments (one at a time, in arrival order).
-pub type SessionSlot = Arc<tokio::sync::Mutex<Option<Session>>>;
+pub type SessionSlot = Arc<tokio::sync::Mutex<Option<Box<dyn StreamSession>>>>;
+
+/// Opens a stream's session for a ladder: the CPU engine by default; the binary supplies one
+/// that places sessions on GPUs (the control plane knows nothing of CUDA).
+#[derive(Clone)]
+pub struct SessionFactory {
+    /// What it opens, for capabilities and logs: "cpu", "cuda:0,1".
+    pub backend: String,
+    open: Arc<OpenSession>,
+}
+
+/// How a [`SessionFactory`] opens a session for a ladder.
+type OpenSession = dyn Fn(&Ladder) -> Result<Box<dyn StreamSession>, TranscodeError> + Send + Sync;
+
+impl SessionFactory {
+    pub fn new(
+        backend: impl Into<String>,
+        open: impl Fn(&Ladder) -> Result<Box<dyn StreamSession>, TranscodeError> + Send + Sync + 'static,
+    ) -> SessionFactory {
+        SessionFactory { backend: backend.into(), open: Arc::new(open) }
+    }
+
+    /// The CPU engine.
+    pub fn cpu() -> SessionFactory {
+        SessionFactory::new("cpu", |l: &Ladder| Ok(Box::new(Session::open(SessionConfig::new(l.clone()))?) as _))
+    }
+
+    pub fn open(&self, ladder: &Ladder) -> Result<Box<dyn StreamSession>, TranscodeError> {
+        (self.open)(ladder)
+    }
+}
+
+impl Default for SessionFactory {
+    fn default() -> SessionFactory {
+        SessionFactory::cpu()
+    }
+}
+
+impl std::fmt::Debug for SessionFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionFactory({})", self.backend)
+    }
+}
 
 /// Runs one segment on this machine's engine (call on a blocking thread). Sends the records,
 /// then an `Error` for the whole segment if it failed, then `End`. `release` runs when the
@@ -249,12 +293,13 @@ pub type SessionSlot = Arc<tokio::sync::Mutex<Option<Session>>>;
 /// moment this one ends finds the capacity free. Returns the report.
 pub fn run_local(
     slot: &SessionSlot,
+    sessions: &SessionFactory,
     ladder: Ladder,
     input: &InputBuf,
     out: &mpsc::Sender<Out>,
     release: impl FnOnce(),
 ) -> Result<SegmentReport, Failure> {
-    let result = transcode(slot, ladder, input, out);
+    let result = transcode(slot, sessions, ladder, input, out);
     release();
     match &result {
         Ok(rep) => {
@@ -277,13 +322,15 @@ pub fn run_local(
 
 fn transcode(
     slot: &SessionSlot,
+    sessions: &SessionFactory,
     ladder: Ladder,
     input: &InputBuf,
     out: &mpsc::Sender<Out>,
 ) -> Result<SegmentReport, Failure> {
     let mut guard = slot.blocking_lock();
     if guard.as_ref().is_none_or(|s| *s.ladder() != ladder) {
-        *guard = Some(Session::open(SessionConfig::new(ladder.clone()))?);
+        *guard = None; // the old session (and its device, if any) goes first
+        *guard = Some(sessions.open(&ladder)?);
     }
     let result = feed(guard.as_mut().expect("opened above"), &ladder, input, out);
     // A session whose workers are gone cannot serve another segment: the next one opens anew.
@@ -294,7 +341,7 @@ fn transcode(
 }
 
 fn feed(
-    session: &mut Session,
+    session: &mut Box<dyn StreamSession>,
     ladder: &Ladder,
     input: &InputBuf,
     out: &mpsc::Sender<Out>,
@@ -302,7 +349,7 @@ fn feed(
     let sinks = (0..ladder.len())
         .map(|i| Box::new(FramedSink { index: i as u8, tx: out.clone() }) as Box<dyn RenditionSink>)
         .collect();
-    let mut seg = session.begin(sinks)?;
+    let mut seg = session.begin_segment(sinks)?;
     let mut i = 0;
     loop {
         match input.blocking_next(i) {

@@ -41,6 +41,8 @@ pub struct TranscoderConfig {
     pub max_sessions: u32,
     /// Largest output (width, height) this transcoder makes, advertised for placement.
     pub max_output: (u32, u32),
+    /// Opens its sessions (CPU, or GPUs); its backend name is advertised.
+    pub sessions: crate::relay::SessionFactory,
 }
 
 /// What the CPU backend encodes at most: OpenH264 at level 5.2's frame size.
@@ -111,13 +113,14 @@ async fn attempt(
     };
     let load = Arc::new(AtomicU32::new(0));
     let (report_tx, report_body) = ChannelBody::channel(16);
-    let _ = report_tx.try_send(Ok(Frame::data(report_line(config.max_sessions, 0))));
+    let backend = config.sessions.backend.clone();
+    let _ = report_tx.try_send(Ok(Frame::data(report_line(&backend, config.max_sessions, 0))));
     let req = client
         .request(Method::POST, "/v1/transcoders/link")
         .header(TRANSCODER_ID_HEADER, &config.id)
         .header(http::header::AUTHORIZATION, format!("Bearer {}", config.secret))
         .header("zerohop-capacity", config.max_sessions)
-        .header(CAPABILITIES_HEADER, link::encode_capabilities("cpu", config.max_output))
+        .header(CAPABILITIES_HEADER, link::encode_capabilities(&backend, config.max_output))
         .body(report_body);
     let Ok(req) = req else { return Ok(Attempt::Lost("bad request".into())) };
     let resp = match client.send(req).await {
@@ -139,7 +142,7 @@ async fn attempt(
     let capacity = config.max_sessions;
     let reporter = tokio::spawn(async move {
         while let Some(l) = load_rx.recv().await {
-            if report_tx.send(Ok(Frame::data(report_line(capacity, l)))).await.is_err() {
+            if report_tx.send(Ok(Frame::data(report_line(&backend, capacity, l)))).await.is_err() {
                 break;
             }
         }
@@ -207,8 +210,8 @@ async fn attempt(
 }
 
 /// One live report: what the orchestrator's scheduler counts (JSON line).
-fn report_line(capacity: u32, load: u32) -> Bytes {
-    Report { capacity, load }.encode("cpu")
+fn report_line(backend: &str, capacity: u32, load: u32) -> Bytes {
+    Report { capacity, load }.encode(backend)
 }
 
 async fn run_task(
@@ -248,8 +251,9 @@ async fn run_task(
     });
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let engine_input = input.clone();
+    let sessions = config.sessions.clone();
     tokio::task::spawn_blocking(move || {
-        let _ = run_local(&slot, ladder, &engine_input, &out_tx, || {});
+        let _ = run_local(&slot, &sessions, ladder, &engine_input, &out_tx, || {});
     });
     // Engine -> result records, streamed.
     let (tx, results) = ChannelBody::channel(32);

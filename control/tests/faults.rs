@@ -63,6 +63,7 @@ fn good_transcoder(addr: &str, fp: &str) -> tokio::runtime::Runtime {
         secret: SECRET.into(),
         max_sessions: 1,
         max_output: transcoder::CPU_MAX_OUTPUT,
+        sessions: Default::default(),
     };
     let (stop_tx, stop) = tokio::sync::watch::channel(false);
     rt.spawn(async move {

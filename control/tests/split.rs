@@ -56,6 +56,7 @@ fn spawn_transcoder_max(
         secret: secret.into(),
         max_sessions: 1,
         max_output,
+        sessions: Default::default(),
     };
     let (_stop_tx, stop) = tokio::sync::watch::channel(false);
     let h = rt.spawn(async move {
@@ -295,6 +296,7 @@ async fn mutual_tls_admits_only_the_pinned_client_certificate() {
             secret: String::new(), // no secret: the certificate is the credential
             max_sessions: 1,
             max_output: transcoder::CPU_MAX_OUTPUT,
+            sessions: Default::default(),
         };
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         let h = rt.spawn(async move {
