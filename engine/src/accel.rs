@@ -291,7 +291,9 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
             let name = o.stats.name.clone();
             let sink_error =
                 |e: std::io::Error| TranscodeError::Sink { rendition: name.clone(), message: e.to_string() };
-            let r = emit(&mut o).map_err(&sink_error).and_then(|()| o.sink.finish(&o.stats).map_err(&sink_error));
+            let r = emit(&mut o, self.started)
+                .map_err(&sink_error)
+                .and_then(|()| o.sink.finish(&o.stats).map_err(&sink_error));
             if let Err(e) = r {
                 o.sink.fail(&e);
                 return Err(e);
@@ -388,6 +390,7 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
     fn pictures(&mut self, pics: Vec<DevicePicture>) {
         for pic in pics {
             let r = &mut self.report;
+            r.first_picture_after.get_or_insert_with(|| self.started.elapsed());
             r.frames_decoded += 1;
             r.first_pts = Some(r.first_pts.map_or(pic.pts, |p| p.min(pic.pts)));
             r.last_pts = Some(r.last_pts.map_or(pic.pts, |p| p.max(pic.pts)));
@@ -425,7 +428,7 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         for au in aus {
             self.mux(i, au);
         }
-        emit(&mut self.outs[i])
+        emit(&mut self.outs[i], self.started)
             .map_err(|e| TranscodeError::Sink { rendition: self.outs[i].stats.name.clone(), message: e.to_string() })
     }
 
@@ -492,11 +495,12 @@ fn muxer<'a>(muxer: &'a mut Option<Muxer>, tracks: &[AudioTrack]) -> &'a mut Mux
     muxer.as_mut().expect("just set")
 }
 
-fn emit(o: &mut Output) -> std::io::Result<()> {
+fn emit(o: &mut Output, started: Instant) -> std::io::Result<()> {
     if o.out.is_empty() {
         return Ok(());
     }
     let chunk = Bytes::from(std::mem::replace(&mut o.out, Vec::with_capacity(64 * 1024)));
+    o.stats.first_chunk_after.get_or_insert_with(|| started.elapsed());
     o.stats.ts_bytes += chunk.len() as u64;
     o.stats.chunks += 1;
     o.sink.chunk(chunk)

@@ -132,6 +132,7 @@ enum Input {
 enum Work {
     Begin {
         sink: Box<dyn RenditionSink>,
+        started: Instant,
     },
     /// The program's copied streams, once the PMT is known.
     Tracks(Vec<AudioTrack>),
@@ -318,6 +319,7 @@ struct SegmentState {
     report: SegmentReport,
     last_au_pts: Option<i64>,
     decode_time: Duration,
+    started: Instant,
 }
 
 impl DecodeWorker {
@@ -345,11 +347,12 @@ impl DecodeWorker {
                         report: SegmentReport::default(),
                         last_au_pts: None,
                         decode_time: Duration::ZERO,
+                        started: Instant::now(),
                     };
                     let mut sinks = sinks.into_iter();
                     for (tx, _, _) in &self.renditions {
                         let sink = sinks.next().expect("one sink per rendition");
-                        if tx.send(Work::Begin { sink }).is_err() {
+                        if tx.send(Work::Begin { sink, started: s.started }).is_err() {
                             s.error.get_or_insert(TranscodeError::WorkerLost { worker: "rendition".into() });
                         }
                     }
@@ -482,6 +485,7 @@ impl DecodeWorker {
 
     fn deliver(&self, s: &mut SegmentState, f: Frame) {
         let r = &mut s.report;
+        r.first_picture_after.get_or_insert_with(|| s.started.elapsed());
         r.frames_decoded += 1;
         r.first_pts = Some(r.first_pts.map_or(f.pts, |p| p.min(f.pts)));
         r.last_pts = Some(r.last_pts.map_or(f.pts, |p| p.max(f.pts)));
@@ -594,6 +598,7 @@ struct RenditionSegment {
     pending: VecDeque<(usize, Arc<Pes>, Option<i64>)>,
     stats: RenditionStats,
     first: bool,
+    started: Instant,
     error: Option<TranscodeError>,
     out: Vec<u8>,
 }
@@ -614,13 +619,14 @@ impl RenditionWorker {
         let mut seg: Option<RenditionSegment> = None;
         while let Ok(msg) = rx.recv() {
             match msg {
-                Work::Begin { sink } => {
+                Work::Begin { sink, started } => {
                     seg = Some(RenditionSegment {
                         sink,
                         tracks: Vec::new(),
                         pending: VecDeque::new(),
                         stats: RenditionStats { name: self.profile.name.clone(), ..Default::default() },
                         first: true,
+                        started,
                         error: None,
                         out: Vec::with_capacity(64 * 1024),
                     });
@@ -756,6 +762,7 @@ impl RenditionWorker {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut s.out, Vec::with_capacity(64 * 1024)));
+        s.stats.first_chunk_after.get_or_insert_with(|| s.started.elapsed());
         s.stats.ts_bytes += chunk.len() as u64;
         s.stats.chunks += 1;
         s.sink

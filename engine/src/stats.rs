@@ -39,6 +39,8 @@ pub struct RenditionStats {
     pub scale_time: Duration,
     pub encode_time: Duration,
     pub mux_time: Duration,
+    /// From the segment's start to this rendition's first chunk handed to its sink.
+    pub first_chunk_after: Option<Duration>,
 }
 
 /// The outcome of one segment.
@@ -59,6 +61,8 @@ pub struct SegmentReport {
     /// From the first byte pushed to the last rendition finished.
     pub wall_time: Duration,
     pub renditions: Vec<RenditionStats>,
+    /// From the segment's start to its first decoded picture.
+    pub first_picture_after: Option<Duration>,
     /// Host<->device bytes of this segment on an accelerated device (`None` on the CPU).
     pub device_traffic: Option<crate::accel::DeviceTraffic>,
 }

@@ -236,6 +236,13 @@ mod tests {
                 let p = psnr(&g, &c);
                 assert!(p > 35.0, "{name} rendition {i}: {p:.1} dB against the CPU session's output");
             }
+            for r in [&report, &cpu_report] {
+                let first = r.first_picture_after.expect("a first picture");
+                for st in &r.renditions {
+                    let chunk = st.first_chunk_after.expect("a first chunk");
+                    assert!(chunk >= first && chunk <= r.wall_time, "{name}: {chunk:?} vs {first:?}");
+                }
+            }
             let t = report.device_traffic.expect("device traffic");
             assert_eq!(t.frame_bytes, 0, "{name}: no picture crossed host<->device");
             assert!(t.bitstream_in > 0 && t.bitstream_out > 0, "{name}: {t:?}");
