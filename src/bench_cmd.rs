@@ -289,6 +289,12 @@ fn capacity(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) ->
                 r["rss_end_mib"].as_f64().unwrap_or(0.0),
                 r["rss_growth_percent"].as_f64().unwrap_or(0.0)
             );
+            if let (Some(a), Some(b)) = (r["heap_in_use_after_100_mib"].as_f64(), r["heap_in_use_end_mib"].as_f64()) {
+                println!(
+                    "soak: heap in use (allocated, not freed) {a:.1} MiB after 100 -> {b:.1} MiB at the end ({:+.2} %)",
+                    (b - a) / a.max(1e-9) * 100.0
+                );
+            }
             doc.insert("soak".into(), r);
         }
         Ok::<_, anyhow::Error>(())

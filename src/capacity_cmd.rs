@@ -92,6 +92,38 @@ fn quantiles(mut v: Vec<f64>) -> [f64; 3] {
     [q(0.5), q(0.95), q(0.99)]
 }
 
+/// Bytes the allocator has handed out and not got back (glibc's `mallinfo2`: in-use arena
+/// chunks plus mmapped blocks), MiB: what a leak grows, as opposed to RSS, which also holds
+/// memory freed but kept by the allocator.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+pub fn heap_in_use_mib() -> Option<f64> {
+    #[repr(C)]
+    struct Mallinfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    unsafe extern "C" {
+        fn mallinfo2() -> Mallinfo2;
+    }
+    // SAFETY: glibc's mallinfo2 (2.33+) takes nothing and returns this plain struct by value.
+    let m = unsafe { mallinfo2() };
+    let _ = (m.arena, m.ordblks, m.smblks, m.hblks, m.usmblks, m.fsmblks, m.fordblks, m.keepcost);
+    Some((m.uordblks + m.hblkhd) as f64 / (1024.0 * 1024.0))
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+pub fn heap_in_use_mib() -> Option<f64> {
+    None
+}
+
 /// VmRSS and VmHWM of this process, MiB.
 pub fn rss_mib() -> (f64, f64) {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -267,7 +299,7 @@ pub async fn max_streams(
 pub async fn soak(ladder: &Ladder, segment: &Bytes, count: u64) -> Result<serde_json::Value> {
     let target = Target::start(ladder, 2, 0).await?;
     let mut c = Client::connect(&target.node.local_addr().to_string(), &target.transport, None).await?;
-    let (mut rss_100, mut failed) = (0.0, 0u64);
+    let (mut rss_100, mut heap_100, mut failed) = (0.0, None, 0u64);
     let mut curve = Vec::new();
     let t0 = Instant::now();
     let progress = crate::progress::Progress::new("soak", count);
@@ -279,17 +311,22 @@ pub async fn soak(ladder: &Ladder, segment: &Bytes, count: u64) -> Result<serde_
         progress.update(seq + 1, &format!("{failed} failed, RSS {:.1} MiB", rss_mib().0));
         if seq + 1 == 100.min(count) {
             rss_100 = rss_mib().0;
+            heap_100 = heap_in_use_mib();
         }
         if (seq + 1) % 100 == 0 || seq + 1 == count {
             let (rss, _) = rss_mib();
-            curve.push(json!({"segments": seq + 1, "rss_mib": rss}));
+            curve.push(json!({"segments": seq + 1, "rss_mib": rss, "heap_in_use_mib": heap_in_use_mib()}));
         }
     }
     progress.finish();
     target.shutdown().await;
     let (rss_end, peak) = rss_mib();
     let growth = (rss_end - rss_100) / rss_100.max(1e-9) * 100.0;
+    // Heap in use at the last sample, taken with the node still up (its sessions alive).
+    let heap_end = curve.last().and_then(|c| c["heap_in_use_mib"].as_f64());
+    let heap_growth = heap_100.zip(heap_end).map(|(a, b)| (b - a) / a.max(1e-9) * 100.0);
     Ok(json!({"segments": count, "failed": failed, "rss_after_100_mib": rss_100, "rss_end_mib": rss_end,
               "rss_growth_percent": growth, "peak_rss_mib": peak, "wall_s": t0.elapsed().as_secs_f64(),
-              "rss_curve": curve}))
+              "heap_in_use_after_100_mib": heap_100, "heap_in_use_end_mib": heap_end,
+              "heap_growth_percent": heap_growth, "rss_curve": curve}))
 }
