@@ -26,9 +26,9 @@ use crate::cadence::{Cadence, Decision};
 use crate::error::TranscodeError;
 use crate::h264::inspect_access_unit;
 use crate::profile::{Ladder, Profile};
-use crate::session::RenditionSink;
+use crate::session::{PendingPes, RenditionSink, muxer_for, write_pending};
 use crate::stats::{InputInfo, RenditionStats, SegmentReport};
-use crate::ts::{AudioTrack, DemuxEvent, Demuxer, Muxer, MuxerConfig, Pes, Unwrapper, wrap33};
+use crate::ts::{AudioTrack, DemuxEvent, Demuxer, Muxer, Pes, Unwrapper, wrap33};
 
 /// A device failure: the API that failed and its status, with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -198,7 +198,7 @@ struct Output {
     sink: Box<dyn RenditionSink>,
     tracks: Vec<AudioTrack>,
     /// Copied PES waiting for the video to reach their time.
-    pending: VecDeque<(usize, Arc<Pes>, Option<i64>)>,
+    pending: PendingPes,
     stats: RenditionStats,
     first: bool,
     out: Vec<u8>,
@@ -283,11 +283,8 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
             return Err(e);
         }
         for (i, mut o) in outs.into_iter().enumerate() {
-            let muxer = muxer(&mut self.session.rungs[i].muxer, &o.tracks);
-            while let Some((index, pes, _)) = o.pending.pop_front() {
-                muxer.write_track(index, pes.stream_id, pes.pts, pes.dts, &pes.payload, &mut o.out);
-                o.stats.copied_pes += 1;
-            }
+            let muxer = muxer_for(&mut self.session.rungs[i].muxer, &o.tracks);
+            o.stats.copied_pes += write_pending(muxer, &mut o.pending, None, &mut o.out);
             let name = o.stats.name.clone();
             let sink_error =
                 |e: std::io::Error| TranscodeError::Sink { rendition: name.clone(), message: e.to_string() };
@@ -435,13 +432,8 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
     fn mux(&mut self, i: usize, au: DeviceAu) {
         let o = &mut self.outs[i];
         let t = Instant::now();
-        let muxer = muxer(&mut self.session.rungs[i].muxer, &o.tracks);
-        // Copied streams up to this picture's time go first, so the output stays interleaved.
-        while o.pending.front().is_some_and(|(_, _, p)| p.is_none_or(|p| p <= au.pts)) {
-            let (index, pes, _) = o.pending.pop_front().expect("front exists");
-            muxer.write_track(index, pes.stream_id, pes.pts, pes.dts, &pes.payload, &mut o.out);
-            o.stats.copied_pes += 1;
-        }
+        let muxer = muxer_for(&mut self.session.rungs[i].muxer, &o.tracks);
+        o.stats.copied_pes += write_pending(muxer, &mut o.pending, Some(au.pts), &mut o.out);
         let pts = wrap33(au.pts);
         muxer.write_video(&au.data, pts, pts, au.keyframe, &mut o.out);
         if au.keyframe {
@@ -486,13 +478,6 @@ impl<D: LadderDevice> crate::session::SegmentInput for AccelSegment<'_, D> {
     fn finish(self: Box<Self>) -> Result<SegmentReport, TranscodeError> {
         AccelSegment::finish(*self)
     }
-}
-
-fn muxer<'a>(muxer: &'a mut Option<Muxer>, tracks: &[AudioTrack]) -> &'a mut Muxer {
-    if muxer.as_ref().is_none_or(|m| m.config().tracks != tracks) {
-        *muxer = Some(Muxer::new(MuxerConfig { tracks: tracks.to_vec() }));
-    }
-    muxer.as_mut().expect("just set")
 }
 
 fn emit(o: &mut Output, started: Instant) -> std::io::Result<()> {

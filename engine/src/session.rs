@@ -595,7 +595,7 @@ struct RenditionWorker {
 struct RenditionSegment {
     sink: Box<dyn RenditionSink>,
     tracks: Vec<AudioTrack>,
-    pending: VecDeque<(usize, Arc<Pes>, Option<i64>)>,
+    pending: PendingPes,
     stats: RenditionStats,
     first: bool,
     started: Instant,
@@ -688,13 +688,6 @@ impl RenditionWorker {
         }
     }
 
-    fn muxer<'a>(muxer: &'a mut Option<Muxer>, tracks: &[AudioTrack]) -> &'a mut Muxer {
-        if muxer.as_ref().is_none_or(|m| m.config().tracks != tracks) {
-            *muxer = Some(Muxer::new(MuxerConfig { tracks: tracks.to_vec() }));
-        }
-        muxer.as_mut().expect("just set")
-    }
-
     fn frame(&mut self, s: &mut RenditionSegment, f: &Frame) -> Result<(), TranscodeError> {
         s.stats.frames_in += 1;
         let keyframe = match self.cadence.decide(f.pts, s.first) {
@@ -742,13 +735,8 @@ impl RenditionWorker {
         s.first = false;
 
         let t = Instant::now();
-        let muxer = Self::muxer(&mut self.muxer, &s.tracks);
-        // Copied streams up to this picture's time go first, so the output stays interleaved.
-        while s.pending.front().is_some_and(|(_, _, p)| p.is_none_or(|p| p <= f.pts)) {
-            let (index, pes, _) = s.pending.pop_front().expect("front exists");
-            muxer.write_track(index, pes.stream_id, pes.pts, pes.dts, &pes.payload, &mut s.out);
-            s.stats.copied_pes += 1;
-        }
+        let muxer = muxer_for(&mut self.muxer, &s.tracks);
+        s.stats.copied_pes += write_pending(muxer, &mut s.pending, Some(f.pts), &mut s.out);
         let pts = wrap33(f.pts);
         muxer.write_video(&enc.data, pts, pts, enc.keyframe, &mut s.out);
         s.stats.video_bytes += enc.data.len() as u64;
@@ -771,11 +759,8 @@ impl RenditionWorker {
     }
 
     fn end(&mut self, s: &mut RenditionSegment) -> Result<(), TranscodeError> {
-        let muxer = Self::muxer(&mut self.muxer, &s.tracks);
-        while let Some((index, pes, _)) = s.pending.pop_front() {
-            muxer.write_track(index, pes.stream_id, pes.pts, pes.dts, &pes.payload, &mut s.out);
-            s.stats.copied_pes += 1;
-        }
+        let muxer = muxer_for(&mut self.muxer, &s.tracks);
+        s.stats.copied_pes += write_pending(muxer, &mut s.pending, None, &mut s.out);
         let r = self.emit(s).and_then(|()| {
             s.sink
                 .finish(&s.stats)
@@ -789,7 +774,32 @@ impl RenditionWorker {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Shared with the accelerated ladder (`accel`): what a segment's program and pictures mean.
+// Shared with the accelerated ladder (`accel`): what a segment's program and pictures mean, and
+// how a rendition's output is muxed.
+
+/// Copied PES waiting for the video to reach their time: (track index, PES, unwrapped PTS).
+pub(crate) type PendingPes = VecDeque<(usize, Arc<Pes>, Option<i64>)>;
+
+/// The rendition's muxer for `tracks` (a new one when the program's copied streams changed;
+/// otherwise kept across segments, so continuity counters carry on).
+pub(crate) fn muxer_for<'a>(muxer: &'a mut Option<Muxer>, tracks: &[AudioTrack]) -> &'a mut Muxer {
+    if muxer.as_ref().is_none_or(|m| m.config().tracks != tracks) {
+        *muxer = Some(Muxer::new(MuxerConfig { tracks: tracks.to_vec() }));
+    }
+    muxer.as_mut().expect("just set")
+}
+
+/// Writes the copied PES due by `until` (every one when `None`) ahead of the next picture, so
+/// the output stays interleaved. Returns how many were written.
+pub(crate) fn write_pending(muxer: &mut Muxer, pending: &mut PendingPes, until: Option<i64>, out: &mut Vec<u8>) -> u64 {
+    let mut n = 0;
+    while pending.front().is_some_and(|(_, _, p)| until.is_none_or(|u| p.is_none_or(|p| p <= u))) {
+        let (index, pes, _) = pending.pop_front().expect("front exists");
+        muxer.write_track(index, pes.stream_id, pes.pts, pes.dts, &pes.payload, out);
+        n += 1;
+    }
+    n
+}
 
 /// A program as the pipelines use it: the video PID, the copied streams' PIDs -> track index,
 /// and the copied streams' layout for the muxer.
