@@ -277,6 +277,7 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         });
         let outs = std::mem::take(&mut self.outs);
         if let Some(e) = self.error.take() {
+            self.discard();
             for mut o in outs {
                 o.sink.fail(&e);
             }
@@ -299,6 +300,23 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         }
         self.report.wall_time = self.started.elapsed();
         Ok(std::mem::take(&mut self.report))
+    }
+
+    /// A failed or abandoned segment: whatever the decoder and the encoders still hold belongs to
+    /// it, and must not come out at the start of the stream's next segment.
+    fn discard(&mut self) {
+        let sizes = self.sizes();
+        let device = &mut self.session.device;
+        if let Ok(pics) = device.flush(&sizes) {
+            for pic in pics {
+                for (rung, &surface) in pic.surfaces.iter().enumerate() {
+                    device.release(rung, surface);
+                }
+            }
+        }
+        for rung in 0..self.session.rungs.len() {
+            let _ = device.finish(rung);
+        }
     }
 
     /// The rung sizes for a picture of `w` x `h`.
@@ -415,6 +433,9 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
             }
             Decision::Keep { keyframe } => keyframe,
         };
+        // The segment's first kept picture is decided: encoders answer asynchronously, so this
+        // cannot wait for its access unit to come back.
+        o.first = false;
         let (width, height) = rung.profile.output_size(pic.width, pic.height);
         let settings = RungSettings { width, height, bitrate: rung.profile.bitrate, fps: rung.cadence.output_fps() };
         o.stats.width = width;
@@ -440,7 +461,6 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
             o.stats.keyframes += 1;
             o.stats.keyframe_pts.push(au.pts);
         }
-        o.first = false;
         o.stats.video_bytes += au.data.len() as u64;
         o.stats.frames_out += 1;
         o.stats.mux_time += t.elapsed();
@@ -450,6 +470,10 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
 impl<D: LadderDevice> Drop for AccelSegment<'_, D> {
     /// Dropped before `finish` (the input broke off): the sinks are told, as on the CPU.
     fn drop(&mut self) {
+        if self.outs.is_empty() {
+            return; // finished
+        }
+        self.discard();
         for o in &mut self.outs {
             o.sink.fail(&TranscodeError::Abandoned);
         }
@@ -493,3 +517,5 @@ fn emit(o: &mut Output, started: Instant) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod emulated;
+#[cfg(any(test, feature = "cuda"))]
+pub mod host_encode;

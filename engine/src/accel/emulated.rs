@@ -2,22 +2,24 @@
 //! memory" is host NV12 buffers, NVDEC is the CPU decoder (its pictures converted to NV12, as
 //! NVDEC outputs them), the scaler is the real `kernels/scale_ladder.cu` compiled for the CPU
 //! (the emulation that `kernels/tests` checks against its reference), and NVENC is the CPU
-//! encoder reading the NV12 surfaces. Surfaces are pooled per rung and handed out and back as
+//! encoder reading the NV12 surfaces (`host_encode`, the same asynchronous per-rung workers a GPU
+//! without NVENC encodes with). Surfaces are pooled per rung and handed out and back as
 //! the NVIDIA device does, and nothing copies a picture between "host" and "device" (the
 //! conversions here stand for the hardware's own formats), so `frame_bytes` stays 0 unless a
 //! test asks for a copy to be counted.
 
 use zerohop_kernels::Nv12;
 
+use super::host_encode::HostEncoders;
 use super::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungSettings};
-use crate::codec::{EncoderSettings, H264Decoder, H264Encoder};
+use crate::codec::H264Decoder;
 use crate::frame::Frame;
 
 pub struct EmulatedDevice {
     decoder: Option<H264Decoder>,
     /// Per rung: its surfaces and which are free.
     pools: Vec<Vec<(Nv12, bool)>>,
-    encoders: Vec<Option<H264Encoder>>,
+    encoders: HostEncoders,
     traffic: DeviceTraffic,
     /// Fail `encode` of this rung with a session-limit error (error-path tests).
     pub fail_encode_rung: Option<usize>,
@@ -28,7 +30,7 @@ impl EmulatedDevice {
         EmulatedDevice {
             decoder: None,
             pools: vec![Vec::new(); rungs],
-            encoders: (0..rungs).map(|_| None).collect(),
+            encoders: HostEncoders::new(rungs).expect("encoder threads"),
             traffic: DeviceTraffic::default(),
             fail_encode_rung: None,
         }
@@ -128,42 +130,24 @@ impl LadderDevice for EmulatedDevice {
                 message: "NV_ENC_ERR_OUT_OF_MEMORY (emulated session limit)".into(),
             });
         }
-        // NVENC reads the NV12 surface; the CPU encoder wants I420.
-        let mut f = Frame::new(pic.width, pic.height, pts);
-        let (cw, ch) = f.chroma_size();
-        for y in 0..pic.height as usize {
-            let w = pic.width as usize;
-            f.y[y * w..y * w + w].copy_from_slice(&pic.y[y * pic.pitch..y * pic.pitch + w]);
-        }
-        for y in 0..ch as usize {
-            for x in 0..cw as usize {
-                f.u[y * cw as usize + x] = pic.uv[y * pic.pitch + 2 * x];
-                f.v[y * cw as usize + x] = pic.uv[y * pic.pitch + 2 * x + 1];
-            }
-        }
-        let enc = &mut self.encoders[rung];
-        if enc.as_ref().is_none_or(|e| (e.settings().width, e.settings().height) != (s.width, s.height)) {
-            let settings =
-                EncoderSettings { width: s.width, height: s.height, bitrate: s.bitrate, fps: s.fps, threads: 1 };
-            *enc = Some(H264Encoder::new(settings).map_err(|e| Self::err("nvEncInitializeEncoder", e))?);
-        }
-        let out =
-            enc.as_mut().expect("opened above").encode(&f, keyframe).map_err(|e| Self::err("nvEncEncodePicture", e))?;
-        Ok(out
-            .map(|e| {
-                self.traffic.bitstream_out += e.data.len() as u64;
-                DeviceAu { data: e.data, pts: e.pts, keyframe: e.keyframe }
-            })
-            .into_iter()
-            .collect())
+        // "NVENC" reads the surface: its samples go to the rung's encoder as they are.
+        let mut buf = self.encoders.buffer(rung, pic.width, pic.height, pic.pitch);
+        let luma = pic.pitch * pic.height as usize;
+        buf.data[..luma].copy_from_slice(&pic.y);
+        buf.data[luma..].copy_from_slice(&pic.uv);
+        let aus = self.encoders.encode(rung, buf, pts, keyframe, s)?;
+        self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
+        Ok(aus)
     }
 
     fn release(&mut self, rung: usize, surface: usize) {
         self.pools[rung][surface].1 = true;
     }
 
-    fn finish(&mut self, _rung: usize) -> Result<Vec<DeviceAu>, DeviceError> {
-        Ok(Vec::new()) // the CPU encoder holds no pictures (no B-frames, no lookahead)
+    fn finish(&mut self, rung: usize) -> Result<Vec<DeviceAu>, DeviceError> {
+        let aus = self.encoders.finish(rung)?;
+        self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
+        Ok(aus)
     }
 
     fn traffic(&self) -> DeviceTraffic {
@@ -182,7 +166,7 @@ mod tests {
     use super::*;
     use crate::accel::AccelSession;
     use crate::probe::decode_video;
-    use crate::session::{MemorySink, RenditionSink, Session, SessionConfig};
+    use crate::session::{ChannelSink, MemorySink, RenditionEvent, RenditionSink, Session, SessionConfig};
     use crate::{Ladder, TranscodeError};
 
     const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
@@ -265,6 +249,37 @@ mod tests {
             assert!(st.frames_dropped > 0 && st.frames_out + st.frames_dropped == st.frames_in, "{seq}: {st:?}");
             assert_eq!(decode_video(&out[0].take()).expect("decode").len() as u64, st.frames_out);
             assert_eq!(accel.device().in_use(), vec![0], "dropped pictures' surfaces came back");
+        }
+    }
+
+    #[test]
+    fn an_abandoned_segment_leaves_nothing_behind_for_the_next_one() {
+        let ladder: Ladder = LADDER.parse().expect("ladder");
+        let input = fixture("h264_720p30_main_slices_aac.ts");
+        let fresh = {
+            let mut accel = AccelSession::new(EmulatedDevice::new(2), ladder.clone());
+            let (out, s) = sinks(2);
+            let r = accel.transcode(input.clone(), s).expect("fresh session");
+            (r, out.iter().map(|o| decode_video(&o.take()).expect("decode").len()).collect::<Vec<_>>())
+        };
+        let mut accel = AccelSession::new(EmulatedDevice::new(2), ladder.clone());
+        let (txs, rxs): (Vec<_>, Vec<_>) = (0..2).map(|_| crossbeam_channel::unbounded()).unzip();
+        let s = txs.into_iter().map(|t| Box::new(ChannelSink(t)) as Box<dyn RenditionSink>).collect();
+        let mut seg = accel.begin(s);
+        seg.push(input.slice(..input.len() / 2)).expect("first half");
+        drop(seg); // the broadcaster hung up: pictures are in the decoder and the encoders
+        for rx in &rxs {
+            let events: Vec<RenditionEvent> = rx.try_iter().collect();
+            assert!(matches!(events.last(), Some(RenditionEvent::Failed(_))), "the sinks were told: {events:?}");
+        }
+        assert_eq!(accel.device().in_use(), vec![0, 0], "every surface came back");
+        let (out, s) = sinks(2);
+        let r = accel.transcode(input, s).expect("the next segment");
+        for (i, o) in out.iter().enumerate() {
+            let (a, b) = (&r.renditions[i], &fresh.0.renditions[i]);
+            assert_eq!(a.frames_out, b.frames_out, "rendition {i}: nothing left over came out");
+            assert_eq!(a.keyframe_pts, b.keyframe_pts, "rendition {i}");
+            assert_eq!(decode_video(&o.take()).expect("decode").len(), fresh.1[i], "rendition {i}");
         }
     }
 

@@ -1,0 +1,327 @@
+//! The encode half of a ladder device that has no hardware encoder: GPUs without NVENC (H100,
+//! H200, A100) decode and scale on the GPU, and each rung's scaled NV12 picture is encoded here,
+//! on the CPU, by one worker thread per rung. It keeps NVENC's asynchronous contract: `encode`
+//! queues a picture and returns the access units that are ready so far, `finish` waits for the
+//! rest; a bounded queue per rung is the back-pressure.
+//!
+//! The emulated device (`accel::emulated`, a test double of the driver) encodes through the
+//! same code, so what runs on an NVENC-less GPU is what `cargo test` runs.
+
+use std::collections::VecDeque;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+
+use super::{DeviceAu, DeviceError, RungSettings};
+use crate::codec::{EncoderSettings, H264Encoder};
+use crate::frame::Frame;
+
+/// Pictures queued per rung before `encode` blocks: enough to keep the worker busy while the
+/// GPU scales the next one, few enough to bound memory (a 1080p NV12 picture is 3 MiB).
+const QUEUE: usize = 3;
+
+/// An NV12 picture in host memory, laid out as the device's buffers are (luma rows of `pitch`
+/// bytes, then `ceil(height / 2)` interleaved chroma rows), so one copy fills it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostNv12 {
+    pub width: u32,
+    pub height: u32,
+    pub pitch: usize,
+    pub data: Vec<u8>,
+}
+
+impl HostNv12 {
+    pub fn new(width: u32, height: u32, pitch: usize) -> HostNv12 {
+        assert!(pitch >= width as usize, "pitch {pitch} < width {width}");
+        HostNv12 { width, height, pitch, data: vec![0; Self::len(pitch, height)] }
+    }
+
+    /// Bytes of a picture of this pitch and height.
+    pub fn len(pitch: usize, height: u32) -> usize {
+        pitch * (height as usize + height.div_ceil(2) as usize)
+    }
+
+    /// The picture as the CPU encoder takes it (I420, tightly packed).
+    pub fn to_frame(&self, pts: i64) -> Frame {
+        let mut f = Frame::new(self.width, self.height, pts);
+        let (w, p) = (self.width as usize, self.pitch);
+        for y in 0..self.height as usize {
+            f.y[y * w..y * w + w].copy_from_slice(&self.data[y * p..y * p + w]);
+        }
+        let (cw, ch) = f.chroma_size();
+        let (cw, ch) = (cw as usize, ch as usize);
+        let uv = &self.data[p * self.height as usize..];
+        for y in 0..ch {
+            let row = &uv[y * p..y * p + 2 * cw];
+            for x in 0..cw {
+                f.u[y * cw + x] = row[2 * x];
+                f.v[y * cw + x] = row[2 * x + 1];
+            }
+        }
+        f
+    }
+}
+
+struct Job {
+    pic: HostNv12,
+    pts: i64,
+    keyframe: bool,
+    settings: RungSettings,
+}
+
+/// What a worker hands back per job: the access unit (if the encoder made one) and the picture
+/// buffer, for reuse.
+type Done = (Result<Option<DeviceAu>, DeviceError>, HostNv12);
+
+struct Worker {
+    jobs: Option<Sender<Job>>,
+    done: Receiver<Done>,
+    thread: Option<JoinHandle<()>>,
+    /// Jobs sent and not yet answered.
+    pending: usize,
+    /// Buffers back from the worker, for the next pictures of this rung.
+    spare: VecDeque<HostNv12>,
+    /// Answers taken and not yet handed out: access units in order, and the first error.
+    ready: Vec<DeviceAu>,
+    error: Option<DeviceError>,
+}
+
+/// One CPU encoder per rung, each on its own thread.
+pub struct HostEncoders {
+    workers: Vec<Worker>,
+}
+
+impl std::fmt::Debug for HostEncoders {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostEncoders").field("rungs", &self.workers.len()).finish()
+    }
+}
+
+impl HostEncoders {
+    pub fn new(rungs: usize) -> Result<HostEncoders, DeviceError> {
+        let mut workers = Vec::with_capacity(rungs);
+        for rung in 0..rungs {
+            let (jobs, job_rx) = crossbeam_channel::bounded::<Job>(QUEUE);
+            let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
+            let thread = std::thread::Builder::new()
+                .name(format!("zh-host-enc-{rung}"))
+                .spawn(move || encode_loop(&job_rx, &done_tx))
+                .map_err(|e| host_error("spawn", e))?;
+            workers.push(Worker {
+                jobs: Some(jobs),
+                done,
+                thread: Some(thread),
+                pending: 0,
+                spare: VecDeque::new(),
+                ready: Vec::new(),
+                error: None,
+            });
+        }
+        Ok(HostEncoders { workers })
+    }
+
+    /// A buffer for the next picture of `rung`: a returned one when its size fits, else new.
+    pub fn buffer(&mut self, rung: usize, width: u32, height: u32, pitch: usize) -> HostNv12 {
+        let w = &mut self.workers[rung];
+        take_answers(w, false);
+        match w.spare.iter().position(|b| (b.width, b.height, b.pitch) == (width, height, pitch)) {
+            Some(i) => w.spare.remove(i).expect("found"),
+            None => HostNv12::new(width, height, pitch),
+        }
+    }
+
+    /// Queues `pic` for `rung` (an IDR when `keyframe`); returns the access units ready so far,
+    /// oldest first. Blocks only while the rung's queue is full.
+    pub fn encode(
+        &mut self,
+        rung: usize,
+        pic: HostNv12,
+        pts: i64,
+        keyframe: bool,
+        settings: &RungSettings,
+    ) -> Result<Vec<DeviceAu>, DeviceError> {
+        let w = &mut self.workers[rung];
+        let job = Job { pic, pts, keyframe, settings: *settings };
+        if w.jobs.as_ref().expect("open until drop").send(job).is_ok() {
+            w.pending += 1;
+        } else {
+            w.error.get_or_insert_with(|| host_error("encode", "the worker stopped"));
+        }
+        take_answers(w, false);
+        hand_out(w)
+    }
+
+    /// Waits for every picture queued for `rung`; returns their access units.
+    pub fn finish(&mut self, rung: usize) -> Result<Vec<DeviceAu>, DeviceError> {
+        let w = &mut self.workers[rung];
+        take_answers(w, true);
+        hand_out(w)
+    }
+}
+
+/// The access units ready, or the first error since the last call (the rung's failed picture
+/// fails its segment; the units beside it are dropped with it).
+fn hand_out(w: &mut Worker) -> Result<Vec<DeviceAu>, DeviceError> {
+    let aus = std::mem::take(&mut w.ready);
+    match w.error.take() {
+        Some(e) => Err(e),
+        None => Ok(aus),
+    }
+}
+
+/// Takes the worker's answers into `ready` (all of them when `wait`).
+fn take_answers(w: &mut Worker, wait: bool) {
+    while w.pending > 0 {
+        let done = if wait { w.done.recv().ok() } else { w.done.try_recv().ok() };
+        let Some((r, buf)) = done else {
+            if wait || matches!(w.done.try_recv(), Err(TryRecvError::Disconnected)) {
+                // The worker is gone (it panicked): its pictures will not come back.
+                w.pending = 0;
+                w.error.get_or_insert_with(|| host_error("encode", "the worker stopped"));
+            }
+            break;
+        };
+        w.pending -= 1;
+        if w.spare.len() <= QUEUE {
+            w.spare.push_back(buf);
+        }
+        match r {
+            Ok(Some(au)) => w.ready.push(au),
+            Ok(None) => {}
+            Err(e) => {
+                w.error.get_or_insert(e);
+            }
+        }
+    }
+}
+
+fn encode_loop(jobs: &Receiver<Job>, done: &Sender<Done>) {
+    let mut enc: Option<(H264Encoder, RungSettings)> = None;
+    for job in jobs {
+        let r = encode_one(&mut enc, &job);
+        if done.send((r, job.pic)).is_err() {
+            return;
+        }
+    }
+}
+
+fn encode_one(enc: &mut Option<(H264Encoder, RungSettings)>, job: &Job) -> Result<Option<DeviceAu>, DeviceError> {
+    let s = &job.settings;
+    if (job.pic.width, job.pic.height) != (s.width, s.height) {
+        return Err(host_error(
+            "encode",
+            format!("picture {}x{} for a {}x{} rendition", job.pic.width, job.pic.height, s.width, s.height),
+        ));
+    }
+    // A new size or bitrate (first picture, the source changed, a new ladder): a new encoder,
+    // which starts with an IDR. The frame rate only informs rate control: the cadence refines
+    // it after the first pictures, and that must not cost an IDR.
+    if enc.as_ref().is_none_or(|(_, cur)| (cur.width, cur.height, cur.bitrate) != (s.width, s.height, s.bitrate)) {
+        *enc = None;
+        let settings = EncoderSettings { width: s.width, height: s.height, bitrate: s.bitrate, fps: s.fps, threads: 1 };
+        let e = H264Encoder::new(settings).map_err(|e| host_error("open", e))?;
+        *enc = Some((e, *s));
+    }
+    let (e, _) = enc.as_mut().expect("opened above");
+    let frame = job.pic.to_frame(job.pts);
+    let out = e.encode(&frame, job.keyframe).map_err(|e| host_error("encode", e))?;
+    Ok(out.map(|e| DeviceAu { data: e.data, pts: e.pts, keyframe: e.keyframe }))
+}
+
+fn host_error(what: &str, e: impl std::fmt::Display) -> DeviceError {
+    DeviceError { code: "codec_error", api: format!("host encoder ({what})"), message: e.to_string() }
+}
+
+impl Drop for HostEncoders {
+    fn drop(&mut self) {
+        for w in &mut self.workers {
+            w.jobs = None; // the worker's loop ends when its queue closes
+        }
+        for w in &mut self.workers {
+            if let Some(t) = w.thread.take() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(width: u32, height: u32) -> RungSettings {
+        RungSettings { width, height, bitrate: 400_000, fps: 30.0 }
+    }
+
+    fn picture(enc: &mut HostEncoders, rung: usize, w: u32, h: u32, seed: u8) -> HostNv12 {
+        let mut p = enc.buffer(rung, w, h, (w as usize).next_multiple_of(64));
+        for (i, b) in p.data.iter_mut().enumerate() {
+            *b = (i as u8).wrapping_mul(seed) ^ (i >> 9) as u8;
+        }
+        p
+    }
+
+    #[test]
+    fn nv12_to_i420_takes_the_visible_samples_of_padded_rows() {
+        let mut p = HostNv12::new(5, 3, 8);
+        for (i, b) in p.data.iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        let f = p.to_frame(7);
+        assert_eq!((f.width, f.height, f.pts), (5, 3, 7));
+        assert_eq!(&f.y[..5], &[0, 1, 2, 3, 4]);
+        assert_eq!(&f.y[5..10], &[8, 9, 10, 11, 12]);
+        // Chroma starts after 3 luma rows of 8; 3x2 chroma samples, Cb Cr interleaved.
+        assert_eq!(f.u, vec![24, 26, 28, 32, 34, 36]);
+        assert_eq!(f.v, vec![25, 27, 29, 33, 35, 37]);
+    }
+
+    #[test]
+    fn every_queued_picture_comes_back_in_order_per_rung() {
+        let mut enc = HostEncoders::new(2).expect("workers");
+        let sizes = [(320, 180), (160, 90)];
+        let mut got: Vec<Vec<DeviceAu>> = vec![Vec::new(), Vec::new()];
+        for n in 0..12 {
+            for (rung, &(w, h)) in sizes.iter().enumerate() {
+                let p = picture(&mut enc, rung, w, h, n as u8 + 1);
+                let aus = enc.encode(rung, p, n * 3000, n % 6 == 0, &settings(w, h)).expect("encode");
+                got[rung].extend(aus);
+            }
+        }
+        for (rung, g) in got.iter_mut().enumerate() {
+            g.extend(enc.finish(rung).expect("finish"));
+            let pts: Vec<i64> = g.iter().map(|a| a.pts).collect();
+            assert_eq!(pts, (0..12).map(|n| n * 3000).collect::<Vec<_>>(), "rung {rung}");
+            let keys: Vec<i64> = g.iter().filter(|a| a.keyframe).map(|a| a.pts).collect();
+            assert_eq!(keys, vec![0, 18000], "rung {rung}: IDRs where asked");
+            let (w, h) = sizes[rung];
+            let ts = {
+                let mut m = crate::ts::Muxer::new(crate::ts::MuxerConfig { tracks: Vec::new() });
+                let mut out = Vec::new();
+                for a in g.iter() {
+                    m.write_video(&a.data, a.pts as u64, a.pts as u64, a.keyframe, &mut out);
+                }
+                out
+            };
+            let frames = crate::probe::decode_video(&ts).expect("decodable");
+            assert_eq!(frames.len(), 12);
+            assert!(frames.iter().all(|f| (f.width, f.height) == (w, h)), "rung {rung}");
+        }
+        assert!(enc.finish(0).expect("nothing queued").is_empty());
+    }
+
+    #[test]
+    fn a_wrong_picture_fails_its_rung_and_the_next_picture_encodes() {
+        let mut enc = HostEncoders::new(1).expect("workers");
+        let p = picture(&mut enc, 0, 64, 64, 3);
+        let r = enc.encode(0, p, 0, true, &settings(128, 64)).and_then(|_| enc.finish(0));
+        let e = r.expect_err("a 64x64 picture for a 128x64 rendition");
+        assert_eq!(e.code, "codec_error");
+        assert!(e.message.contains("64x64"), "{e}");
+        let p = picture(&mut enc, 0, 64, 64, 3);
+        let mut aus = enc.encode(0, p, 3000, true, &settings(64, 64)).expect("next picture");
+        aus.extend(enc.finish(0).expect("finish"));
+        assert_eq!(aus.len(), 1);
+        assert!(aus[0].keyframe);
+    }
+}
