@@ -19,11 +19,42 @@ pub enum Accel {
     Auto,
 }
 
+/// Where a GPU session encodes: `--gpu-encode auto|nvenc|cpu`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum GpuEncode {
+    /// NVENC where the GPU has one; GPUs without (H100, H200, A100) decode and scale on the GPU
+    /// and encode on the CPU.
+    #[default]
+    Auto,
+    /// NVENC, or refuse to start.
+    Nvenc,
+    /// Decode and scale on the GPU, encode on the CPU, even where NVENC exists.
+    Cpu,
+}
+
+#[cfg(feature = "cuda")]
+impl From<GpuEncode> for zerohop_engine::cuda::ladder_device::EncodeOn {
+    fn from(e: GpuEncode) -> Self {
+        use zerohop_engine::cuda::ladder_device::EncodeOn;
+        match e {
+            GpuEncode::Auto => EncodeOn::Auto,
+            GpuEncode::Nvenc => EncodeOn::Nvenc,
+            GpuEncode::Cpu => EncodeOn::Host,
+        }
+    }
+}
+
 #[cfg(not(feature = "cuda"))]
 const NO_CUDA: &str = "this zerohop was built without the CUDA backend (cargo build --release --features cuda)";
 
 /// One session on the backend asked for (`zerohop transcode`).
-pub fn open_session(ladder: &Ladder, filter: ScaleFilter, accel: Accel, gpu: usize) -> Result<Box<dyn StreamSession>> {
+pub fn open_session(
+    ladder: &Ladder,
+    filter: ScaleFilter,
+    accel: Accel,
+    gpu: usize,
+    encode: GpuEncode,
+) -> Result<Box<dyn StreamSession>> {
     let cpu = || -> Result<Box<dyn StreamSession>> {
         let mut config = SessionConfig::new(ladder.clone());
         config.filter = filter;
@@ -36,7 +67,7 @@ pub fn open_session(ladder: &Ladder, filter: ScaleFilter, accel: Accel, gpu: usi
     {
         use zerohop_engine::accel::AccelSession;
         use zerohop_engine::cuda::ladder_device::CudaLadderDevice;
-        match CudaLadderDevice::open(gpu, ladder.len()) {
+        match CudaLadderDevice::open_with(gpu, ladder.len(), encode.into()) {
             Ok(d) => Ok(Box::new(AccelSession::new(d, ladder.clone()))),
             Err(e) if accel == Accel::Auto => {
                 eprintln!("--accel auto: GPU {gpu} unavailable ({e}); using the CPU backend");
@@ -47,6 +78,7 @@ pub fn open_session(ladder: &Ladder, filter: ScaleFilter, accel: Accel, gpu: usi
     }
     #[cfg(not(feature = "cuda"))]
     {
+        let _ = encode;
         if accel == Accel::Auto {
             eprintln!("--accel auto: {NO_CUDA}; using the CPU backend (GPU {gpu} not tried)");
             return cpu();
@@ -66,13 +98,13 @@ pub fn pixel_rate(ladder: &Ladder) -> u64 {
 }
 
 /// The sessions of a node or transcoder: CPU, or placed on `gpus`.
-pub fn factory(accel: Accel, gpus: &[usize]) -> Result<SessionFactory> {
+pub fn factory(accel: Accel, gpus: &[usize], encode: GpuEncode) -> Result<SessionFactory> {
     if accel == Accel::Cpu {
         return Ok(SessionFactory::cpu());
     }
     #[cfg(feature = "cuda")]
     {
-        match gpu::factory(gpus) {
+        match gpu::factory(gpus, encode.into()) {
             Ok(f) => Ok(f),
             Err(e) if accel == Accel::Auto => {
                 eprintln!("--accel auto: {e:#}; using the CPU backend");
@@ -83,6 +115,7 @@ pub fn factory(accel: Accel, gpus: &[usize]) -> Result<SessionFactory> {
     }
     #[cfg(not(feature = "cuda"))]
     {
+        let _ = encode;
         if accel == Accel::Auto {
             eprintln!("--accel auto: {NO_CUDA}; using the CPU backend (GPUs {gpus:?} not tried)");
             return Ok(SessionFactory::cpu());
@@ -97,9 +130,9 @@ mod gpu {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use anyhow::{Context, Result};
-    use zerohop_control::relay::SessionFactory;
+    use zerohop_control::relay::{DeviceCaps, SessionFactory};
     use zerohop_engine::accel::AccelSession;
-    use zerohop_engine::cuda::ladder_device::CudaLadderDevice;
+    use zerohop_engine::cuda::ladder_device::{CudaLadderDevice, EncodeOn};
     use zerohop_engine::{Ladder, RenditionSink, SegmentInput, StreamSession, TranscodeError};
 
     /// One GPU's open sessions and their pixel rate.
@@ -148,11 +181,26 @@ mod gpu {
         }
     }
 
-    pub fn factory(gpus: &[usize]) -> Result<SessionFactory> {
+    pub fn factory(gpus: &[usize], encode: EncodeOn) -> Result<SessionFactory> {
         let gpus: Vec<usize> = if gpus.is_empty() { vec![0] } else { gpus.to_vec() };
-        // Fail at start, not at the first segment: every GPU must open with NVDEC and NVENC.
+        // Fail at start, not at the first segment: every GPU must open with NVDEC (and NVENC
+        // unless it has none, or the CPU encodes by choice). What each one does is stated in
+        // the node's capabilities.
+        let names = zerohop_engine::cuda::driver::gpus(0).context("listing GPUs")?;
+        let mut devices = Vec::new();
         for &g in &gpus {
-            CudaLadderDevice::open(g, 1).with_context(|| format!("GPU {g}"))?;
+            let d = CudaLadderDevice::open_with(g, 1, encode).with_context(|| format!("GPU {g}"))?;
+            let encode_on = if d.encodes_on_nvenc() { "gpu" } else { "cpu" };
+            if !d.encodes_on_nvenc() {
+                eprintln!("GPU {g}: decode and scale on the GPU, encode on the CPU ({d:?})");
+            }
+            devices.push(DeviceCaps {
+                id: format!("cuda:{g}"),
+                name: names.iter().find(|i| i.ordinal == g).map(|i| i.name.clone()).unwrap_or_default(),
+                decode: "gpu".into(),
+                scale: "gpu".into(),
+                encode: encode_on.into(),
+            });
         }
         let loads: Vec<Arc<GpuLoad>> = gpus
             .iter()
@@ -166,14 +214,15 @@ mod gpu {
                 .min_by_key(|l| (l.pixel_rate.load(Ordering::Relaxed), l.ordinal))
                 .expect("at least one GPU")
                 .clone();
-            let device = CudaLadderDevice::open(gpu.ordinal, ladder.len())
+            let device = CudaLadderDevice::open_with(gpu.ordinal, ladder.len(), encode)
                 .map_err(|e| TranscodeError::from(zerohop_engine::accel::DeviceError::from(e)))?;
             gpu.sessions.fetch_add(1, Ordering::Relaxed);
             gpu.pixel_rate.fetch_add(weight, Ordering::Relaxed);
             gpu.publish();
             Ok(Box::new(OnGpu { inner: AccelSession::new(device, ladder.clone()), gpu, weight })
                 as Box<dyn StreamSession>)
-        }))
+        })
+        .with_devices(devices))
     }
 }
 
@@ -192,10 +241,13 @@ mod tests {
 
     #[test]
     fn cpu_is_always_available_and_auto_falls_back() {
-        assert_eq!(factory(Accel::Cpu, &[]).expect("cpu").backend, "cpu");
+        let cpu = factory(Accel::Cpu, &[], GpuEncode::Auto).expect("cpu");
+        assert_eq!((cpu.backend.as_str(), cpu.devices.len()), ("cpu", 0));
         if std::env::var_os("ZEROHOP_TEST_HAS_GPU").is_none() {
-            assert_eq!(factory(Accel::Auto, &[0]).expect("auto").backend, "cpu");
-            assert!(factory(Accel::Cuda, &[0]).is_err(), "cuda without a GPU is an error, not a panic");
+            assert_eq!(factory(Accel::Auto, &[0], GpuEncode::Auto).expect("auto").backend, "cpu");
+            for encode in [GpuEncode::Auto, GpuEncode::Nvenc, GpuEncode::Cpu] {
+                assert!(factory(Accel::Cuda, &[0], encode).is_err(), "cuda without a GPU is an error, not a panic");
+            }
         }
     }
 }

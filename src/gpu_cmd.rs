@@ -75,6 +75,20 @@ pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
             Ok(n) => println!("  NVENC H.264: {n} concurrent sessions"),
             Err(e) => println!("  NVENC: unavailable ({e}) (H100, H200 and A100 have no NVENC)"),
         }
+        // What `--accel cuda --gpu-encode auto` does with this GPU.
+        let path = match (&g.nvdec, &g.nvenc_sessions) {
+            (Ok(c), Ok(n)) if c.supported && *n > 0 => "gpu",
+            (Ok(_), Err(e)) if e == "not probed" => "not probed",
+            (Ok(c), _) if c.supported => "cpu",
+            _ => "none",
+        };
+        entry["ladder_encode"] = path.into();
+        match path {
+            "gpu" => println!("  ladder: decode, scale and encode on the GPU (frames never leave it)"),
+            "cpu" => println!("  ladder: decode and scale on the GPU, encode on the CPU (each rung picture copied once)"),
+            "not probed" => println!("  ladder: encoder not probed (--probe-sessions 0)"),
+            _ => println!("  ladder: not on this GPU (no NVDEC for H.264)"),
+        }
         if a.self_test {
             match self_test(g.ordinal) {
                 Ok(max) => {

@@ -73,6 +73,10 @@ enum Command {
         /// GPU ordinal for --accel cuda/auto.
         #[arg(long, default_value_t = 0)]
         gpu: usize,
+        /// Where the GPU session encodes: auto (NVENC, or the CPU on GPUs without one), nvenc,
+        /// cpu.
+        #[arg(long, value_enum, default_value_t = accel_cmd::GpuEncode::Auto)]
+        gpu_encode: accel_cmd::GpuEncode,
     },
     /// Show what the engine sees in a segment and whether it can transcode it.
     Probe { input: PathBuf },
@@ -125,8 +129,8 @@ fn main() -> ExitCode {
         eprintln!("\n{w}\n");
     }
     let result = match cli.command {
-        Command::Transcode { inputs, profiles, profiles_file, out, filter, accel, gpu } => {
-            transcode(inputs, profiles, profiles_file, &out, filter.into(), accel, gpu)
+        Command::Transcode { inputs, profiles, profiles_file, out, filter, accel, gpu, gpu_encode } => {
+            transcode(inputs, profiles, profiles_file, &out, filter.into(), (accel, gpu, gpu_encode))
         }
         Command::Probe { input } => probe_cmd(&input),
         Command::Combined(a) => node_cmd::combined(a),
@@ -210,12 +214,11 @@ fn transcode(
     profiles_file: Option<PathBuf>,
     out: &Path,
     filter: ScaleFilter,
-    accel: accel_cmd::Accel,
-    gpu: usize,
+    (accel, gpu, gpu_encode): (accel_cmd::Accel, usize, accel_cmd::GpuEncode),
 ) -> Result<ExitCode> {
     let ladder = read_ladder(profiles, profiles_file)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut session = accel_cmd::open_session(&ladder, filter, accel, gpu)?;
+    let mut session = accel_cmd::open_session(&ladder, filter, accel, gpu, gpu_encode)?;
     eprintln!("backend: {}", session.backend());
     let sample = inputs.is_empty();
     let jobs: Vec<(String, Option<PathBuf>)> = if sample {

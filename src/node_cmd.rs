@@ -80,6 +80,10 @@ pub struct AccelArgs {
     /// pixel-rate load and stays there.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub gpus: Vec<usize>,
+    /// Where GPU sessions encode: auto (NVENC where the GPU has one; GPUs without, such as
+    /// H100/H200/A100, decode and scale on the GPU and encode on the CPU), nvenc, cpu.
+    #[arg(long, value_enum, default_value_t = crate::accel_cmd::GpuEncode::Auto)]
+    pub gpu_encode: crate::accel_cmd::GpuEncode,
 }
 
 /// What a peer can make the node hold, and for how long (README: Limits and bounds).
@@ -264,7 +268,7 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
         secret,
         max_sessions: a.max_sessions.max(1),
         max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
-        sessions: crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus)?,
+        sessions: crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_encode)?,
     };
     let rt = runtime()?;
     rt.block_on(async move {
@@ -361,7 +365,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         cfg.task_deadline = Duration::from_secs_f64(a.task_deadline.clamp(1.0, 3600.0));
         a.limits.apply(&mut cfg);
         if max_sessions > 0 {
-            cfg.sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus)?;
+            cfg.sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_encode)?;
         }
         let backend = cfg.sessions.backend.clone();
         let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use serde_json::json;
 use zerohop_engine::Ladder;
 
+use crate::relay::DeviceCaps;
 use crate::scheduler::Capabilities;
 
 /// Orchestrator -> transcoder.
@@ -59,7 +60,7 @@ impl ToTranscoder {
 
 impl Report {
     pub fn encode(&self, backend: &str) -> Bytes {
-        line(json!({"capacity": self.capacity, "load": self.load, "backend": backend, "gpus": []}))
+        line(json!({"capacity": self.capacity, "load": self.load, "backend": backend}))
     }
 
     /// A report line; a missing capacity keeps `default_capacity`.
@@ -72,9 +73,18 @@ impl Report {
 }
 
 /// The `zerohop-capabilities` link header.
-pub fn encode_capabilities(backend: &str, (max_width, max_height): (u32, u32)) -> String {
-    json!({"backend": backend, "encode": ["h264"], "max_width": max_width, "max_height": max_height, "gpus": []})
+pub fn encode_capabilities(backend: &str, gpus: &[DeviceCaps], (max_width, max_height): (u32, u32)) -> String {
+    json!({"backend": backend, "encode": ["h264"], "max_width": max_width, "max_height": max_height, "gpus": gpus})
         .to_string()
+}
+
+/// The backend and accelerators a capabilities header states, for operators; unreadable parts
+/// are left empty (they decide nothing).
+pub fn parse_backend(header: &[u8]) -> (String, Vec<DeviceCaps>) {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(header) else { return Default::default() };
+    let backend = v.get("backend").and_then(|b| b.as_str()).unwrap_or_default();
+    let gpus = v.get("gpus").and_then(|g| serde_json::from_value(g.clone()).ok()).unwrap_or_default();
+    (backend.chars().take(200).collect(), gpus)
 }
 
 /// Parses the capabilities header; anything unreadable means "no stated limits".
@@ -135,8 +145,18 @@ mod tests {
 
     #[test]
     fn capabilities_round_trip() {
-        let c = parse_capabilities(encode_capabilities("cpu", (4096, 2304)).as_bytes());
+        let c = parse_capabilities(encode_capabilities("cpu", &[], (4096, 2304)).as_bytes());
         assert_eq!(c, Capabilities { max_width: 4096, max_height: 2304, no_h264: false });
+        let h100 = DeviceCaps {
+            id: "cuda:0".into(),
+            name: "NVIDIA H100 80GB HBM3".into(),
+            decode: "gpu".into(),
+            scale: "gpu".into(),
+            encode: "cpu".into(),
+        };
+        let header = encode_capabilities("cuda:0", std::slice::from_ref(&h100), (4096, 4096));
+        assert_eq!(parse_backend(header.as_bytes()), ("cuda:0".to_string(), vec![h100]));
+        assert_eq!(parse_backend(b"{\"gpus\": 3}"), (String::new(), vec![]));
         assert!(parse_capabilities(b"{\"encode\":[\"av1\"]}").no_h264);
         assert_eq!(parse_capabilities(b"nonsense"), Capabilities::default());
     }

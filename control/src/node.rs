@@ -234,6 +234,9 @@ struct Job {
 
 struct Link {
     name: String,
+    /// What it says it runs on (capabilities header).
+    backend: String,
+    gpus: Vec<crate::relay::DeviceCaps>,
     credential: Credential,
     tasks: mpsc::Sender<Bytes>,
     /// Ends the link (the transcoder was revoked).
@@ -796,15 +799,16 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String, credential: Cre
     let id = state.next_link.fetch_add(1, Ordering::Relaxed);
     let capacity = req.headers().get("zerohop-capacity").and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1u32);
     let (task_tx, mut task_rx) = mpsc::channel::<Bytes>(64);
-    let caps =
-        req.headers().get(CAPABILITIES_HEADER).map(|v| link::parse_capabilities(v.as_bytes())).unwrap_or_default();
+    let header = req.headers().get(CAPABILITIES_HEADER).map(|v| v.as_bytes()).unwrap_or_default();
+    let caps = link::parse_capabilities(header);
+    let (backend, gpus) = link::parse_backend(header);
     {
         let mut sch = state.scheduler.lock();
         sch.add_transcoder(id, capacity);
         sch.set_capabilities(id, caps);
     }
     let (close, closed) = watch::channel(false);
-    state.links.lock().insert(id, Link { name: name.clone(), credential, tasks: task_tx, close });
+    state.links.lock().insert(id, Link { name: name.clone(), backend, gpus, credential, tasks: task_tx, close });
     update_capacity_metrics(&state);
     tracing::info!(transcoder = %name, id, capacity, ?caps, "transcoder connected");
     let (tx, body) = ChannelBody::channel(64);
@@ -859,14 +863,19 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String, credential: Cre
 /// `GET /v1/transcoders`: who does the work, for operators (and the fault tests).
 fn transcoders_status(state: &State) -> Resp {
     let snapshot = state.scheduler.lock().snapshot(Instant::now());
-    let names: HashMap<TranscoderId, String> = state.links.lock().iter().map(|(id, l)| (*id, l.name.clone())).collect();
+    let local = ("local".to_string(), state.config.sessions.backend.clone(), state.config.sessions.devices.clone());
+    let described: HashMap<TranscoderId, (String, String, Vec<crate::relay::DeviceCaps>)> =
+        state.links.lock().iter().map(|(id, l)| (*id, (l.name.clone(), l.backend.clone(), l.gpus.clone()))).collect();
     let list: Vec<serde_json::Value> = snapshot
         .iter()
         .map(|t| {
-            let name = if t.local { "local".to_string() } else { names.get(&t.id).cloned().unwrap_or_default() };
+            let (name, backend, gpus) =
+                if t.local { local.clone() } else { described.get(&t.id).cloned().unwrap_or_default() };
             json!({
                 "id": t.id,
                 "name": name,
+                "backend": backend,
+                "gpus": gpus,
                 "local": t.local,
                 "capacity": t.capacity,
                 "load": t.load,

@@ -245,12 +245,29 @@ impl RenditionSink for FramedSink {
 /// A stream's engine session, shared by its segments (one at a time, in arrival order).
 pub type SessionSlot = Arc<tokio::sync::Mutex<Option<Box<dyn StreamSession>>>>;
 
+/// One accelerator behind a [`SessionFactory`], as a node states it in its capabilities and
+/// `GET /v1/transcoders`. The control plane passes it on; it knows nothing of what drives it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct DeviceCaps {
+    /// "cuda:0".
+    pub id: String,
+    /// "NVIDIA H100 80GB HBM3".
+    pub name: String,
+    /// Where each stage of the ladder runs: "gpu" or "cpu" (a GPU without NVENC decodes and
+    /// scales on the GPU and encodes on the CPU).
+    pub decode: String,
+    pub scale: String,
+    pub encode: String,
+}
+
 /// Opens a stream's session for a ladder: the CPU engine by default; the binary supplies one
 /// that places sessions on GPUs (the control plane knows nothing of CUDA).
 #[derive(Clone)]
 pub struct SessionFactory {
     /// What it opens, for capabilities and logs: "cpu", "cuda:0,1".
     pub backend: String,
+    /// The accelerators it places sessions on (none for the CPU engine).
+    pub devices: Vec<DeviceCaps>,
     open: Arc<OpenSession>,
 }
 
@@ -262,7 +279,13 @@ impl SessionFactory {
         backend: impl Into<String>,
         open: impl Fn(&Ladder) -> Result<Box<dyn StreamSession>, TranscodeError> + Send + Sync + 'static,
     ) -> SessionFactory {
-        SessionFactory { backend: backend.into(), open: Arc::new(open) }
+        SessionFactory { backend: backend.into(), devices: Vec::new(), open: Arc::new(open) }
+    }
+
+    /// The same factory, stating the accelerators it uses.
+    pub fn with_devices(mut self, devices: Vec<DeviceCaps>) -> SessionFactory {
+        self.devices = devices;
+        self
     }
 
     /// The CPU engine.

@@ -120,7 +120,7 @@ async fn attempt(
         .header(TRANSCODER_ID_HEADER, &config.id)
         .header(http::header::AUTHORIZATION, format!("Bearer {}", config.secret))
         .header("zerohop-capacity", config.max_sessions)
-        .header(CAPABILITIES_HEADER, link::encode_capabilities(&backend, config.max_output))
+        .header(CAPABILITIES_HEADER, link::encode_capabilities(&backend, &config.sessions.devices, config.max_output))
         .body(report_body);
     let Ok(req) = req else { return Ok(Attempt::Lost("bad request".into())) };
     let resp = match client.send(req).await {

@@ -104,7 +104,7 @@ async fn rogue(node: &Node, fp: &str, how: Misbehaviour) -> mpsc::UnboundedRecei
         .header(TRANSCODER_ID_HEADER, "rogue")
         .header(http::header::AUTHORIZATION, format!("Bearer {SECRET}"))
         .header("zerohop-capacity", 8)
-        .header(CAPABILITIES_HEADER, link::encode_capabilities("cpu", transcoder::CPU_MAX_OUTPUT))
+        .header(CAPABILITIES_HEADER, link::encode_capabilities("cpu", &[], transcoder::CPU_MAX_OUTPUT))
         .body(body)
         .expect("request");
     let resp = client.send(req).await.expect("link");

@@ -330,3 +330,50 @@ async fn mutual_tls_admits_only_the_pinned_client_certificate() {
     rt.shutdown_background();
     node.shutdown().await;
 }
+
+/// What a transcoder states it runs on reaches the orchestrator's `GET /v1/transcoders`: an
+/// operator sees which boxes encode on the CPU because their GPUs have no NVENC. The factory
+/// here is the CPU engine with a stated H100 (a description only: this test checks that the
+/// statement travels, not a GPU).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transcoders_state_their_gpus_and_where_they_encode() {
+    use zerohop_control::relay::{DeviceCaps, SessionFactory};
+    let (node, fp) = orchestrator().await;
+    let h100 = DeviceCaps {
+        id: "cuda:0".into(),
+        name: "NVIDIA H100 80GB HBM3".into(),
+        decode: "gpu".into(),
+        scale: "gpu".into(),
+        encode: "cpu".into(),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
+    let cfg = TranscoderConfig {
+        orch_addr: node.local_addr().to_string(),
+        transport: transport(&fp),
+        id: "t-a".into(),
+        secret: SECRET.into(),
+        max_sessions: 2,
+        max_output: transcoder::CPU_MAX_OUTPUT,
+        sessions: SessionFactory::cpu().with_devices(vec![h100.clone()]),
+    };
+    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+    rt.spawn(transcoder::run(cfg, stop));
+    let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
+    let mut listed = serde_json::Value::Null;
+    for _ in 0..200 {
+        let (_, body) = c.get("/v1/transcoders").await.expect("status");
+        listed = serde_json::from_slice(&body).expect("json");
+        if listed["transcoders"].as_array().is_some_and(|a| !a.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let t = &listed["transcoders"][0];
+    assert_eq!(t["name"], "t-a", "{listed}");
+    assert_eq!(t["backend"], "cpu");
+    assert_eq!(t["capacity"], 2);
+    let gpus: Vec<DeviceCaps> = serde_json::from_value(t["gpus"].clone()).expect("gpus");
+    assert_eq!(gpus, vec![h100]);
+    rt.shutdown_background();
+    node.shutdown().await;
+}

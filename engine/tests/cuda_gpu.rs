@@ -78,28 +78,32 @@ mod cuda {
         assert!(max <= 1, "GPU and CPU emulation differ by {max}");
     }
 
-    /// The whole ladder on the GPU (NVDEC -> fused kernel -> NVENC) against the CPU session on
-    /// the same fixture: same picture counts, sizes and keyframe PTS, close pictures, and no
-    /// picture bytes across the bus. Needs a GPU with NVDEC and NVENC (hw-ci runs it).
-    #[test]
-    fn gpu_ladder_matches_the_cpu_session_with_zero_frame_copies() {
+    /// The whole ladder on the GPU (NVDEC -> fused kernel -> NVENC, or the CPU encoder where
+    /// `encode` puts it) against the CPU session on the same fixture: same picture counts, sizes
+    /// and keyframe PTS, close pictures. Returns the GPU's report and whether it used NVENC;
+    /// `None` when this machine cannot run it (said why).
+    fn ladder_against_the_cpu_session(
+        encode: zerohop_engine::cuda::ladder_device::EncodeOn,
+    ) -> Option<(zerohop_engine::SegmentReport, bool)> {
         use zerohop_engine::accel::AccelSession;
         use zerohop_engine::cuda::ladder_device::CudaLadderDevice;
         use zerohop_engine::probe::decode_video;
         use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
         if !has_driver() {
             eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
-            return;
+            return None;
         }
         let ladder: Ladder = "P720p30fps16x9,P360p30fps16x9".parse().expect("ladder");
-        let device = match CudaLadderDevice::open(0, ladder.len()) {
+        let device = match CudaLadderDevice::open_with(0, ladder.len(), encode) {
             Ok(d) => d,
-            Err(e @ (CudaError::NoDriver { .. } | CudaError::NoEncoder { .. })) => {
-                eprintln!("skipped: {e} (a GPU without NVENC or its library)");
-                return;
+            Err(e @ CudaError::NoDriver { .. }) => {
+                eprintln!("skipped: {e} (the driver's video libraries are missing)");
+                return None;
             }
-            Err(e) => panic!("opening the GPU ladder: {e}"),
+            Err(e) => panic!("opening the GPU ladder ({encode:?}): {e}"),
         };
+        let nvenc = device.encodes_on_nvenc();
+        eprintln!("{encode:?}: {device:?}");
         let input = bytes::Bytes::from(
             std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/h264_1080p30_high_bframes_aac.ts"))
                 .expect("fixture"),
@@ -134,8 +138,46 @@ mod cuda {
             eprintln!("rendition {i}: GPU vs CPU luma PSNR {psnr:.2} dB");
             assert!(psnr > 32.0, "rendition {i}: {psnr:.1} dB between the GPU and CPU renditions");
         }
-        let t = g.device_traffic.expect("traffic");
-        eprintln!("host<->device: {t:?}");
-        assert_eq!(t.frame_bytes, 0, "zero-copy: no picture crossed the bus");
+        eprintln!("host<->device: {:?}", g.device_traffic);
+        Some((g, nvenc))
+    }
+
+    /// Bytes of the NV12 rung pictures a CPU-encode run must have downloaded: one buffer (pitch
+    /// aligned to 256, as the device allocates) per encoded picture.
+    fn downloaded(r: &zerohop_engine::SegmentReport) -> u64 {
+        r.renditions
+            .iter()
+            .map(|st| {
+                let pitch = u64::from(st.width).next_multiple_of(256);
+                st.frames_out * pitch * u64::from(st.height + st.height.div_ceil(2))
+            })
+            .sum()
+    }
+
+    /// NVENC where the GPU has it: zero picture bytes across the bus. A GPU without NVENC (H100,
+    /// H200, A100) falls back to the CPU encoder and must count exactly its downloads.
+    #[test]
+    fn gpu_ladder_matches_the_cpu_session_with_zero_frame_copies() {
+        use zerohop_engine::cuda::ladder_device::EncodeOn;
+        let Some((r, nvenc)) = ladder_against_the_cpu_session(EncodeOn::Auto) else { return };
+        let t = r.device_traffic.expect("traffic");
+        if nvenc {
+            assert_eq!(t.frame_bytes, 0, "zero-copy: no picture crossed the bus");
+        } else {
+            eprintln!("this GPU has no NVENC: decode and scale on the GPU, encode on the CPU");
+            assert_eq!(t.frame_bytes, downloaded(&r), "one download per encoded rung picture");
+        }
+    }
+
+    /// The fallback path of NVENC-less GPUs, forced, so any GPU runner checks it: decode and
+    /// scale on the GPU, one counted download per encoded rung picture, CPU encode.
+    #[test]
+    fn gpu_decode_and_scale_with_cpu_encode_counts_its_downloads() {
+        use zerohop_engine::cuda::ladder_device::EncodeOn;
+        let Some((r, nvenc)) = ladder_against_the_cpu_session(EncodeOn::Host) else { return };
+        assert!(!nvenc);
+        let t = r.device_traffic.expect("traffic");
+        assert!(t.frame_bytes > 0);
+        assert_eq!(t.frame_bytes, downloaded(&r), "one download per encoded rung picture");
     }
 }

@@ -16,6 +16,7 @@ use zerohop_kernels::{BLOCK, MAX_RUNGS, Nv12, ZhLadder, ZhPlane};
 use super::error::CudaError;
 use super::nvdec::{CuvidApi, DecodeCaps};
 use super::nvenc::{Encoder, EncoderConfig, InputSurface, NvencApi, Preset};
+use crate::accel::host_encode::HostNv12;
 
 fn driver_error(api: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
     move |e| CudaError::Driver { api, status: format!("{e:?}") }
@@ -240,6 +241,21 @@ impl Gpu {
         self.stream.synchronize().map_err(driver_error("cuStreamSynchronize"))
     }
 
+    /// Copies a scaled picture to the host, into a buffer of the same layout, and waits for
+    /// it: the CPU-encode path of GPUs without NVENC (the only picture copy zerohop makes, and
+    /// it is counted). Returns the bytes copied.
+    pub fn download(&self, src: &DeviceNv12, dst: &mut HostNv12) -> Result<u64, CudaError> {
+        if (dst.width, dst.height, dst.pitch) != (src.width, src.height, src.pitch) || dst.data.len() != src.buf.len() {
+            return Err(CudaError::Invalid(format!(
+                "download of a {}x{} (pitch {}) picture into a {}x{} (pitch {}) buffer",
+                src.width, src.height, src.pitch, dst.width, dst.height, dst.pitch
+            )));
+        }
+        self.stream.memcpy_dtoh(&src.buf, dst.data.as_mut_slice()).map_err(driver_error("cuMemcpyDtoHAsync"))?;
+        self.sync()?;
+        Ok(dst.data.len() as u64)
+    }
+
     /// Wall time of `iterations` back-to-back ladder launches (1080p source into 720p, 480p,
     /// 360p and 240p device buffers), after one warm-up launch: the scaling cost per picture.
     pub fn time_ladder(&self, iterations: u32) -> Result<std::time::Duration, CudaError> {
@@ -280,6 +296,8 @@ impl Gpu {
         while open.len() < max as usize {
             match Encoder::open(api.clone(), self.ordinal, self.raw_context(), self.raw_stream(), cfg.clone(), &input) {
                 Ok(e) => open.push(e),
+                // Every session taken (by other processes): NVENC is there, just busy.
+                Err(e @ CudaError::SessionLimit { .. }) if open.is_empty() => return Err(e),
                 Err(e) if open.is_empty() => {
                     return Err(CudaError::NoEncoder { ordinal: self.ordinal, why: e.to_string() });
                 }

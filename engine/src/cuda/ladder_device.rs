@@ -4,17 +4,82 @@
 //! Pictures never leave device memory: only the access units in and the bitstreams out cross
 //! the bus, and [`DeviceTraffic`] counts exactly those.
 //!
+//! GPUs without NVENC (H100, H200, A100) keep decode and scale on the GPU and encode on the
+//! CPU ([`EncodeOn`]): each rung's scaled picture is copied to the host once and handed to
+//! `accel::host_encode`, and those copies are counted as frame bytes, so a run says which path
+//! it took.
+//!
 //! Not run on a GPU in this repository's CI (there is none): `hw-ci/run` exercises it on GPU
 //! runners; the pipeline above it is tested against `accel::emulated`.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
 
 use super::CudaError;
 use super::driver::{DeviceNv12, Gpu};
 use super::nvdec::{CuvidApi, NvDecoder};
 use super::nvenc::{Encoder, EncoderConfig, InputSurface, NvencApi, Preset};
+use crate::accel::host_encode::HostEncoders;
 use crate::accel::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungSettings};
+
+/// Where a CUDA ladder encodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EncodeOn {
+    /// NVENC when the GPU has it, else the CPU (after GPU decode and scale).
+    #[default]
+    Auto,
+    /// NVENC or an error (`no_nvenc`).
+    Nvenc,
+    /// The CPU, even where NVENC exists (hw-ci checks this path on any GPU).
+    Host,
+}
+
+/// What `want` comes to, given the GPU's NVENC probe (run only when needed): `Some` encodes
+/// on NVENC, `None` on the CPU. A busy NVENC (session limit) or a broken driver stays an
+/// error: only a missing encoder falls back.
+pub fn choose_encoder<A>(want: EncodeOn, probe: impl FnOnce() -> Result<A, CudaError>) -> Result<Option<A>, CudaError> {
+    match want {
+        EncodeOn::Host => Ok(None),
+        EncodeOn::Nvenc => probe().map(Some),
+        EncodeOn::Auto => match probe() {
+            Ok(a) => Ok(Some(a)),
+            Err(CudaError::NoEncoder { .. } | CudaError::NoDriver { .. } | CudaError::MissingSymbol { .. }) => Ok(None),
+            Err(e) => Err(e),
+        },
+    }
+}
+
+/// Per GPU, whether an NVENC session opened (a definite answer: a busy encoder is not one).
+/// Probed once per process, because every probe takes a session for a moment.
+fn nvenc_probed() -> &'static Mutex<HashMap<usize, Result<(), String>>> {
+    static PROBED: OnceLock<Mutex<HashMap<usize, Result<(), String>>>> = OnceLock::new();
+    PROBED.get_or_init(Default::default)
+}
+
+fn probe_nvenc(gpu: &Gpu) -> Result<Arc<NvencApi>, CudaError> {
+    let api = NvencApi::load()?;
+    let known = nvenc_probed().lock().get(&gpu.ordinal).cloned();
+    let r = match known {
+        Some(r) => r,
+        None => match gpu.probe_sessions(&api, 1) {
+            Ok(_) => Ok(()),
+            Err(CudaError::NoEncoder { why, .. }) => Err(why),
+            Err(e) => return Err(e),
+        },
+    };
+    nvenc_probed().lock().insert(gpu.ordinal, r.clone());
+    r.map(|()| api).map_err(|why| CudaError::NoEncoder { ordinal: gpu.ordinal, why })
+}
+
+/// The encoders of a ladder on one GPU.
+enum Encoders {
+    /// One NVENC session per rung, in its [`RungPool`].
+    Nvenc(Arc<NvencApi>),
+    /// The CPU, fed with pictures copied from the rung buffers.
+    Host(HostEncoders),
+}
 
 /// NVENC input buffers per rung: the picture being scaled, the one being encoded, and room
 /// for an encoder that holds one back.
@@ -51,7 +116,10 @@ struct RungPool {
 pub struct CudaLadderDevice {
     decoder: NvDecoder,
     rungs: Vec<Option<RungPool>>,
-    nvenc: Arc<NvencApi>,
+    /// Per rung, pools replaced by a size change whose encoder still holds pictures: flushed
+    /// (their units first) at the rung's next encode.
+    retired: Vec<Vec<RungPool>>,
+    encoders: Encoders,
     gpu: Gpu,
     traffic: DeviceTraffic,
     name: String,
@@ -64,30 +132,60 @@ impl std::fmt::Debug for CudaLadderDevice {
 }
 
 impl CudaLadderDevice {
-    /// A decoder on GPU `ordinal` for a ladder of `rungs` renditions; encoders and their buffers
-    /// are created at the first picture (their sizes follow the source's).
+    /// A decoder on GPU `ordinal` for a ladder of `rungs` renditions, encoding on NVENC where
+    /// the GPU has it; encoders and their buffers are created at the first picture (their sizes
+    /// follow the source's).
     pub fn open(ordinal: usize, rungs: usize) -> Result<CudaLadderDevice, CudaError> {
+        CudaLadderDevice::open_with(ordinal, rungs, EncodeOn::Auto)
+    }
+
+    /// As [`open`](Self::open), encoding where `encode` says.
+    pub fn open_with(ordinal: usize, rungs: usize, encode: EncodeOn) -> Result<CudaLadderDevice, CudaError> {
         let gpu = Gpu::open(ordinal)?;
         gpu.bind()?;
-        let nvenc = NvencApi::load()?;
+        let encoders = match choose_encoder(encode, || probe_nvenc(&gpu))? {
+            Some(api) => Encoders::Nvenc(api),
+            None => Encoders::Host(HostEncoders::new(rungs).map_err(|e| CudaError::Invalid(e.to_string()))?),
+        };
         let cuvid = CuvidApi::load()?;
         let decoder = NvDecoder::new(cuvid, ordinal, gpu.raw_stream())?;
+        let name = match &encoders {
+            Encoders::Nvenc(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, NVENC)"),
+            Encoders::Host(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, CPU encode)"),
+        };
         Ok(CudaLadderDevice {
-            name: format!("cuda:{ordinal}"),
+            name,
             gpu,
-            nvenc,
+            encoders,
             decoder,
             rungs: (0..rungs).map(|_| None).collect(),
+            retired: (0..rungs).map(|_| Vec::new()).collect(),
             traffic: DeviceTraffic::default(),
         })
     }
 
-    fn pool(gpu: &Gpu, slot: &mut Option<RungPool>, size: (u32, u32)) -> Result<(), CudaError> {
+    /// Whether this ladder encodes on NVENC (else on the CPU).
+    pub fn encodes_on_nvenc(&self) -> bool {
+        matches!(self.encoders, Encoders::Nvenc(_))
+    }
+
+    fn pool(
+        gpu: &Gpu,
+        slot: &mut Option<RungPool>,
+        retired: &mut Vec<RungPool>,
+        size: (u32, u32),
+    ) -> Result<(), CudaError> {
         if slot.as_ref().is_some_and(|p| p.size == size) {
             return Ok(());
         }
         // A new size (first picture, or the source changed): new buffers, and the encoder is
-        // opened again at its next picture (its registrations name the old buffers).
+        // opened again at its next picture (its registrations name the old buffers). An old
+        // encoder still holding pictures is kept until they are out.
+        if let Some(old) = slot.take()
+            && !old.in_flight.is_empty()
+        {
+            retired.push(old);
+        }
         let surfaces = (0..SURFACES_PER_RUNG).map(|_| gpu.alloc_nv12(size.0, size.1)).collect::<Result<Vec<_>, _>>()?;
         *slot = Some(RungPool {
             size,
@@ -107,13 +205,13 @@ impl CudaLadderDevice {
         sizes: &dyn Fn(u32, u32) -> Vec<(u32, u32)>,
     ) -> Result<Vec<DevicePicture>, DeviceError> {
         self.gpu.bind()?;
-        let CudaLadderDevice { gpu, decoder, rungs, .. } = self;
+        let CudaLadderDevice { gpu, decoder, rungs, retired, .. } = self;
         let mut pics = Vec::new();
         let mut on_frame = |m: super::nvdec::MappedFrame| -> Result<(), CudaError> {
             let want = sizes(m.width, m.height);
             let mut taken = Vec::with_capacity(want.len());
-            for (slot, &size) in rungs.iter_mut().zip(&want) {
-                Self::pool(gpu, slot, size)?;
+            for ((slot, retired), &size) in rungs.iter_mut().zip(retired.iter_mut()).zip(&want) {
+                Self::pool(gpu, slot, retired, size)?;
                 let pool = slot.as_mut().expect("pool just made");
                 let Some(i) = pool.free.iter().position(|f| *f) else {
                     return Err(CudaError::Invalid("every NVENC input buffer of a rung is busy".into()));
@@ -139,6 +237,30 @@ impl CudaLadderDevice {
     }
 }
 
+impl CudaLadderDevice {
+    /// The access units of a rung's retired encoders (a size change left pictures in them),
+    /// oldest first; their buffers go with them.
+    fn drain_retired(&mut self, rung: usize) -> Result<Vec<DeviceAu>, DeviceError> {
+        let mut aus = Vec::new();
+        for mut old in std::mem::take(&mut self.retired[rung]) {
+            flush_pool(&mut old, &mut aus)?;
+        }
+        self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
+        Ok(aus)
+    }
+}
+
+/// Everything a rung's NVENC session still holds; its buffers are free again.
+fn flush_pool(pool: &mut RungPool, aus: &mut Vec<DeviceAu>) -> Result<(), CudaError> {
+    if let Some((enc, _)) = pool.encoder.as_mut() {
+        enc.flush(&mut |e| aus.push(DeviceAu { data: e.data.to_vec(), pts: e.pts as i64, keyframe: e.keyframe }))?;
+    }
+    for i in pool.in_flight.drain(..) {
+        pool.free[i] = true;
+    }
+    Ok(())
+}
+
 impl LadderDevice for CudaLadderDevice {
     fn decode(
         &mut self,
@@ -161,8 +283,23 @@ impl LadderDevice for CudaLadderDevice {
         keyframe: bool,
         s: &RungSettings,
     ) -> Result<Vec<DeviceAu>, DeviceError> {
+        let mut aus = self.drain_retired(rung)?;
+        let before = aus.len();
         let Some(pool) = self.rungs[rung].as_mut() else {
             return Err(CudaError::Invalid(format!("rung {rung} has no buffers yet")).into());
+        };
+        let nvenc = match &mut self.encoders {
+            Encoders::Host(host) => {
+                let d = &pool.surfaces[surface];
+                let mut buf = host.buffer(rung, d.width, d.height, d.pitch);
+                let copied = self.gpu.download(d, &mut buf);
+                pool.free[surface] = true;
+                self.traffic.frame_bytes += copied?;
+                aus.extend(host.encode(rung, buf, pts, keyframe, s)?);
+                self.traffic.bitstream_out += aus[before..].iter().map(|a| a.data.len() as u64).sum::<u64>();
+                return Ok(aus);
+            }
+            Encoders::Nvenc(api) => api.clone(),
         };
         if pool.encoder.as_ref().is_none_or(|(_, cur)| (cur.width, cur.height) != (s.width, s.height)) {
             pool.encoder = None; // release the old session (and its registrations) first
@@ -178,14 +315,8 @@ impl LadderDevice for CudaLadderDevice {
                 b_frames: 0,
                 profile_idc: 100,
             };
-            let enc = Encoder::open(
-                self.nvenc.clone(),
-                self.gpu.ordinal,
-                self.gpu.raw_context(),
-                self.gpu.raw_stream(),
-                cfg,
-                &inputs,
-            )?;
+            let enc =
+                Encoder::open(nvenc, self.gpu.ordinal, self.gpu.raw_context(), self.gpu.raw_stream(), cfg, &inputs)?;
             pool.encoder = Some((enc, *s));
         } else if let Some((enc, cur)) = pool.encoder.as_mut()
             && cur.bitrate != s.bitrate
@@ -194,7 +325,6 @@ impl LadderDevice for CudaLadderDevice {
             cur.bitrate = s.bitrate;
         }
         let (enc, _) = pool.encoder.as_mut().expect("opened above");
-        let mut aus = Vec::new();
         pool.in_flight.push_back(surface);
         let r = enc.encode(surface, pts as u64, keyframe, &mut |e| {
             aus.push(DeviceAu { data: e.data.to_vec(), pts: e.pts as i64, keyframe: e.keyframe })
@@ -206,7 +336,7 @@ impl LadderDevice for CudaLadderDevice {
             }
         }
         r?;
-        self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
+        self.traffic.bitstream_out += aus[before..].iter().map(|a| a.data.len() as u64).sum::<u64>();
         Ok(aus)
     }
 
@@ -219,24 +349,60 @@ impl LadderDevice for CudaLadderDevice {
     }
 
     fn finish(&mut self, rung: usize) -> Result<Vec<DeviceAu>, DeviceError> {
-        let Some(pool) = self.rungs[rung].as_mut() else { return Ok(Vec::new()) };
-        let Some((enc, _)) = pool.encoder.as_mut() else { return Ok(Vec::new()) };
-        let mut aus = Vec::new();
-        enc.flush(&mut |e| aus.push(DeviceAu { data: e.data.to_vec(), pts: e.pts as i64, keyframe: e.keyframe }))?;
-        for i in pool.in_flight.drain(..) {
-            pool.free[i] = true;
+        let mut aus = self.drain_retired(rung)?;
+        let before = aus.len();
+        match &mut self.encoders {
+            Encoders::Host(host) => aus.extend(host.finish(rung)?),
+            Encoders::Nvenc(_) => {
+                if let Some(pool) = self.rungs[rung].as_mut() {
+                    flush_pool(pool, &mut aus)?;
+                }
+            }
         }
-        self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
+        self.traffic.bitstream_out += aus[before..].iter().map(|a| a.data.len() as u64).sum::<u64>();
         Ok(aus)
     }
 
     fn traffic(&self) -> DeviceTraffic {
-        // Every picture copy would go through the driver's memcpy entry points, which this
-        // device never calls: frame bytes are 0 by construction (hw-ci checks the outputs).
+        // With NVENC, no picture is copied (this device calls no memcpy for pictures): frame
+        // bytes stay 0. With CPU encode, every rung picture's download is counted.
         self.traffic
     }
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_encoder() -> CudaError {
+        CudaError::NoEncoder { ordinal: 0, why: "nvEncOpenEncodeSessionEx: NV_ENC_ERR_NO_ENCODE_DEVICE".into() }
+    }
+
+    #[test]
+    fn only_a_missing_encoder_falls_back_to_the_cpu() {
+        // Forced CPU encode never takes an NVENC session to probe.
+        assert_eq!(choose_encoder::<()>(EncodeOn::Host, || panic!("probed")), Ok(None));
+        assert_eq!(choose_encoder(EncodeOn::Auto, || Ok(7)), Ok(Some(7)));
+        assert_eq!(choose_encoder(EncodeOn::Nvenc, || Ok(7)), Ok(Some(7)));
+        // H100/H200/A100, or a driver without libnvidia-encode: decode and scale stay on the GPU.
+        assert_eq!(choose_encoder::<()>(EncodeOn::Auto, || Err(no_encoder())), Ok(None));
+        let no_lib = CudaError::NoDriver { lib: "libnvidia-encode.so.1", why: "not found".into() };
+        assert_eq!(choose_encoder::<()>(EncodeOn::Auto, || Err(no_lib.clone())), Ok(None));
+        // Asked for NVENC: its absence is the error, with its code.
+        let e = choose_encoder::<()>(EncodeOn::Nvenc, || Err(no_encoder())).expect_err("no NVENC");
+        assert_eq!(e.code(), "no_nvenc");
+        // A busy or failing encoder is not a missing one: the session fails, nothing falls back.
+        let busy = CudaError::SessionLimit {
+            ordinal: 0,
+            api: "nvEncOpenEncodeSessionEx",
+            status: "NV_ENC_ERR_OUT_OF_MEMORY".into(),
+        };
+        assert_eq!(choose_encoder::<()>(EncodeOn::Auto, || Err(busy.clone())), Err(busy));
+        let broken = CudaError::Driver { api: "cuMemAlloc", status: "CUDA_ERROR_OUT_OF_MEMORY".into() };
+        assert_eq!(choose_encoder::<()>(EncodeOn::Auto, || Err(broken.clone())), Err(broken));
     }
 }
