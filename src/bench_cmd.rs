@@ -13,7 +13,7 @@ use zerohop_control::node::{TRANSCODER_ID_HEADER, TranscoderSecrets};
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::transcoder::{self, TranscoderConfig};
 use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
-use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
+use zerohop_engine::{Ladder, MemorySink, RenditionSink};
 
 const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/h264_1080p30_high_bframes_aac.ts");
 
@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// Seed for --fault-soak's random faults (default: from the clock; printed).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// The backend the engine figures and the capacity runs use (`--accel cuda --gpus 0` for a
+    /// GPU's capacity; the first GPU for the engine-alone figures).
+    #[command(flatten)]
+    pub accel: crate::node_cmd::AccelArgs,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -126,11 +130,20 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     // The TTFB goal inside the engine: first chunk out after the first decoded picture, against
     // one frame's encode time of the largest rendition.
     let (mut first_out, mut frame_encode) = (Vec::new(), Vec::new());
-    let mut session = Session::open(SessionConfig::new(ladder.clone()))?;
+    let mut session = crate::accel_cmd::open_session(
+        &ladder,
+        zerohop_engine::scale::ScaleFilter::default(),
+        a.accel.accel,
+        a.accel.gpus.first().copied().unwrap_or(0),
+        a.accel.gpu_encode,
+    )?;
+    eprintln!("engine backend: {}", session.backend());
     for (_, data) in &segments {
         for _ in 0..a.repeat {
             let sinks = (0..ladder.len()).map(|_| Box::new(MemorySink::new()) as Box<dyn RenditionSink>).collect();
-            let r = session.transcode(data.clone(), sinks)?;
+            let mut seg = session.begin_segment(sinks)?;
+            seg.push(data.clone())?;
+            let r = seg.finish()?;
             engine.push(r.wall_time);
             media.push(r.media_duration);
             let first_chunk = r.renditions.iter().filter_map(|x| x.first_chunk_after).min();
@@ -252,12 +265,16 @@ fn capacity(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) ->
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut doc = serde_json::Map::new();
     doc.insert("segment_media_ms".into(), json!(media.as_secs_f64() * 1e3));
+    let factory = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_encode)?;
+    doc.insert("backend".into(), json!(factory.backend));
+    doc.insert("devices".into(), json!(factory.devices));
+    let factory = &factory;
     rt.block_on(async {
         let mode =
             if a.transcoders == 0 { "combined".to_string() } else { format!("split, {} transcoder(s)", a.transcoders) };
         doc.insert("mode".into(), json!(mode));
         if let Some(n) = a.streams {
-            let target = cap::Target::start(ladder, n.max(1), a.transcoders).await?;
+            let target = cap::Target::start(ladder, n.max(1), a.transcoders, factory).await?;
             let (samples, summary) =
                 cap::live_streams(&target.node, &target.transport, segment, media, n.max(1), a.segments_per_stream)
                     .await?;
@@ -271,7 +288,7 @@ fn capacity(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) ->
         }
         if a.max_streams {
             let (best, tried) =
-                cap::max_streams(ladder, segment, media, a.segments_per_stream, 0.8, a.transcoders).await?;
+                cap::max_streams(ladder, segment, media, a.segments_per_stream, 0.8, a.transcoders, factory).await?;
             println!("{mode}: max streams at p95 real-time ratio <= 0.8: {best}");
             doc.insert(
                 "max_streams".into(),
@@ -280,7 +297,7 @@ fn capacity(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) ->
             );
         }
         if let Some(n) = a.soak {
-            let r = cap::soak(ladder, segment, n).await?;
+            let r = cap::soak(ladder, segment, n, factory).await?;
             println!(
                 "soak: {} segments, {} failed, RSS {:.1} MiB after 100 -> {:.1} MiB at the end ({:+.2} %)",
                 r["segments"],

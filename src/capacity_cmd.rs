@@ -9,6 +9,7 @@ use anyhow::Result;
 use bytes::Bytes;
 use serde_json::json;
 use tokio::sync::watch;
+use zerohop_control::relay::SessionFactory;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::transcoder::{LinkError, TranscoderConfig};
 use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
@@ -51,6 +52,9 @@ pub struct Summary {
     pub ttfb_ms: [f64; 3],
     pub ttlb_ms: [f64; 3],
     pub segments_per_s: f64,
+    /// Source pictures transcoded per second, all streams together: the frame rate each
+    /// rendition of the ladder sustains (every rung of a same-rate ladder makes one per picture).
+    pub frames_per_s: f64,
     pub cpu_s: f64,
     pub peak_rss_mib: f64,
 }
@@ -61,12 +65,12 @@ impl Summary {
                "realtime_ratio_mean": self.ratio_mean, "realtime_ratio_p95": self.ratio_p95,
                "ttfb_ms": {"p50": self.ttfb_ms[0], "p95": self.ttfb_ms[1], "p99": self.ttfb_ms[2]},
                "ttlb_ms": {"p50": self.ttlb_ms[0], "p95": self.ttlb_ms[1], "p99": self.ttlb_ms[2]},
-               "segments_per_s": self.segments_per_s, "cpu_seconds": self.cpu_s, "peak_rss_mib": self.peak_rss_mib})
+               "segments_per_s": self.segments_per_s, "fps_per_rendition": self.frames_per_s, "cpu_seconds": self.cpu_s, "peak_rss_mib": self.peak_rss_mib})
     }
 
     pub fn line(&self) -> String {
         format!(
-            "{:>3} stream(s): {:>4} segments ({} failed)  real-time ratio mean {:.3} p95 {:.3}  TTFB p50 {:.0} ms  TTLB p50/p95/p99 {:.0}/{:.0}/{:.0} ms  {:.2} seg/s  CPU {:.1} s  peak RSS {:.0} MiB",
+            "{:>3} stream(s): {:>4} segments ({} failed)  real-time ratio mean {:.3} p95 {:.3}  TTFB p50 {:.0} ms  TTLB p50/p95/p99 {:.0}/{:.0}/{:.0} ms  {:.2} seg/s  {:.0} fps per rendition  CPU {:.1} s  peak RSS {:.0} MiB",
             self.streams,
             self.segments,
             self.failed,
@@ -77,6 +81,7 @@ impl Summary {
             self.ttlb_ms[1],
             self.ttlb_ms[2],
             self.segments_per_s,
+            self.frames_per_s,
             self.cpu_s,
             self.peak_rss_mib
         )
@@ -151,7 +156,12 @@ type RunningTranscoder = (watch::Sender<bool>, tokio::task::JoinHandle<Result<()
 impl Target {
     /// `transcoders` 0: a combined node with `sessions` local sessions. Otherwise an
     /// orchestrator with no local engine and `transcoders` transcoders sharing `sessions`.
-    pub async fn start(ladder: &Ladder, sessions: usize, transcoders: usize) -> Result<Target> {
+    pub async fn start(
+        ladder: &Ladder,
+        sessions: usize,
+        transcoders: usize,
+        factory: &SessionFactory,
+    ) -> Result<Target> {
         let identity = tls::self_signed(&["localhost".into()])?;
         let fp = identity.fingerprint();
         let transport = Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() };
@@ -160,6 +170,7 @@ impl Target {
         let secret = "bench transcoder secret".to_string();
         if transcoders == 0 {
             cfg.max_sessions = sessions;
+            cfg.sessions = factory.clone();
         } else {
             cfg.max_sessions = 0;
             cfg.transcoders.shared = Some(secret.clone());
@@ -175,7 +186,7 @@ impl Target {
                 secret: secret.clone(),
                 max_sessions: sessions.div_ceil(transcoders).max(1) as u32,
                 max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
-                sessions: Default::default(),
+                sessions: factory.clone(),
             };
             target.transcoders.push((stop_tx, tokio::spawn(zerohop_control::transcoder::run(cfg, stop))));
         }
@@ -261,6 +272,7 @@ pub async fn live_streams(
         ttfb_ms: quantiles(samples.iter().map(|s| s.ttfb.as_secs_f64() * 1e3).collect()),
         ttlb_ms: quantiles(samples.iter().map(|s| s.ttlb.as_secs_f64() * 1e3).collect()),
         segments_per_s: samples.len() as f64 / wall,
+        frames_per_s: samples.iter().filter(|s| s.ok).map(|s| s.frames).sum::<u64>() as f64 / wall,
         cpu_s: (cpu_time() - cpu0).as_secs_f64(),
         peak_rss_mib: rss_mib().1,
     };
@@ -276,11 +288,13 @@ pub async fn max_streams(
     per_stream: u64,
     limit: f64,
     transcoders: usize,
+    factory: &SessionFactory,
 ) -> Result<(usize, Vec<Summary>)> {
     let mut tried = Vec::new();
     let mut best = 0;
-    for n in 1..=64 {
-        let target = Target::start(ladder, n, transcoders).await?;
+    // A GPU box can hold many more streams than a CPU one.
+    for n in 1..=256 {
+        let target = Target::start(ladder, n, transcoders, factory).await?;
         let (_, s) = live_streams(&target.node, &target.transport, segment, media, n, per_stream).await?;
         target.shutdown().await;
         eprintln!("{}", s.line());
@@ -296,8 +310,8 @@ pub async fn max_streams(
 
 /// `count` segments through one combined node, one after another on one stream; RSS after the
 /// first 100 and at the end (a leak shows as growth).
-pub async fn soak(ladder: &Ladder, segment: &Bytes, count: u64) -> Result<serde_json::Value> {
-    let target = Target::start(ladder, 2, 0).await?;
+pub async fn soak(ladder: &Ladder, segment: &Bytes, count: u64, factory: &SessionFactory) -> Result<serde_json::Value> {
+    let target = Target::start(ladder, 2, 0, factory).await?;
     let mut c = Client::connect(&target.node.local_addr().to_string(), &target.transport, None).await?;
     let (mut rss_100, mut heap_100, mut failed) = (0.0, None, 0u64);
     let mut curve = Vec::new();

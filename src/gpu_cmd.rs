@@ -85,7 +85,9 @@ pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
         entry["ladder_encode"] = path.into();
         match path {
             "gpu" => println!("  ladder: decode, scale and encode on the GPU (frames never leave it)"),
-            "cpu" => println!("  ladder: decode and scale on the GPU, encode on the CPU (each rung picture copied once)"),
+            "cpu" => {
+                println!("  ladder: decode and scale on the GPU, encode on the CPU (each rung picture copied once)")
+            }
             "not probed" => println!("  ladder: encoder not probed (--probe-sessions 0)"),
             _ => println!("  ladder: not on this GPU (no NVDEC for H.264)"),
         }
