@@ -32,15 +32,46 @@ pub enum GpuEncode {
     Cpu,
 }
 
+/// NVENC's preset: `--nvenc-preset p1..p7` (P1 fastest, P7 best quality).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum NvencPreset {
+    #[default]
+    P1,
+    P2,
+    P3,
+    P4,
+    P5,
+    P6,
+    P7,
+}
+
+/// How GPU sessions are opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GpuOptions {
+    pub encode: GpuEncode,
+    pub preset: NvencPreset,
+}
+
 #[cfg(feature = "cuda")]
-impl From<GpuEncode> for zerohop_engine::cuda::ladder_device::EncodeOn {
-    fn from(e: GpuEncode) -> Self {
+impl From<GpuOptions> for zerohop_engine::cuda::ladder_device::LadderOptions {
+    fn from(o: GpuOptions) -> Self {
         use zerohop_engine::cuda::ladder_device::EncodeOn;
-        match e {
+        use zerohop_engine::cuda::nvenc::Preset;
+        let encode = match o.encode {
             GpuEncode::Auto => EncodeOn::Auto,
             GpuEncode::Nvenc => EncodeOn::Nvenc,
             GpuEncode::Cpu => EncodeOn::Host,
-        }
+        };
+        let preset = match o.preset {
+            NvencPreset::P1 => Preset::P1,
+            NvencPreset::P2 => Preset::P2,
+            NvencPreset::P3 => Preset::P3,
+            NvencPreset::P4 => Preset::P4,
+            NvencPreset::P5 => Preset::P5,
+            NvencPreset::P6 => Preset::P6,
+            NvencPreset::P7 => Preset::P7,
+        };
+        zerohop_engine::cuda::ladder_device::LadderOptions { encode, preset }
     }
 }
 
@@ -53,7 +84,7 @@ pub fn open_session(
     filter: ScaleFilter,
     accel: Accel,
     gpu: usize,
-    encode: GpuEncode,
+    encode: GpuOptions,
 ) -> Result<Box<dyn StreamSession>> {
     let cpu = || -> Result<Box<dyn StreamSession>> {
         let mut config = SessionConfig::new(ladder.clone());
@@ -98,7 +129,7 @@ pub fn pixel_rate(ladder: &Ladder) -> u64 {
 }
 
 /// The sessions of a node or transcoder: CPU, or placed on `gpus`.
-pub fn factory(accel: Accel, gpus: &[usize], encode: GpuEncode) -> Result<SessionFactory> {
+pub fn factory(accel: Accel, gpus: &[usize], encode: GpuOptions) -> Result<SessionFactory> {
     if accel == Accel::Cpu {
         return Ok(SessionFactory::cpu());
     }
@@ -124,64 +155,141 @@ pub fn factory(accel: Accel, gpus: &[usize], encode: GpuEncode) -> Result<Sessio
     }
 }
 
-#[cfg(feature = "cuda")]
-mod gpu {
+/// Sessions placed on devices (GPUs): each new stream goes to the device with the lowest
+/// pixel-rate load and stays there; per device, Prometheus figures of its sessions, load,
+/// pictures and host<->device bytes (frame copies are 0 on the zero-copy path, so a dashboard
+/// shows which GPUs encode on the CPU). Independent of CUDA: the factory's `open` makes the
+/// device session.
+#[cfg_attr(not(feature = "cuda"), allow(dead_code))]
+pub mod placement {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
 
-    use anyhow::{Context, Result};
+    use bytes::Bytes;
     use zerohop_control::relay::{DeviceCaps, SessionFactory};
-    use zerohop_engine::accel::AccelSession;
-    use zerohop_engine::cuda::ladder_device::{CudaLadderDevice, EncodeOn};
-    use zerohop_engine::{Ladder, RenditionSink, SegmentInput, StreamSession, TranscodeError};
+    use zerohop_engine::{Ladder, RenditionSink, SegmentInput, SegmentReport, StreamSession, TranscodeError};
 
-    /// One GPU's open sessions and their pixel rate.
-    struct GpuLoad {
-        ordinal: usize,
-        sessions: AtomicU64,
-        pixel_rate: AtomicU64,
+    /// One device's open sessions and what went through it.
+    #[derive(Debug, Default)]
+    pub struct DeviceLoad {
+        pub ordinal: usize,
+        pub sessions: AtomicU64,
+        pub pixel_rate: AtomicU64,
+        pub frames: AtomicU64,
+        pub bitstream_bytes: AtomicU64,
+        pub frame_copy_bytes: AtomicU64,
     }
 
-    impl GpuLoad {
+    impl DeviceLoad {
         fn publish(&self) {
             let gpu = self.ordinal.to_string();
             metrics::gauge!("zerohop_gpu_sessions", "gpu" => gpu.clone())
                 .set(self.sessions.load(Ordering::Relaxed) as f64);
             metrics::gauge!("zerohop_gpu_pixel_rate", "gpu" => gpu).set(self.pixel_rate.load(Ordering::Relaxed) as f64);
         }
-    }
 
-    /// A session placed on a GPU; its load is given back when it closes.
-    struct OnGpu {
-        inner: AccelSession<CudaLadderDevice>,
-        gpu: Arc<GpuLoad>,
-        weight: u64,
-    }
-
-    impl Drop for OnGpu {
-        fn drop(&mut self) {
-            self.gpu.sessions.fetch_sub(1, Ordering::Relaxed);
-            self.gpu.pixel_rate.fetch_sub(self.weight, Ordering::Relaxed);
-            self.gpu.publish();
+        fn count(&self, r: &SegmentReport) {
+            let gpu = self.ordinal.to_string();
+            self.frames.fetch_add(r.frames_decoded, Ordering::Relaxed);
+            metrics::counter!("zerohop_gpu_frames_total", "gpu" => gpu.clone()).increment(r.frames_decoded);
+            if let Some(t) = r.device_traffic {
+                self.bitstream_bytes.fetch_add(t.bitstream_in + t.bitstream_out, Ordering::Relaxed);
+                self.frame_copy_bytes.fetch_add(t.frame_bytes, Ordering::Relaxed);
+                metrics::counter!("zerohop_gpu_bitstream_bytes_total", "gpu" => gpu.clone(), "direction" => "in")
+                    .increment(t.bitstream_in);
+                metrics::counter!("zerohop_gpu_bitstream_bytes_total", "gpu" => gpu.clone(), "direction" => "out")
+                    .increment(t.bitstream_out);
+                metrics::counter!("zerohop_gpu_frame_copy_bytes_total", "gpu" => gpu).increment(t.frame_bytes);
+            }
         }
     }
 
-    impl StreamSession for OnGpu {
+    /// A session placed on a device; its load is given back when it closes.
+    struct Placed {
+        inner: Box<dyn StreamSession>,
+        load: Arc<DeviceLoad>,
+        weight: u64,
+    }
+
+    impl Drop for Placed {
+        fn drop(&mut self) {
+            self.load.sessions.fetch_sub(1, Ordering::Relaxed);
+            self.load.pixel_rate.fetch_sub(self.weight, Ordering::Relaxed);
+            self.load.publish();
+        }
+    }
+
+    impl StreamSession for Placed {
         fn ladder(&self) -> &Ladder {
-            StreamSession::ladder(&self.inner)
+            self.inner.ladder()
         }
         fn begin_segment(
             &mut self,
             sinks: Vec<Box<dyn RenditionSink>>,
         ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
-            StreamSession::begin_segment(&mut self.inner, sinks)
+            let inner = self.inner.begin_segment(sinks)?;
+            Ok(Box::new(Counted { inner, load: self.load.clone() }))
         }
         fn backend(&self) -> String {
             self.inner.backend()
         }
     }
 
-    pub fn factory(gpus: &[usize], encode: EncodeOn) -> Result<SessionFactory> {
+    /// A segment whose figures go to its device's counters when it completes.
+    struct Counted<'a> {
+        inner: Box<dyn SegmentInput + 'a>,
+        load: Arc<DeviceLoad>,
+    }
+
+    impl SegmentInput for Counted<'_> {
+        fn push(&mut self, data: Bytes) -> Result<(), TranscodeError> {
+            self.inner.push(data)
+        }
+        fn finish(self: Box<Self>) -> Result<SegmentReport, TranscodeError> {
+            let r = self.inner.finish()?;
+            self.load.count(&r);
+            Ok(r)
+        }
+    }
+
+    /// A factory placing each new session on the least-loaded of `devices` (ordinals), opened by
+    /// `open(ordinal, ladder)`. Returns the loads, for status and tests.
+    pub fn factory(
+        name: String,
+        devices: &[usize],
+        caps: Vec<DeviceCaps>,
+        open: impl Fn(usize, &Ladder) -> Result<Box<dyn StreamSession>, TranscodeError> + Send + Sync + 'static,
+    ) -> (SessionFactory, Vec<Arc<DeviceLoad>>) {
+        let loads: Vec<Arc<DeviceLoad>> =
+            devices.iter().map(|&ordinal| Arc::new(DeviceLoad { ordinal, ..Default::default() })).collect();
+        let placed = loads.clone();
+        let f = SessionFactory::new(name, move |ladder: &Ladder| {
+            let weight = super::pixel_rate(ladder);
+            let load = placed
+                .iter()
+                .min_by_key(|l| (l.pixel_rate.load(Ordering::Relaxed), l.ordinal))
+                .expect("at least one device")
+                .clone();
+            let inner = open(load.ordinal, ladder)?;
+            load.sessions.fetch_add(1, Ordering::Relaxed);
+            load.pixel_rate.fetch_add(weight, Ordering::Relaxed);
+            load.publish();
+            Ok(Box::new(Placed { inner, load, weight }) as Box<dyn StreamSession>)
+        })
+        .with_devices(caps);
+        (f, loads)
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod gpu {
+    use anyhow::{Context, Result};
+    use zerohop_control::relay::{DeviceCaps, SessionFactory};
+    use zerohop_engine::accel::AccelSession;
+    use zerohop_engine::cuda::ladder_device::{CudaLadderDevice, LadderOptions};
+    use zerohop_engine::{Ladder, StreamSession, TranscodeError};
+
+    pub fn factory(gpus: &[usize], encode: LadderOptions) -> Result<SessionFactory> {
         let gpus: Vec<usize> = if gpus.is_empty() { vec![0] } else { gpus.to_vec() };
         // Fail at start, not at the first segment: every GPU must open with NVDEC (and NVENC
         // unless it has none, or the CPU encodes by choice). What each one does is stated in
@@ -202,27 +310,13 @@ mod gpu {
                 encode: encode_on.into(),
             });
         }
-        let loads: Vec<Arc<GpuLoad>> = gpus
-            .iter()
-            .map(|&ordinal| Arc::new(GpuLoad { ordinal, sessions: AtomicU64::new(0), pixel_rate: AtomicU64::new(0) }))
-            .collect();
         let name = format!("cuda:{}", gpus.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","));
-        Ok(SessionFactory::new(name, move |ladder: &Ladder| {
-            let weight = super::pixel_rate(ladder);
-            let gpu = loads
-                .iter()
-                .min_by_key(|l| (l.pixel_rate.load(Ordering::Relaxed), l.ordinal))
-                .expect("at least one GPU")
-                .clone();
-            let device = CudaLadderDevice::open_with(gpu.ordinal, ladder.len(), encode)
+        let (f, _) = super::placement::factory(name, &gpus, devices, move |ordinal, ladder: &Ladder| {
+            let device = CudaLadderDevice::open_with(ordinal, ladder.len(), encode)
                 .map_err(|e| TranscodeError::from(zerohop_engine::accel::DeviceError::from(e)))?;
-            gpu.sessions.fetch_add(1, Ordering::Relaxed);
-            gpu.pixel_rate.fetch_add(weight, Ordering::Relaxed);
-            gpu.publish();
-            Ok(Box::new(OnGpu { inner: AccelSession::new(device, ladder.clone()), gpu, weight })
-                as Box<dyn StreamSession>)
-        })
-        .with_devices(devices))
+            Ok(Box::new(AccelSession::new(device, ladder.clone())) as Box<dyn StreamSession>)
+        });
+        Ok(f)
     }
 }
 
@@ -239,14 +333,46 @@ mod tests {
         assert_eq!(pixel_rate(&l), 1280 * 720 * 30 + 640 * 360 * 15);
     }
 
+    /// Placement with CPU sessions standing in for the GPUs' (only the placement and the
+    /// counting are under test; what a GPU session does is the engine's business).
+    #[test]
+    fn sessions_go_to_the_least_loaded_device_and_their_figures_are_counted() {
+        use std::sync::atomic::Ordering;
+        let (f, loads) = placement::factory("two".into(), &[0, 1], Vec::new(), |_, l: &Ladder| {
+            Ok(Box::new(Session::open(SessionConfig::new(l.clone()))?) as Box<dyn StreamSession>)
+        });
+        let big: Ladder = "P720p30fps16x9,P360p30fps16x9".parse().expect("ladder");
+        let small: Ladder = "P240p30fps16x9".parse().expect("ladder");
+        let sessions = |i: usize| loads[i].sessions.load(Ordering::Relaxed);
+        let mut a = f.open(&big).expect("a"); // both idle: the lower ordinal
+        assert_eq!((sessions(0), sessions(1)), (1, 0));
+        let b = f.open(&small).expect("b"); // device 1 is idle
+        let c = f.open(&small).expect("c"); // device 1 carries 2 x 240p < one 720p+360p
+        assert_eq!((sessions(0), sessions(1)), (1, 2));
+        assert_eq!(loads[1].pixel_rate.load(Ordering::Relaxed), 2 * pixel_rate(&small));
+        drop((b, c));
+        assert_eq!((sessions(1), loads[1].pixel_rate.load(Ordering::Relaxed)), (0, 0), "load given back");
+        // A segment's pictures are counted on its device once it completes.
+        let input = bytes::Bytes::from_static(include_bytes!("../tests/fixtures/h264_360p25_baseline_noaudio.ts"));
+        let sinks =
+            (0..2).map(|_| Box::new(zerohop_engine::MemorySink::new()) as Box<dyn zerohop_engine::RenditionSink>);
+        let mut seg = a.begin_segment(sinks.collect()).expect("segment");
+        seg.push(input).expect("push");
+        let r = seg.finish().expect("finish");
+        assert!(r.frames_decoded > 0);
+        assert_eq!(loads[0].frames.load(Ordering::Relaxed), r.frames_decoded);
+        assert_eq!(loads[1].frames.load(Ordering::Relaxed), 0);
+    }
+
     #[test]
     fn cpu_is_always_available_and_auto_falls_back() {
-        let cpu = factory(Accel::Cpu, &[], GpuEncode::Auto).expect("cpu");
+        let cpu = factory(Accel::Cpu, &[], GpuOptions::default()).expect("cpu");
         assert_eq!((cpu.backend.as_str(), cpu.devices.len()), ("cpu", 0));
         if std::env::var_os("ZEROHOP_TEST_HAS_GPU").is_none() {
-            assert_eq!(factory(Accel::Auto, &[0], GpuEncode::Auto).expect("auto").backend, "cpu");
+            assert_eq!(factory(Accel::Auto, &[0], GpuOptions::default()).expect("auto").backend, "cpu");
             for encode in [GpuEncode::Auto, GpuEncode::Nvenc, GpuEncode::Cpu] {
-                assert!(factory(Accel::Cuda, &[0], encode).is_err(), "cuda without a GPU is an error, not a panic");
+                let o = GpuOptions { encode, preset: NvencPreset::P4 };
+                assert!(factory(Accel::Cuda, &[0], o).is_err(), "cuda without a GPU is an error, not a panic");
             }
         }
     }

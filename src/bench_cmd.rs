@@ -135,7 +135,7 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
         zerohop_engine::scale::ScaleFilter::default(),
         a.accel.accel,
         a.accel.gpus.first().copied().unwrap_or(0),
-        a.accel.gpu_encode,
+        a.accel.gpu_options(),
     )?;
     eprintln!("engine backend: {}", session.backend());
     for (_, data) in &segments {
@@ -265,7 +265,7 @@ fn capacity(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) ->
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let mut doc = serde_json::Map::new();
     doc.insert("segment_media_ms".into(), json!(media.as_secs_f64() * 1e3));
-    let factory = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_encode)?;
+    let factory = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?;
     doc.insert("backend".into(), json!(factory.backend));
     doc.insert("devices".into(), json!(factory.devices));
     let factory = &factory;

@@ -77,6 +77,9 @@ enum Command {
         /// cpu.
         #[arg(long, value_enum, default_value_t = accel_cmd::GpuEncode::Auto)]
         gpu_encode: accel_cmd::GpuEncode,
+        /// NVENC preset, p1 (fastest) to p7 (best quality), low-latency tuning.
+        #[arg(long, value_enum, default_value_t = accel_cmd::NvencPreset::P1)]
+        nvenc_preset: accel_cmd::NvencPreset,
     },
     /// Show what the engine sees in a segment and whether it can transcode it.
     Probe { input: PathBuf },
@@ -129,8 +132,9 @@ fn main() -> ExitCode {
         eprintln!("\n{w}\n");
     }
     let result = match cli.command {
-        Command::Transcode { inputs, profiles, profiles_file, out, filter, accel, gpu, gpu_encode } => {
-            transcode(inputs, profiles, profiles_file, &out, filter.into(), (accel, gpu, gpu_encode))
+        Command::Transcode { inputs, profiles, profiles_file, out, filter, accel, gpu, gpu_encode, nvenc_preset } => {
+            let options = accel_cmd::GpuOptions { encode: gpu_encode, preset: nvenc_preset };
+            transcode(inputs, profiles, profiles_file, &out, filter.into(), (accel, gpu, options))
         }
         Command::Probe { input } => probe_cmd(&input),
         Command::Combined(a) => node_cmd::combined(a),
@@ -214,11 +218,11 @@ fn transcode(
     profiles_file: Option<PathBuf>,
     out: &Path,
     filter: ScaleFilter,
-    (accel, gpu, gpu_encode): (accel_cmd::Accel, usize, accel_cmd::GpuEncode),
+    (accel, gpu, gpu_options): (accel_cmd::Accel, usize, accel_cmd::GpuOptions),
 ) -> Result<ExitCode> {
     let ladder = read_ladder(profiles, profiles_file)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut session = accel_cmd::open_session(&ladder, filter, accel, gpu, gpu_encode)?;
+    let mut session = accel_cmd::open_session(&ladder, filter, accel, gpu, gpu_options)?;
     eprintln!("backend: {}", session.backend());
     let sample = inputs.is_empty();
     let jobs: Vec<(String, Option<PathBuf>)> = if sample {

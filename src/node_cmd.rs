@@ -84,6 +84,16 @@ pub struct AccelArgs {
     /// H100/H200/A100, decode and scale on the GPU and encode on the CPU), nvenc, cpu.
     #[arg(long, value_enum, default_value_t = crate::accel_cmd::GpuEncode::Auto)]
     pub gpu_encode: crate::accel_cmd::GpuEncode,
+    /// NVENC preset, p1 (fastest, the default for live segments) to p7 (best quality); always
+    /// with low-latency tuning.
+    #[arg(long, value_enum, default_value_t = crate::accel_cmd::NvencPreset::P1)]
+    pub nvenc_preset: crate::accel_cmd::NvencPreset,
+}
+
+impl AccelArgs {
+    pub fn gpu_options(&self) -> crate::accel_cmd::GpuOptions {
+        crate::accel_cmd::GpuOptions { encode: self.gpu_encode, preset: self.nvenc_preset }
+    }
 }
 
 /// What a peer can make the node hold, and for how long (README: Limits and bounds).
@@ -268,7 +278,7 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
         secret,
         max_sessions: a.max_sessions.max(1),
         max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
-        sessions: crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_encode)?,
+        sessions: crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?,
     };
     let rt = runtime()?;
     rt.block_on(async move {
@@ -365,7 +375,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         cfg.task_deadline = Duration::from_secs_f64(a.task_deadline.clamp(1.0, 3600.0));
         a.limits.apply(&mut cfg);
         if max_sessions > 0 {
-            cfg.sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_encode)?;
+            cfg.sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?;
         }
         let backend = cfg.sessions.backend.clone();
         let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;

@@ -94,7 +94,8 @@ mod cuda {
             return None;
         }
         let ladder: Ladder = "P720p30fps16x9,P360p30fps16x9".parse().expect("ladder");
-        let device = match CudaLadderDevice::open_with(0, ladder.len(), encode) {
+        let options = zerohop_engine::cuda::ladder_device::LadderOptions { encode, ..Default::default() };
+        let device = match CudaLadderDevice::open_with(0, ladder.len(), options) {
             Ok(d) => d,
             Err(e @ CudaError::NoDriver { .. }) => {
                 eprintln!("skipped: {e} (the driver's video libraries are missing)");

@@ -36,6 +36,20 @@ pub enum EncodeOn {
     Host,
 }
 
+/// How a ladder is opened on a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LadderOptions {
+    pub encode: EncodeOn,
+    /// NVENC preset; P1 (fastest) by default, with low-latency tuning: live segments.
+    pub preset: Preset,
+}
+
+impl Default for LadderOptions {
+    fn default() -> LadderOptions {
+        LadderOptions { encode: EncodeOn::Auto, preset: Preset::P1 }
+    }
+}
+
 /// What `want` comes to, given the GPU's NVENC probe (run only when needed): `Some` encodes
 /// on NVENC, `None` on the CPU. A busy NVENC (session limit) or a broken driver stays an
 /// error: only a missing encoder falls back.
@@ -120,6 +134,7 @@ pub struct CudaLadderDevice {
     /// (their units first) at the rung's next encode.
     retired: Vec<Vec<RungPool>>,
     encoders: Encoders,
+    preset: Preset,
     gpu: Gpu,
     traffic: DeviceTraffic,
     name: String,
@@ -136,27 +151,28 @@ impl CudaLadderDevice {
     /// the GPU has it; encoders and their buffers are created at the first picture (their sizes
     /// follow the source's).
     pub fn open(ordinal: usize, rungs: usize) -> Result<CudaLadderDevice, CudaError> {
-        CudaLadderDevice::open_with(ordinal, rungs, EncodeOn::Auto)
+        CudaLadderDevice::open_with(ordinal, rungs, LadderOptions::default())
     }
 
-    /// As [`open`](Self::open), encoding where `encode` says.
-    pub fn open_with(ordinal: usize, rungs: usize, encode: EncodeOn) -> Result<CudaLadderDevice, CudaError> {
+    /// As [`open`](Self::open), encoding where and how `options` say.
+    pub fn open_with(ordinal: usize, rungs: usize, options: LadderOptions) -> Result<CudaLadderDevice, CudaError> {
         let gpu = Gpu::open(ordinal)?;
         gpu.bind()?;
-        let encoders = match choose_encoder(encode, || probe_nvenc(&gpu))? {
+        let encoders = match choose_encoder(options.encode, || probe_nvenc(&gpu))? {
             Some(api) => Encoders::Nvenc(api),
             None => Encoders::Host(HostEncoders::new(rungs).map_err(|e| CudaError::Invalid(e.to_string()))?),
         };
         let cuvid = CuvidApi::load()?;
         let decoder = NvDecoder::new(cuvid, ordinal, gpu.raw_stream())?;
         let name = match &encoders {
-            Encoders::Nvenc(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, NVENC)"),
+            Encoders::Nvenc(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, NVENC {:?})", options.preset),
             Encoders::Host(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, CPU encode)"),
         };
         Ok(CudaLadderDevice {
             name,
             gpu,
             encoders,
+            preset: options.preset,
             decoder,
             rungs: (0..rungs).map(|_| None).collect(),
             retired: (0..rungs).map(|_| Vec::new()).collect(),
@@ -310,7 +326,7 @@ impl LadderDevice for CudaLadderDevice {
                 fps_num: (s.fps * 1000.0).round().max(1.0) as u32,
                 fps_den: 1000,
                 bitrate: s.bitrate,
-                preset: Preset::P1,
+                preset: self.preset,
                 low_latency: true,
                 b_frames: 0,
                 profile_idc: 100,
