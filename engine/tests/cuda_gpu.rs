@@ -78,6 +78,54 @@ mod cuda {
         assert!(max <= 1, "GPU and CPU emulation differ by {max}");
     }
 
+    /// NVDEC against the CPU decoder (OpenH264) on every H.264 fixture: H.264 decoding is exact,
+    /// so the pictures must be equal, sample for sample, in the same order with the same PTS.
+    #[test]
+    fn nvdec_pictures_equal_the_cpu_decoders() {
+        use zerohop_engine::cuda::nvdec::{CuvidApi, NvDecoder};
+        use zerohop_engine::probe::{decode_video, demux_all};
+        use zerohop_engine::ts::Unwrapper;
+        if !has_driver() {
+            eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
+            return;
+        }
+        let gpu = Gpu::open(0).expect("GPU 0");
+        gpu.bind().expect("context");
+        let cuvid = match CuvidApi::load() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("skipped: {e}");
+                return;
+            }
+        };
+        for name in
+            ["h264_1080p30_high_bframes_aac.ts", "h264_720p30_main_slices_aac.ts", "h264_360p25_baseline_noaudio.ts"]
+        {
+            let data = std::fs::read(format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect(name);
+            let cpu = decode_video(&data).expect("CPU decode");
+            let (program, pes, _, fin) = demux_all(&data);
+            fin.expect("demux");
+            let video = program.and_then(|p| p.video().map(|v| v.pid)).expect("video");
+            let mut dec = NvDecoder::new(cuvid.clone(), 0, gpu.raw_stream()).expect("decoder");
+            let mut pics = Vec::new();
+            let mut take = |m: zerohop_engine::cuda::nvdec::MappedFrame| {
+                pics.push(gpu.download_mapped(&m)?.to_frame(m.pts));
+                Ok(())
+            };
+            let mut unwrap = Unwrapper::new();
+            for p in pes.iter().filter(|p| p.pid == video) {
+                dec.push(&p.payload, unwrap.unwrap(p.pts.unwrap_or(0)), &mut take).expect("NVDEC");
+            }
+            dec.flush(&mut take).expect("NVDEC flush");
+            assert_eq!(pics.len(), cpu.len(), "{name}: pictures");
+            for (i, (g, c)) in pics.iter().zip(&cpu).enumerate() {
+                assert_eq!((g.width, g.height, g.pts), (c.width, c.height, c.pts), "{name} picture {i}");
+                assert!(g.y == c.y && g.u == c.u && g.v == c.v, "{name} picture {i}: samples differ");
+            }
+            eprintln!("{name}: {} pictures, NVDEC = CPU decoder", pics.len());
+        }
+    }
+
     /// The whole ladder on the GPU (NVDEC -> fused kernel -> NVENC, or the CPU encoder where
     /// `encode` puts it) against the CPU session on the same fixture: same picture counts, sizes
     /// and keyframe PTS, close pictures. Returns the GPU's report and whether it used NVENC;

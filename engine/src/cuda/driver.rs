@@ -256,6 +256,33 @@ impl Gpu {
         Ok(dst.data.len() as u64)
     }
 
+    /// Copies a mapped decoder picture to the host (a check's copy, for comparing NVDEC with the
+    /// CPU decoder in hw-ci; the pipeline never copies a decoded picture).
+    pub fn download_mapped(&self, m: &super::nvdec::MappedFrame) -> Result<HostNv12, CudaError> {
+        if m.height > m.surface_height || m.width > m.pitch {
+            return Err(CudaError::Invalid(format!(
+                "mapped picture {}x{} in a {}-row, {}-byte-pitch surface",
+                m.width, m.height, m.surface_height, m.pitch
+            )));
+        }
+        let pitch = m.pitch as usize;
+        let mut pic = HostNv12::new(m.width, m.height, pitch);
+        let luma = pitch * m.height as usize;
+        self.sync()?;
+        let (y, uv) = pic.data.split_at_mut(luma);
+        // SAFETY: `m` is a decoder surface mapped for the duration of the caller's callback:
+        // `pitch` x `surface_height` luma bytes followed by `pitch` x ceil(surface_height / 2)
+        // chroma bytes. The copies read `height` <= `surface_height` luma rows from its start
+        // and ceil(height / 2) chroma rows from the chroma plane, into host slices of exactly
+        // those sizes; the scaling stream was synchronised first.
+        unsafe {
+            cudarc::driver::result::memcpy_dtoh_sync(y, m.ptr).map_err(driver_error("cuMemcpyDtoH"))?;
+            cudarc::driver::result::memcpy_dtoh_sync(uv, m.ptr + (pitch * m.surface_height as usize) as u64)
+                .map_err(driver_error("cuMemcpyDtoH"))?;
+        }
+        Ok(pic)
+    }
+
     /// Wall time of `iterations` back-to-back ladder launches (1080p source into 720p, 480p,
     /// 360p and 240p device buffers), after one warm-up launch: the scaling cost per picture.
     pub fn time_ladder(&self, iterations: u32) -> Result<std::time::Duration, CudaError> {
