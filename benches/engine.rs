@@ -96,6 +96,63 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
+/// The encode half of a GPU without NVENC: 2 s of 1080p30 already scaled (as NV12 with the
+/// device's 256-byte pitch, as downloaded) into 720p/480p/360p, through `HostEncoders` (one
+/// worker per rung, NV12 -> I420 + OpenH264). Wall time on this machine's cores; the CPU time
+/// it costs is about the sum of the `encode` group's rungs plus the conversion.
+fn host_encode(c: &mut Criterion) {
+    use zerohop_engine::accel::RungSettings;
+    use zerohop_engine::accel::host_encode::{HostEncoders, HostNv12};
+    let src = frames();
+    let ladder = [(1280u32, 720u32, 3_000_000u32), (854, 480, 1_600_000), (640, 360, 800_000)];
+    let rungs: Vec<Vec<HostNv12>> = ladder
+        .iter()
+        .map(|&(w, h, _)| {
+            let mut scaler = Scaler::new(ScaleFilter::CatmullRom);
+            src.iter()
+                .map(|f| {
+                    let s = scaler.scale(f, w, h).expect("scale");
+                    let mut p = HostNv12::new(w, h, (w as usize).next_multiple_of(256));
+                    let (pitch, (cw, ch)) = (p.pitch, s.chroma_size());
+                    for y in 0..h as usize {
+                        p.data[y * pitch..][..w as usize].copy_from_slice(&s.y[y * w as usize..][..w as usize]);
+                    }
+                    let uv = pitch * h as usize;
+                    for y in 0..ch as usize {
+                        for x in 0..cw as usize {
+                            p.data[uv + y * pitch + 2 * x] = s.u[y * cw as usize + x];
+                            p.data[uv + y * pitch + 2 * x + 1] = s.v[y * cw as usize + x];
+                        }
+                    }
+                    p
+                })
+                .collect()
+        })
+        .collect();
+    let mut g = c.benchmark_group("host_encode");
+    g.throughput(Throughput::Elements(src.len() as u64));
+    g.bench_function("1080p30_2s_ladder_720p_480p_360p", |b| {
+        b.iter(|| {
+            let mut enc = HostEncoders::new(ladder.len()).expect("workers");
+            let mut bytes = 0;
+            for i in 0..src.len() {
+                for (r, (&(width, height, bitrate), pics)) in ladder.iter().zip(&rungs).enumerate() {
+                    let s = RungSettings { width, height, bitrate, fps: 30.0 };
+                    let mut buf = enc.buffer(r, width, height, pics[i].pitch);
+                    buf.data.copy_from_slice(&pics[i].data);
+                    let aus = enc.encode(r, buf, i as i64 * 3000, i % 30 == 0, &s).expect("encode");
+                    bytes += aus.iter().map(|a| a.data.len()).sum::<usize>();
+                }
+            }
+            for r in 0..ladder.len() {
+                bytes += enc.finish(r).expect("finish").iter().map(|a| a.data.len()).sum::<usize>();
+            }
+            black_box(bytes)
+        })
+    });
+    g.finish();
+}
+
 fn mux(c: &mut Criterion) {
     let (program, pes, _, _) = demux_all(INPUT);
     let vpid = program.expect("program").video().expect("video").pid;
@@ -139,6 +196,6 @@ fn segment(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(10).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(3));
-    targets = demux, decode, scale, encode, mux, segment
+    targets = demux, decode, scale, encode, host_encode, mux, segment
 }
 criterion_main!(benches);

@@ -517,5 +517,4 @@ fn emit(o: &mut Output, started: Instant) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod emulated;
-#[cfg(any(test, feature = "cuda"))]
 pub mod host_encode;

@@ -172,14 +172,16 @@ fn hand_out(w: &mut Worker) -> Result<Vec<DeviceAu>, DeviceError> {
 /// Takes the worker's answers into `ready` (all of them when `wait`).
 fn take_answers(w: &mut Worker, wait: bool) {
     while w.pending > 0 {
-        let done = if wait { w.done.recv().ok() } else { w.done.try_recv().ok() };
-        let Some((r, buf)) = done else {
-            if wait || matches!(w.done.try_recv(), Err(TryRecvError::Disconnected)) {
+        let done = if wait { w.done.recv().map_err(|_| TryRecvError::Disconnected) } else { w.done.try_recv() };
+        let (r, buf) = match done {
+            Ok(d) => d,
+            Err(TryRecvError::Empty) => break,
+            Err(TryRecvError::Disconnected) => {
                 // The worker is gone (it panicked): its pictures will not come back.
                 w.pending = 0;
                 w.error.get_or_insert_with(|| host_error("encode", "the worker stopped"));
+                break;
             }
-            break;
         };
         w.pending -= 1;
         if w.spare.len() <= QUEUE {
