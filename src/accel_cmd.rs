@@ -265,16 +265,27 @@ pub mod placement {
         let placed = loads.clone();
         let f = SessionFactory::new(name, move |ladder: &Ladder| {
             let weight = super::pixel_rate(ladder);
-            let load = placed
-                .iter()
-                .min_by_key(|l| (l.pixel_rate.load(Ordering::Relaxed), l.ordinal))
-                .expect("at least one device")
-                .clone();
-            let inner = open(load.ordinal, ladder)?;
-            load.sessions.fetch_add(1, Ordering::Relaxed);
-            load.pixel_rate.fetch_add(weight, Ordering::Relaxed);
-            load.publish();
-            Ok(Box::new(Placed { inner, load, weight }) as Box<dyn StreamSession>)
+            // Least loaded first; a device that refuses (its encoder sessions all taken, its
+            // memory full) passes the stream to the next one. All refuse: the first error.
+            let mut order: Vec<&Arc<DeviceLoad>> = placed.iter().collect();
+            order.sort_by_key(|l| (l.pixel_rate.load(Ordering::Relaxed), l.ordinal));
+            let mut first_error = None;
+            for load in order {
+                match open(load.ordinal, ladder) {
+                    Ok(inner) => {
+                        load.sessions.fetch_add(1, Ordering::Relaxed);
+                        load.pixel_rate.fetch_add(weight, Ordering::Relaxed);
+                        load.publish();
+                        let load = load.clone();
+                        return Ok(Box::new(Placed { inner, load, weight }) as Box<dyn StreamSession>);
+                    }
+                    Err(e) => {
+                        metrics::counter!("zerohop_gpu_open_failures_total", "gpu" => load.ordinal.to_string(), "code" => e.code()).increment(1);
+                        first_error.get_or_insert(e);
+                    }
+                }
+            }
+            Err(first_error.expect("at least one device"))
         })
         .with_devices(caps);
         (f, loads)
@@ -323,6 +334,7 @@ mod gpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use zerohop_engine::TranscodeError;
 
     #[test]
     fn pixel_rate_sums_the_rungs() {
@@ -352,6 +364,27 @@ mod tests {
         assert_eq!(loads[1].pixel_rate.load(Ordering::Relaxed), 2 * pixel_rate(&small));
         drop((b, c));
         assert_eq!((sessions(1), loads[1].pixel_rate.load(Ordering::Relaxed)), (0, 0), "load given back");
+        // A device that refuses a session passes the stream to the next; all refusing is the
+        // first refusal, typed.
+        let full = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let full_in = full.clone();
+        let (f2, loads2) = placement::factory("two".into(), &[0, 1], Vec::new(), move |ordinal, l: &Ladder| {
+            if ordinal == 0 || full_in.load(Ordering::Relaxed) {
+                return Err(TranscodeError::Device {
+                    code: "gpu_session_limit",
+                    api: "nvEncOpenEncodeSessionEx".into(),
+                    message: format!("GPU {ordinal}: NV_ENC_ERR_OUT_OF_MEMORY (stand-in)"),
+                });
+            }
+            Ok(Box::new(Session::open(SessionConfig::new(l.clone()))?) as Box<dyn StreamSession>)
+        });
+        let d = f2.open(&small).expect("placed on device 1");
+        assert_eq!((loads2[0].sessions.load(Ordering::Relaxed), loads2[1].sessions.load(Ordering::Relaxed)), (0, 1));
+        full.store(true, Ordering::Relaxed);
+        let e = f2.open(&small).err().expect("every device refuses");
+        assert_eq!(e.code(), "gpu_session_limit");
+        assert!(e.to_string().contains("GPU 0"), "the least-loaded device's refusal: {e}");
+        drop(d);
         // A segment's pictures are counted on its device once it completes.
         let input = bytes::Bytes::from_static(include_bytes!("../tests/fixtures/h264_360p25_baseline_noaudio.ts"));
         let sinks =
