@@ -175,9 +175,8 @@ pub mod placement {
         pub ordinal: usize,
         pub sessions: AtomicU64,
         pub pixel_rate: AtomicU64,
+        /// Pictures decoded on it (also the `zerohop_gpu_frames_total` counter).
         pub frames: AtomicU64,
-        pub bitstream_bytes: AtomicU64,
-        pub frame_copy_bytes: AtomicU64,
     }
 
     impl DeviceLoad {
@@ -193,8 +192,6 @@ pub mod placement {
             self.frames.fetch_add(r.frames_decoded, Ordering::Relaxed);
             metrics::counter!("zerohop_gpu_frames_total", "gpu" => gpu.clone()).increment(r.frames_decoded);
             if let Some(t) = r.device_traffic {
-                self.bitstream_bytes.fetch_add(t.bitstream_in + t.bitstream_out, Ordering::Relaxed);
-                self.frame_copy_bytes.fetch_add(t.frame_bytes, Ordering::Relaxed);
                 metrics::counter!("zerohop_gpu_bitstream_bytes_total", "gpu" => gpu.clone(), "direction" => "in")
                     .increment(t.bitstream_in);
                 metrics::counter!("zerohop_gpu_bitstream_bytes_total", "gpu" => gpu.clone(), "direction" => "out")

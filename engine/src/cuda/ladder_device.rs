@@ -12,7 +12,7 @@
 //! Not run on a GPU in this repository's CI (there is none): `hw-ci/run` exercises it on GPU
 //! runners; the pipeline above it is tested against `accel::emulated`.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -21,6 +21,7 @@ use super::CudaError;
 use super::driver::{DeviceNv12, Gpu};
 use super::nvdec::{CuvidApi, NvDecoder};
 use super::nvenc::{Encoder, EncoderConfig, InputSurface, NvencApi, Preset};
+use super::rung_pools::{self, RungPools};
 use crate::accel::host_encode::HostEncoders;
 use crate::accel::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungSettings};
 
@@ -116,23 +117,15 @@ impl From<CudaError> for DeviceError {
     }
 }
 
-struct RungPool {
-    size: (u32, u32),
-    surfaces: Vec<DeviceNv12>,
-    free: Vec<bool>,
-    /// Surfaces submitted to NVENC and not yet read back, oldest first.
-    in_flight: VecDeque<usize>,
-    encoder: Option<(Encoder, RungSettings)>,
-}
+/// A rung's NVENC input buffers by size, with the NVENC session of each size.
+type Pools = RungPools<DeviceNv12, (Encoder, RungSettings)>;
+type Pool = rung_pools::Pool<DeviceNv12, (Encoder, RungSettings)>;
 
 /// One stream's decoder and encoders on one GPU. Field order is drop order: the decoder and
 /// the encoders (with their buffers) go before the context and stream they were made on.
 pub struct CudaLadderDevice {
     decoder: NvDecoder,
-    rungs: Vec<Option<RungPool>>,
-    /// Per rung, pools replaced by a size change whose encoder still holds pictures: flushed
-    /// (their units first) at the rung's next encode.
-    retired: Vec<Vec<RungPool>>,
+    rungs: Vec<Pools>,
     encoders: Encoders,
     preset: Preset,
     gpu: Gpu,
@@ -174,8 +167,7 @@ impl CudaLadderDevice {
             encoders,
             preset: options.preset,
             decoder,
-            rungs: (0..rungs).map(|_| None).collect(),
-            retired: (0..rungs).map(|_| Vec::new()).collect(),
+            rungs: (0..rungs).map(|_| RungPools::new(SURFACES_PER_RUNG)).collect(),
             traffic: DeviceTraffic::default(),
         })
     }
@@ -183,34 +175,6 @@ impl CudaLadderDevice {
     /// Whether this ladder encodes on NVENC (else on the CPU).
     pub fn encodes_on_nvenc(&self) -> bool {
         matches!(self.encoders, Encoders::Nvenc(_))
-    }
-
-    fn pool(
-        gpu: &Gpu,
-        slot: &mut Option<RungPool>,
-        retired: &mut Vec<RungPool>,
-        size: (u32, u32),
-    ) -> Result<(), CudaError> {
-        if slot.as_ref().is_some_and(|p| p.size == size) {
-            return Ok(());
-        }
-        // A new size (first picture, or the source changed): new buffers, and the encoder is
-        // opened again at its next picture (its registrations name the old buffers). An old
-        // encoder still holding pictures is kept until they are out.
-        if let Some(old) = slot.take()
-            && !old.in_flight.is_empty()
-        {
-            retired.push(old);
-        }
-        let surfaces = (0..SURFACES_PER_RUNG).map(|_| gpu.alloc_nv12(size.0, size.1)).collect::<Result<Vec<_>, _>>()?;
-        *slot = Some(RungPool {
-            size,
-            free: vec![true; surfaces.len()],
-            surfaces,
-            in_flight: VecDeque::new(),
-            encoder: None,
-        });
-        Ok(())
     }
 
     fn decoded(
@@ -221,22 +185,24 @@ impl CudaLadderDevice {
         sizes: &dyn Fn(u32, u32) -> Vec<(u32, u32)>,
     ) -> Result<Vec<DevicePicture>, DeviceError> {
         self.gpu.bind()?;
-        let CudaLadderDevice { gpu, decoder, rungs, retired, .. } = self;
+        let CudaLadderDevice { gpu, decoder, rungs, .. } = self;
         let mut pics = Vec::new();
         let mut on_frame = |m: super::nvdec::MappedFrame| -> Result<(), CudaError> {
             let want = sizes(m.width, m.height);
             let mut taken = Vec::with_capacity(want.len());
-            for ((slot, retired), &size) in rungs.iter_mut().zip(retired.iter_mut()).zip(&want) {
-                Self::pool(gpu, slot, retired, size)?;
-                let pool = slot.as_mut().expect("pool just made");
-                let Some(i) = pool.free.iter().position(|f| *f) else {
-                    return Err(CudaError::Invalid("every NVENC input buffer of a rung is busy".into()));
-                };
-                pool.free[i] = false;
-                taken.push(i);
+            for (pools, &size) in rungs.iter_mut().zip(&want) {
+                match pools.take(size, || gpu.alloc_nv12(size.0, size.1)) {
+                    Ok(handle) => taken.push(handle),
+                    Err(e) => {
+                        for (pools, &handle) in rungs.iter_mut().zip(&taken) {
+                            pools.release(handle);
+                        }
+                        return Err(e);
+                    }
+                }
             }
             let dst: Vec<&DeviceNv12> =
-                rungs.iter().zip(&taken).map(|(p, &i)| &p.as_ref().expect("made").surfaces[i]).collect();
+                rungs.iter().zip(&taken).map(|(p, &h)| p.surface(h).expect("just taken")).collect();
             gpu.scale_ladder(m.ptr, m.pitch, m.surface_height, (m.width, m.height), &dst)?;
             // The decoder surface is unmapped when this returns: the kernel must be done with it.
             gpu.sync()?;
@@ -253,27 +219,12 @@ impl CudaLadderDevice {
     }
 }
 
-impl CudaLadderDevice {
-    /// The access units of a rung's retired encoders (a size change left pictures in them),
-    /// oldest first; their buffers go with them.
-    fn drain_retired(&mut self, rung: usize) -> Result<Vec<DeviceAu>, DeviceError> {
-        let mut aus = Vec::new();
-        for mut old in std::mem::take(&mut self.retired[rung]) {
-            flush_pool(&mut old, &mut aus)?;
-        }
-        self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
-        Ok(aus)
-    }
-}
-
 /// Everything a rung's NVENC session still holds; its buffers are free again.
-fn flush_pool(pool: &mut RungPool, aus: &mut Vec<DeviceAu>) -> Result<(), CudaError> {
+fn flush_pool(pool: &mut Pool, aus: &mut Vec<DeviceAu>) -> Result<(), CudaError> {
     if let Some((enc, _)) = pool.encoder.as_mut() {
         enc.flush(&mut |e| aus.push(DeviceAu { data: e.data.to_vec(), pts: e.pts as i64, keyframe: e.keyframe }))?;
     }
-    for i in pool.in_flight.drain(..) {
-        pool.free[i] = true;
-    }
+    pool.returned(0);
     Ok(())
 }
 
@@ -299,20 +250,21 @@ impl LadderDevice for CudaLadderDevice {
         keyframe: bool,
         s: &RungSettings,
     ) -> Result<Vec<DeviceAu>, DeviceError> {
-        let mut aus = self.drain_retired(rung)?;
-        let before = aus.len();
-        let Some(pool) = self.rungs[rung].as_mut() else {
-            return Err(CudaError::Invalid(format!("rung {rung} has no buffers yet")).into());
-        };
+        let mut aus = Vec::new();
+        let (older, pool, slot) = self.rungs[rung].for_encode(surface)?;
+        // Pictures of an older size are all encoded: their sessions' last units come first.
+        for mut old in older {
+            flush_pool(&mut old, &mut aus)?;
+        }
         let nvenc = match &mut self.encoders {
             Encoders::Host(host) => {
-                let d = &pool.surfaces[surface];
+                let d = &pool.surfaces[slot];
                 let mut buf = host.buffer(rung, d.width, d.height, d.pitch);
                 let copied = self.gpu.download(d, &mut buf);
-                pool.free[surface] = true;
+                Pools::free(pool, slot);
                 self.traffic.frame_bytes += copied?;
                 aus.extend(host.encode(rung, buf, pts, keyframe, s)?);
-                self.traffic.bitstream_out += aus[before..].iter().map(|a| a.data.len() as u64).sum::<u64>();
+                self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
                 return Ok(aus);
             }
             Encoders::Nvenc(api) => api.clone(),
@@ -341,41 +293,34 @@ impl LadderDevice for CudaLadderDevice {
             cur.bitrate = s.bitrate;
         }
         let (enc, _) = pool.encoder.as_mut().expect("opened above");
-        pool.in_flight.push_back(surface);
-        let r = enc.encode(surface, pts as u64, keyframe, &mut |e| {
+        pool.in_flight.push_back(slot);
+        let r = enc.encode(slot, pts as u64, keyframe, &mut |e| {
             aus.push(DeviceAu { data: e.data.to_vec(), pts: e.pts as i64, keyframe: e.keyframe })
         });
-        // Surfaces whose pictures came back are free for the kernel again.
-        while pool.in_flight.len() > enc.in_flight() {
-            if let Some(i) = pool.in_flight.pop_front() {
-                pool.free[i] = true;
-            }
-        }
+        // Buffers whose pictures came back are free for the kernel again.
+        let held = enc.in_flight();
+        pool.returned(held);
         r?;
-        self.traffic.bitstream_out += aus[before..].iter().map(|a| a.data.len() as u64).sum::<u64>();
+        self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
         Ok(aus)
     }
 
     fn release(&mut self, rung: usize, surface: usize) {
-        if let Some(pool) = self.rungs[rung].as_mut()
-            && let Some(f) = pool.free.get_mut(surface)
-        {
-            *f = true;
-        }
+        self.rungs[rung].release(surface);
     }
 
     fn finish(&mut self, rung: usize) -> Result<Vec<DeviceAu>, DeviceError> {
-        let mut aus = self.drain_retired(rung)?;
-        let before = aus.len();
+        let mut aus = Vec::new();
         match &mut self.encoders {
             Encoders::Host(host) => aus.extend(host.finish(rung)?),
             Encoders::Nvenc(_) => {
-                if let Some(pool) = self.rungs[rung].as_mut() {
+                for pool in self.rungs[rung].all() {
                     flush_pool(pool, &mut aus)?;
                 }
             }
         }
-        self.traffic.bitstream_out += aus[before..].iter().map(|a| a.data.len() as u64).sum::<u64>();
+        self.rungs[rung].drop_older();
+        self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
         Ok(aus)
     }
 

@@ -13,5 +13,6 @@ mod error;
 pub mod ladder_device;
 pub mod nvdec;
 pub mod nvenc;
+mod rung_pools;
 
 pub use error::CudaError;
