@@ -19,10 +19,10 @@ use parking_lot::Mutex;
 
 use super::CudaError;
 use super::driver::{DeviceNv12, Gpu};
-use super::nvdec::{CuvidApi, NvDecoder};
+use super::nvdec::{CuvidApi, MappedFrame, NvDecoder};
 use super::nvenc::{Encoder, EncoderConfig, InputSurface, NvencApi, Preset};
 use super::rung_pools::{self, RungPools};
-use crate::accel::host_encode::HostEncoders;
+use crate::accel::host_encode::{HostEncoders, HostNv12};
 use crate::accel::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungSettings};
 
 /// Where a CUDA ladder encodes.
@@ -88,6 +88,60 @@ fn probe_nvenc(gpu: &Gpu) -> Result<Arc<NvencApi>, CudaError> {
     r.map(|()| api).map_err(|why| CudaError::NoEncoder { ordinal: gpu.ordinal, why })
 }
 
+/// What the ladder needs of a GPU: buffers, the fused kernel, and (for CPU encode) a download.
+/// [`Gpu`] is the real one; the tests below drive the whole device through a host-memory
+/// double of it, with the recording doubles of NVDEC and NVENC.
+pub trait LadderGpu: Send {
+    type Buffer: Send;
+    fn ordinal(&self) -> usize;
+    /// Makes the GPU's context current on this thread.
+    fn bind(&self) -> Result<(), CudaError>;
+    /// An NV12 buffer for one rung picture (an NVENC input).
+    fn alloc(&self, width: u32, height: u32) -> Result<Self::Buffer, CudaError>;
+    /// Its width, height and pitch.
+    fn dims(buffer: &Self::Buffer) -> (u32, u32, usize);
+    fn input_surface(&self, buffer: &Self::Buffer) -> InputSurface;
+    /// One kernel launch from the mapped decoder picture into every buffer of `dst`, waited for
+    /// (the decoder surface is unmapped when the caller returns).
+    fn scale(&self, src: &MappedFrame, dst: &[&Self::Buffer]) -> Result<(), CudaError>;
+    /// Copies a buffer to the host (CPU encode); returns the bytes copied.
+    fn download(&self, buffer: &Self::Buffer, dst: &mut HostNv12) -> Result<u64, CudaError>;
+    fn raw_context(&self) -> *mut std::ffi::c_void;
+    fn raw_stream(&self) -> *mut std::ffi::c_void;
+}
+
+impl LadderGpu for Gpu {
+    type Buffer = DeviceNv12;
+    fn ordinal(&self) -> usize {
+        self.ordinal
+    }
+    fn bind(&self) -> Result<(), CudaError> {
+        Gpu::bind(self)
+    }
+    fn alloc(&self, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
+        self.alloc_nv12(width, height)
+    }
+    fn dims(b: &DeviceNv12) -> (u32, u32, usize) {
+        (b.width, b.height, b.pitch)
+    }
+    fn input_surface(&self, b: &DeviceNv12) -> InputSurface {
+        Gpu::input_surface(self, b)
+    }
+    fn scale(&self, m: &MappedFrame, dst: &[&DeviceNv12]) -> Result<(), CudaError> {
+        self.scale_ladder(m.ptr, m.pitch, m.surface_height, (m.width, m.height), dst)?;
+        self.sync()
+    }
+    fn download(&self, b: &DeviceNv12, dst: &mut HostNv12) -> Result<u64, CudaError> {
+        Gpu::download(self, b, dst)
+    }
+    fn raw_context(&self) -> *mut std::ffi::c_void {
+        Gpu::raw_context(self)
+    }
+    fn raw_stream(&self) -> *mut std::ffi::c_void {
+        Gpu::raw_stream(self)
+    }
+}
+
 /// The encoders of a ladder on one GPU.
 enum Encoders {
     /// One NVENC session per rung, in its [`RungPool`].
@@ -118,22 +172,22 @@ impl From<CudaError> for DeviceError {
 }
 
 /// A rung's NVENC input buffers by size, with the NVENC session of each size.
-type Pools = RungPools<DeviceNv12, (Encoder, RungSettings)>;
-type Pool = rung_pools::Pool<DeviceNv12, (Encoder, RungSettings)>;
+type Pools<B> = RungPools<B, (Encoder, RungSettings)>;
+type Pool<B> = rung_pools::Pool<B, (Encoder, RungSettings)>;
 
 /// One stream's decoder and encoders on one GPU. Field order is drop order: the decoder and
 /// the encoders (with their buffers) go before the context and stream they were made on.
-pub struct CudaLadderDevice {
+pub struct CudaLadderDevice<G: LadderGpu = Gpu> {
     decoder: NvDecoder,
-    rungs: Vec<Pools>,
+    rungs: Vec<Pools<G::Buffer>>,
     encoders: Encoders,
     preset: Preset,
-    gpu: Gpu,
+    gpu: G,
     traffic: DeviceTraffic,
     name: String,
 }
 
-impl std::fmt::Debug for CudaLadderDevice {
+impl<G: LadderGpu> std::fmt::Debug for CudaLadderDevice<G> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.name)
     }
@@ -151,21 +205,36 @@ impl CudaLadderDevice {
     pub fn open_with(ordinal: usize, rungs: usize, options: LadderOptions) -> Result<CudaLadderDevice, CudaError> {
         let gpu = Gpu::open(ordinal)?;
         gpu.bind()?;
-        let encoders = match choose_encoder(options.encode, || probe_nvenc(&gpu))? {
+        let nvenc = choose_encoder(options.encode, || probe_nvenc(&gpu))?;
+        CudaLadderDevice::with_parts(gpu, CuvidApi::load()?, nvenc, rungs, options.preset)
+    }
+}
+
+impl<G: LadderGpu> CudaLadderDevice<G> {
+    /// A ladder of `rungs` on `gpu`, decoding through `cuvid` and encoding on NVENC through
+    /// `nvenc`, or on the CPU when `None`.
+    pub fn with_parts(
+        gpu: G,
+        cuvid: Arc<CuvidApi>,
+        nvenc: Option<Arc<NvencApi>>,
+        rungs: usize,
+        preset: Preset,
+    ) -> Result<CudaLadderDevice<G>, CudaError> {
+        let ordinal = gpu.ordinal();
+        let encoders = match nvenc {
             Some(api) => Encoders::Nvenc(api),
             None => Encoders::Host(HostEncoders::new(rungs).map_err(|e| CudaError::Invalid(e.to_string()))?),
         };
-        let cuvid = CuvidApi::load()?;
         let decoder = NvDecoder::new(cuvid, ordinal, gpu.raw_stream())?;
         let name = match &encoders {
-            Encoders::Nvenc(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, NVENC {:?})", options.preset),
+            Encoders::Nvenc(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, NVENC {preset:?})"),
             Encoders::Host(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, CPU encode)"),
         };
         Ok(CudaLadderDevice {
             name,
             gpu,
             encoders,
-            preset: options.preset,
+            preset,
             decoder,
             rungs: (0..rungs).map(|_| RungPools::new(SURFACES_PER_RUNG)).collect(),
             traffic: DeviceTraffic::default(),
@@ -191,7 +260,7 @@ impl CudaLadderDevice {
             let want = sizes(m.width, m.height);
             let mut taken = Vec::with_capacity(want.len());
             for (pools, &size) in rungs.iter_mut().zip(&want) {
-                match pools.take(size, || gpu.alloc_nv12(size.0, size.1)) {
+                match pools.take(size, || gpu.alloc(size.0, size.1)) {
                     Ok(handle) => taken.push(handle),
                     Err(e) => {
                         for (pools, &handle) in rungs.iter_mut().zip(&taken) {
@@ -201,11 +270,10 @@ impl CudaLadderDevice {
                     }
                 }
             }
-            let dst: Vec<&DeviceNv12> =
+            let dst: Vec<&G::Buffer> =
                 rungs.iter().zip(&taken).map(|(p, &h)| p.surface(h).expect("just taken")).collect();
-            gpu.scale_ladder(m.ptr, m.pitch, m.surface_height, (m.width, m.height), &dst)?;
-            // The decoder surface is unmapped when this returns: the kernel must be done with it.
-            gpu.sync()?;
+            // Waited for: the decoder surface is unmapped when this returns.
+            gpu.scale(&m, &dst)?;
             pics.push(DevicePicture { pts: m.pts, width: m.width, height: m.height, surfaces: taken });
             Ok(())
         };
@@ -220,7 +288,7 @@ impl CudaLadderDevice {
 }
 
 /// Everything a rung's NVENC session still holds; its buffers are free again.
-fn flush_pool(pool: &mut Pool, aus: &mut Vec<DeviceAu>) -> Result<(), CudaError> {
+fn flush_pool<B>(pool: &mut Pool<B>, aus: &mut Vec<DeviceAu>) -> Result<(), CudaError> {
     if let Some((enc, _)) = pool.encoder.as_mut() {
         enc.flush(&mut |e| aus.push(DeviceAu { data: e.data.to_vec(), pts: e.pts as i64, keyframe: e.keyframe }))?;
     }
@@ -228,7 +296,7 @@ fn flush_pool(pool: &mut Pool, aus: &mut Vec<DeviceAu>) -> Result<(), CudaError>
     Ok(())
 }
 
-impl LadderDevice for CudaLadderDevice {
+impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
     fn decode(
         &mut self,
         au: &[u8],
@@ -259,9 +327,10 @@ impl LadderDevice for CudaLadderDevice {
         let nvenc = match &mut self.encoders {
             Encoders::Host(host) => {
                 let d = &pool.surfaces[slot];
-                let mut buf = host.buffer(rung, d.width, d.height, d.pitch);
+                let (w, h, pitch) = G::dims(d);
+                let mut buf = host.buffer(rung, w, h, pitch);
                 let copied = self.gpu.download(d, &mut buf);
-                Pools::free(pool, slot);
+                Pools::<G::Buffer>::free(pool, slot);
                 self.traffic.frame_bytes += copied?;
                 aus.extend(host.encode(rung, buf, pts, keyframe, s)?);
                 self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
@@ -283,8 +352,8 @@ impl LadderDevice for CudaLadderDevice {
                 b_frames: 0,
                 profile_idc: 100,
             };
-            let enc =
-                Encoder::open(nvenc, self.gpu.ordinal, self.gpu.raw_context(), self.gpu.raw_stream(), cfg, &inputs)?;
+            let gpu = &self.gpu;
+            let enc = Encoder::open(nvenc, gpu.ordinal(), gpu.raw_context(), gpu.raw_stream(), cfg, &inputs)?;
             pool.encoder = Some((enc, *s));
         } else if let Some((enc, cur)) = pool.encoder.as_mut()
             && cur.bitrate != s.bitrate
@@ -334,6 +403,9 @@ impl LadderDevice for CudaLadderDevice {
         self.name.clone()
     }
 }
+
+#[cfg(test)]
+mod composed;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,220 @@
+//! The whole CUDA ladder device driven end to end under `AccelSession`, with TEST DOUBLES at
+//! every driver boundary: the recording doubles of NVDEC (`nvdec::fake`) and NVENC
+//! (`nvenc::fake`), and `FakeGpu` below, a double of the CUDA driver's part (buffers in host
+//! memory at made-up device addresses; its "kernel" paints each rung of a picture with a level
+//! derived from the picture's PTS, so pictures can be told apart after encoding). What runs for
+//! real is everything of zerohop's: the device's buffer pools, its NVENC and CPU-encode paths,
+//! their bookkeeping across segments and size changes, and the pipeline above them. The kernel
+//! itself is checked against its reference in `kernels/` and on GPUs by hw-ci.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+
+use super::*;
+use crate::accel::AccelSession;
+use crate::cuda::nvdec::fake::{self as cuvid_fake, Format};
+use crate::cuda::nvenc::fake as nvenc_fake;
+use crate::probe::decode_video;
+use crate::{Ladder, MemorySink, RenditionSink};
+
+/// 640x360 at 25 fps, baseline, no audio.
+const FIXTURE: &str = "h264_360p25_baseline_noaudio.ts";
+
+/// Pictures in the fixture, as the CPU decoder counts them (the NVDEC double makes one per
+/// access unit).
+fn pictures() -> u64 {
+    decode_video(&fixture()).expect("fixture").len() as u64
+}
+
+fn fixture() -> Bytes {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(FIXTURE);
+    Bytes::from(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+}
+
+fn format(width: u32, height: u32) -> Format {
+    Format { width, height, ..cuvid_fake::H264_1080P }
+}
+
+/// The grey level the fake kernel paints a picture with.
+fn level(pts: i64) -> u8 {
+    40 + 4 * (pts / 3600 % 40) as u8
+}
+
+struct FakeBuf {
+    addr: u64,
+    width: u32,
+    height: u32,
+    pitch: usize,
+    data: Mutex<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct FakeGpu {
+    next: AtomicU64,
+    /// Launches made while no decoder picture was mapped (must stay 0).
+    unmapped_launches: AtomicU64,
+}
+
+impl LadderGpu for FakeGpu {
+    type Buffer = FakeBuf;
+    fn ordinal(&self) -> usize {
+        0
+    }
+    fn bind(&self) -> Result<(), CudaError> {
+        Ok(())
+    }
+    fn alloc(&self, width: u32, height: u32) -> Result<FakeBuf, CudaError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let pitch = (width as usize).next_multiple_of(256);
+        let data = Mutex::new(vec![0; HostNv12::len(pitch, height)]);
+        Ok(FakeBuf { addr: 0xD000_0000 + n * 0x100_0000, width, height, pitch, data })
+    }
+    fn dims(b: &FakeBuf) -> (u32, u32, usize) {
+        (b.width, b.height, b.pitch)
+    }
+    fn input_surface(&self, b: &FakeBuf) -> InputSurface {
+        InputSurface { ptr: b.addr, pitch: b.pitch as u32 }
+    }
+    fn scale(&self, m: &MappedFrame, dst: &[&FakeBuf]) -> Result<(), CudaError> {
+        if cuvid_fake::live("mapping") != 1 {
+            self.unmapped_launches.fetch_add(1, Ordering::Relaxed);
+        }
+        for d in dst {
+            let mut data = d.data.lock();
+            let luma = d.pitch * d.height as usize;
+            data[..luma].fill(level(m.pts));
+            data[luma..].fill(128);
+        }
+        Ok(())
+    }
+    fn download(&self, b: &FakeBuf, dst: &mut HostNv12) -> Result<u64, CudaError> {
+        assert_eq!((dst.width, dst.height, dst.pitch), (b.width, b.height, b.pitch));
+        dst.data.copy_from_slice(&b.data.lock());
+        Ok(dst.data.len() as u64)
+    }
+    fn raw_context(&self) -> *mut std::ffi::c_void {
+        0xC0 as *mut std::ffi::c_void
+    }
+    fn raw_stream(&self) -> *mut std::ffi::c_void {
+        0x5EA as *mut std::ffi::c_void
+    }
+}
+
+fn ladder() -> Ladder {
+    r#"[{"name":"a","width":640,"height":360,"bitrate":600000},
+        {"name":"b","width":320,"height":180,"bitrate":300000}]"#
+        .parse()
+        .expect("ladder")
+}
+
+fn session(nvenc: bool) -> AccelSession<CudaLadderDevice<FakeGpu>> {
+    cuvid_fake::reset(format(640, 360), 0);
+    nvenc_fake::reset();
+    let nvenc = nvenc.then(|| NvencApi::from_table(nvenc_fake::table()));
+    let cuvid = CuvidApi::from_fns(cuvid_fake::fns());
+    let device = CudaLadderDevice::with_parts(FakeGpu::default(), cuvid, nvenc, 2, Preset::P1).expect("device");
+    AccelSession::new(device, ladder())
+}
+
+fn sinks() -> (Vec<MemorySink>, Vec<Box<dyn RenditionSink>>) {
+    let m: Vec<MemorySink> = (0..2).map(|_| MemorySink::new()).collect();
+    let b = m.iter().map(|s| Box::new(s.clone()) as Box<dyn RenditionSink>).collect();
+    (m, b)
+}
+
+fn calls(log: &[String], prefix: &str) -> usize {
+    log.iter().filter(|l| l.starts_with(prefix)).count()
+}
+
+#[test]
+fn nvenc_path_encodes_every_picture_from_device_buffers_and_keeps_its_sessions_across_segments() {
+    let n = pictures();
+    let mut s = session(true);
+    for seg in 0..2 {
+        let (_, k) = sinks();
+        let r = s.transcode(fixture(), k).expect("segment");
+        assert_eq!(r.frames_decoded, n, "segment {seg}");
+        for st in &r.renditions {
+            assert_eq!(st.frames_out, n, "segment {seg} rendition {}: every picture encoded", st.name);
+            assert_eq!(st.keyframe_pts.first(), r.first_pts.as_ref(), "segment {seg}: an IDR first");
+        }
+        assert_eq!((st_size(&r, 0), st_size(&r, 1)), ((640, 360), (320, 180)));
+        let t = r.device_traffic.expect("traffic");
+        assert_eq!(t.frame_bytes, 0, "no picture crossed the bus");
+        assert_eq!(t.bitstream_out, r.renditions.iter().map(|x| x.video_bytes).sum::<u64>());
+        assert_eq!(cuvid_fake::live("mapping"), 0, "every decoder picture unmapped");
+        assert_eq!(nvenc_fake::live("mapping"), 0, "every NVENC input unmapped");
+    }
+    assert_eq!(s.device().gpu.unmapped_launches.load(Ordering::Relaxed), 0, "the kernel ran on mapped pictures");
+    let log = nvenc_fake::log();
+    assert_eq!(calls(&log, "nvEncOpenEncodeSessionEx"), 2, "one session per rung, kept across segments");
+    assert_eq!(calls(&log, "nvEncRegisterResource"), 2 * SURFACES_PER_RUNG, "inputs registered once");
+    assert_eq!(calls(&log, "nvEncMapInputResource"), 2 * 2 * n as usize, "mapped per picture");
+    assert_eq!(calls(&log, "nvEncEncodePicture(EOS)"), 2 * 2, "each rung drained at each segment's end");
+    drop(s);
+    for kind in ["session", "registration", "bitstream"] {
+        assert_eq!(nvenc_fake::live(kind), 0, "{kind} released with the device");
+    }
+    assert_eq!(cuvid_fake::live("decoder"), 0);
+}
+
+fn st_size(r: &crate::SegmentReport, i: usize) -> (u32, u32) {
+    (r.renditions[i].width, r.renditions[i].height)
+}
+
+#[test]
+fn cpu_encode_path_downloads_each_rung_picture_once_and_encodes_the_right_one() {
+    let n = pictures();
+    let mut s = session(false);
+    let (out, k) = sinks();
+    let r = s.transcode(fixture(), k).expect("segment");
+    assert!(nvenc_fake::log().is_empty(), "NVENC is not touched");
+    let t = r.device_traffic.expect("traffic");
+    let per_picture: u64 = [(640u32, 360u32), (320, 180)]
+        .iter()
+        .map(|&(w, h)| HostNv12::len((w as usize).next_multiple_of(256), h) as u64)
+        .sum();
+    assert_eq!(t.frame_bytes, n * per_picture, "one download per encoded rung picture");
+    for (i, o) in out.iter().enumerate() {
+        let frames = decode_video(&o.take()).expect("a real H.264 rendition");
+        assert_eq!(frames.len() as u64, n, "rendition {i}");
+        for f in &frames {
+            assert_eq!((f.width, f.height), st_size(&r, i));
+            let mean = f.y.iter().map(|&v| f64::from(v)).sum::<f64>() / f.y.len() as f64;
+            let want = f64::from(level(f.pts));
+            assert!((mean - want).abs() < 4.0, "rendition {i} pts {}: luma {mean:.1}, painted {want}", f.pts);
+        }
+    }
+}
+
+#[test]
+fn a_size_change_mid_segment_flushes_the_old_sessions_and_loses_no_picture() {
+    let mut s = session(true);
+    let input = fixture();
+    let (_, k) = sinks();
+    let mut seg = s.begin(k);
+    // TS packets are 188 bytes: cut on a packet boundary near the middle.
+    let half = input.len() / 2 / 188 * 188;
+    seg.push(input.slice(..half)).expect("first half");
+    cuvid_fake::change_format(format(480, 360)); // 4:3 from here on: every rung changes size
+    seg.push(input.slice(half..)).expect("second half");
+    let r = seg.finish().expect("segment");
+    assert_eq!(r.frames_decoded, pictures());
+    for st in &r.renditions {
+        assert_eq!(st.frames_out, r.frames_decoded, "rendition {}: no picture lost", st.name);
+    }
+    assert_eq!((st_size(&r, 0), st_size(&r, 1)), ((480, 360), (240, 180)), "the new size at the end");
+    let log = nvenc_fake::log();
+    assert_eq!(calls(&log, "nvEncOpenEncodeSessionEx"), 4, "a session per rung and size");
+    // The old sessions were drained before the new ones encoded anything.
+    let first_new = log.iter().position(|l| l.starts_with("nvEncInitializeEncoder(480x360")).expect("new size");
+    let new_pictures = log[first_new..].iter().position(|l| l.starts_with("nvEncEncodePicture(#")).expect("encodes");
+    assert!(
+        calls(&log[..first_new + new_pictures], "nvEncEncodePicture(EOS)") >= 1,
+        "an old session drained first: {log:?}"
+    );
+    assert_eq!(nvenc_fake::live("session"), 2, "the old sizes' sessions are gone");
+    assert_eq!(nvenc_fake::live("mapping"), 0);
+}
