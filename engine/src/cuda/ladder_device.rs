@@ -10,7 +10,8 @@
 //! it took.
 //!
 //! Not run on a GPU in this repository's CI (there is none): `hw-ci/run` exercises it on GPU
-//! runners; the pipeline above it is tested against `accel::emulated`.
+//! runners. Here the whole device runs against test doubles of NVDEC, NVENC and the GPU
+//! (`composed`, through [`LadderGpu`]), and the pipeline above it against `accel::emulated`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
