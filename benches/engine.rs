@@ -111,20 +111,7 @@ fn host_encode(c: &mut Criterion) {
             let mut scaler = Scaler::new(ScaleFilter::CatmullRom);
             src.iter()
                 .map(|f| {
-                    let s = scaler.scale(f, w, h).expect("scale");
-                    let mut p = HostNv12::new(w, h, (w as usize).next_multiple_of(256));
-                    let (pitch, (cw, ch)) = (p.pitch, s.chroma_size());
-                    for y in 0..h as usize {
-                        p.data[y * pitch..][..w as usize].copy_from_slice(&s.y[y * w as usize..][..w as usize]);
-                    }
-                    let uv = pitch * h as usize;
-                    for y in 0..ch as usize {
-                        for x in 0..cw as usize {
-                            p.data[uv + y * pitch + 2 * x] = s.u[y * cw as usize + x];
-                            p.data[uv + y * pitch + 2 * x + 1] = s.v[y * cw as usize + x];
-                        }
-                    }
-                    p
+                    HostNv12::from_frame(&scaler.scale(f, w, h).expect("scale"), (w as usize).next_multiple_of(256))
                 })
                 .collect()
         })

@@ -863,14 +863,18 @@ fn link(state: Arc<State>, req: Request<Incoming>, name: String, credential: Cre
 /// `GET /v1/transcoders`: who does the work, for operators (and the fault tests).
 fn transcoders_status(state: &State) -> Resp {
     let snapshot = state.scheduler.lock().snapshot(Instant::now());
-    let local = ("local".to_string(), state.config.sessions.backend.clone(), state.config.sessions.devices.clone());
-    let described: HashMap<TranscoderId, (String, String, Vec<crate::relay::DeviceCaps>)> =
-        state.links.lock().iter().map(|(id, l)| (*id, (l.name.clone(), l.backend.clone(), l.gpus.clone()))).collect();
+    let links = state.links.lock();
+    let local = &state.config.sessions;
     let list: Vec<serde_json::Value> = snapshot
         .iter()
         .map(|t| {
-            let (name, backend, gpus) =
-                if t.local { local.clone() } else { described.get(&t.id).cloned().unwrap_or_default() };
+            let (name, backend, gpus) = if t.local {
+                ("local", local.backend.as_str(), local.devices.as_slice())
+            } else if let Some(l) = links.get(&t.id) {
+                (l.name.as_str(), l.backend.as_str(), l.gpus.as_slice())
+            } else {
+                ("", "", &[][..])
+            };
             json!({
                 "id": t.id,
                 "name": name,

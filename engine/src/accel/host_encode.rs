@@ -41,6 +41,26 @@ impl HostNv12 {
         pitch * (height as usize + height.div_ceil(2) as usize)
     }
 
+    /// `f` (I420, tightly packed) laid out as a device buffer of row pitch `pitch`.
+    pub fn from_frame(f: &Frame, pitch: usize) -> HostNv12 {
+        let mut p = HostNv12::new(f.width, f.height, pitch);
+        let w = f.width as usize;
+        for y in 0..f.height as usize {
+            p.data[y * pitch..y * pitch + w].copy_from_slice(&f.y[y * w..y * w + w]);
+        }
+        let (cw, ch) = f.chroma_size();
+        let (cw, ch) = (cw as usize, ch as usize);
+        let uv = &mut p.data[pitch * f.height as usize..];
+        for y in 0..ch {
+            let row = &mut uv[y * pitch..y * pitch + 2 * cw];
+            for x in 0..cw {
+                row[2 * x] = f.u[y * cw + x];
+                row[2 * x + 1] = f.v[y * cw + x];
+            }
+        }
+        p
+    }
+
     /// The picture as the CPU encoder takes it (I420, tightly packed).
     pub fn to_frame(&self, pts: i64) -> Frame {
         let mut f = Frame::new(self.width, self.height, pts);
@@ -276,6 +296,12 @@ mod tests {
         // Chroma starts after 3 luma rows of 8; 3x2 chroma samples, Cb Cr interleaved.
         assert_eq!(f.u, vec![24, 26, 28, 32, 34, 36]);
         assert_eq!(f.v, vec![25, 27, 29, 33, 35, 37]);
+        // And back: the visible samples land where they came from, the padding stays zero.
+        let back = HostNv12::from_frame(&f, 8);
+        for (i, (&a, &b)) in back.data.iter().zip(&p.data).enumerate() {
+            let visible = if i < 24 { i % 8 < 5 } else { (i - 24) % 8 < 6 };
+            assert_eq!(a, if visible { b } else { 0 }, "byte {i}");
+        }
     }
 
     #[test]

@@ -79,13 +79,16 @@ fn probe_nvenc(gpu: &Gpu) -> Result<Arc<NvencApi>, CudaError> {
     let known = nvenc_probed().lock().get(&gpu.ordinal).cloned();
     let r = match known {
         Some(r) => r,
-        None => match gpu.probe_sessions(&api, 1) {
-            Ok(_) => Ok(()),
-            Err(CudaError::NoEncoder { why, .. }) => Err(why),
-            Err(e) => return Err(e),
-        },
+        None => {
+            let r = match gpu.probe_sessions(&api, 1) {
+                Ok(_) => Ok(()),
+                Err(CudaError::NoEncoder { why, .. }) => Err(why),
+                Err(e) => return Err(e),
+            };
+            nvenc_probed().lock().insert(gpu.ordinal, r.clone());
+            r
+        }
     };
-    nvenc_probed().lock().insert(gpu.ordinal, r.clone());
     r.map(|()| api).map_err(|why| CudaError::NoEncoder { ordinal: gpu.ordinal, why })
 }
 
