@@ -56,20 +56,70 @@ pub fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
         .unwrap_or_else(|| "panic".into())
 }
 
+/// Whose fault a failure is: the one classification every layer maps from (the control plane
+/// turns it into an HTTP status and a metric reason at its edge, nowhere else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Fault {
+    /// The input's bytes are bad or unsupported: sending them again fails again.
+    Input,
+    /// A resource is exhausted for now (a GPU at its encoder-session limit): retry later or
+    /// elsewhere.
+    Capacity,
+    /// The node failed (a bug, a device fault, a lost worker): not the sender's doing.
+    Node,
+}
+
+/// Every stable code the engine gives, with whose fault it is. Codes also travel between nodes
+/// (a remote transcoder's error record), so a code alone must classify: [`fault_of_code`].
+pub const CODES: &[(&str, Fault)] = &[
+    ("not_transport_stream", Fault::Input),
+    ("no_program", Fault::Input),
+    ("no_video", Fault::Input),
+    ("unsupported_codec", Fault::Input),
+    ("unsupported_bit_depth", Fault::Input),
+    ("unsupported_chroma", Fault::Input),
+    ("unsupported_interlaced", Fault::Input),
+    ("unsupported_size", Fault::Input),
+    ("bad_sps", Fault::Input),
+    ("no_pictures", Fault::Input),
+    ("frames_lost", Fault::Input),
+    ("decode_error", Fault::Input),
+    ("bad_profile", Fault::Input),
+    ("codec_error", Fault::Node),
+    ("scale_error", Fault::Node),
+    ("sink_error", Fault::Node),
+    ("segment_in_progress", Fault::Node),
+    ("abandoned", Fault::Node),
+    ("worker_lost", Fault::Node),
+    ("internal_error", Fault::Node),
+    // Device codes (`DeviceError::code`, the CUDA backend's `CudaError::code`).
+    ("gpu_session_limit", Fault::Capacity),
+    ("gpu_unavailable", Fault::Node),
+    ("gpu_error", Fault::Node),
+    ("cuda_error", Fault::Node),
+    ("nvenc_error", Fault::Node),
+    ("nvdec_error", Fault::Node),
+    ("no_nvenc", Fault::Node),
+    ("no_nvdec", Fault::Node),
+    ("kernel_compile", Fault::Node),
+    ("invalid_gpu_call", Fault::Node),
+];
+
+/// Whose fault the failure with stable code `code` is; a code this build does not know (from a
+/// newer peer) is the node's.
+pub fn fault_of_code(code: &str) -> Fault {
+    CODES.iter().find(|(c, _)| *c == code).map(|&(_, f)| f).unwrap_or(Fault::Node)
+}
+
 impl TranscodeError {
+    /// Whose fault this is.
+    pub fn fault(&self) -> Fault {
+        fault_of_code(self.code())
+    }
+
     /// Whether the input is at fault (bad or unsupported bytes) rather than the node.
     pub fn is_input_error(&self) -> bool {
-        matches!(
-            self,
-            TranscodeError::Demux(_)
-                | TranscodeError::NoVideo { .. }
-                | TranscodeError::Unsupported(_)
-                | TranscodeError::BadSps(_)
-                | TranscodeError::NoPictures { .. }
-                | TranscodeError::FramesLost { .. }
-                | TranscodeError::Codec(CodecError::Decode { .. })
-                | TranscodeError::Profile(_)
-        )
+        self.fault() == Fault::Input
     }
 
     /// A short stable code for machines (logs, metrics, HTTP error bodies).
@@ -97,5 +147,30 @@ impl TranscodeError {
             TranscodeError::Panic { .. } => "internal_error",
             TranscodeError::Device { code, .. } => code,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_classified_once() {
+        let mut seen = std::collections::HashSet::new();
+        for (c, _) in CODES {
+            assert!(seen.insert(*c), "{c} listed twice");
+        }
+        assert_eq!(fault_of_code("gpu_session_limit"), Fault::Capacity);
+        assert_eq!(fault_of_code("bad_sps"), Fault::Input);
+        assert_eq!(fault_of_code("from_a_newer_peer"), Fault::Node);
+    }
+
+    #[test]
+    fn error_faults_follow_the_table() {
+        let e = TranscodeError::Device { code: "gpu_session_limit", api: "x".into(), message: "y".into() };
+        assert_eq!(e.fault(), Fault::Capacity);
+        assert!(!e.is_input_error());
+        assert!(TranscodeError::NoVideo { streams: String::new() }.is_input_error());
+        assert_eq!(TranscodeError::Abandoned.fault(), Fault::Node);
     }
 }

@@ -33,7 +33,7 @@ pub mod session;
 pub mod stats;
 pub mod ts;
 
-pub use error::TranscodeError;
+pub use error::{Fault, TranscodeError};
 pub use frame::Frame;
 pub use profile::{Gop, Ladder, Profile};
 pub use session::{
