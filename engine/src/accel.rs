@@ -16,19 +16,18 @@
 //! One thread drives a segment: the device works asynchronously on its own streams and engines.
 #![forbid(unsafe_code)]
 
-use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::cadence::{Cadence, Decision};
-use crate::error::TranscodeError;
-use crate::h264::inspect_access_unit;
-use crate::profile::{Ladder, Profile};
-use crate::session::{PendingPes, RenditionSink, muxer_for, write_pending};
-use crate::stats::{InputInfo, RenditionStats, SegmentReport};
-use crate::ts::{AudioTrack, DemuxEvent, Demuxer, Muxer, Pes, Unwrapper, wrap33};
+use crate::error::{TranscodeError, panic_message};
+use crate::intake::{Intake, IntakeEvent, VideoUnit};
+use crate::profile::Ladder;
+use crate::rendition::{Rendition, RenditionOutput};
+use crate::sink::RenditionSink;
+pub use crate::stats::DeviceTraffic;
+use crate::stats::SegmentReport;
+use crate::stream::{SegmentInput, StreamSession};
 
 /// A device failure: the API that failed and its status, with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -65,17 +64,6 @@ pub struct DeviceAu {
     pub data: Vec<u8>,
     pub pts: i64,
     pub keyframe: bool,
-}
-
-/// Bytes that crossed between host and device.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DeviceTraffic {
-    /// Compressed input handed to the decoder.
-    pub bitstream_in: u64,
-    /// Encoded output read back.
-    pub bitstream_out: u64,
-    /// Picture bytes copied host<->device: 0 on the zero-copy path.
-    pub frame_bytes: u64,
 }
 
 /// Decode, scale and encode on a device. Surfaces are per rung; `decode` fills one of each
@@ -117,18 +105,11 @@ impl From<DeviceError> for TranscodeError {
     }
 }
 
-/// One rendition's state across segments.
-struct Rung {
-    profile: Profile,
-    cadence: Cadence,
-    muxer: Option<Muxer>,
-}
-
 /// A stream's session on a device: decoder and encoders persist across its segments.
 pub struct AccelSession<D: LadderDevice> {
     device: D,
     ladder: Ladder,
-    rungs: Vec<Rung>,
+    rungs: Vec<Rendition>,
 }
 
 impl<D: LadderDevice> std::fmt::Debug for AccelSession<D> {
@@ -139,11 +120,7 @@ impl<D: LadderDevice> std::fmt::Debug for AccelSession<D> {
 
 impl<D: LadderDevice> AccelSession<D> {
     pub fn new(device: D, ladder: Ladder) -> AccelSession<D> {
-        let rungs = ladder
-            .profiles()
-            .iter()
-            .map(|p| Rung { profile: p.clone(), cadence: Cadence::new(p), muxer: None })
-            .collect();
+        let rungs = ladder.profiles().iter().map(|p| Rendition::new(p.clone())).collect();
         AccelSession { device, ladder, rungs }
     }
 
@@ -151,34 +128,22 @@ impl<D: LadderDevice> AccelSession<D> {
         &self.device
     }
 
+    /// Mutable access to the device (tests that make a double fail on purpose).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.device
+    }
+
     /// Starts a segment; `sinks` has one sink per rendition.
     pub fn begin(&mut self, sinks: Vec<Box<dyn RenditionSink>>) -> AccelSegment<'_, D> {
         assert_eq!(sinks.len(), self.rungs.len(), "one sink per rendition");
+        let intake = Intake::new();
+        let started = intake.started();
         let outs = sinks
             .into_iter()
             .zip(&self.rungs)
-            .map(|(sink, r)| Output {
-                sink,
-                tracks: Vec::new(),
-                pending: VecDeque::new(),
-                stats: RenditionStats { name: r.profile.name.clone(), ..Default::default() },
-                first: true,
-                out: Vec::with_capacity(64 * 1024),
-            })
+            .map(|(sink, r)| RenditionOutput::new(&r.profile.name, sink, started))
             .collect();
-        AccelSegment {
-            traffic0: self.device.traffic(),
-            session: self,
-            outs,
-            demux: Demuxer::new(),
-            video_pid: None,
-            tracks: Default::default(),
-            unwrap: Default::default(),
-            report: SegmentReport::default(),
-            last_au_pts: None,
-            error: None,
-            started: Instant::now(),
-        }
+        AccelSegment { traffic0: self.device.traffic(), session: self, outs, intake }
     }
 
     /// A whole segment at once.
@@ -193,229 +158,160 @@ impl<D: LadderDevice> AccelSession<D> {
     }
 }
 
-/// One rendition's output for one segment.
-struct Output {
-    sink: Box<dyn RenditionSink>,
-    tracks: Vec<AudioTrack>,
-    /// Copied PES waiting for the video to reach their time.
-    pending: PendingPes,
-    stats: RenditionStats,
-    first: bool,
-    out: Vec<u8>,
-}
-
 /// A segment in progress on an [`AccelSession`].
 pub struct AccelSegment<'s, D: LadderDevice> {
     session: &'s mut AccelSession<D>,
-    outs: Vec<Output>,
-    demux: Demuxer,
-    video_pid: Option<u16>,
-    tracks: std::collections::HashMap<u16, usize>,
-    unwrap: std::collections::HashMap<u16, Unwrapper>,
-    report: SegmentReport,
-    last_au_pts: Option<i64>,
-    error: Option<TranscodeError>,
-    started: Instant,
+    outs: Vec<RenditionOutput>,
+    intake: Intake,
     traffic0: DeviceTraffic,
 }
 
 impl<D: LadderDevice> std::fmt::Debug for AccelSegment<'_, D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccelSegment").field("report", &self.report).field("error", &self.error).finish()
+        f.debug_struct("AccelSegment").field("intake", &self.intake).finish()
     }
 }
 
 impl<D: LadderDevice> AccelSegment<'_, D> {
     /// The next bytes of the segment; rendition bytes go to the sinks as they are encoded.
     pub fn push(&mut self, data: Bytes) -> Result<(), TranscodeError> {
-        if let Some(e) = &self.error {
-            return Err(e.clone());
+        if self.intake.error().is_none() {
+            self.intake.push(&data);
+            self.contained(Self::drain);
         }
-        self.demux.push(&data);
-        self.drain();
-        self.error.clone().map_or(Ok(()), Err)
+        self.intake.error().cloned().map_or(Ok(()), Err)
     }
 
     /// End of input: flushes the decoder and encoders, ends every rendition.
     pub fn finish(mut self) -> Result<SegmentReport, TranscodeError> {
-        if self.error.is_none() {
-            if let Err(e) = self.demux.finish() {
-                self.error = Some(e.into());
-            }
-            self.drain();
+        if self.intake.error().is_none() {
+            self.contained(Self::end_input);
         }
-        if self.error.is_none() {
+        let mut result = self.intake.finish();
+        let outs = std::mem::take(&mut self.outs);
+        if let Err(e) = &result {
+            self.discard();
+            for o in outs {
+                o.fail(e);
+            }
+            return result;
+        }
+        let mut outs = outs.into_iter().enumerate();
+        while let (Ok(report), Some((i, o))) = (&mut result, outs.next()) {
+            match o.finish(&mut self.session.rungs[i]) {
+                Ok(stats) => report.renditions.push(stats),
+                Err(e) => result = Err(e),
+            }
+        }
+        if let Err(e) = &result {
+            for (_, o) in outs {
+                o.fail(e);
+            }
+        }
+        result.map(|mut report| {
+            let (t, t0) = (self.session.device.traffic(), self.traffic0);
+            report.device_traffic = Some(DeviceTraffic {
+                bitstream_in: t.bitstream_in - t0.bitstream_in,
+                bitstream_out: t.bitstream_out - t0.bitstream_out,
+                frame_bytes: t.frame_bytes - t0.frame_bytes,
+            });
+            report.wall_time = self.intake.started().elapsed();
+            report
+        })
+    }
+
+    /// Runs `f`, turning a panic (a bug in the device layer, a sink that panics) into the
+    /// segment's error, as the CPU workers do: the segment fails, the session goes on.
+    fn contained(&mut self, f: impl FnOnce(&mut Self)) {
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            for r in &mut self.session.rungs {
+                r.reset_muxer();
+            }
+            self.intake.fail(TranscodeError::Panic { worker: "device".into(), message: panic_message(&*p) });
+        }
+    }
+
+    /// The end of the input: the last units, the pictures the decoder holds, then what every
+    /// encoder holds.
+    fn end_input(&mut self) {
+        self.intake.end_input();
+        self.drain();
+        if self.intake.error().is_none() {
             let sizes = self.sizes();
             match self.session.device.flush(&sizes) {
                 Ok(pics) => self.pictures(pics),
-                Err(e) => self.error = Some(e.into()),
+                Err(e) => self.intake.fail(e.into()),
             }
         }
         for i in 0..self.outs.len() {
-            if self.error.is_some() {
+            if self.intake.error().is_some() {
                 break;
             }
             match self.session.device.finish(i) {
-                Ok(aus) => {
-                    for au in aus {
-                        self.mux(i, au);
-                    }
-                }
-                Err(e) => self.error = Some(e.into()),
+                Ok(aus) => self.mux(i, aus),
+                Err(e) => self.intake.fail(e.into()),
             }
         }
-        if self.error.is_none() {
-            self.error = crate::session::verdict(&self.report, self.video_pid.is_some(), None);
-        }
-        crate::session::fill_timing(&mut self.report);
-        self.report.demux = self.demux.stats().clone();
-        let t = self.session.device.traffic();
-        self.report.device_traffic = Some(DeviceTraffic {
-            bitstream_in: t.bitstream_in - self.traffic0.bitstream_in,
-            bitstream_out: t.bitstream_out - self.traffic0.bitstream_out,
-            frame_bytes: t.frame_bytes - self.traffic0.frame_bytes,
-        });
-        let outs = std::mem::take(&mut self.outs);
-        if let Some(e) = self.error.take() {
-            self.discard();
-            for mut o in outs {
-                o.sink.fail(&e);
-            }
-            return Err(e);
-        }
-        for (i, mut o) in outs.into_iter().enumerate() {
-            let muxer = muxer_for(&mut self.session.rungs[i].muxer, &o.tracks);
-            o.stats.copied_pes += write_pending(muxer, &mut o.pending, None, &mut o.out);
-            let name = o.stats.name.clone();
-            let sink_error =
-                |e: std::io::Error| TranscodeError::Sink { rendition: name.clone(), message: e.to_string() };
-            let r = emit(&mut o, self.started)
-                .map_err(&sink_error)
-                .and_then(|()| o.sink.finish(&o.stats).map_err(&sink_error));
-            if let Err(e) = r {
-                o.sink.fail(&e);
-                return Err(e);
-            }
-            self.report.renditions.push(o.stats);
-        }
-        self.report.wall_time = self.started.elapsed();
-        Ok(std::mem::take(&mut self.report))
     }
 
     /// A failed or abandoned segment: whatever the decoder and the encoders still hold belongs to
-    /// it, and must not come out at the start of the stream's next segment.
+    /// it, and must not come out at the start of the stream's next segment. The device's own
+    /// errors here are beside the point: the segment already failed.
     fn discard(&mut self) {
         let sizes = self.sizes();
         let device = &mut self.session.device;
-        if let Ok(pics) = device.flush(&sizes) {
-            for pic in pics {
-                for (rung, &surface) in pic.surfaces.iter().enumerate() {
-                    device.release(rung, surface);
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if let Ok(pics) = device.flush(&sizes) {
+                for pic in pics {
+                    for (rung, &surface) in pic.surfaces.iter().enumerate() {
+                        device.release(rung, surface);
+                    }
                 }
             }
-        }
-        for rung in 0..self.session.rungs.len() {
-            let _ = device.finish(rung);
+            for rung in 0..self.session.rungs.len() {
+                device.finish(rung).ok();
+            }
+        }));
+        if let Err(p) = r {
+            tracing::error!(message = %panic_message(&*p), "the device panicked while discarding a failed segment");
         }
     }
 
     /// The rung sizes for a picture of `w` x `h`.
     fn sizes(&self) -> impl Fn(u32, u32) -> Vec<(u32, u32)> + use<D> {
-        let profiles: Vec<Profile> = self.session.rungs.iter().map(|r| r.profile.clone()).collect();
+        let profiles: Vec<_> = self.session.rungs.iter().map(|r| r.profile.clone()).collect();
         move |w, h| profiles.iter().map(|p| p.output_size(w, h)).collect()
     }
 
     fn drain(&mut self) {
-        while self.error.is_none() {
-            let Some(ev) = self.demux.poll() else { break };
+        while let Some(ev) = self.intake.poll() {
             match ev {
-                DemuxEvent::Program(p) => {
-                    if self.video_pid.is_some() {
-                        continue; // a PMT change mid-segment keeps the first layout
-                    }
-                    match crate::session::program_layout(&p) {
-                        Ok((video, tracks, layout)) => {
-                            self.video_pid = Some(video);
-                            self.tracks = tracks;
-                            for o in &mut self.outs {
-                                o.tracks = layout.clone();
-                            }
-                        }
-                        Err(e) => self.error = Some(e),
-                    }
-                }
-                DemuxEvent::Pes(pes) => {
-                    if Some(pes.pid) == self.video_pid {
-                        self.video(&pes);
-                    } else if let Some(&index) = self.tracks.get(&pes.pid) {
-                        let ext_pts = pes.pts.map(|p| self.unwrap.entry(pes.pid).or_default().unwrap(p));
-                        let pes = Arc::new(pes);
-                        for o in &mut self.outs {
-                            o.pending.push_back((index, pes.clone(), ext_pts));
-                        }
-                    }
-                }
+                IntakeEvent::Layout(tracks) => self.outs.iter_mut().for_each(|o| o.set_tracks(tracks.clone())),
+                IntakeEvent::Copied(c) => self.outs.iter_mut().for_each(|o| o.copy(c.clone())),
+                IntakeEvent::Video(unit) => self.video(unit),
             }
         }
     }
 
-    fn video(&mut self, pes: &Pes) {
-        let info = inspect_access_unit(&pes.payload);
-        if let Some(sps) = info.sps {
-            match sps {
-                Ok(sps) => {
-                    if let Err(e) = sps.check_supported() {
-                        self.error = Some(e.into());
-                        return;
-                    }
-                    if self.report.input.width == 0 {
-                        self.report.input = InputInfo {
-                            width: sps.width,
-                            height: sps.height,
-                            profile: sps.profile_name().to_string(),
-                            level_idc: sps.level_idc,
-                            fps: sps.fps.unwrap_or(0.0),
-                        };
-                    }
-                }
-                Err(e) => {
-                    self.error = Some(e.into());
-                    return;
-                }
-            }
-        }
-        let pts = match pes.pts {
-            Some(p) => self.unwrap.entry(pes.pid).or_default().unwrap(p),
-            None => self.last_au_pts.map_or(0, |p| p + 3000),
-        };
-        self.last_au_pts = Some(pts);
-        if info.has_picture {
-            self.report.access_units += 1;
-        }
+    fn video(&mut self, unit: VideoUnit) {
         let sizes = self.sizes();
         let t = Instant::now();
-        let r = self.session.device.decode(&pes.payload, pts, &sizes);
-        self.report.decode_time += t.elapsed();
+        let r = self.session.device.decode(&unit.data, unit.pts, &sizes);
+        self.intake.add_decode_time(t.elapsed());
         match r {
             Ok(pics) => self.pictures(pics),
-            Err(e) => self.error = Some(e.into()),
+            Err(e) => self.intake.fail(e.into()),
         }
     }
 
     fn pictures(&mut self, pics: Vec<DevicePicture>) {
         for pic in pics {
-            let r = &mut self.report;
-            r.first_picture_after.get_or_insert_with(|| self.started.elapsed());
-            r.frames_decoded += 1;
-            r.first_pts = Some(r.first_pts.map_or(pic.pts, |p| p.min(pic.pts)));
-            r.last_pts = Some(r.last_pts.map_or(pic.pts, |p| p.max(pic.pts)));
+            self.intake.picture(pic.pts, pic.width, pic.height);
             for (i, &surface) in pic.surfaces.iter().enumerate() {
-                if self.error.is_some() {
+                if self.intake.error().is_some() {
                     self.session.device.release(i, surface);
-                    continue;
-                }
-                if let Err(e) = self.rung(i, &pic, surface) {
-                    self.error = Some(e);
+                } else if let Err(e) = self.rung(i, &pic, surface) {
+                    self.intake.fail(e);
                 }
             }
         }
@@ -423,47 +319,24 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
 
     fn rung(&mut self, i: usize, pic: &DevicePicture, surface: usize) -> Result<(), TranscodeError> {
         let rung = &mut self.session.rungs[i];
-        let o = &mut self.outs[i];
-        o.stats.frames_in += 1;
-        let keyframe = match rung.cadence.decide(pic.pts, o.first) {
-            Decision::Drop => {
-                o.stats.frames_dropped += 1;
-                self.session.device.release(i, surface);
-                return Ok(());
-            }
-            Decision::Keep { keyframe } => keyframe,
+        let Some(keyframe) = self.outs[i].keep(&mut rung.cadence, pic.pts) else {
+            self.session.device.release(i, surface);
+            return Ok(());
         };
-        // The segment's first kept picture is decided: encoders answer asynchronously, so this
-        // cannot wait for its access unit to come back.
-        o.first = false;
         let (width, height) = rung.profile.output_size(pic.width, pic.height);
         let settings = RungSettings { width, height, bitrate: rung.profile.bitrate, fps: rung.cadence.output_fps() };
-        o.stats.width = width;
-        o.stats.height = height;
+        self.outs[i].set_size(width, height);
         let t = Instant::now();
         let aus = self.session.device.encode(i, surface, pic.pts, keyframe, &settings)?;
         self.outs[i].stats.encode_time += t.elapsed();
-        for au in aus {
-            self.mux(i, au);
-        }
-        emit(&mut self.outs[i], self.started)
-            .map_err(|e| TranscodeError::Sink { rendition: self.outs[i].stats.name.clone(), message: e.to_string() })
+        self.mux(i, aus);
+        self.outs[i].emit()
     }
 
-    fn mux(&mut self, i: usize, au: DeviceAu) {
-        let o = &mut self.outs[i];
-        let t = Instant::now();
-        let muxer = muxer_for(&mut self.session.rungs[i].muxer, &o.tracks);
-        o.stats.copied_pes += write_pending(muxer, &mut o.pending, Some(au.pts), &mut o.out);
-        let pts = wrap33(au.pts);
-        muxer.write_video(&au.data, pts, pts, au.keyframe, &mut o.out);
-        if au.keyframe {
-            o.stats.keyframes += 1;
-            o.stats.keyframe_pts.push(au.pts);
+    fn mux(&mut self, i: usize, aus: Vec<DeviceAu>) {
+        for au in aus {
+            self.outs[i].mux(&mut self.session.rungs[i], &au.data, au.pts, au.keyframe);
         }
-        o.stats.video_bytes += au.data.len() as u64;
-        o.stats.frames_out += 1;
-        o.stats.mux_time += t.elapsed();
     }
 }
 
@@ -474,20 +347,20 @@ impl<D: LadderDevice> Drop for AccelSegment<'_, D> {
             return; // finished
         }
         self.discard();
-        for o in &mut self.outs {
-            o.sink.fail(&TranscodeError::Abandoned);
+        for o in std::mem::take(&mut self.outs) {
+            o.fail(&TranscodeError::Abandoned);
         }
     }
 }
 
-impl<D: LadderDevice> crate::session::StreamSession for AccelSession<D> {
+impl<D: LadderDevice> StreamSession for AccelSession<D> {
     fn ladder(&self) -> &Ladder {
         &self.ladder
     }
     fn begin_segment(
         &mut self,
         sinks: Vec<Box<dyn RenditionSink>>,
-    ) -> Result<Box<dyn crate::session::SegmentInput + '_>, TranscodeError> {
+    ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
         Ok(Box::new(self.begin(sinks)))
     }
     fn backend(&self) -> String {
@@ -495,7 +368,7 @@ impl<D: LadderDevice> crate::session::StreamSession for AccelSession<D> {
     }
 }
 
-impl<D: LadderDevice> crate::session::SegmentInput for AccelSegment<'_, D> {
+impl<D: LadderDevice> SegmentInput for AccelSegment<'_, D> {
     fn push(&mut self, data: Bytes) -> Result<(), TranscodeError> {
         AccelSegment::push(self, data)
     }
@@ -504,17 +377,6 @@ impl<D: LadderDevice> crate::session::SegmentInput for AccelSegment<'_, D> {
     }
 }
 
-fn emit(o: &mut Output, started: Instant) -> std::io::Result<()> {
-    if o.out.is_empty() {
-        return Ok(());
-    }
-    let chunk = Bytes::from(std::mem::replace(&mut o.out, Vec::with_capacity(64 * 1024)));
-    o.stats.first_chunk_after.get_or_insert_with(|| started.elapsed());
-    o.stats.ts_bytes += chunk.len() as u64;
-    o.stats.chunks += 1;
-    o.sink.chunk(chunk)
-}
-
-#[cfg(test)]
-mod emulated;
+#[cfg(any(test, feature = "test-doubles"))]
+pub mod emulated;
 pub mod host_encode;

@@ -14,7 +14,10 @@
 //!    [`TranscodeError`] that says what was found and what is supported; the session lives on.
 //! 6. **A reference beside every fast path.** [`scale::reference`] is the plain-Rust twin of the
 //!    SIMD scaler; tests hold them together.
-//! 7. **No HTTP here.** Stats are plain structs ([`stats`]); the control crate exports them.
+//! 7. **One path for a segment's bytes.** Every backend runs the same sans-IO [`intake`]
+//!    (demux, program, SPS checks, access units with PTS, the verdict) and the same rendition
+//!    back half (cadence, mux, stats, sink); a backend supplies only decode, scale and encode.
+//! 8. **No HTTP here.** Stats are plain structs ([`stats`]); the control crate exports them.
 
 pub mod accel;
 pub mod build_info;
@@ -25,19 +28,22 @@ pub mod cuda;
 pub mod error;
 pub mod frame;
 pub mod h264;
+pub mod intake;
 pub mod probe;
 pub mod profile;
 pub mod quality;
+mod rendition;
 pub mod scale;
 pub mod session;
+pub mod sink;
 pub mod stats;
+pub mod stream;
 pub mod ts;
 
 pub use error::{Fault, TranscodeError};
 pub use frame::Frame;
 pub use profile::{Gop, Ladder, Profile};
-pub use session::{
-    ChannelSink, MemorySink, RenditionEvent, RenditionSink, Segment, SegmentInput, Session, SessionConfig,
-    StreamSession, WriteSink,
-};
+pub use session::{Segment, Session, SessionConfig};
+pub use sink::{ChannelSink, MemorySink, RenditionEvent, RenditionSink};
 pub use stats::{InputInfo, RenditionStats, SegmentReport};
+pub use stream::{SegmentInput, StreamSession};

@@ -4,8 +4,10 @@
 use crate::codec::H264Decoder;
 use crate::error::TranscodeError;
 use crate::frame::Frame;
-use crate::h264::{SpsInfo, Unsupported, inspect_access_unit};
-use crate::ts::{DemuxEvent, DemuxStats, Demuxer, Pes, ProgramInfo, Unwrapper, stream_type};
+use crate::h264::SpsInfo;
+use crate::intake::{Intake, IntakeEvent};
+use crate::stats::SegmentReport;
+use crate::ts::{DemuxEvent, DemuxStats, Demuxer, Pes, ProgramInfo, stream_type};
 
 /// One stream of the probed program.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,98 +51,87 @@ pub fn demux_all(data: &[u8]) -> (Option<ProgramInfo>, Vec<Pes>, DemuxStats, Res
     (program, pes, d.stats().clone(), fin)
 }
 
-/// Decodes the video of a whole segment to pictures (display order, PTS on the extended
-/// timeline). Tests use it to read back what zerohop wrote.
-pub fn decode_video(data: &[u8]) -> Result<Vec<Frame>, TranscodeError> {
-    let (program, pes, _, fin) = demux_all(data);
-    fin?;
-    let program = program.ok_or(TranscodeError::NoVideo { streams: "no program".into() })?;
-    let video = program.video().ok_or(TranscodeError::NoVideo { streams: "none".into() })?.pid;
-    let mut dec = H264Decoder::new()?;
+/// Runs a whole segment through the [`Intake`] and the CPU decoder: every picture (display
+/// order, PTS on the extended timeline) and the intake, finished (its verdict and report).
+fn decode_all(data: &[u8]) -> (Vec<Frame>, Intake, Result<SegmentReport, TranscodeError>) {
+    let mut intake = Intake::new();
+    intake.push(data);
     let mut frames = Vec::new();
-    let mut unwrap = Unwrapper::new();
-    for p in pes.iter().filter(|p| p.pid == video) {
-        let pts = unwrap.unwrap(p.pts.unwrap_or(0));
-        dec.decode(&p.payload, pts, &mut |f| frames.push(f))?;
+    let mut decoder = None;
+    let mut ended = false;
+    loop {
+        let Some(ev) = intake.poll() else {
+            if ended {
+                break;
+            }
+            intake.end_input();
+            ended = true;
+            continue;
+        };
+        let IntakeEvent::Video(unit) = ev else { continue };
+        let dec = match decoder.as_mut() {
+            Some(d) => d,
+            None => match H264Decoder::new() {
+                Ok(d) => decoder.insert(d),
+                Err(e) => {
+                    intake.fail(e.into());
+                    break;
+                }
+            },
+        };
+        if let Err(e) = dec.decode(&unit.data, unit.pts, &mut |f| frames.push(f)) {
+            intake.decode_error(e);
+        }
     }
-    dec.flush(&mut |f| frames.push(f))?;
-    Ok(frames)
+    if intake.error().is_none()
+        && let Some(dec) = decoder.as_mut()
+        && let Err(e) = dec.flush(&mut |f| frames.push(f))
+    {
+        intake.decode_error(e);
+    }
+    for f in &frames {
+        intake.picture(f.pts, f.width, f.height);
+    }
+    let verdict = intake.finish();
+    (frames, intake, verdict)
 }
 
-/// Inspects a whole segment.
+/// Decodes the video of a whole segment to pictures (display order, PTS on the extended
+/// timeline), through the same intake as a transcode. Tests use it to read back what zerohop
+/// wrote.
+pub fn decode_video(data: &[u8]) -> Result<Vec<Frame>, TranscodeError> {
+    let (frames, _, verdict) = decode_all(data);
+    verdict.map(|_| frames)
+}
+
+/// Inspects a whole segment: the stream table as the demuxer sees it, then the same intake,
+/// decode and verdict as a transcode.
 pub fn probe(data: &[u8]) -> ProbeReport {
-    let (program, pes, demux, fin) = demux_all(data);
-    let mut report = ProbeReport {
-        program: program.clone(),
-        streams: Vec::new(),
-        sps: None,
-        access_units: 0,
-        idr_frames: 0,
-        frames_decoded: 0,
+    let (program, pes, demux, _) = demux_all(data);
+    let streams = program
+        .iter()
+        .flat_map(|p| &p.streams)
+        .map(|s| {
+            let of_stream = pes.iter().filter(|p| p.pid == s.pid);
+            StreamReport {
+                pid: s.pid,
+                stream_type: s.stream_type,
+                codec: stream_type::name(s.stream_type),
+                pes_packets: of_stream.clone().count() as u64,
+                first_pts: of_stream.filter_map(|p| p.pts).next(),
+            }
+        })
+        .collect();
+    let (_, intake, verdict) = decode_all(data);
+    let report = verdict.as_ref().map_or_else(|_| intake.report().clone(), Clone::clone);
+    ProbeReport {
+        program,
+        streams,
+        sps: intake.sps().cloned(),
+        access_units: report.access_units,
+        idr_frames: intake.idr_units(),
+        frames_decoded: report.frames_decoded,
         demux,
-        verdict: fin,
-    };
-    let Some(program) = program else {
-        return report;
-    };
-    for s in &program.streams {
-        let of_stream = pes.iter().filter(|p| p.pid == s.pid);
-        report.streams.push(StreamReport {
-            pid: s.pid,
-            stream_type: s.stream_type,
-            codec: stream_type::name(s.stream_type),
-            pes_packets: of_stream.clone().count() as u64,
-            first_pts: of_stream.filter_map(|p| p.pts).next(),
-        });
+        verdict: verdict.map(|_| ()),
     }
-    let video = match program.video() {
-        None => {
-            report.verdict = report.verdict.and(Err(TranscodeError::NoVideo {
-                streams: report.streams.iter().map(|s| s.codec).collect::<Vec<_>>().join(", "),
-            }));
-            return report;
-        }
-        Some(v) if v.stream_type != stream_type::H264 => {
-            report.verdict = report.verdict.and(Err(Unsupported::Codec {
-                found: stream_type::name(v.stream_type),
-                stream_type: v.stream_type,
-            }
-            .into()));
-            return report;
-        }
-        Some(v) => v.pid,
-    };
-    for p in pes.iter().filter(|p| p.pid == video) {
-        let info = inspect_access_unit(&p.payload);
-        report.access_units += u64::from(info.has_picture);
-        report.idr_frames += u64::from(info.idr);
-        if report.sps.is_none() {
-            match info.sps {
-                Some(Ok(sps)) => {
-                    if let Err(e) = sps.check_supported() {
-                        report.verdict = report.verdict.and(Err(e.into()));
-                    }
-                    report.sps = Some(sps);
-                }
-                Some(Err(e)) => report.verdict = report.verdict.and(Err(e.into())),
-                None => {}
-            }
-        }
-    }
-    if report.verdict.is_ok() {
-        match decode_video(data) {
-            Ok(frames) => {
-                report.frames_decoded = frames.len() as u64;
-                if report.frames_decoded < report.access_units {
-                    report.verdict = Err(TranscodeError::FramesLost {
-                        expected: report.access_units,
-                        decoded: report.frames_decoded,
-                        first_error: None,
-                    });
-                }
-            }
-            Err(e) => report.verdict = Err(e),
-        }
-    }
-    report
 }

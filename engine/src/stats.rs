@@ -64,7 +64,7 @@ pub struct SegmentReport {
     /// From the segment's start to its first decoded picture.
     pub first_picture_after: Option<Duration>,
     /// Host<->device bytes of this segment on an accelerated device (`None` on the CPU).
-    pub device_traffic: Option<crate::accel::DeviceTraffic>,
+    pub device_traffic: Option<DeviceTraffic>,
 }
 
 impl SegmentReport {
@@ -75,4 +75,15 @@ impl SegmentReport {
         }
         self.wall_time.as_secs_f64() / self.media_duration.as_secs_f64()
     }
+}
+
+/// Bytes that crossed between host and device.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceTraffic {
+    /// Compressed input handed to the decoder.
+    pub bitstream_in: u64,
+    /// Encoded output read back.
+    pub bitstream_out: u64,
+    /// Picture bytes copied host<->device: 0 on the zero-copy path.
+    pub frame_bytes: u64,
 }

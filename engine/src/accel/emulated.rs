@@ -25,6 +25,12 @@ pub struct EmulatedDevice {
     pub fail_encode_rung: Option<usize>,
 }
 
+impl std::fmt::Debug for EmulatedDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmulatedDevice").field("in_use", &self.in_use()).finish()
+    }
+}
+
 impl EmulatedDevice {
     pub fn new(rungs: usize) -> EmulatedDevice {
         EmulatedDevice {
@@ -166,7 +172,7 @@ mod tests {
     use super::*;
     use crate::accel::AccelSession;
     use crate::probe::decode_video;
-    use crate::session::{ChannelSink, MemorySink, RenditionEvent, RenditionSink, Session, SessionConfig};
+    use crate::{ChannelSink, MemorySink, RenditionEvent, RenditionSink, Session, SessionConfig};
     use crate::{Ladder, TranscodeError};
 
     const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";

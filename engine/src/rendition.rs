@@ -1,0 +1,183 @@
+//! The back half of every segment, once: for each rendition, the cadence decides which pictures
+//! it keeps (and which become keyframes), encoded access units are muxed with the copied streams
+//! interleaved, stats are counted, and whole TS packets go to the sink as soon as they exist.
+//! The CPU rendition workers and the accelerated session both drive a [`RenditionOutput`]; they
+//! differ only in who scales and encodes.
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::cadence::{Cadence, Decision};
+use crate::error::TranscodeError;
+use crate::intake::CopiedPes;
+use crate::profile::Profile;
+use crate::sink::RenditionSink;
+use crate::stats::RenditionStats;
+use crate::ts::{AudioTrack, Muxer, MuxerConfig, wrap33};
+
+const CHUNK_CAPACITY: usize = 64 * 1024;
+
+/// What a rendition keeps across a stream's segments: its profile, its cadence (keyframe grid,
+/// frame-rate reduction) and its muxer (continuity counters carry on).
+#[derive(Debug)]
+pub(crate) struct Rendition {
+    pub(crate) profile: Profile,
+    pub(crate) cadence: Cadence,
+    muxer: Option<Muxer>,
+}
+
+impl Rendition {
+    pub(crate) fn new(profile: Profile) -> Rendition {
+        Rendition { cadence: Cadence::new(&profile), profile, muxer: None }
+    }
+
+    /// Forgets the muxer (after a panic its state is unknown).
+    pub(crate) fn reset_muxer(&mut self) {
+        self.muxer = None;
+    }
+
+    /// The muxer for `tracks` (a new one when the program's copied streams changed).
+    fn muxer_for(&mut self, tracks: &[AudioTrack]) -> &mut Muxer {
+        if self.muxer.as_ref().is_none_or(|m| m.config().tracks != tracks) {
+            self.muxer = Some(Muxer::new(MuxerConfig { tracks: tracks.to_vec() }));
+        }
+        self.muxer.as_mut().expect("just set")
+    }
+}
+
+/// One rendition's output for one segment.
+pub(crate) struct RenditionOutput {
+    sink: Box<dyn RenditionSink>,
+    tracks: Vec<AudioTrack>,
+    /// Copied PES waiting for the video to reach their time.
+    pending: VecDeque<CopiedPes>,
+    pub(crate) stats: RenditionStats,
+    /// No picture kept yet in this segment: the next kept one is an IDR.
+    first: bool,
+    started: Instant,
+    out: Vec<u8>,
+}
+
+impl std::fmt::Debug for RenditionOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RenditionOutput").field("stats", &self.stats).finish()
+    }
+}
+
+impl RenditionOutput {
+    pub(crate) fn new(name: &str, sink: Box<dyn RenditionSink>, started: Instant) -> RenditionOutput {
+        RenditionOutput {
+            sink,
+            tracks: Vec::new(),
+            pending: VecDeque::new(),
+            stats: RenditionStats { name: name.to_string(), ..Default::default() },
+            first: true,
+            started,
+            out: Vec::with_capacity(CHUNK_CAPACITY),
+        }
+    }
+
+    /// The program's copied streams.
+    pub(crate) fn set_tracks(&mut self, tracks: Vec<AudioTrack>) {
+        self.tracks = tracks;
+    }
+
+    /// A copied PES, muxed once the video reaches its time.
+    pub(crate) fn copy(&mut self, pes: CopiedPes) {
+        self.pending.push_back(pes);
+    }
+
+    /// Whether the rendition keeps the picture at `pts`, and as a keyframe or not. The
+    /// segment's first kept picture is decided here, at submission: asynchronous encoders
+    /// answer later, and the decision cannot wait for them.
+    pub(crate) fn keep(&mut self, cadence: &mut Cadence, pts: i64) -> Option<bool> {
+        self.stats.frames_in += 1;
+        match cadence.decide(pts, self.first) {
+            Decision::Drop => {
+                self.stats.frames_dropped += 1;
+                None
+            }
+            Decision::Keep { keyframe } => {
+                self.first = false;
+                Some(keyframe)
+            }
+        }
+    }
+
+    /// The size pictures are encoded at.
+    pub(crate) fn set_size(&mut self, width: u32, height: u32) {
+        self.stats.width = width;
+        self.stats.height = height;
+    }
+
+    /// Muxes one encoded access unit, after the copied PES due by its time.
+    pub(crate) fn mux(&mut self, rendition: &mut Rendition, data: &[u8], pts: i64, keyframe: bool) {
+        let t = Instant::now();
+        let muxer = rendition.muxer_for(&self.tracks);
+        self.stats.copied_pes += write_pending(muxer, &mut self.pending, Some(pts), &mut self.out);
+        let pts33 = wrap33(pts);
+        muxer.write_video(data, pts33, pts33, keyframe, &mut self.out);
+        if keyframe {
+            self.stats.keyframes += 1;
+            self.stats.keyframe_pts.push(pts);
+        }
+        self.stats.video_bytes += data.len() as u64;
+        self.stats.frames_out += 1;
+        self.stats.mux_time += t.elapsed();
+    }
+
+    /// Hands what is muxed so far to the sink.
+    pub(crate) fn emit(&mut self) -> Result<(), TranscodeError> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.out, Vec::with_capacity(CHUNK_CAPACITY)));
+        self.stats.first_chunk_after.get_or_insert_with(|| self.started.elapsed());
+        self.stats.ts_bytes += chunk.len() as u64;
+        self.stats.chunks += 1;
+        let r = self.sink.chunk(chunk);
+        r.map_err(|e| self.sink_error(e))
+    }
+
+    /// The end of the segment: the remaining copied PES, the last chunk, the sink told. On a
+    /// sink failure the sink is told that instead.
+    pub(crate) fn finish(mut self, rendition: &mut Rendition) -> Result<RenditionStats, TranscodeError> {
+        let muxer = rendition.muxer_for(&self.tracks);
+        self.stats.copied_pes += write_pending(muxer, &mut self.pending, None, &mut self.out);
+        let r = self.emit().and_then(|()| {
+            let r = self.sink.finish(&self.stats);
+            r.map_err(|e| self.sink_error(e))
+        });
+        match r {
+            Ok(()) => Ok(self.stats),
+            Err(e) => {
+                self.sink.fail(&e);
+                Err(e)
+            }
+        }
+    }
+
+    /// The segment failed: the sink is told; what it got is incomplete.
+    pub(crate) fn fail(mut self, e: &TranscodeError) {
+        self.sink.fail(e);
+    }
+
+    fn sink_error(&self, e: std::io::Error) -> TranscodeError {
+        TranscodeError::Sink { rendition: self.stats.name.clone(), message: e.to_string() }
+    }
+}
+
+/// Writes the copied PES due by `until` (every one when `None`) ahead of the next picture, so
+/// the output stays interleaved. Returns how many were written.
+fn write_pending(muxer: &mut Muxer, pending: &mut VecDeque<CopiedPes>, until: Option<i64>, out: &mut Vec<u8>) -> u64 {
+    let mut n = 0;
+    while pending.front().is_some_and(|c| until.is_none_or(|u| c.ext_pts.is_none_or(|p| p <= u))) {
+        let c = pending.pop_front().expect("front exists");
+        muxer.write_track(c.index, c.pes.stream_id, c.pes.pts, c.pes.dts, &c.pes.payload, out);
+        n += 1;
+    }
+    n
+}

@@ -1,0 +1,143 @@
+//! A CPU rendition worker: scales and encodes the pictures its [`RenditionOutput`]'s cadence
+//! keeps; everything else about the rendition (mux, stats, sink) is the shared back half.
+
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+
+use super::Work;
+use crate::codec::{EncoderSettings, H264Encoder};
+use crate::error::{TranscodeError, panic_message};
+use crate::frame::Frame;
+use crate::profile::Profile;
+use crate::rendition::{Rendition, RenditionOutput};
+use crate::scale::{ScaleFilter, Scaler};
+
+pub(super) struct RenditionWorker {
+    rendition: Rendition,
+    scaler: Scaler,
+    encoder: Option<H264Encoder>,
+    encoder_threads: u16,
+}
+
+/// A segment in progress on this worker.
+struct InProgress {
+    out: RenditionOutput,
+    error: Option<TranscodeError>,
+}
+
+impl RenditionWorker {
+    pub(super) fn new(profile: Profile, filter: ScaleFilter, encoder_threads: u16) -> Self {
+        RenditionWorker {
+            rendition: Rendition::new(profile),
+            scaler: Scaler::new(filter),
+            encoder: None,
+            encoder_threads,
+        }
+    }
+
+    pub(super) fn run(mut self, rx: Receiver<Work>) {
+        let mut seg: Option<InProgress> = None;
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                Work::Begin { sink, started } => {
+                    let out = RenditionOutput::new(&self.rendition.profile.name, sink, started);
+                    seg = Some(InProgress { out, error: None });
+                }
+                Work::Tracks(tracks) => {
+                    if let Some(s) = seg.as_mut() {
+                        s.out.set_tracks(tracks);
+                    }
+                }
+                Work::Frame(f) => {
+                    if let Some(s) = seg.as_mut()
+                        && s.error.is_none()
+                        && let Err(e) = self.contained(|w| w.frame(&mut s.out, &f))
+                    {
+                        s.error = Some(e);
+                    }
+                }
+                Work::Copied(c) => {
+                    if let Some(s) = seg.as_mut() {
+                        s.out.copy(c);
+                    }
+                }
+                Work::End { reply } => {
+                    let Some(s) = seg.take() else { continue };
+                    let result = match s.error {
+                        Some(e) => {
+                            s.out.fail(&e);
+                            Err(e)
+                        }
+                        None => {
+                            let out = s.out;
+                            self.contained(|w| out.finish(&mut w.rendition))
+                        }
+                    };
+                    // The decode thread waits for this; it is gone only when the session is.
+                    reply.send(result).ok();
+                }
+                Work::Abort { error, reply } => {
+                    if let Some(s) = seg.take() {
+                        s.out.fail(&error);
+                    }
+                    // Start the next segment with a clean encoder state.
+                    self.encoder = None;
+                    reply.send(()).ok();
+                }
+            }
+        }
+    }
+
+    /// Runs `f`, turning a panic (a bug, or a sink that panics) into this segment's error: the
+    /// encoder and muxer state are reset so the next segment starts clean, and the thread lives.
+    fn contained<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, TranscodeError>) -> Result<T, TranscodeError> {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(r) => r,
+            Err(p) => {
+                self.encoder = None;
+                self.rendition.reset_muxer();
+                Err(TranscodeError::Panic {
+                    worker: format!("rendition {}", self.rendition.profile.name),
+                    message: panic_message(&*p),
+                })
+            }
+        }
+    }
+
+    fn frame(&mut self, out: &mut RenditionOutput, f: &Frame) -> Result<(), TranscodeError> {
+        let Some(keyframe) = out.keep(&mut self.rendition.cadence, f.pts) else {
+            return Ok(());
+        };
+        let (w, h) = self.rendition.profile.output_size(f.width, f.height);
+        if self.encoder.as_ref().is_none_or(|e| (e.settings().width, e.settings().height) != (w, h)) {
+            self.encoder = Some(H264Encoder::new(EncoderSettings {
+                width: w,
+                height: h,
+                bitrate: self.rendition.profile.bitrate,
+                fps: self.rendition.cadence.output_fps(),
+                threads: self.encoder_threads,
+            })?);
+        }
+        out.set_size(w, h);
+
+        let t = Instant::now();
+        let scaled;
+        let pic = if (f.width, f.height) == (w, h) {
+            f
+        } else {
+            scaled = self.scaler.scale(f, w, h)?;
+            &scaled
+        };
+        out.stats.scale_time += t.elapsed();
+
+        let t = Instant::now();
+        let encoder = self.encoder.as_mut().expect("created above");
+        let Some(enc) = encoder.encode(pic, keyframe)? else {
+            return Ok(());
+        };
+        out.stats.encode_time += t.elapsed();
+        out.mux(&mut self.rendition, &enc.data, f.pts, enc.keyframe);
+        out.emit()
+    }
+}
