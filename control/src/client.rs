@@ -16,7 +16,6 @@ use tokio_rustls::TlsConnector;
 
 use crate::body::ChannelBody;
 use crate::framing::{FramingError, Kind, Record, RecordReader};
-use crate::node::PROFILES_HEADER;
 use crate::tls::{Identity, Trust, client_config_with};
 
 /// How to reach the node.
@@ -75,7 +74,7 @@ pub struct PushOutcome {
 impl PushOutcome {
     pub fn ok(&self) -> bool {
         self.errors.is_empty()
-            && self.trailers.as_ref().and_then(|t| t.get("zerohop-status")).is_some_and(|v| v == "ok")
+            && self.trailers.as_ref().and_then(|t| t.get(crate::headers::STATUS)).is_some_and(|v| v == "ok")
     }
 }
 
@@ -178,7 +177,7 @@ impl Client {
         let (tx, body) = ChannelBody::channel(8);
         let mut req = self.request(http::Method::POST, &format!("/v1/streams/{stream}/segments/{seq}"));
         if let Some(p) = profiles {
-            req = req.header(PROFILES_HEADER, p);
+            req = req.header(crate::headers::PROFILES, p);
         }
         if let Some(t) = &self.token {
             req = req.header(http::header::AUTHORIZATION, format!("Bearer {t}"));

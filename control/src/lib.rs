@@ -9,7 +9,11 @@
 //!    tokio tasks only move bytes.
 //! 3. **HTTP/2 only, TLS by default.** ALPN `h2`; cleartext h2 only when asked for by name.
 //! 4. **No CUDA here.** The engine's plain stats become Prometheus series in [`metrics`].
-//! 5. **Whose fault.** Engine errors map to HTTP statuses only here ([`node::status_for_code`]).
+//! 5. **Whose fault.** Every failure is a typed [`fault::NodeError`] (a stable code, a message,
+//!    and a [`fault::Fault`]: input, broadcaster, transcoder, node or capacity), built from the
+//!    engine's error or its code off the wire; that type alone picks the HTTP status, the
+//!    `Retry-After` and the metric reason.
+//! 6. **One name per header.** Every `zerohop-*` header and trailer is named in [`headers`].
 //!
 //! Modes: combined (orchestrator with an in-process transcoder, which remote transcoders may
 //! join), orchestrator only (`max_sessions` 0), and transcoder ([`transcoder`], dialling out).
@@ -17,7 +21,9 @@
 pub mod body;
 pub mod broadcasters;
 pub mod client;
+pub mod fault;
 pub mod framing;
+pub mod headers;
 pub mod link;
 pub mod metrics;
 pub mod node;

@@ -160,7 +160,7 @@ impl InputWriter {
 
 impl Drop for InputWriter {
     fn drop(&mut self) {
-        self.0.end(Err(Abort::new("upload_dropped", "the upload was dropped before its end")));
+        self.0.end(Err(Abort::new(crate::fault::code::UPLOAD_DROPPED, "the upload was dropped before its end")));
     }
 }
 

@@ -25,9 +25,9 @@ use zerohop_engine::Ladder;
 use crate::body::ChannelBody;
 use crate::client::{Client, ClientError, Transport};
 use crate::framing::{self, Kind, SEGMENT};
+use crate::headers;
 use crate::link::{self, LineReader, Report, ToTranscoder};
 use crate::metrics as m;
-use crate::node::{CAPABILITIES_HEADER, TRANSCODER_ID_HEADER};
 use crate::relay::{Abort, InputBuf, Out, SessionSlot, run_local};
 
 /// Transcoder settings.
@@ -117,10 +117,10 @@ async fn attempt(
     let _ = report_tx.try_send(Ok(Frame::data(report_line(&backend, config.max_sessions, 0))));
     let req = client
         .request(Method::POST, "/v1/transcoders/link")
-        .header(TRANSCODER_ID_HEADER, &config.id)
+        .header(headers::TRANSCODER_ID, &config.id)
         .header(http::header::AUTHORIZATION, format!("Bearer {}", config.secret))
-        .header("zerohop-capacity", config.max_sessions)
-        .header(CAPABILITIES_HEADER, link::encode_capabilities(&backend, &config.sessions.devices, config.max_output))
+        .header(headers::CAPACITY, config.max_sessions)
+        .header(headers::CAPABILITIES, link::encode_capabilities(&backend, &config.sessions.devices, config.max_output))
         .body(report_body);
     let Ok(req) = req else { return Ok(Attempt::Lost("bad request".into())) };
     let resp = match client.send(req).await {
@@ -224,7 +224,7 @@ async fn run_task(
     let auth = format!("Bearer {}", config.secret);
     let req = client
         .request(Method::GET, &format!("/v1/tasks/{task}/input"))
-        .header(TRANSCODER_ID_HEADER, &config.id)
+        .header(headers::TRANSCODER_ID, &config.id)
         .header(http::header::AUTHORIZATION, &auth)
         .body(ChannelBody::empty())
         .map_err(|e| e.to_string())?;
@@ -244,7 +244,10 @@ async fn run_task(
                         feed.push(d);
                     }
                 }
-                Some(Err(e)) => return feed.end(Err(Abort::new("input_broken", format!("input broke off: {e}")))),
+                Some(Err(e)) => {
+                    return feed
+                        .end(Err(Abort::new(crate::fault::code::INPUT_BROKEN, format!("input broke off: {e}"))));
+                }
                 None => return feed.end(Ok(())),
             }
         }
@@ -259,7 +262,7 @@ async fn run_task(
     let (tx, results) = ChannelBody::channel(32);
     let req = client
         .request(Method::POST, &format!("/v1/tasks/{task}/results"))
-        .header(TRANSCODER_ID_HEADER, &config.id)
+        .header(headers::TRANSCODER_ID, &config.id)
         .header(http::header::AUTHORIZATION, &auth)
         .body(results)
         .map_err(|e| e.to_string())?;

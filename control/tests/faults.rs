@@ -28,7 +28,7 @@ use zerohop_control::transcoder::{self, TranscoderConfig};
 use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
 use zerohop_engine::probe::decode_video;
 
-const SECRET: &str = "fault tolerance is a feature";
+const SECRET: &str = "fault-tolerance-is-a-feature";
 /// Short, so a stalled task is failed over quickly; still far above what the small fixture
 /// takes to transcode on a loaded CI machine.
 const DEADLINE: Duration = Duration::from_secs(3);
@@ -42,7 +42,7 @@ fn config(tls: Arc<rustls::ServerConfig>, listen: std::net::SocketAddr) -> NodeC
     let mut cfg = NodeConfig::new(listen, Some(tls));
     cfg.max_sessions = 0; // every segment goes to a remote transcoder
     cfg.task_deadline = DEADLINE;
-    cfg.transcoders = TranscoderSecrets::parse_file(&format!("good {SECRET}\nrogue {SECRET}\n"));
+    cfg.transcoders = TranscoderSecrets::parse_secrets(&format!("good {SECRET}\nrogue {SECRET}\n")).expect("secrets");
     cfg
 }
 

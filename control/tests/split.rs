@@ -15,7 +15,7 @@ use zerohop_control::transcoder::{self, LinkError, TranscoderConfig};
 use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
 use zerohop_engine::probe::decode_video;
 
-const SECRET: &str = "correct horse battery staple";
+const SECRET: &str = "correct-horse-battery-staple";
 
 async fn orchestrator() -> (Node, String) {
     let identity = tls::self_signed(&["localhost".into()]).expect("cert");
@@ -23,7 +23,8 @@ async fn orchestrator() -> (Node, String) {
     let mut cfg =
         NodeConfig::new("127.0.0.1:0".parse().expect("addr"), Some(tls::server_config(identity).expect("tls")));
     cfg.max_sessions = 0; // no local engine: every segment goes to a remote transcoder
-    cfg.transcoders = TranscoderSecrets::parse_file(&format!("t-a {SECRET}\nt-b {SECRET}\n# t-c revoked\n"));
+    cfg.transcoders =
+        TranscoderSecrets::parse_secrets(&format!("t-a {SECRET}\nt-b {SECRET}\n# t-c revoked\n")).expect("secrets");
     (Node::start(cfg).await.expect("node"), fp)
 }
 
@@ -233,7 +234,8 @@ async fn a_reload_revokes_a_live_transcoder_and_failed_auth_is_rate_limited() {
     assert!(o.ok());
     // The operator removes t-a's line and sends SIGHUP: its live link is closed, its redial is
     // refused, and the transcoder stops with a clear error instead of retrying.
-    let closed = node.reload_transcoders(TranscoderSecrets::parse_file(&format!("t-b {SECRET}\n")));
+    let closed =
+        node.reload_transcoders(TranscoderSecrets::parse_secrets(&format!("t-b {SECRET}\n")).expect("secrets"));
     assert_eq!(closed, 1);
     let r = tokio::time::timeout(Duration::from_secs(10), h).await.expect("stops").expect("join");
     assert!(matches!(r, Err(LinkError::BadSecret { .. })), "{r:?}");
@@ -275,7 +277,7 @@ async fn mutual_tls_admits_only_the_pinned_client_certificate() {
     let (node, fp) = orchestrator().await;
     let mine = tls::self_signed(&["t-m".into()]).expect("client cert");
     let other = tls::self_signed(&["t-m".into()]).expect("another cert");
-    let mut secrets = TranscoderSecrets::parse_file(&format!("t-a {SECRET}\n"));
+    let mut secrets = TranscoderSecrets::parse_secrets(&format!("t-a {SECRET}\n")).expect("secrets");
     secrets.certs =
         TranscoderSecrets::parse_certs_file(&format!("# mutual TLS\nt-m {}\n", mine.fingerprint())).expect("certs");
     assert_eq!(node.reload_transcoders(secrets.clone()), 0);

@@ -1,0 +1,31 @@
+//! Every `zerohop-*` HTTP header and trailer name, in one place: the node, the client and the
+//! transcoder all name them from here.
+
+/// Request header: the ladder, as preset names or JSON (the engine's forms).
+pub const PROFILES: &str = "zerohop-profiles";
+/// Request header naming a transcoder on its link and task requests.
+pub const TRANSCODER_ID: &str = "zerohop-transcoder-id";
+/// Link request header: how many segments a transcoder runs at once (until its first report).
+pub const CAPACITY: &str = "zerohop-capacity";
+/// Link request header: what a transcoder can make, JSON
+/// `{"backend": "cpu", "encode": ["h264"], "max_width": 4096, "max_height": 2304, "gpus": []}`.
+pub const CAPABILITIES: &str = "zerohop-capabilities";
+/// Trailer of a segment's result stream: `ok` or `error`.
+pub const STATUS: &str = "zerohop-status";
+/// Trailer of a failed segment's result stream: the first error's stable code.
+pub const ERROR_CODE: &str = "zerohop-error-code";
+
+/// Every name above (for tests that all are lower case and distinct).
+pub const ALL: &[&str] = &[PROFILES, TRANSCODER_ID, CAPACITY, CAPABILITIES, STATUS, ERROR_CODE];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn names_are_valid_distinct_and_prefixed() {
+        for (i, name) in super::ALL.iter().enumerate() {
+            assert!(name.starts_with("zerohop-"), "{name}");
+            http::HeaderName::from_static(name);
+            assert!(!super::ALL[..i].contains(name), "{name} twice");
+        }
+    }
+}

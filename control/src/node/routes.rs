@@ -1,0 +1,81 @@
+//! Which handler serves a request, after whose authentication.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request};
+use hyper::body::Incoming;
+use tracing::Instrument;
+
+use super::reply::{self, Resp};
+use super::state::{Peer, State};
+use super::{auth, links, segment, status, tasks};
+use crate::fault::{NodeError, code};
+use crate::link::ToTranscoder;
+use crate::metrics as m;
+
+pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let path: Vec<String> = req.uri().path().trim_matches('/').split('/').map(str::to_string).collect();
+    let path: Vec<&str> = path.iter().map(String::as_str).collect();
+    Ok(match (req.method(), &path[..]) {
+        (&Method::GET, ["healthz"]) => reply::ok("zerohop node is serving"),
+        (&Method::GET, ["metrics"]) => reply::full(m::render(), "text/plain; version=0.0.4"),
+        (&Method::POST, ["v1", "streams", stream, "segments", seq]) => {
+            let who = match auth::broadcaster(&state, req.headers(), peer.ip) {
+                Ok(who) => who,
+                Err(r) => return Ok(r),
+            };
+            if let Some(who) = who
+                && let Err(e) = state.owners.lock().claim(stream, &who, Instant::now())
+            {
+                return Ok(auth::refused_claim(&e));
+            }
+            let span = tracing::info_span!("segment", stream = %stream, seq = %seq);
+            let (stream, seq) = (stream.to_string(), seq.to_string());
+            segment::segment(state, req, stream, seq).instrument(span).await
+        }
+        (&Method::DELETE, ["v1", "streams", stream]) => {
+            let who = match auth::broadcaster(&state, req.headers(), peer.ip) {
+                Ok(who) => who,
+                Err(r) => return Ok(r),
+            };
+            if let Some(who) = who
+                && let Err(e) = state.owners.lock().release(stream, &who)
+            {
+                return Ok(auth::refused_claim(&e));
+            }
+            end_stream(&state, stream)
+        }
+        (&Method::GET, ["v1", "transcoders"]) => match auth::broadcaster(&state, req.headers(), peer.ip) {
+            Ok(_) => status::transcoders(&state),
+            Err(r) => r,
+        },
+        (&Method::POST, ["v1", "transcoders", "link"]) => match auth::transcoder(&state, req.headers(), &peer) {
+            Ok((name, credential)) => links::link(state, req, name, credential),
+            Err(r) => r,
+        },
+        (&Method::GET, ["v1", "tasks", id, "input"]) => match auth::transcoder(&state, req.headers(), &peer) {
+            Ok(_) => tasks::input(&state, id),
+            Err(r) => r,
+        },
+        (&Method::POST, ["v1", "tasks", id, "results"]) => match auth::transcoder(&state, req.headers(), &peer) {
+            Ok(_) => tasks::results(state, id.parse().unwrap_or(0), req).await,
+            Err(r) => r,
+        },
+        _ => reply::error(&NodeError::new(code::NOT_FOUND, "no such endpoint; see README's broadcaster API")),
+    })
+}
+
+/// `DELETE /v1/streams/{stream}`: frees the stream's sessions, here and on a remote transcoder.
+fn end_stream(state: &State, stream: &str) -> Resp {
+    let local = state.streams.lock().remove(stream).is_some();
+    let holder = state.scheduler.lock().end_stream(stream);
+    // A remote transcoder holding the stream's sessions is told to free them now rather than at
+    // its idle timeout.
+    let remote = holder.and_then(|t| state.links.lock().get(&t).map(|l| l.tasks.clone()));
+    let told =
+        remote.is_some_and(|tx| tx.try_send(ToTranscoder::EndStream { stream: stream.to_string() }.encode()).is_ok());
+    tracing::info!(%stream, local, remote = told, "stream ended by the broadcaster");
+    reply::ok(if local || told { "stream ended" } else { "no such stream" })
+}

@@ -1,0 +1,219 @@
+//! `POST /v1/streams/{stream}/segments/{seq}`: the upload goes into a replayable buffer as it
+//! arrives, the segment is placed with the scheduler and dispatched, and the broadcaster's
+//! answer starts with the first encoded chunk. Errors before that are an HTTP status with a
+//! JSON `{code, message}` body; errors after it an in-band record and `zerohop-status` /
+//! `zerohop-error-code` trailers.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderValue, Request};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use serde_json::json;
+use tokio::sync::mpsc;
+use zerohop_engine::Ladder;
+
+use super::dispatch::dispatch;
+use super::reply::{self, Resp};
+use super::state::{Job, State};
+use crate::body::ChannelBody;
+use crate::fault::{NodeError, code};
+use crate::framing::{self, Kind, SEGMENT};
+use crate::headers;
+use crate::metrics as m;
+use crate::relay::{Abort, InputBuf, InputWriter, Out};
+use crate::scheduler::{Need, PlaceError, TaskId, TranscoderId};
+
+/// A segment refused before its first result: counted, logged, answered with its status.
+fn refused(e: &NodeError) -> Resp {
+    metrics::counter!(m::SEGMENTS_FAILED, "reason" => e.reason()).increment(1);
+    reply::error(e)
+}
+
+pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq: String) -> Resp {
+    let received = Instant::now();
+    metrics::counter!(m::SEGMENTS_RECEIVED).increment(1);
+    let ladder = match ladder(&state, req.headers()) {
+        Ok(l) => l,
+        Err(e) => return refused(&e),
+    };
+    if let Err(e) = check_length(req.headers(), state.config.max_segment_bytes) {
+        return refused(&e);
+    }
+    let (task, transcoder) = match place(&state, &stream, &ladder, received) {
+        Ok(p) => p,
+        Err(e) => return refused(&e),
+    };
+    state.update_capacity_metrics();
+    tracing::debug!(%stream, %seq, task, transcoder, "segment placed");
+
+    // Upload -> replayable buffer, read by whoever runs the segment.
+    let input = InputBuf::new();
+    tokio::spawn(upload(req.into_body(), input.writer(), &state, received));
+
+    let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
+    let names: Vec<String> = ladder.profiles().iter().map(|p| p.name.clone()).collect();
+    let job = Job {
+        stream: stream.clone(),
+        seq: seq.clone(),
+        ladder,
+        input,
+        out: out_tx,
+        started: Arc::new(AtomicBool::new(false)),
+        received,
+    };
+    dispatch(&state, task, transcoder, job);
+
+    // Wait for the first result (or an early error) before choosing the status.
+    let first = match out_rx.recv().await {
+        Some(Out::Record(r)) => r,
+        Some(Out::Error { code, message, .. }) => {
+            tokio::spawn(async move { while out_rx.recv().await.is_some() {} });
+            tracing::info!(%stream, %seq, %code, %message, "segment refused");
+            return refused(&NodeError::from_code(&code, message));
+        }
+        Some(Out::End { .. }) | None => {
+            return reply::error(&NodeError::new(code::NO_OUTPUT, "the engine produced nothing"));
+        }
+    };
+    metrics::histogram!(m::TTFB).record(received.elapsed().as_secs_f64());
+
+    let (tx, body) = ChannelBody::channel(32);
+    let start = json!({"stream": stream, "seq": seq, "renditions": names});
+    let mut head = BytesMut::new();
+    framing::encode(Kind::Start, SEGMENT, start.to_string().as_bytes(), &mut head);
+    head.extend_from_slice(&first);
+    tokio::spawn(relay(head.freeze(), out_rx, tx, stream, seq, received));
+    reply::streamed(body, "application/vnd.zerohop.results")
+}
+
+/// The ladder asked for in the profiles header, else the node's default.
+fn ladder(state: &State, headers: &HeaderMap) -> Result<Ladder, NodeError> {
+    let Some(v) = headers.get(headers::PROFILES) else { return Ok(state.config.default_ladder.clone()) };
+    v.to_str()
+        .map_err(|e| e.to_string())
+        .and_then(|s| s.parse::<Ladder>().map_err(|e| e.to_string()))
+        .map_err(|e| NodeError::new(code::BAD_PROFILE, e))
+}
+
+/// Refuses an upload whose declared length is over the limit before reading it.
+fn check_length(headers: &HeaderMap, max: u64) -> Result<(), NodeError> {
+    match headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok()) {
+        Some(len) if len > max => {
+            Err(NodeError::new(code::TOO_LARGE, format!("segment of {len} bytes exceeds the {max}-byte limit")))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// A transcoder (local or remote) for the ladder's largest rendition, with a free session.
+fn place(state: &State, stream: &str, ladder: &Ladder, now: Instant) -> Result<(TaskId, TranscoderId), NodeError> {
+    let need = Need {
+        width: ladder.profiles().iter().map(|p| p.width).max().unwrap_or(0),
+        height: ladder.profiles().iter().map(|p| p.height).max().unwrap_or(0),
+    };
+    let placed = state.scheduler.lock().place_fitting(stream, need, now);
+    placed.map_err(|e| match e {
+        PlaceError::NoneFits(_) => NodeError::new(
+            code::NO_CAPABLE_TRANSCODER,
+            format!("no connected transcoder can make this ladder (largest rendition {}x{})", need.width, need.height),
+        ),
+        PlaceError::NoTranscoders => NodeError::new(code::AT_CAPACITY, "no transcoder is connected"),
+        PlaceError::AtCapacity => NodeError::new(code::AT_CAPACITY, "all transcoding sessions are busy"),
+    })
+}
+
+/// Moves the broadcaster's upload into the input buffer; cuts it off when it stalls or grows
+/// over the limit.
+fn upload(
+    mut body: Incoming,
+    upload: InputWriter,
+    state: &State,
+    received: Instant,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (idle, max) = (state.config.upload_idle, state.config.max_segment_bytes);
+    async move {
+        let mut total = 0u64;
+        loop {
+            let Ok(frame) = tokio::time::timeout(idle, body.frame()).await else {
+                metrics::counter!(m::SEGMENTS_FAILED, "reason" => code::UPLOAD_STALLED).increment(1);
+                let why = format!("the upload sent nothing for {idle:?}");
+                return upload.end(Err(Abort::new(code::UPLOAD_STALLED, why)));
+            };
+            match frame {
+                Some(Ok(f)) => {
+                    let Ok(d) = f.into_data() else { continue };
+                    total += d.len() as u64;
+                    metrics::counter!(m::BYTES_IN).increment(d.len() as u64);
+                    if total > max {
+                        let why = format!("segment upload exceeds the {max}-byte limit");
+                        return upload.end(Err(Abort::new(code::TOO_LARGE, why)));
+                    }
+                    upload.push(d);
+                }
+                Some(Err(e)) => {
+                    return upload.end(Err(Abort::new(code::UPLOAD_FAILED, format!("upload failed: {e}"))));
+                }
+                None => {
+                    metrics::histogram!(m::UPLOAD).record(received.elapsed().as_secs_f64());
+                    return upload.end(Ok(()));
+                }
+            }
+        }
+    }
+}
+
+/// The result stream to the broadcaster: the start record and first result in `head`, then
+/// every record as it comes, then the trailers.
+async fn relay(
+    head: Bytes,
+    mut out_rx: mpsc::Receiver<Out>,
+    tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+    stream: String,
+    seq: String,
+    received: Instant,
+) {
+    if tx.send(Ok(Frame::data(head))).await.is_err() {
+        return;
+    }
+    let mut error_code: Option<String> = None;
+    while let Some(o) = out_rx.recv().await {
+        if let Out::Error { code, .. } = &o {
+            error_code.get_or_insert(code.clone());
+        }
+        let end = match &o {
+            Out::End { ok, .. } => Some(*ok),
+            _ => None,
+        };
+        if tx.send(Ok(Frame::data(o.to_record()))).await.is_err() {
+            // The broadcaster went away: dropping `out_rx` makes the engine's sinks fail,
+            // which ends the segment and frees the session.
+            tracing::info!(%stream, %seq, "broadcaster disconnected; segment cancelled");
+            return;
+        }
+        if let Some(ok) = end {
+            if ok {
+                metrics::counter!(m::SEGMENTS_TRANSCODED).increment(1);
+                metrics::histogram!(m::TTLB).record(received.elapsed().as_secs_f64());
+            } else {
+                let reason = error_code.clone().unwrap_or_else(|| code::ERROR.into());
+                metrics::counter!(m::SEGMENTS_FAILED, "reason" => reason).increment(1);
+            }
+            let _ = tx.send(Ok(Frame::trailers(trailers(ok, error_code.as_deref())))).await;
+            return;
+        }
+    }
+}
+
+fn trailers(ok: bool, error_code: Option<&str>) -> HeaderMap {
+    let mut t = HeaderMap::new();
+    t.insert(headers::STATUS, HeaderValue::from_static(if ok { "ok" } else { "error" }));
+    if let Some(c) = error_code.and_then(|c| HeaderValue::from_str(c).ok()) {
+        t.insert(headers::ERROR_CODE, c);
+    }
+    t
+}

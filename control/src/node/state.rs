@@ -1,0 +1,111 @@
+//! What a running node shares between its connections: the scheduler, the streams' sessions,
+//! the remote tasks in flight, the transcoder links and who may connect.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::time::Instant;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{mpsc, watch};
+use zerohop_engine::Ladder;
+
+use super::config::NodeConfig;
+use super::secrets::{Credential, TranscoderSecrets};
+use crate::broadcasters::{BroadcasterTokens, StreamOwners};
+use crate::metrics as m;
+use crate::relay::{DeviceCaps, InputBuf, Out, SessionSlot};
+use crate::scheduler::{Scheduler, TaskId, TranscoderId};
+use crate::secret::AuthLimiter;
+
+/// The in-process transcoder's id in the scheduler.
+pub(super) const LOCAL: TranscoderId = 0;
+
+pub(super) struct StreamSlot {
+    pub session: SessionSlot,
+    pub last_used: Instant,
+}
+
+/// A segment on its way, whatever runs it.
+pub(super) struct Job {
+    pub stream: String,
+    pub seq: String,
+    pub ladder: Ladder,
+    pub input: Arc<InputBuf>,
+    pub out: mpsc::Sender<Out>,
+    /// A result byte reached the broadcaster: no more retries.
+    pub started: Arc<AtomicBool>,
+    /// When the request arrived (queue time = until a transcoder starts reading the input).
+    pub received: Instant,
+}
+
+/// A transcoder's live link.
+pub(super) struct Link {
+    pub name: String,
+    /// What it says it runs on (capabilities header).
+    pub backend: String,
+    pub gpus: Vec<DeviceCaps>,
+    pub credential: Credential,
+    pub tasks: mpsc::Sender<Bytes>,
+    /// Ends the link (the transcoder was revoked).
+    pub close: watch::Sender<bool>,
+}
+
+pub(super) struct State {
+    pub config: NodeConfig,
+    pub scheduler: Mutex<Scheduler>,
+    pub streams: Mutex<HashMap<String, StreamSlot>>,
+    /// Remote tasks in flight.
+    pub jobs: Mutex<HashMap<TaskId, Job>>,
+    pub links: Mutex<HashMap<TranscoderId, Link>>,
+    pub next_link: AtomicU64,
+    /// Who may dial in; replaced by `Node::reload_transcoders` (SIGHUP) without a restart.
+    pub transcoders: RwLock<TranscoderSecrets>,
+    pub auth_limiter: Mutex<AuthLimiter>,
+    /// Who may push; replaced by `Node::reload_broadcasters` (SIGHUP).
+    pub broadcasters: RwLock<BroadcasterTokens>,
+    /// Which broadcaster holds which live stream.
+    pub owners: Mutex<StreamOwners>,
+    /// Open connections per peer address.
+    pub connections: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl State {
+    pub fn new(config: NodeConfig) -> State {
+        let mut scheduler = Scheduler::new(config.task_deadline);
+        if config.max_sessions > 0 {
+            scheduler.add_local(LOCAL, config.max_sessions as u32);
+        }
+        State {
+            scheduler: Mutex::new(scheduler),
+            streams: Mutex::new(HashMap::new()),
+            jobs: Mutex::new(HashMap::new()),
+            links: Mutex::new(HashMap::new()),
+            next_link: AtomicU64::new(1),
+            transcoders: RwLock::new(config.transcoders.clone()),
+            broadcasters: RwLock::new(config.broadcasters.clone()),
+            owners: Mutex::new(StreamOwners::new(config.idle_timeout)),
+            connections: Mutex::new(HashMap::new()),
+            auth_limiter: Mutex::new(AuthLimiter::new(config.auth_max_failures, std::time::Duration::from_secs(60))),
+            config,
+        }
+    }
+
+    /// Publishes capacity, load and the number of links.
+    pub fn update_capacity_metrics(&self) {
+        let (capacity, load) = self.scheduler.lock().totals();
+        metrics::gauge!(m::CAPACITY).set(f64::from(capacity));
+        metrics::gauge!(m::LOAD).set(f64::from(load));
+        metrics::gauge!(m::TRANSCODERS).set(self.links.lock().len() as f64);
+    }
+}
+
+/// Who is on the other end of a connection, as far as the transport says.
+#[derive(Debug, Clone)]
+pub(super) struct Peer {
+    pub ip: IpAddr,
+    /// SHA-256 of the client certificate it proved it holds (mutual TLS), if any.
+    pub client_cert: Option<Arc<str>>,
+}

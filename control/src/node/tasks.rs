@@ -1,0 +1,131 @@
+//! A remote transcoder's side of a task: `GET /v1/tasks/{id}/input` reads the broadcaster's
+//! upload from its start as it arrives, `POST /v1/tasks/{id}/results` streams the records back,
+//! relayed to the broadcaster.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use http::{Request, Response};
+use http_body::Frame;
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use super::dispatch;
+use super::reply::{self, Resp};
+use super::state::State;
+use crate::body::ChannelBody;
+use crate::fault::{NodeError, code};
+use crate::framing::{Kind, RecordReader};
+use crate::metrics as m;
+use crate::relay::{InputItem, Out};
+use crate::scheduler::TaskId;
+
+fn no_task() -> Resp {
+    reply::error(&NodeError::new(code::NO_TASK, "no such task (finished, failed over or never assigned)"))
+}
+
+/// `GET /v1/tasks/{id}/input`: the broadcaster's upload, from its start, as it arrives.
+pub(super) fn input(state: &State, id: &str) -> Resp {
+    let Some((input, received)) =
+        id.parse::<TaskId>().ok().and_then(|id| state.jobs.lock().get(&id).map(|j| (j.input.clone(), j.received)))
+    else {
+        return no_task();
+    };
+    metrics::histogram!(m::QUEUE).record(received.elapsed().as_secs_f64());
+    let (tx, body) = ChannelBody::channel(16);
+    tokio::spawn(async move {
+        let mut i = 0;
+        loop {
+            let frame = match input.next(i).await {
+                InputItem::Data(d) => Ok(Frame::data(d)),
+                InputItem::End => break,
+                InputItem::Aborted(why) => Err(std::io::Error::other(why.message)),
+            };
+            let stop = frame.is_err();
+            if tx.send(frame).await.is_err() || stop {
+                break;
+            }
+            i += 1;
+        }
+    });
+    Response::new(body)
+}
+
+/// How reading a transcoder's results ended.
+enum Relayed {
+    /// The end record went to the broadcaster.
+    Ended,
+    /// The broadcaster went away (not the transcoder's fault).
+    BroadcasterGone,
+    /// The task was failed over meanwhile (deadline or disconnect).
+    FailedOver,
+    /// The stream broke off before its end record.
+    Broken,
+}
+
+/// `POST /v1/tasks/{id}/results`: a transcoder's records, relayed to the broadcaster.
+pub(super) async fn results(state: Arc<State>, task: TaskId, req: Request<Incoming>) -> Resp {
+    match relay(&state, task, req).await {
+        None => no_task(),
+        Some(Relayed::FailedOver) => reply::error(&NodeError::new(
+            code::TASK_FAILED_OVER,
+            "the task was failed over (deadline or disconnect); its results are no longer wanted",
+        )),
+        Some(how @ (Relayed::Ended | Relayed::BroadcasterGone)) => {
+            state.jobs.lock().remove(&task);
+            if matches!(how, Relayed::Ended) {
+                state.scheduler.lock().succeeded(task);
+            } else {
+                state.scheduler.lock().finish(task);
+            }
+            state.update_capacity_metrics();
+            reply::ok("results relayed")
+        }
+        Some(Relayed::Broken) => {
+            tracing::warn!(task, "result stream from transcoder broke off");
+            dispatch::fail(&state, task);
+            reply::error(&NodeError::new(code::BROKEN_RESULTS, "result stream ended without its end record"))
+        }
+    }
+}
+
+/// Relays the records of `req` to the task's broadcaster; `None` for a task that is not in
+/// flight.
+async fn relay(state: &State, task: TaskId, req: Request<Incoming>) -> Option<Relayed> {
+    let (out, started) = state.jobs.lock().get(&task).map(|j| (j.out.clone(), j.started.clone()))?;
+    let mut body = req.into_body();
+    let mut reader = RecordReader::new();
+    loop {
+        // A transcoder that goes silent is failed over by the deadline; then stop reading it
+        // too, so its request does not hold the handler forever.
+        let frame = match tokio::time::timeout(Duration::from_secs(1), body.frame()).await {
+            Ok(Some(frame)) => frame,
+            Ok(None) => return Some(Relayed::Broken),
+            Err(_) if !state.jobs.lock().contains_key(&task) => return Some(Relayed::FailedOver),
+            Err(_) => continue,
+        };
+        let Ok(frame) = frame else { return Some(Relayed::Broken) };
+        let Ok(data) = frame.into_data() else { continue };
+        reader.push(&data);
+        while let Some(rec) = reader.poll() {
+            let Ok(rec) = rec else { return Some(Relayed::Broken) };
+            let Some(item) = Out::from_record(&rec) else { continue };
+            // A task that was failed over meanwhile must not write to the broadcaster.
+            if !state.jobs.lock().contains_key(&task) {
+                return Some(Relayed::FailedOver);
+            }
+            if rec.kind == Kind::Chunk && !started.swap(true, Ordering::AcqRel) {
+                state.scheduler.lock().result_started(task);
+            }
+            let ended = matches!(item, Out::End { .. });
+            let sent = out.send(item).await.is_ok();
+            if ended {
+                return Some(Relayed::Ended); // the transcoder did its part either way
+            }
+            if !sent {
+                return Some(Relayed::BroadcasterGone);
+            }
+        }
+    }
+}
