@@ -106,10 +106,10 @@ mod cuda {
             let (program, pes, _, fin) = demux_all(&data);
             fin.expect("demux");
             let video = program.and_then(|p| p.video().map(|v| v.pid)).expect("video");
-            let mut dec = NvDecoder::new(cuvid.clone(), 0, gpu.raw_stream()).expect("decoder");
+            let mut dec = NvDecoder::new(cuvid.clone(), gpu.context()).expect("decoder");
             let mut pics = Vec::new();
-            let mut take = |m: zerohop_engine::cuda::nvdec::MappedFrame| {
-                pics.push(gpu.download_mapped(&m)?.to_frame(m.pts));
+            let mut take = |m: &zerohop_engine::cuda::nvdec::MappedFrame<'_>| {
+                pics.push(gpu.download_mapped(m)?.to_frame(m.pts()));
                 Ok(())
             };
             let mut unwrap = Unwrapper::new();

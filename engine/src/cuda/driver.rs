@@ -1,11 +1,17 @@
-//! The CUDA driver side, through cudarc (dynamic loading, CUDA 12.9 bindings): finding GPUs,
-//! one context and stream per GPU, the ladder kernel (embedded PTX or NVRTC at run time), device
-//! buffers for NVENC, and a kernel self-test against the CPU emulation.
+//! The CUDA driver side, through cudarc (dynamic loading, CUDA 12.9 bindings, its result layer
+//! and safe owners): finding GPUs, one context and stream per GPU ([`DeviceContext`]), the
+//! ladder kernel (embedded PTX or NVRTC at run time), device buffers for NVENC ([`DeviceNv12`],
+//! which owns its allocation), and a kernel self-test against the CPU emulation.
+//!
+//! The kernel is launched only on owned or borrowed device objects: a [`MappedFrame`] or a
+//! [`DeviceNv12`] as source, `&mut DeviceNv12` as destinations, all checked to be of this GPU's
+//! context; device addresses appear only inside the `unsafe` launch.
 //!
 //! cudarc panics when a library is missing, so every entry point here first checks that
 //! `libcuda` (and for run-time compilation `libnvrtc`) can be loaded and returns
 //! [`CudaError::NoDriver`] otherwise.
 
+use std::any::Any;
 use std::sync::Arc;
 
 use cudarc::driver::{
@@ -13,14 +19,11 @@ use cudarc::driver::{
 };
 use zerohop_kernels::{BLOCK, MAX_RUNGS, Nv12, ZhLadder, ZhPlane};
 
-use super::error::CudaError;
-use super::nvdec::{CuvidApi, DecodeCaps};
-use super::nvenc::{Encoder, EncoderConfig, InputSurface, NvencApi, Preset};
+pub use super::context::DeviceContext;
+use super::error::{CudaError, driver_error};
+use super::nvdec::{CuvidApi, DecodeCaps, MappedFrame};
+use super::nvenc::{Encoder, EncoderConfig, InputBuffer, NvencApi, Preset};
 use crate::accel::host_encode::HostNv12;
-
-fn driver_error(api: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
-    move |e| CudaError::Driver { api, status: format!("{e:?}") }
-}
 
 /// Checks that the CUDA driver library loads and initialises. Never panics.
 pub fn driver() -> Result<(), CudaError> {
@@ -63,10 +66,7 @@ pub fn gpus(probe_sessions: u32) -> Result<Vec<GpuInfo>, CudaError> {
         let gpu = Gpu::open_bare(ordinal)?;
         let ctx = &gpu.ctx;
         let nvdec = match &cuvid {
-            Ok(api) => ctx
-                .bind_to_thread()
-                .map_err(|e| format!("{e:?}"))
-                .and_then(|()| api.h264_caps().map_err(|e| e.to_string())),
+            Ok(api) => api.h264_caps(&gpu.device).map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         let nvenc_sessions = match &nvenc {
@@ -130,13 +130,24 @@ fn arch_of(cc: (i32, i32)) -> &'static str {
     }
 }
 
-/// One GPU: its primary context, a scaling stream and the loaded ladder kernel.
+/// One GPU: its primary context and scaling stream (as a shared [`DeviceContext`]) and the
+/// loaded ladder kernel.
 #[derive(Debug)]
 pub struct Gpu {
     pub ordinal: usize,
     ctx: Arc<CudaContext>,
     stream: Arc<CudaStream>,
+    device: Arc<DeviceContext>,
     ladder: Option<CudaFunction>,
+}
+
+/// A launch's source picture: NV12, luma at `ptr`, chroma `pitch * rows` bytes after it.
+struct Source {
+    ptr: u64,
+    pitch: u32,
+    rows: u32,
+    width: u32,
+    height: u32,
 }
 
 impl Gpu {
@@ -155,22 +166,19 @@ impl Gpu {
         driver()?;
         let ctx = CudaContext::new(ordinal).map_err(driver_error("cuDevicePrimaryCtxRetain"))?;
         let stream = ctx.new_stream().map_err(driver_error("cuStreamCreate"))?;
-        Ok(Gpu { ordinal, ctx, stream, ladder: None })
+        let device = DeviceContext::cuda(ordinal, ctx.clone(), stream.clone());
+        Ok(Gpu { ordinal, ctx, stream, device, ladder: None })
     }
 
-    /// The raw `CUcontext`, for NVENC and NVDEC.
-    pub fn raw_context(&self) -> *mut std::ffi::c_void {
-        self.ctx.cu_ctx().cast()
+    /// The context and scaling stream, for NVDEC decoders and NVENC encoders (each keeps an
+    /// `Arc` of it).
+    pub fn context(&self) -> &Arc<DeviceContext> {
+        &self.device
     }
 
-    /// The raw scaling `CUstream`, handed to NVENC and NVDEC.
-    pub fn raw_stream(&self) -> *mut std::ffi::c_void {
-        self.stream.cu_stream().cast()
-    }
-
-    /// Makes the context current on this thread (cuvid needs it).
+    /// Makes the context current on this thread.
     pub fn bind(&self) -> Result<(), CudaError> {
-        self.ctx.bind_to_thread().map_err(driver_error("cuCtxSetCurrent"))
+        self.device.bind()
     }
 
     /// An NV12 device buffer of `width` x `height` with a 256-byte-aligned pitch (what NVENC
@@ -179,39 +187,82 @@ impl Gpu {
         let pitch = (width as usize).next_multiple_of(256);
         let rows = height as usize + height.div_ceil(2) as usize;
         let buf = self.stream.alloc_zeros::<u8>(pitch * rows).map_err(driver_error("cuMemAlloc"))?;
-        Ok(DeviceNv12 { buf, width, height, pitch })
+        Ok(DeviceNv12 { buf: Arc::new(buf), width, height, pitch })
     }
 
-    /// `buf` as an NVENC input buffer (its device address and pitch).
-    pub fn input_surface(&self, buf: &DeviceNv12) -> super::nvenc::InputSurface {
-        super::nvenc::InputSurface { ptr: buf.device_ptr(&self.stream), pitch: buf.pitch as u32 }
+    fn check_buffers<'b>(&self, bufs: impl IntoIterator<Item = &'b DeviceNv12>) -> Result<(), CudaError> {
+        for b in bufs {
+            if b.buf.context().cu_ctx() != self.ctx.cu_ctx() {
+                return Err(CudaError::Invalid("a device buffer of another GPU".into()));
+            }
+        }
+        Ok(())
     }
 
-    /// One launch of the fused kernel: the NV12 picture at `src` (pitch `src_pitch`, chroma
-    /// `src_pitch * src_rows` bytes after luma) into every buffer of `dst`, on the scaling stream.
-    pub fn scale_ladder(
-        &self,
-        src: u64,
-        src_pitch: u32,
-        src_rows: u32,
-        (src_w, src_h): (u32, u32),
-        dst: &[&DeviceNv12],
-    ) -> Result<(), CudaError> {
+    /// One launch of the fused kernel: the picture in `src` into every buffer of `dst`, on the
+    /// scaling stream (not waited for: what reads `dst` next is ordered after it on the stream).
+    pub fn scale_ladder(&self, src: &DeviceNv12, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
+        self.check_buffers(std::iter::once(src).chain(dst.iter().map(|d| &**d)))?;
+        let (ptr, _sync) = src.buf.device_ptr(&self.stream);
+        let source = Source { ptr, pitch: src.pitch as u32, rows: src.height, width: src.width, height: src.height };
+        // SAFETY: `src` is a live buffer of this context of pitch x height x 3/2 bytes, borrowed
+        // for the call and freed (cudarc) only after the stream's work on it; `dst` are distinct
+        // (`&mut`) from it and from each other.
+        unsafe { self.launch(source, dst) }
+    }
+
+    /// One launch of the fused kernel from a mapped decoder picture into every buffer of `dst`,
+    /// waited for: the picture may be unmapped as soon as this returns.
+    pub fn scale_mapped(&self, src: &MappedFrame<'_>, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
+        if !Arc::ptr_eq(src.context(), &self.device) {
+            return Err(CudaError::Invalid("a picture decoded on another context".into()));
+        }
+        self.check_buffers(dst.iter().map(|d| &**d))?;
+        let source = Source {
+            // SAFETY: read only by the launch below, which is waited for before this returns,
+            // while `src` (and so its mapping) is borrowed.
+            ptr: unsafe { src.device_ptr() },
+            pitch: src.pitch(),
+            rows: src.surface_height(),
+            width: src.width(),
+            height: src.height(),
+        };
+        // SAFETY: the mapped surface is pitch x surface_height x 3/2 bytes in this context and
+        // stays mapped until the sync below; decoder surfaces and `dst` never overlap.
+        unsafe { self.launch(source, dst) }?;
+        self.sync()
+    }
+
+    /// # Safety
+    /// `src` describes a readable NV12 picture in this context that stays valid until the
+    /// launched work completes, not overlapping any of `dst`.
+    unsafe fn launch(&self, src: Source, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
         if dst.is_empty() || dst.len() > MAX_RUNGS {
             return Err(CudaError::Invalid(format!("{} rungs; one launch writes 1 to {MAX_RUNGS}", dst.len())));
         }
+        if src.width > src.pitch || src.height > src.rows {
+            return Err(CudaError::Invalid(format!(
+                "source {}x{} in {} rows of {} bytes",
+                src.width, src.height, src.rows, src.pitch
+            )));
+        }
+        let Some(kernel) = &self.ladder else {
+            return Err(CudaError::Invalid("this GPU handle was opened without kernels".into()));
+        };
         let empty = ZhPlane { y: std::ptr::null_mut(), uv: std::ptr::null_mut(), pitch: 0, width: 0, height: 0 };
         let mut p = ZhLadder {
-            src_y: src as *const u8,
-            src_uv: (src + u64::from(src_pitch) * u64::from(src_rows)) as *const u8,
-            src_pitch: src_pitch as i32,
-            src_width: src_w as i32,
-            src_height: src_h as i32,
+            src_y: src.ptr as *const u8,
+            src_uv: (src.ptr + u64::from(src.pitch) * u64::from(src.rows)) as *const u8,
+            src_pitch: src.pitch as i32,
+            src_width: src.width as i32,
+            src_height: src.height as i32,
             rungs: dst.len() as i32,
             dst: [empty; MAX_RUNGS],
         };
-        for (slot, d) in p.dst.iter_mut().zip(dst) {
-            let base = d.device_ptr(&self.stream);
+        let mut syncs = Vec::with_capacity(dst.len());
+        for (slot, d) in p.dst.iter_mut().zip(dst.iter()) {
+            let (base, sync) = d.buf.device_ptr(&self.stream);
+            syncs.push(sync);
             *slot = ZhPlane {
                 y: base as *mut u8,
                 uv: (base + (d.pitch * d.height as usize) as u64) as *mut u8,
@@ -220,23 +271,21 @@ impl Gpu {
                 height: d.height as i32,
             };
         }
-        let Some(kernel) = &self.ladder else {
-            return Err(CudaError::Invalid("this GPU handle was opened without kernels".into()));
-        };
         let grid = p.grid(BLOCK);
         let cfg = LaunchConfig { grid_dim: grid, block_dim: (BLOCK.0, BLOCK.1, 1), shared_mem_bytes: 0 };
         let arg = LadderArg(p);
         let mut launch = self.stream.launch_builder(kernel);
         launch.arg(&arg);
         // SAFETY: the kernel takes exactly one by-value `ZhLadder`; its source pointers address a
-        // mapped decoder surface of at least pitch x rows x 3/2 bytes, each destination a live
-        // DeviceNv12 of its size; the kernel reads only clamped source coordinates and writes
-        // only inside each rung; all work is ordered on this stream.
+        // picture of at least pitch x rows x 3/2 bytes (the caller's contract), each destination
+        // a live DeviceNv12 of its size, exclusively borrowed; the kernel reads only clamped
+        // source coordinates and writes only inside each rung; all work is ordered on this
+        // stream.
         unsafe { launch.launch(cfg) }.map_err(driver_error("cuLaunchKernel"))?;
         Ok(())
     }
 
-    /// Waits for the scaling stream (before a decoder surface is unmapped).
+    /// Waits for the scaling stream.
     pub fn sync(&self) -> Result<(), CudaError> {
         self.stream.synchronize().map_err(driver_error("cuStreamSynchronize"))
     }
@@ -245,39 +294,45 @@ impl Gpu {
     /// it: the CPU-encode path of GPUs without NVENC (the only picture copy zerohop makes, and
     /// it is counted). Returns the bytes copied.
     pub fn download(&self, src: &DeviceNv12, dst: &mut HostNv12) -> Result<u64, CudaError> {
+        self.check_buffers([src])?;
         if (dst.width, dst.height, dst.pitch) != (src.width, src.height, src.pitch) || dst.data.len() != src.buf.len() {
             return Err(CudaError::Invalid(format!(
                 "download of a {}x{} (pitch {}) picture into a {}x{} (pitch {}) buffer",
                 src.width, src.height, src.pitch, dst.width, dst.height, dst.pitch
             )));
         }
-        self.stream.memcpy_dtoh(&src.buf, dst.data.as_mut_slice()).map_err(driver_error("cuMemcpyDtoHAsync"))?;
+        self.stream.memcpy_dtoh(&*src.buf, dst.data.as_mut_slice()).map_err(driver_error("cuMemcpyDtoHAsync"))?;
         self.sync()?;
         Ok(dst.data.len() as u64)
     }
 
-    /// Copies a mapped decoder picture to the host (a check's copy, for comparing NVDEC with the
-    /// CPU decoder in hw-ci; the pipeline never copies a decoded picture).
-    pub fn download_mapped(&self, m: &super::nvdec::MappedFrame) -> Result<HostNv12, CudaError> {
-        if m.height > m.surface_height || m.width > m.pitch {
+    /// CHECKS ONLY (hw-ci's NVDEC = CPU decoder test in `tests/cuda_gpu.rs`; the pipeline never
+    /// copies a decoded picture): copies a mapped decoder picture to the host.
+    pub fn download_mapped(&self, m: &MappedFrame<'_>) -> Result<HostNv12, CudaError> {
+        if !Arc::ptr_eq(m.context(), &self.device) {
+            return Err(CudaError::Invalid("a picture decoded on another context".into()));
+        }
+        let (width, height, pitch, rows) = (m.width(), m.height(), m.pitch(), m.surface_height());
+        if height > rows || width > pitch {
             return Err(CudaError::Invalid(format!(
-                "mapped picture {}x{} in a {}-row, {}-byte-pitch surface",
-                m.width, m.height, m.surface_height, m.pitch
+                "mapped picture {width}x{height} in a {rows}-row, {pitch}-byte-pitch surface"
             )));
         }
-        let pitch = m.pitch as usize;
-        let mut pic = HostNv12::new(m.width, m.height, pitch);
-        let luma = pitch * m.height as usize;
+        let pitch = pitch as usize;
+        let mut pic = HostNv12::new(width, height, pitch);
+        let luma = pitch * height as usize;
         self.sync()?;
+        self.bind()?;
         let (y, uv) = pic.data.split_at_mut(luma);
-        // SAFETY: `m` is a decoder surface mapped for the duration of the caller's callback:
-        // `pitch` x `surface_height` luma bytes followed by `pitch` x ceil(surface_height / 2)
-        // chroma bytes. The copies read `height` <= `surface_height` luma rows from its start
-        // and ceil(height / 2) chroma rows from the chroma plane, into host slices of exactly
-        // those sizes; the scaling stream was synchronised first.
+        // SAFETY: `m` is a decoder surface mapped while borrowed here: `pitch` x `rows` luma bytes
+        // followed by `pitch` x ceil(rows / 2) chroma bytes. The synchronous copies read `height`
+        // <= `rows` luma rows from its start and ceil(height / 2) chroma rows from the chroma
+        // plane, into host slices of exactly those sizes; the scaling stream was synchronised
+        // first and the context is current.
         unsafe {
-            cudarc::driver::result::memcpy_dtoh_sync(y, m.ptr).map_err(driver_error("cuMemcpyDtoH"))?;
-            cudarc::driver::result::memcpy_dtoh_sync(uv, m.ptr + (pitch * m.surface_height as usize) as u64)
+            let ptr = m.device_ptr();
+            cudarc::driver::result::memcpy_dtoh_sync(y, ptr).map_err(driver_error("cuMemcpyDtoH"))?;
+            cudarc::driver::result::memcpy_dtoh_sync(uv, ptr + (pitch * rows as usize) as u64)
                 .map_err(driver_error("cuMemcpyDtoH"))?;
         }
         Ok(pic)
@@ -287,17 +342,16 @@ impl Gpu {
     /// 360p and 240p device buffers), after one warm-up launch: the scaling cost per picture.
     pub fn time_ladder(&self, iterations: u32) -> Result<std::time::Duration, CudaError> {
         let src = self.alloc_nv12(1920, 1080)?;
-        let dsts = [(1280, 720), (854, 480), (640, 360), (426, 240)]
+        let mut dsts = [(1280, 720), (854, 480), (640, 360), (426, 240)]
             .iter()
             .map(|&(w, h)| self.alloc_nv12(w, h))
             .collect::<Result<Vec<_>, _>>()?;
-        let refs: Vec<&DeviceNv12> = dsts.iter().collect();
-        let ptr = src.device_ptr(&self.stream);
-        self.scale_ladder(ptr, src.pitch as u32, 1080, (1920, 1080), &refs)?;
+        let mut refs: Vec<&mut DeviceNv12> = dsts.iter_mut().collect();
+        self.scale_ladder(&src, &mut refs)?;
         self.sync()?;
         let t = std::time::Instant::now();
         for _ in 0..iterations {
-            self.scale_ladder(ptr, src.pitch as u32, 1080, (1920, 1080), &refs)?;
+            self.scale_ladder(&src, &mut refs)?;
         }
         self.sync()?;
         Ok(t.elapsed() / iterations.max(1))
@@ -307,7 +361,6 @@ impl Gpu {
     /// opened. `NoEncoder` when not even one does (GPUs without NVENC).
     pub fn probe_sessions(&self, api: &Arc<NvencApi>, max: u32) -> Result<u32, CudaError> {
         let buf = self.alloc_nv12(256, 256)?;
-        let input = [InputSurface { ptr: buf.device_ptr(&self.stream), pitch: buf.pitch as u32 }];
         let cfg = EncoderConfig {
             width: 256,
             height: 256,
@@ -321,7 +374,7 @@ impl Gpu {
         };
         let mut open: Vec<Encoder> = Vec::new();
         while open.len() < max as usize {
-            match Encoder::open(api.clone(), self.ordinal, self.raw_context(), self.raw_stream(), cfg.clone(), &input) {
+            match Encoder::open(api.clone(), &self.device, cfg.clone(), &[&buf]) {
                 Ok(e) => open.push(e),
                 // Every session taken (by other processes): NVENC is there, just busy.
                 Err(e @ CudaError::SessionLimit { .. }) if open.is_empty() => return Err(e),
@@ -365,19 +418,15 @@ impl Gpu {
         for r in 0..src.height.div_ceil(2) as usize {
             host[luma + r * dev_src.pitch..][..cw].copy_from_slice(&src.uv[r * src.pitch..][..cw]);
         }
-        self.stream.memcpy_htod(&host, &mut dev_src.buf).map_err(driver_error("cuMemcpyHtoD"))?;
-        let dsts = sizes.iter().map(|&(w, h)| self.alloc_nv12(w, h)).collect::<Result<Vec<_>, _>>()?;
-        let src_ptr = dev_src.device_ptr(&self.stream);
-        self.scale_ladder(
-            src_ptr,
-            dev_src.pitch as u32,
-            src.height,
-            (src.width, src.height),
-            &dsts.iter().collect::<Vec<_>>(),
-        )?;
+        let Some(slice) = Arc::get_mut(&mut dev_src.buf) else {
+            return Err(CudaError::Invalid("a fresh buffer is shared".into()));
+        };
+        self.stream.memcpy_htod(&host, slice).map_err(driver_error("cuMemcpyHtoD"))?;
+        let mut dsts = sizes.iter().map(|&(w, h)| self.alloc_nv12(w, h)).collect::<Result<Vec<_>, _>>()?;
+        self.scale_ladder(&dev_src, &mut dsts.iter_mut().collect::<Vec<_>>())?;
         let mut out = Vec::new();
         for d in &dsts {
-            let bytes = self.stream.clone_dtoh(&d.buf).map_err(driver_error("cuMemcpyDtoH"))?;
+            let bytes = self.stream.clone_dtoh(&*d.buf).map_err(driver_error("cuMemcpyDtoH"))?;
             let mut pic = Nv12::new(d.width, d.height, d.pitch, 0);
             let luma = d.pitch * d.height as usize;
             pic.y.copy_from_slice(&bytes[..luma]);
@@ -388,19 +437,41 @@ impl Gpu {
     }
 }
 
-/// An NV12 picture in device memory (an NVENC input buffer or a test picture).
+/// An NV12 picture in device memory (an NVENC input buffer or a test picture): the owner of its
+/// allocation, which NVENC registrations share (see [`InputBuffer`]).
 #[derive(Debug)]
 pub struct DeviceNv12 {
-    buf: CudaSlice<u8>,
-    pub width: u32,
-    pub height: u32,
-    pub pitch: usize,
+    buf: Arc<CudaSlice<u8>>,
+    width: u32,
+    height: u32,
+    pitch: usize,
 }
 
 impl DeviceNv12 {
-    /// The buffer's device address (stable for its lifetime).
-    pub fn device_ptr(&self, stream: &Arc<CudaStream>) -> u64 {
-        let (ptr, _sync) = self.buf.device_ptr(stream);
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+    /// Bytes per row (chroma starts `pitch * height` bytes in).
+    pub fn pitch(&self) -> usize {
+        self.pitch
+    }
+}
+
+// SAFETY: `device_ptr` is the start of the CudaSlice, allocated as pitch x (height +
+// ceil(height / 2)) bytes in its stream's context; the CudaSlice is freed only when the last
+// clone of its `Arc` (the buffer's own, and one per NVENC registration) is dropped.
+unsafe impl InputBuffer for DeviceNv12 {
+    fn dims(&self) -> (u32, u32, usize) {
+        (self.width, self.height, self.pitch)
+    }
+    fn allocation(&self) -> Arc<dyn Any + Send + Sync> {
+        self.buf.clone()
+    }
+    unsafe fn device_ptr(&self) -> u64 {
+        let (ptr, _sync) = self.buf.device_ptr(self.buf.stream());
         ptr
     }
 }

@@ -1,5 +1,9 @@
 //! Errors of the CUDA backend: every driver, NVDEC and NVENC failure as a value naming the API
 //! call and its status. A missing driver is `NoDriver`, never a panic.
+//!
+//! Releases in `Drop` cannot return their status, so they record it (as cudarc's context records
+//! its own): [`release_failures`] is the process-wide count and the latest failure, and each
+//! [`DeviceContext`](super::context::DeviceContext) counts those of its children.
 
 /// A CUDA-backend failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -51,4 +55,49 @@ impl CudaError {
             CudaError::Invalid(_) => "invalid_gpu_call",
         }
     }
+}
+
+pub(crate) fn driver_error(api: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {
+    move |e| CudaError::Driver { api, status: format!("{e:?}") }
+}
+
+/// Failed releases (unmap, unregister, destroy, free) seen in `Drop` anywhere in the process.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ReleaseFailures {
+    pub count: u64,
+    /// The most recent one.
+    pub last: Option<CudaError>,
+}
+
+static RELEASE_COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static RELEASE_LAST: std::sync::Mutex<Option<CudaError>> = std::sync::Mutex::new(None);
+
+#[cfg(test)]
+thread_local! {
+    static THREAD_RELEASE_COUNT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Every release that failed in `Drop` so far, process-wide.
+pub fn release_failures() -> ReleaseFailures {
+    let last = RELEASE_LAST.lock().map(|l| l.clone()).unwrap_or_else(|p| p.into_inner().clone());
+    ReleaseFailures { count: RELEASE_COUNT.load(std::sync::atomic::Ordering::Relaxed), last }
+}
+
+/// Records a release's failure (no-op on success): counted process-wide and kept as the latest.
+pub(crate) fn record_release(r: Result<(), CudaError>) -> bool {
+    let Err(e) = r else { return true };
+    RELEASE_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    #[cfg(test)]
+    THREAD_RELEASE_COUNT.with(|c| c.set(c.get() + 1));
+    match RELEASE_LAST.lock() {
+        Ok(mut l) => *l = Some(e),
+        Err(p) => *p.into_inner() = Some(e),
+    }
+    false
+}
+
+/// Failed releases recorded on this thread (tests run in parallel; the process count is shared).
+#[cfg(test)]
+pub(crate) fn thread_release_failures() -> u64 {
+    THREAD_RELEASE_COUNT.with(|c| c.get())
 }

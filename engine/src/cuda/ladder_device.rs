@@ -19,9 +19,10 @@ use std::sync::{Arc, OnceLock};
 use parking_lot::Mutex;
 
 use super::CudaError;
+use super::context::DeviceContext;
 use super::driver::{DeviceNv12, Gpu};
 use super::nvdec::{CuvidApi, MappedFrame, NvDecoder};
-use super::nvenc::{Encoder, EncoderConfig, InputSurface, NvencApi, Preset};
+use super::nvenc::{Encoder, EncoderConfig, InputBuffer, NvencApi, Preset};
 use super::rung_pools::{self, RungPools};
 use crate::accel::host_encode::{HostEncoders, HostNv12};
 use crate::accel::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungSettings};
@@ -92,57 +93,36 @@ fn probe_nvenc(gpu: &Gpu) -> Result<Arc<NvencApi>, CudaError> {
     r.map(|()| api).map_err(|why| CudaError::NoEncoder { ordinal: gpu.ordinal, why })
 }
 
-/// What the ladder needs of a GPU: buffers, the fused kernel, and (for CPU encode) a download.
-/// [`Gpu`] is the real one; the tests below drive the whole device through a host-memory
-/// double of it, with the recording doubles of NVDEC and NVENC.
+/// What the ladder needs of a GPU: its context, buffers, the fused kernel, and (for CPU
+/// encode) a download. [`Gpu`] is the real one; the tests below drive the whole device through a
+/// host-memory double of it, with the recording doubles of NVDEC and NVENC.
 pub trait LadderGpu: Send {
-    type Buffer: Send;
-    fn ordinal(&self) -> usize;
-    /// Makes the GPU's context current on this thread.
-    fn bind(&self) -> Result<(), CudaError>;
-    /// An NV12 buffer for one rung picture (an NVENC input).
+    /// A rung picture's buffer: an NVENC input (registrations keep its allocation).
+    type Buffer: InputBuffer + Send;
+    /// The context (and scaling stream) decoders and encoders are made on.
+    fn context(&self) -> &Arc<DeviceContext>;
+    /// An NV12 buffer for one rung picture.
     fn alloc(&self, width: u32, height: u32) -> Result<Self::Buffer, CudaError>;
-    /// Its width, height and pitch.
-    fn dims(buffer: &Self::Buffer) -> (u32, u32, usize);
-    fn input_surface(&self, buffer: &Self::Buffer) -> InputSurface;
     /// One kernel launch from the mapped decoder picture into every buffer of `dst`, waited for
-    /// (the decoder surface is unmapped when the caller returns).
-    fn scale(&self, src: &MappedFrame, dst: &[&Self::Buffer]) -> Result<(), CudaError>;
+    /// (the decoder picture is unmapped when the caller returns).
+    fn scale(&self, src: &MappedFrame<'_>, dst: &mut [&mut Self::Buffer]) -> Result<(), CudaError>;
     /// Copies a buffer to the host (CPU encode); returns the bytes copied.
     fn download(&self, buffer: &Self::Buffer, dst: &mut HostNv12) -> Result<u64, CudaError>;
-    fn raw_context(&self) -> *mut std::ffi::c_void;
-    fn raw_stream(&self) -> *mut std::ffi::c_void;
 }
 
 impl LadderGpu for Gpu {
     type Buffer = DeviceNv12;
-    fn ordinal(&self) -> usize {
-        self.ordinal
-    }
-    fn bind(&self) -> Result<(), CudaError> {
-        Gpu::bind(self)
+    fn context(&self) -> &Arc<DeviceContext> {
+        Gpu::context(self)
     }
     fn alloc(&self, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
         self.alloc_nv12(width, height)
     }
-    fn dims(b: &DeviceNv12) -> (u32, u32, usize) {
-        (b.width, b.height, b.pitch)
-    }
-    fn input_surface(&self, b: &DeviceNv12) -> InputSurface {
-        Gpu::input_surface(self, b)
-    }
-    fn scale(&self, m: &MappedFrame, dst: &[&DeviceNv12]) -> Result<(), CudaError> {
-        self.scale_ladder(m.ptr, m.pitch, m.surface_height, (m.width, m.height), dst)?;
-        self.sync()
+    fn scale(&self, m: &MappedFrame<'_>, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
+        self.scale_mapped(m, dst)
     }
     fn download(&self, b: &DeviceNv12, dst: &mut HostNv12) -> Result<u64, CudaError> {
         Gpu::download(self, b, dst)
-    }
-    fn raw_context(&self) -> *mut std::ffi::c_void {
-        Gpu::raw_context(self)
-    }
-    fn raw_stream(&self) -> *mut std::ffi::c_void {
-        Gpu::raw_stream(self)
     }
 }
 
@@ -179,8 +159,9 @@ impl From<CudaError> for DeviceError {
 type Pools<B> = RungPools<B, (Encoder, RungSettings)>;
 type Pool<B> = rung_pools::Pool<B, (Encoder, RungSettings)>;
 
-/// One stream's decoder and encoders on one GPU. Field order is drop order: the decoder and
-/// the encoders (with their buffers) go before the context and stream they were made on.
+/// One stream's decoder and encoders on one GPU. Each decoder and encoder holds an `Arc` of the
+/// GPU's context, so none outlives it; `Drop` releases the rungs (each pool's encoder before its
+/// buffers) and then the decoder.
 pub struct CudaLadderDevice<G: LadderGpu = Gpu> {
     decoder: NvDecoder,
     rungs: Vec<Pools<G::Buffer>>,
@@ -224,12 +205,12 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
         rungs: usize,
         preset: Preset,
     ) -> Result<CudaLadderDevice<G>, CudaError> {
-        let ordinal = gpu.ordinal();
+        let ordinal = gpu.context().ordinal();
         let encoders = match nvenc {
             Some(api) => Encoders::Nvenc(api),
             None => Encoders::Host(HostEncoders::new(rungs).map_err(|e| CudaError::Invalid(e.to_string()))?),
         };
-        let decoder = NvDecoder::new(cuvid, ordinal, gpu.raw_stream())?;
+        let decoder = NvDecoder::new(cuvid, gpu.context())?;
         let name = match &encoders {
             Encoders::Nvenc(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, NVENC {preset:?})"),
             Encoders::Host(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, CPU encode)"),
@@ -250,6 +231,12 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
         matches!(self.encoders, Encoders::Nvenc(_))
     }
 
+    /// Releases that failed in `Drop` for this device's decoder and encoders (and anything else
+    /// made on its GPU context).
+    pub fn release_failures(&self) -> u64 {
+        self.gpu.context().release_failures()
+    }
+
     fn decoded(
         &mut self,
         flush: bool,
@@ -257,11 +244,11 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
         pts: i64,
         sizes: &dyn Fn(u32, u32) -> Vec<(u32, u32)>,
     ) -> Result<Vec<DevicePicture>, DeviceError> {
-        self.gpu.bind()?;
+        self.gpu.context().bind()?;
         let CudaLadderDevice { gpu, decoder, rungs, .. } = self;
         let mut pics = Vec::new();
-        let mut on_frame = |m: super::nvdec::MappedFrame| -> Result<(), CudaError> {
-            let want = sizes(m.width, m.height);
+        let mut on_frame = |m: &MappedFrame<'_>| -> Result<(), CudaError> {
+            let want = sizes(m.width(), m.height());
             let mut taken = Vec::with_capacity(want.len());
             for (pools, &size) in rungs.iter_mut().zip(&want) {
                 match pools.take(size, || gpu.alloc(size.0, size.1)) {
@@ -274,11 +261,11 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
                     }
                 }
             }
-            let dst: Vec<&G::Buffer> =
-                rungs.iter().zip(&taken).map(|(p, &h)| p.surface(h).expect("just taken")).collect();
+            let mut dst: Vec<&mut G::Buffer> =
+                rungs.iter_mut().zip(&taken).map(|(p, &h)| p.surface_mut(h).expect("just taken")).collect();
             // Waited for: the decoder surface is unmapped when this returns.
-            gpu.scale(&m, &dst)?;
-            pics.push(DevicePicture { pts: m.pts, width: m.width, height: m.height, surfaces: taken });
+            gpu.scale(m, &mut dst)?;
+            pics.push(DevicePicture { pts: m.pts(), width: m.width(), height: m.height(), surfaces: taken });
             Ok(())
         };
         if flush {
@@ -331,7 +318,7 @@ impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
         let nvenc = match &mut self.encoders {
             Encoders::Host(host) => {
                 let d = &pool.surfaces[slot];
-                let (w, h, pitch) = G::dims(d);
+                let (w, h, pitch) = d.dims();
                 let mut buf = host.buffer(rung, w, h, pitch);
                 let copied = self.gpu.download(d, &mut buf);
                 Pools::<G::Buffer>::free(pool, slot);
@@ -344,7 +331,7 @@ impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
         };
         if pool.encoder.as_ref().is_none_or(|(_, cur)| (cur.width, cur.height) != (s.width, s.height)) {
             pool.encoder = None; // release the old session (and its registrations) first
-            let inputs: Vec<InputSurface> = pool.surfaces.iter().map(|d| self.gpu.input_surface(d)).collect();
+            let inputs: Vec<&G::Buffer> = pool.surfaces.iter().collect();
             let cfg = EncoderConfig {
                 width: s.width,
                 height: s.height,
@@ -356,8 +343,7 @@ impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
                 b_frames: 0,
                 profile_idc: 100,
             };
-            let gpu = &self.gpu;
-            let enc = Encoder::open(nvenc, gpu.ordinal(), gpu.raw_context(), gpu.raw_stream(), cfg, &inputs)?;
+            let enc = Encoder::open(nvenc, self.gpu.context(), cfg, &inputs)?;
             pool.encoder = Some((enc, *s));
         } else if let Some((enc, cur)) = pool.encoder.as_mut()
             && cur.bitrate != s.bitrate
@@ -405,6 +391,14 @@ impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
 
     fn describe(&self) -> String {
         self.name.clone()
+    }
+}
+
+impl<G: LadderGpu> Drop for CudaLadderDevice<G> {
+    /// The rungs first (each pool's NVENC session unregisters its inputs before the buffers go),
+    /// then the decoder; each binds the GPU context itself and records what fails.
+    fn drop(&mut self) {
+        self.rungs.clear();
     }
 }
 

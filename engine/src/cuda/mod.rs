@@ -5,9 +5,24 @@
 //! [`CudaError::NoDriver`] instead of panicking.
 //!
 //! Layers, as in cudarc: `sys` (bindings: cudarc's for the driver and NVRTC, the
-//! `nvidia-video-codec-sdk` crate's for NVENC/NVDEC) -> result (function tables resolved at run
-//! time, each call a `Result` naming the call and its status) -> safe owners with `Drop`.
+//! `nvidia-video-codec-sdk` crate's for NVENC/NVDEC, function tables resolved at run time) ->
+//! result (cudarc's `driver::result`, `nvenc::result`, `nvdec::result`: one function per call,
+//! each a `Result` naming the call and its status) -> safe owners with `Drop`, which call only
+//! the result layers.
+//!
+//! Ownership rules of the safe layer:
+//! - safe functions take owned or borrowed device objects ([`driver::DeviceNv12`],
+//!   [`nvdec::MappedFrame`], [`context::DeviceContext`]), never addresses or raw handles; those
+//!   appear only inside `unsafe` code;
+//! - every child (decoder, encoder, registration, buffer) holds an `Arc` of its context and
+//!   binds it on the dropping thread before it releases anything;
+//! - release order is written out in each owner's `Drop` (NVIDIA's: unmap, unregister, destroy
+//!   buffers, destroy the session; parser before decoder), and resources a child depends on are
+//!   kept alive by it (an NVENC registration keeps its buffer's allocation);
+//! - `Drop` records failed releases ([`release_failures`], and per context) instead of
+//!   discarding them.
 
+pub mod context;
 pub mod driver;
 mod error;
 pub mod ladder_device;
@@ -15,4 +30,4 @@ pub mod nvdec;
 pub mod nvenc;
 mod rung_pools;
 
-pub use error::CudaError;
+pub use error::{CudaError, ReleaseFailures, release_failures};

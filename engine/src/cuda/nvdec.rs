@@ -1,16 +1,23 @@
-//! NVDEC through the cuvid parser, in three layers: the SDK's `cuviddec`/`nvcuvid` bindings
-//! (types only), [`CuvidApi`] (the entry points resolved at run time from `libnvcuvid.so.1`,
-//! each call a `Result` naming it and its `CUresult`), and [`NvDecoder`] (the only owner of its
-//! parser and decoder handles, destroyed in `Drop`).
+//! NVDEC through the cuvid parser, in three layers, as cudarc does the driver: the SDK's
+//! `cuviddec`/`nvcuvid` bindings (types only) and [`CuvidApi`] (the entry points resolved at run
+//! time from `libnvcuvid.so.1`); `result` (one function per entry point, each returning
+//! `Result<_, CudaError>` naming it and its `CUresult`); and the safe owners, which call only
+//! `result`: [`NvDecoder`] (the parser, and the decoder of the current format) and
+//! [`MappedFrame`] (one mapped picture).
+//!
+//! Ownership: the decoder holds an `Arc` of its [`DeviceContext`] and binds it on the calling
+//! thread for every call that needs it (creating and destroying the decoder, as NVIDIA's
+//! NvDecoder pushes its context) and in `Drop`, which destroys the parser (it calls back into
+//! the decoder's state) before the decoder. A `MappedFrame<'_>` borrows the decoder it was
+//! mapped from, is not `Copy`, and unmaps itself: it cannot outlive its mapping, nor the
+//! decoder be destroyed under it. Failed releases are recorded on the context, never discarded.
 //!
 //! Flow (NVIDIA's decoder guide, AppDec): access units go to `cuvidParseVideoData` with their PTS
 //! (90 kHz clock); the parser calls back on a new sequence (we check codec, chroma and depth and
 //! create the decoder with the stream's DPB plus pipeline depth in surfaces), on each picture to
 //! decode (`cuvidDecodePicture`) and on each picture to display (queued). After each parse call
-//! the queued pictures are mapped (`cuvidMapVideoFrame64` on the scaling stream), handed to the
-//! caller as a device pointer + pitch, and unmapped as soon as the caller returns.
-//!
-//! The CUDA context must be current on the calling thread (cuvid uses the thread's context).
+//! the queued pictures are mapped (`cuvidMapVideoFrame64` on the scaling stream), lent to the
+//! caller as a [`MappedFrame`], and unmapped as soon as the caller returns.
 
 use std::collections::VecDeque;
 use std::ffi::{c_int, c_uint, c_ulong, c_void};
@@ -19,7 +26,10 @@ use std::sync::Arc;
 use nvidia_video_codec_sdk::sys::cuviddec as dec;
 use nvidia_video_codec_sdk::sys::nvcuvid as cuvid;
 
+use super::context::DeviceContext;
 use super::error::CudaError;
+
+pub(crate) mod result;
 
 const LIB: &str = "libnvcuvid.so.1";
 
@@ -78,10 +88,6 @@ impl std::fmt::Debug for CuvidApi {
     }
 }
 
-fn check(api: &'static str, code: u32) -> Result<(), CudaError> {
-    if code == 0 { Ok(()) } else { Err(CudaError::Cuvid { api, code }) }
-}
-
 impl CuvidApi {
     /// Loads `libnvcuvid.so.1` and resolves the entry points. No driver: `NoDriver`.
     pub fn load() -> Result<Arc<CuvidApi>, CudaError> {
@@ -116,15 +122,15 @@ impl CuvidApi {
         Arc::new(CuvidApi { fns, _lib: None })
     }
 
-    /// What NVDEC on the current context's GPU can do for 8-bit 4:2:0 H.264.
-    pub fn h264_caps(&self) -> Result<DecodeCaps, CudaError> {
+    /// What NVDEC on `ctx`'s GPU can do for 8-bit 4:2:0 H.264 (binds `ctx` on this thread).
+    pub fn h264_caps(&self, ctx: &DeviceContext) -> Result<DecodeCaps, CudaError> {
+        ctx.bind()?;
         // SAFETY: CUVIDDECODECAPS is plain data whose enums have zero values (MPEG1, monochrome).
         let mut c: dec::CUVIDDECODECAPS = unsafe { std::mem::zeroed() };
         c.eCodecType = dec::cudaVideoCodec::cudaVideoCodec_H264;
         c.eChromaFormat = dec::cudaVideoChromaFormat::cudaVideoChromaFormat_420;
         c.nBitDepthMinus8 = 0;
-        // SAFETY: valid in/out struct for the call; needs the caller's current context.
-        check("cuvidGetDecoderCaps", unsafe { (self.fns.caps)(&mut c) })?;
+        result::decoder_caps(self, &mut c)?;
         Ok(DecodeCaps {
             supported: c.bIsSupported != 0,
             engines: u32::from(c.nNumNVDECs),
@@ -162,42 +168,137 @@ impl VideoFormat {
     }
 }
 
-/// One decoded picture, mapped: NV12 in device memory (luma at `ptr`, chroma at
-/// `ptr + pitch * surface_height`), valid until the callback that receives it returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MappedFrame {
-    pub ptr: u64,
-    pub pitch: u32,
+/// One NVDEC decoder (for one stream format): the only owner of its handle. `Drop` binds its
+/// context and destroys it (nothing of it can be mapped then: mapped pictures borrow it).
+struct Decoder {
+    api: Arc<CuvidApi>,
+    ctx: Arc<DeviceContext>,
+    handle: dec::CUvideodecoder,
+    format: VideoFormat,
+}
+
+impl Decoder {
+    fn create(
+        api: &Arc<CuvidApi>,
+        ctx: &Arc<DeviceContext>,
+        ci: &mut dec::CUVIDDECODECREATEINFO,
+        format: VideoFormat,
+    ) -> Result<Decoder, CudaError> {
+        ctx.bind()?;
+        let handle = result::create_decoder(api, ci)?;
+        Ok(Decoder { api: api.clone(), ctx: ctx.clone(), handle, format })
+    }
+
+    /// Maps picture `index` on the context's stream.
+    fn map(&self, index: c_int, pts: i64) -> Result<MappedFrame<'_>, CudaError> {
+        // SAFETY: CUVIDPROCPARAMS is plain data (no enums); reserved fields must be zero.
+        let mut vpp: dec::CUVIDPROCPARAMS = unsafe { std::mem::zeroed() };
+        vpp.progressive_frame = 1;
+        vpp.output_stream = self.ctx.raw_stream().cast();
+        // SAFETY: a live decoder; `index` came from the parser's display callback.
+        let (ptr, pitch) = unsafe { result::map_video_frame(&self.api, self.handle, index, &mut vpp) }?;
+        Ok(MappedFrame { decoder: self, ptr, pitch, pts, unmapped: false })
+    }
+}
+
+impl Drop for Decoder {
+    fn drop(&mut self) {
+        self.ctx.bind_for_release();
+        // SAFETY: the handle came from cuvidCreateDecoder and is destroyed once; no picture of it
+        // is mapped (a MappedFrame borrows its decoder).
+        self.ctx.record_release(unsafe { result::destroy_decoder(&self.api, self.handle) });
+    }
+}
+
+/// One decoded picture, mapped: NV12 in device memory, `pitch` bytes per row, chroma after
+/// `surface_height` rows of luma. It borrows its decoder and is unmapped when dropped (or by
+/// [`unmap`](MappedFrame::unmap), which returns the status).
+pub struct MappedFrame<'a> {
+    decoder: &'a Decoder,
+    ptr: u64,
+    pitch: u32,
+    pts: i64,
+    unmapped: bool,
+}
+
+impl std::fmt::Debug for MappedFrame<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedFrame")
+            .field("width", &self.width())
+            .field("height", &self.height())
+            .field("pitch", &self.pitch)
+            .field("pts", &self.pts)
+            .finish()
+    }
+}
+
+impl MappedFrame<'_> {
+    /// Visible width.
+    pub fn width(&self) -> u32 {
+        self.decoder.format.width()
+    }
+    /// Visible height.
+    pub fn height(&self) -> u32 {
+        self.decoder.format.height()
+    }
+    /// Bytes per row.
+    pub fn pitch(&self) -> u32 {
+        self.pitch
+    }
     /// Rows of the surface (the decoder's target height): where chroma starts.
-    pub surface_height: u32,
-    pub width: u32,
-    pub height: u32,
-    pub pts: i64,
+    pub fn surface_height(&self) -> u32 {
+        self.decoder.format.height()
+    }
+    pub fn pts(&self) -> i64 {
+        self.pts
+    }
+    /// The context the picture lives in.
+    pub fn context(&self) -> &Arc<DeviceContext> {
+        &self.decoder.ctx
+    }
+
+    /// The picture's device address.
+    ///
+    /// # Safety
+    /// Only for reading, by work that completes before this frame is unmapped (dropped).
+    pub(crate) unsafe fn device_ptr(&self) -> u64 {
+        self.ptr
+    }
+
+    /// Unmaps the picture, returning the status (a drop unmaps too, and records a failure).
+    /// Work reading it must be complete.
+    pub fn unmap(mut self) -> Result<(), CudaError> {
+        self.unmapped = true;
+        // SAFETY: mapped on this (borrowed, so live) decoder and unmapped once (flagged).
+        unsafe { result::unmap_video_frame(&self.decoder.api, self.decoder.handle, self.ptr) }
+    }
+}
+
+impl Drop for MappedFrame<'_> {
+    fn drop(&mut self) {
+        if !self.unmapped {
+            // SAFETY: mapped on this (borrowed, so live) decoder and unmapped once.
+            let r = unsafe { result::unmap_video_frame(&self.decoder.api, self.decoder.handle, self.ptr) };
+            self.decoder.ctx.record_release(r);
+        }
+    }
 }
 
 /// State the parser's callbacks work on (boxed: its address is the parser's user data).
 struct Callbacks {
     api: Arc<CuvidApi>,
-    ordinal: usize,
-    decoder: dec::CUvideodecoder,
-    format: Option<VideoFormat>,
+    ctx: Arc<DeviceContext>,
+    decoder: Option<Decoder>,
     display: VecDeque<(c_int, i64)>,
     error: Option<CudaError>,
     pictures_decoded: u64,
 }
 
 impl Callbacks {
-    fn destroy_decoder(&mut self) {
-        if !self.decoder.is_null() {
-            // SAFETY: the handle came from cuvidCreateDecoder and is destroyed once (nulled).
-            let _ = unsafe { (self.api.fns.destroy_decoder)(self.decoder) };
-            self.decoder = std::ptr::null_mut();
-        }
-    }
-
     /// Sequence callback: returns the decode surfaces to use, or 0 to fail the parse.
     fn sequence(&mut self, f: &cuvid::CUVIDEOFORMAT) -> c_int {
-        let refuse = |what: String| CudaError::NoDecoder { ordinal: self.ordinal, what };
+        let ordinal = self.ctx.ordinal();
+        let refuse = |what: String| CudaError::NoDecoder { ordinal, what };
         if f.codec != dec::cudaVideoCodec::cudaVideoCodec_H264 {
             self.error = Some(refuse(format!("codec {:?} (zerohop decodes H.264)", f.codec)));
             return 0;
@@ -220,10 +321,12 @@ impl Callbacks {
             display: (f.display_area.left, f.display_area.top, f.display_area.right, f.display_area.bottom),
             decode_surfaces: surfaces,
         };
-        if self.format == Some(format) && !self.decoder.is_null() {
+        if self.decoder.as_ref().is_some_and(|d| d.format == format) {
             return surfaces as c_int; // same stream parameters: keep the warm decoder
         }
-        self.destroy_decoder();
+        // The old decoder goes first (nothing of it is mapped: pictures are delivered, and
+        // unmapped, between parse calls).
+        self.decoder = None;
         // SAFETY: CUVIDDECODECREATEINFO's enums all have zero values (MPEG1, monochrome, NV12,
         // weave); reserved fields must be zero.
         let mut ci: dec::CUVIDDECODECREATEINFO = unsafe { std::mem::zeroed() };
@@ -244,12 +347,9 @@ impl Callbacks {
         ci.ulTargetWidth = c_ulong::from(format.width());
         ci.ulTargetHeight = c_ulong::from(format.height());
         ci.ulNumOutputSurfaces = 2;
-        let mut d = std::ptr::null_mut();
-        // SAFETY: valid out-pointer and create-info for the call; the context is current.
-        match check("cuvidCreateDecoder", unsafe { (self.api.fns.create_decoder)(&mut d, &mut ci) }) {
-            Ok(()) => {
-                self.decoder = d;
-                self.format = Some(format);
+        match Decoder::create(&self.api, &self.ctx, &mut ci, format) {
+            Ok(d) => {
+                self.decoder = Some(d);
                 surfaces as c_int
             }
             Err(e) => {
@@ -260,12 +360,12 @@ impl Callbacks {
     }
 
     fn decode(&mut self, pic: *mut dec::CUVIDPICPARAMS) -> c_int {
-        if self.decoder.is_null() {
+        let Some(d) = &self.decoder else {
             self.error.get_or_insert(CudaError::Invalid("a picture before the sequence header".into()));
             return 0;
-        }
-        // SAFETY: the parser passes its own valid picture parameters for this decoder.
-        match check("cuvidDecodePicture", unsafe { (self.api.fns.decode)(self.decoder, pic) }) {
+        };
+        // SAFETY: a live decoder; the parser passes its own valid picture parameters for it.
+        match unsafe { result::decode_picture(&d.api, d.handle, pic) } {
             Ok(()) => {
                 self.pictures_decoded += 1;
                 1
@@ -313,35 +413,36 @@ unsafe extern "C" fn on_display(user: *mut c_void, d: *mut cuvid::CUVIDPARSERDIS
     })
 }
 
+/// What receives each mapped picture; it must finish its reads of the picture on the context's
+/// stream (or wait for them) before it returns: the picture is unmapped then.
+pub type OnFrame<'f> = dyn FnMut(&MappedFrame<'_>) -> Result<(), CudaError> + 'f;
+
 /// One H.264 decoder: parser + NVDEC decoder, reused across a stream's segments.
 pub struct NvDecoder {
     api: Arc<CuvidApi>,
+    ctx: Arc<DeviceContext>,
     parser: cuvid::CUvideoparser,
     cb: Box<Callbacks>,
-    stream: *mut c_void,
 }
 
-// SAFETY: the handles may be used from any thread with the context current there; all calls go
-// through `&mut self`, so they never overlap.
+// SAFETY: the handles may be used from any thread with the context current there (every call
+// binds it); all calls go through `&mut self`, so they never overlap; the context is shared
+// through an `Arc` of a `Send + Sync` type.
 unsafe impl Send for NvDecoder {}
 
 impl std::fmt::Debug for NvDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NvDecoder")
-            .field("format", &self.cb.format)
-            .field("decoded", &self.cb.pictures_decoded)
-            .finish()
+        f.debug_struct("NvDecoder").field("format", &self.format()).field("decoded", &self.cb.pictures_decoded).finish()
     }
 }
 
 impl NvDecoder {
-    /// A parser for H.264 with a 90 kHz clock; frames are mapped on `stream` (a CUstream).
-    pub fn new(api: Arc<CuvidApi>, ordinal: usize, stream: *mut c_void) -> Result<NvDecoder, CudaError> {
+    /// A parser for H.264 with a 90 kHz clock on `ctx`; pictures are mapped on its stream.
+    pub fn new(api: Arc<CuvidApi>, ctx: &Arc<DeviceContext>) -> Result<NvDecoder, CudaError> {
         let mut cb = Box::new(Callbacks {
             api: api.clone(),
-            ordinal,
-            decoder: std::ptr::null_mut(),
-            format: None,
+            ctx: ctx.clone(),
+            decoder: None,
             display: VecDeque::new(),
             error: None,
             pictures_decoded: 0,
@@ -356,16 +457,15 @@ impl NvDecoder {
         p.pfnSequenceCallback = Some(on_sequence);
         p.pfnDecodePicture = Some(on_decode);
         p.pfnDisplayPicture = Some(on_display);
-        let mut parser = std::ptr::null_mut();
-        // SAFETY: valid out-pointer and parameters; `cb` is boxed, so the user-data address
-        // stays valid until the parser is destroyed in Drop (before `cb` is freed).
-        check("cuvidCreateVideoParser", unsafe { (api.fns.create_parser)(&mut parser, &mut p) })?;
-        Ok(NvDecoder { api, parser, cb, stream })
+        // SAFETY: `cb` is boxed, so the user-data address stays valid until the parser is
+        // destroyed in Drop (before `cb` is freed).
+        let parser = unsafe { result::create_parser(&api, &mut p) }?;
+        Ok(NvDecoder { api, ctx: ctx.clone(), parser, cb })
     }
 
     /// The stream's format once the first sequence header was parsed.
     pub fn format(&self) -> Option<VideoFormat> {
-        self.cb.format
+        self.cb.decoder.as_ref().map(|d| d.format)
     }
 
     /// Pictures decoded so far.
@@ -374,13 +474,8 @@ impl NvDecoder {
     }
 
     /// Feeds one access unit (Annex B) with its PTS; each picture that becomes displayable is
-    /// mapped and passed to `out`, then unmapped when `out` returns.
-    pub fn push(
-        &mut self,
-        au: &[u8],
-        pts: i64,
-        out: &mut dyn FnMut(MappedFrame) -> Result<(), CudaError>,
-    ) -> Result<(), CudaError> {
+    /// mapped and lent to `out`, then unmapped when `out` returns.
+    pub fn push(&mut self, au: &[u8], pts: i64, out: &mut OnFrame<'_>) -> Result<(), CudaError> {
         let flags = cuvid::CUvideopacketflags::CUVID_PKT_TIMESTAMP as c_ulong
             | cuvid::CUvideopacketflags::CUVID_PKT_ENDOFPICTURE as c_ulong;
         self.parse(au, flags, pts)?;
@@ -388,57 +483,44 @@ impl NvDecoder {
     }
 
     /// End of a segment: the parser releases every picture it still holds.
-    pub fn flush(&mut self, out: &mut dyn FnMut(MappedFrame) -> Result<(), CudaError>) -> Result<(), CudaError> {
+    pub fn flush(&mut self, out: &mut OnFrame<'_>) -> Result<(), CudaError> {
         self.parse(&[], cuvid::CUvideopacketflags::CUVID_PKT_ENDOFSTREAM as c_ulong, 0)?;
         self.deliver(out)
     }
 
     fn parse(&mut self, data: &[u8], flags: c_ulong, pts: i64) -> Result<(), CudaError> {
+        // The sequence callback creates (and destroys) decoders on this thread's context.
+        self.ctx.bind()?;
         // SAFETY: CUVIDSOURCEDATAPACKET is plain data (no enums).
         let mut pkt: cuvid::CUVIDSOURCEDATAPACKET = unsafe { std::mem::zeroed() };
         pkt.flags = flags;
         pkt.payload_size = data.len() as c_ulong;
         pkt.payload = if data.is_empty() { std::ptr::null() } else { data.as_ptr() };
         pkt.timestamp = pts;
-        // SAFETY: valid parser and packet; the payload outlives the call (the parser copies
-        // what it keeps); callbacks run inside this call on `self.cb` (see `guarded`).
-        let code = unsafe { (self.api.fns.parse)(self.parser, &mut pkt) };
+        // SAFETY: a live parser; callbacks run inside this call on `self.cb`, which nothing else
+        // borrows now (`&mut self`).
+        let parsed = unsafe { result::parse_video_data(&self.api, self.parser, &mut pkt) };
         if let Some(e) = self.cb.error.take() {
             self.cb.display.clear();
             return Err(e);
         }
-        check("cuvidParseVideoData", code)
+        parsed
     }
 
-    fn deliver(&mut self, out: &mut dyn FnMut(MappedFrame) -> Result<(), CudaError>) -> Result<(), CudaError> {
-        let Some(format) = self.cb.format else {
-            self.cb.display.clear();
+    fn deliver(&mut self, out: &mut OnFrame<'_>) -> Result<(), CudaError> {
+        let Callbacks { decoder, display, .. } = &mut *self.cb;
+        let Some(decoder) = decoder.as_ref() else {
+            display.clear();
             return Ok(());
         };
-        while let Some((index, pts)) = self.cb.display.pop_front() {
-            // SAFETY: CUVIDPROCPARAMS is plain data (no enums); reserved fields must be zero.
-            let mut vpp: dec::CUVIDPROCPARAMS = unsafe { std::mem::zeroed() };
-            vpp.progressive_frame = 1;
-            vpp.output_stream = self.stream.cast();
-            let (mut ptr, mut pitch) = (0u64, 0 as c_uint);
-            // SAFETY: valid decoder and out-pointers; `index` came from the display callback.
-            check("cuvidMapVideoFrame64", unsafe {
-                (self.api.fns.map)(self.cb.decoder, index, &mut ptr, &mut pitch, &mut vpp)
-            })?;
-            let frame = MappedFrame {
-                ptr,
-                pitch,
-                surface_height: format.height(),
-                width: format.width(),
-                height: format.height(),
-                pts,
-            };
-            let r = out(frame);
-            // SAFETY: `ptr` was mapped above on this decoder and the callback, which had to finish
-            // its reads on the stream, has returned.
-            let unmapped = check("cuvidUnmapVideoFrame64", unsafe { (self.api.fns.unmap)(self.cb.decoder, ptr) });
-            if let Err(e) = r.and(unmapped) {
-                self.cb.display.clear();
+        while let Some((index, pts)) = display.pop_front() {
+            let r = decoder.map(index, pts).and_then(|frame| {
+                let r = out(&frame);
+                let unmapped = frame.unmap();
+                r.and(unmapped)
+            });
+            if let Err(e) = r {
+                display.clear();
                 return Err(e);
             }
         }
@@ -447,13 +529,14 @@ impl NvDecoder {
 }
 
 impl Drop for NvDecoder {
+    /// The parser first (it calls back into the decoder's state), then the decoder, both with
+    /// the context bound; failures are recorded on it.
     fn drop(&mut self) {
-        if !self.parser.is_null() {
-            // SAFETY: the parser came from cuvidCreateVideoParser and is destroyed once, before
-            // the callbacks' state it points at.
-            let _ = unsafe { (self.api.fns.destroy_parser)(self.parser) };
-        }
-        self.cb.destroy_decoder();
+        self.ctx.bind_for_release();
+        // SAFETY: the parser came from cuvidCreateVideoParser and is destroyed once, before the
+        // callbacks' state it points at.
+        self.ctx.record_release(unsafe { result::destroy_parser(&self.api, self.parser) });
+        self.cb.decoder = None;
     }
 }
 

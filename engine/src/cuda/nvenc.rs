@@ -1,8 +1,18 @@
-//! NVENC in three layers: `sys` (the SDK 12.1 bindings of `nvidia-video-codec-sdk`, with its
-//! link directives dropped), [`NvencApi`] (the function table, resolved at run time from
-//! `libnvidia-encode.so.1`, every call turned into a `Result` naming the call and its status) and
-//! [`Encoder`] (one encode session: the only owner of its handle, registered inputs and bitstream
-//! buffers, released in `Drop`).
+//! NVENC in three layers, as cudarc does the driver: `sys` (the SDK 12.1 bindings of
+//! `nvidia-video-codec-sdk`, with its link directives dropped) and [`NvencApi`] (the function
+//! table, resolved at run time from `libnvidia-encode.so.1`); `result` (one function per entry
+//! point, each returning `Result<_, CudaError>` naming the call and its status); and [`Encoder`]
+//! (one encode session, the only owner of its handle, registrations, mappings and bitstream
+//! buffers), which calls only `result`.
+//!
+//! Ownership: an `Encoder` holds an `Arc` of its [`DeviceContext`] and binds it before it
+//! releases anything. Its inputs are borrowed device buffers ([`InputBuffer`]); each
+//! registration keeps its buffer's allocation alive until it is unregistered, so a buffer cannot
+//! be freed under NVENC whatever order its owners drop in. `Drop` releases in NVIDIA's order
+//! (NvEncoder::DestroyEncoder, NvEncoderCuda::ReleaseInputBuffers): unmap every input still
+//! mapped, unregister every input, destroy the bitstream buffers, destroy the session, and only
+//! then let go of the input allocations. A failed release is recorded on the context
+//! ([`DeviceContext::release_failures`]) and process-wide, never discarded.
 //!
 //! Call order of a session (NVIDIA's encoder programming guide): open (CUDA context) -> preset
 //! config -> initialise -> set the CUDA streams -> register the input buffers once -> create the
@@ -10,14 +20,19 @@
 //! unmap; at the end an EOS picture drains what the encoder holds; then unregister, destroy the
 //! buffers, destroy the session. Bitrate changes and forced IDRs need no new session.
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::ffi::c_void;
 use std::sync::Arc;
 
 use nvidia_video_codec_sdk::sys::nvEncodeAPI as sys;
-use sys::{GUID, NVENCSTATUS};
+use sys::GUID;
 
+use super::context::DeviceContext;
 use super::error::CudaError;
+
+pub(crate) mod result;
+use result::Submitted;
 
 /// The library and its entry points (NVIDIA's names).
 const LIB: &str = "libnvidia-encode.so.1";
@@ -28,7 +43,7 @@ type GetMaxVersionFn = unsafe extern "C" fn(*mut u32) -> u32;
 type CreateInstanceFn = unsafe extern "C" fn(*mut sys::NV_ENCODE_API_FUNCTION_LIST) -> u32;
 
 /// The NVENC function table. Built from the driver ([`NvencApi::load`]) or, in tests, from a
-/// recording fake ([`NvencApi::from_table`]).
+/// recording fake ([`NvencApi::from_table`]). Called only through `result`.
 pub struct NvencApi {
     fns: sys::NV_ENCODE_API_FUNCTION_LIST,
     /// Keeps the library mapped while the table's pointers are in use.
@@ -46,54 +61,6 @@ impl std::fmt::Debug for NvencApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("NvencApi").field("driver", &self._lib.is_some()).finish()
     }
-}
-
-fn status_error(api: &'static str, status: NVENCSTATUS) -> CudaError {
-    CudaError::Nvenc { api, status: format!("{status:?}") }
-}
-
-fn ok(api: &'static str, status: NVENCSTATUS) -> Result<(), CudaError> {
-    if status == NVENCSTATUS::NV_ENC_SUCCESS { Ok(()) } else { Err(status_error(api, status)) }
-}
-
-/// An all-zero NVENC parameter struct (reserved fields must be zero) with its enum fields that
-/// have no zero value set by `fix`: the SDK's bindgen enums make a plain `mem::zeroed` invalid
-/// for `NV_ENC_CONFIG` (`frameFieldMode`), `NV_ENC_PIC_PARAMS` and `NV_ENC_LOCK_BITSTREAM`
-/// (`pictureStruct`).
-///
-/// # Safety
-/// Every field of `T` that is not valid as all-zero bytes must be written by `fix`.
-unsafe fn zeroed_fix<T>(fix: impl FnOnce(*mut T)) -> T {
-    let mut v = std::mem::MaybeUninit::<T>::zeroed();
-    fix(v.as_mut_ptr());
-    // SAFETY: zero bytes for every field but those `fix` wrote (the caller's contract).
-    unsafe { v.assume_init() }
-}
-
-const FRAME: sys::NV_ENC_PIC_STRUCT = sys::NV_ENC_PIC_STRUCT::NV_ENC_PIC_STRUCT_FRAME;
-const PROGRESSIVE: sys::NV_ENC_PARAMS_FRAME_FIELD_MODE =
-    sys::NV_ENC_PARAMS_FRAME_FIELD_MODE::NV_ENC_PARAMS_FRAME_FIELD_MODE_FRAME;
-
-fn zeroed_config() -> sys::NV_ENC_CONFIG {
-    // SAFETY: `frameFieldMode` is NV_ENC_CONFIG's only field with no zero value.
-    unsafe { zeroed_fix(|c: *mut sys::NV_ENC_CONFIG| std::ptr::addr_of_mut!((*c).frameFieldMode).write(PROGRESSIVE)) }
-}
-
-fn zeroed_pic_params() -> sys::NV_ENC_PIC_PARAMS {
-    // SAFETY: `pictureStruct` is NV_ENC_PIC_PARAMS's only field with no zero value.
-    unsafe { zeroed_fix(|p: *mut sys::NV_ENC_PIC_PARAMS| std::ptr::addr_of_mut!((*p).pictureStruct).write(FRAME)) }
-}
-
-fn zeroed_lock() -> sys::NV_ENC_LOCK_BITSTREAM {
-    // SAFETY: `pictureStruct` is NV_ENC_LOCK_BITSTREAM's only field with no zero value.
-    unsafe { zeroed_fix(|p: *mut sys::NV_ENC_LOCK_BITSTREAM| std::ptr::addr_of_mut!((*p).pictureStruct).write(FRAME)) }
-}
-
-/// Takes an entry of the function table or says which one the driver did not fill in.
-macro_rules! entry {
-    ($api:expr, $name:ident) => {
-        $api.fns.$name.ok_or(CudaError::MissingSymbol { lib: LIB, symbol: stringify!($name) })?
-    };
 }
 
 impl NvencApi {
@@ -204,12 +171,24 @@ pub struct EncoderConfig {
     pub profile_idc: u8,
 }
 
-/// One NVENC input buffer: device memory owned by the caller (the pipeline's pool), NV12 with
-/// luma at `ptr` and interleaved chroma `pitch * height` bytes after it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InputSurface {
-    pub ptr: u64,
-    pub pitch: u32,
+/// A device buffer NVENC can encode from: NV12, luma at its start and interleaved chroma
+/// `pitch * height` bytes after it.
+///
+/// # Safety
+/// Implementors promise that [`device_ptr`](InputBuffer::device_ptr) is the start of a device
+/// allocation of at least `pitch * (height + height.div_ceil(2))` bytes (with `dims`), in the
+/// context the buffer was made on, and that the allocation stays valid as long as any clone of
+/// [`allocation`](InputBuffer::allocation) lives, even after the buffer itself is dropped.
+pub unsafe trait InputBuffer {
+    /// Width, height and pitch (bytes per row) of the picture.
+    fn dims(&self) -> (u32, u32, usize);
+    /// The allocation, kept by each registration of the buffer until it is unregistered.
+    fn allocation(&self) -> Arc<dyn Any + Send + Sync>;
+    /// The buffer's device address.
+    ///
+    /// # Safety
+    /// Only for handing to the driver while the allocation is held.
+    unsafe fn device_ptr(&self) -> u64;
 }
 
 /// One encoded access unit, borrowed from the locked bitstream buffer.
@@ -220,17 +199,26 @@ pub struct EncodedFrame<'a> {
     pub keyframe: bool,
 }
 
-/// One NVENC session. Owns its session handle, its input registrations and bitstream buffers;
-/// `Drop` releases them in the order NVENC requires.
+/// One registered input: the registration, the pitch NVENC reads with, and the allocation it
+/// keeps alive until unregistered.
+struct Registration {
+    registered: sys::NV_ENC_REGISTERED_PTR,
+    pitch: u32,
+    allocation: Arc<dyn Any + Send + Sync>,
+}
+
+/// One NVENC session. Owns its session handle, its registrations, its mapped inputs and its
+/// bitstream buffers; `Drop` releases them in the order NVENC requires (module docs).
 pub struct Encoder {
     api: Arc<NvencApi>,
-    handle: *mut c_void,
+    ctx: Arc<DeviceContext>,
+    handle: result::Session,
     cfg: EncoderConfig,
     init: Box<sys::NV_ENC_INITIALIZE_PARAMS>,
     config: Box<sys::NV_ENC_CONFIG>,
     /// CUstream handles given to nvEncSetIOCudaStreams (kept alive: NVENC takes their address).
     streams: Box<[*mut c_void; 2]>,
-    registered: Vec<(InputSurface, sys::NV_ENC_REGISTERED_PTR)>,
+    inputs: Vec<Registration>,
     bitstreams: Vec<sys::NV_ENC_OUTPUT_PTR>,
     next_bitstream: usize,
     /// Submitted, not yet read back: (bitstream index, mapped input).
@@ -242,7 +230,7 @@ impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoder")
             .field("cfg", &self.cfg)
-            .field("inputs", &self.registered.len())
+            .field("inputs", &self.inputs.len())
             .field("bitstreams", &self.bitstreams.len())
             .field("pending", &self.pending.len())
             .finish()
@@ -250,20 +238,20 @@ impl std::fmt::Debug for Encoder {
 }
 
 // SAFETY: an NVENC session may be driven from any thread as long as calls on it do not overlap;
-// every call goes through `&mut self` (or `Drop`), so they cannot.
+// every call goes through `&mut self` (or `Drop`), so they cannot; the context it binds is
+// shared through an `Arc` of a `Send + Sync` type, and the kept allocations are `Send + Sync`.
 unsafe impl Send for Encoder {}
 
 impl Encoder {
-    /// Opens and initialises a session on `cuda_context` (a `CUcontext`), registers `inputs`
-    /// once, and hands NVENC `stream` (a `CUstream`, or null) so that it orders its reads of the
-    /// inputs after the scaling kernel without a device-wide sync.
-    pub fn open(
+    /// Opens and initialises a session on `ctx`, registers `inputs` once, and hands NVENC the
+    /// context's scaling stream, so that it orders its reads of the inputs after the scaling
+    /// kernel without a device-wide sync. The inputs must be made on `ctx`, distinct, and at
+    /// least the encoded size.
+    pub fn open<B: InputBuffer>(
         api: Arc<NvencApi>,
-        ordinal: usize,
-        cuda_context: *mut c_void,
-        stream: *mut c_void,
+        ctx: &Arc<DeviceContext>,
         cfg: EncoderConfig,
-        inputs: &[InputSurface],
+        inputs: &[&B],
     ) -> Result<Encoder, CudaError> {
         if cfg.width < 16
             || cfg.height < 16
@@ -276,44 +264,36 @@ impl Encoder {
                 cfg.width, cfg.height, cfg.fps_num, cfg.fps_den
             )));
         }
-        if inputs.is_empty() || cuda_context.is_null() {
-            return Err(CudaError::Invalid("an encoder needs a CUDA context and at least one input buffer".into()));
+        if inputs.is_empty() {
+            return Err(CudaError::Invalid("an encoder needs at least one input buffer".into()));
         }
-        let open_fn = entry!(api, nvEncOpenEncodeSessionEx);
-        // SAFETY: all-zero is the documented initial state of NVENC parameter structs (reserved
-        // fields must be zero); the versions are set below.
-        let mut params: sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS = unsafe { std::mem::zeroed() };
-        params.version = sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER;
-        params.deviceType = sys::NV_ENC_DEVICE_TYPE::NV_ENC_DEVICE_TYPE_CUDA;
-        params.device = cuda_context;
-        params.apiVersion = sys::NVENCAPI_VERSION;
-        let mut handle = std::ptr::null_mut();
-        // SAFETY: `params` and `handle` are valid for the call; the context is the caller's live
-        // CUcontext (checked non-null).
-        let st = unsafe { open_fn(&mut params, &mut handle) };
-        if st != NVENCSTATUS::NV_ENC_SUCCESS {
-            // Consumer GPUs answer a session over their limit with OUT_OF_MEMORY (or, on some
-            // drivers, INCOMPATIBLE_CLIENT_KEY).
-            return Err(match st {
-                NVENCSTATUS::NV_ENC_ERR_OUT_OF_MEMORY | NVENCSTATUS::NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY => {
-                    CudaError::SessionLimit { ordinal, api: "nvEncOpenEncodeSessionEx", status: format!("{st:?}") }
-                }
-                NVENCSTATUS::NV_ENC_ERR_NO_ENCODE_DEVICE | NVENCSTATUS::NV_ENC_ERR_UNSUPPORTED_DEVICE => {
-                    CudaError::NoEncoder { ordinal, why: format!("nvEncOpenEncodeSessionEx: {st:?}") }
-                }
-                _ => status_error("nvEncOpenEncodeSessionEx", st),
-            });
+        for (i, b) in inputs.iter().enumerate() {
+            let (w, h, pitch) = b.dims();
+            if w < cfg.width || h < cfg.height || pitch < w as usize || u32::try_from(pitch).is_err() {
+                return Err(CudaError::Invalid(format!(
+                    "input {i} is {w}x{h} (pitch {pitch}), the encoder {}x{}",
+                    cfg.width, cfg.height
+                )));
+            }
+            // NVENC refuses a second registration of the same buffer in a session.
+            if inputs[..i].iter().any(|o| Arc::ptr_eq(&o.allocation(), &b.allocation())) {
+                return Err(CudaError::Invalid(format!("input {i} is given twice")));
+            }
         }
+        ctx.bind()?;
+        // SAFETY: the context is live: `ctx` holds it, and the encoder keeps `ctx`.
+        let handle = unsafe { result::open_session(&api, ctx.ordinal(), ctx.raw_context()) }?;
+        let stream = ctx.raw_stream();
         // From here on `Drop` cleans up whatever was made.
         let mut enc = Encoder {
             api,
+            ctx: ctx.clone(),
             handle,
-            // SAFETY: as above, zeroed parameter structs are NVENC's initial state.
-            init: Box::new(unsafe { std::mem::zeroed() }),
-            config: Box::new(zeroed_config()),
+            init: Box::new(result::zeroed_init_params()),
+            config: Box::new(result::zeroed_config()),
             streams: Box::new([stream, stream]),
             cfg,
-            registered: Vec::new(),
+            inputs: Vec::new(),
             bitstreams: Vec::new(),
             next_bitstream: 0,
             pending: VecDeque::new(),
@@ -321,44 +301,32 @@ impl Encoder {
         };
         enc.initialise()?;
         if !stream.is_null() {
-            let set = entry!(enc.api, nvEncSetIOCudaStreams);
-            let streams = enc.streams.as_mut_ptr();
-            // SAFETY: NVENC reads a CUstream from each pointer; both point into `enc.streams`,
-            // which lives (boxed, never moved) as long as the session.
-            ok("nvEncSetIOCudaStreams", unsafe { set(enc.handle, streams.cast(), streams.add(1).cast()) })?;
+            let streams: *mut [*mut c_void; 2] = &mut *enc.streams;
+            // SAFETY: live session; `enc.streams` is boxed, never moved, and lives as long as
+            // the session.
+            unsafe { result::set_io_cuda_streams(&enc.api, enc.handle, streams) }?;
         }
-        for &input in inputs {
-            enc.register(input)?;
+        for input in inputs {
+            enc.register(*input)?;
         }
         // One buffer per frame NVENC may hold back (B-frames) plus two for pipelining.
         for _ in 0..enc.cfg.b_frames + 2 {
-            enc.create_bitstream()?;
+            // SAFETY: live, initialised session.
+            let bs = unsafe { result::create_bitstream_buffer(&enc.api, enc.handle) }?;
+            enc.bitstreams.push(bs);
         }
         Ok(enc)
     }
 
     fn initialise(&mut self) -> Result<(), CudaError> {
-        let preset_fn = entry!(self.api, nvEncGetEncodePresetConfigEx);
-        let init_fn = entry!(self.api, nvEncInitializeEncoder);
         let cfg = &self.cfg;
         let tuning = if cfg.low_latency {
             sys::NV_ENC_TUNING_INFO::NV_ENC_TUNING_INFO_LOW_LATENCY
         } else {
             sys::NV_ENC_TUNING_INFO::NV_ENC_TUNING_INFO_HIGH_QUALITY
         };
-        // SAFETY: `presetCfg.frameFieldMode` is NV_ENC_PRESET_CONFIG's only field with no zero value.
-        let mut preset: sys::NV_ENC_PRESET_CONFIG = unsafe {
-            zeroed_fix(|p: *mut sys::NV_ENC_PRESET_CONFIG| {
-                std::ptr::addr_of_mut!((*p).presetCfg.frameFieldMode).write(PROGRESSIVE)
-            })
-        };
-        preset.version = sys::NV_ENC_PRESET_CONFIG_VER;
-        preset.presetCfg.version = sys::NV_ENC_CONFIG_VER;
-        // SAFETY: valid session handle and a versioned out-struct for the call's duration.
-        ok("nvEncGetEncodePresetConfigEx", unsafe {
-            preset_fn(self.handle, sys::NV_ENC_CODEC_H264_GUID, cfg.preset.guid(), tuning, &mut preset)
-        })?;
-        let mut c = preset.presetCfg;
+        // SAFETY: live session.
+        let mut c = unsafe { result::preset_config(&self.api, self.handle, cfg.preset.guid(), tuning) }?;
         c.version = sys::NV_ENC_CONFIG_VER;
         c.profileGUID = match cfg.profile_idc {
             66 => sys::NV_ENC_H264_PROFILE_BASELINE_GUID,
@@ -397,53 +365,38 @@ impl Encoder {
         init.maxEncodeHeight = cfg.height;
         init.tuningInfo = tuning;
         init.bufferFormat = sys::NV_ENC_BUFFER_FORMAT::NV_ENC_BUFFER_FORMAT_NV12;
-        // SAFETY: `init` and the config it points to are boxed in `self` and outlive the call.
-        ok("nvEncInitializeEncoder", unsafe { init_fn(self.handle, init) })
+        // SAFETY: live session; `init` and the config it points to are boxed in `self` and
+        // live as long as the session.
+        unsafe { result::initialize(&self.api, self.handle, init) }
     }
 
-    fn register(&mut self, input: InputSurface) -> Result<(), CudaError> {
-        let reg_fn = entry!(self.api, nvEncRegisterResource);
-        // SAFETY: zeroed NVENC parameter struct, versioned below.
-        let mut r: sys::NV_ENC_REGISTER_RESOURCE = unsafe { std::mem::zeroed() };
-        r.version = sys::NV_ENC_REGISTER_RESOURCE_VER;
-        r.resourceType = sys::NV_ENC_INPUT_RESOURCE_TYPE::NV_ENC_INPUT_RESOURCE_TYPE_CUDADEVICEPTR;
-        r.width = self.cfg.width;
-        r.height = self.cfg.height;
-        r.pitch = input.pitch;
-        r.resourceToRegister = input.ptr as *mut c_void;
-        r.bufferFormat = sys::NV_ENC_BUFFER_FORMAT::NV_ENC_BUFFER_FORMAT_NV12;
-        r.bufferUsage = sys::NV_ENC_BUFFER_USAGE::NV_ENC_INPUT_IMAGE;
-        // SAFETY: valid session and parameter struct; the device pointer is the caller's
-        // allocation of pitch x height x 3/2 bytes, which outlives the registration (the
-        // pipeline drops encoders before their input pool).
-        ok("nvEncRegisterResource", unsafe { reg_fn(self.handle, &mut r) })?;
-        self.registered.push((input, r.registeredResource));
+    fn register<B: InputBuffer>(&mut self, input: &B) -> Result<(), CudaError> {
+        let (_, _, pitch) = input.dims();
+        let pitch = u32::try_from(pitch).map_err(|_| CudaError::Invalid(format!("pitch {pitch}")))?;
+        let allocation = input.allocation();
+        // SAFETY: live session; the buffer's allocation (InputBuffer's contract: at least
+        // pitch x height x 3/2 bytes, at least the encoded size, checked in `open`) is kept by
+        // the registration until it is unregistered.
+        let registered = unsafe {
+            result::register_resource(
+                &self.api,
+                self.handle,
+                input.device_ptr(),
+                (self.cfg.width, self.cfg.height, pitch),
+            )
+        }?;
+        self.inputs.push(Registration { registered, pitch, allocation });
         Ok(())
     }
 
-    fn create_bitstream(&mut self) -> Result<(), CudaError> {
-        let create = entry!(self.api, nvEncCreateBitstreamBuffer);
-        // SAFETY: zeroed NVENC parameter struct, versioned below.
-        let mut b: sys::NV_ENC_CREATE_BITSTREAM_BUFFER = unsafe { std::mem::zeroed() };
-        b.version = sys::NV_ENC_CREATE_BITSTREAM_BUFFER_VER;
-        // SAFETY: valid session and parameter struct for the call.
-        ok("nvEncCreateBitstreamBuffer", unsafe { create(self.handle, &mut b) })?;
-        self.bitstreams.push(b.bitstreamBuffer);
-        Ok(())
-    }
-
-    /// The input buffers, in registration order (index = `input` of [`Encoder::encode`]).
     /// Pictures submitted and not yet read back (their input buffers are still NVENC's).
     pub fn in_flight(&self) -> usize {
         self.pending.len()
     }
 
-    pub fn inputs(&self) -> impl Iterator<Item = InputSurface> + '_ {
-        self.registered.iter().map(|r| r.0)
-    }
-
-    /// Encodes input buffer `input` (already written by the kernel on the stream given at open),
-    /// an IDR when `idr`. Every access unit that becomes ready is passed to `out`, in order.
+    /// Encodes input buffer `input` (its index in `open`'s inputs, already written by the
+    /// kernel on the context's stream), an IDR when `idr`. Every access unit that becomes ready
+    /// is passed to `out`, in order.
     pub fn encode(
         &mut self,
         input: usize,
@@ -451,70 +404,66 @@ impl Encoder {
         idr: bool,
         out: &mut dyn FnMut(EncodedFrame<'_>),
     ) -> Result<(), CudaError> {
-        let Some(&(surface, registered)) = self.registered.get(input) else {
+        let Some(reg) = self.inputs.get(input) else {
             return Err(CudaError::Invalid(format!("no input buffer {input}")));
         };
+        let (registered, pitch) = (reg.registered, reg.pitch);
         if self.pending.len() >= self.bitstreams.len() {
             return Err(CudaError::Invalid("every bitstream buffer is in flight".into()));
         }
-        let map_fn = entry!(self.api, nvEncMapInputResource);
-        let encode_fn = entry!(self.api, nvEncEncodePicture);
-        // SAFETY: zeroed NVENC parameter struct, versioned below.
-        let mut m: sys::NV_ENC_MAP_INPUT_RESOURCE = unsafe { std::mem::zeroed() };
-        m.version = sys::NV_ENC_MAP_INPUT_RESOURCE_VER;
-        m.registeredResource = registered;
-        // SAFETY: valid session; `registered` came from nvEncRegisterResource on it.
-        ok("nvEncMapInputResource", unsafe { map_fn(self.handle, &mut m) })?;
+        if self.pending.iter().any(|&(bs, _)| bs == self.next_bitstream) {
+            return Err(CudaError::Invalid("the next bitstream buffer is in flight".into()));
+        }
+        // SAFETY: live session; `registered` is one of its registrations, not mapped: every
+        // mapping is unmapped when its picture is read back, and pictures are read back in
+        // submission order before their input is handed out again (rung pools).
+        let (mapped, fmt) = unsafe { result::map_input_resource(&self.api, self.handle, registered) }?;
         let bs = self.next_bitstream;
         self.next_bitstream = (bs + 1) % self.bitstreams.len();
-        let mut p = zeroed_pic_params();
-        p.version = sys::NV_ENC_PIC_PARAMS_VER;
+        let mut p = result::zeroed_pic_params();
         p.inputWidth = self.cfg.width;
         p.inputHeight = self.cfg.height;
-        p.inputPitch = surface.pitch;
+        p.inputPitch = pitch;
         if idr {
             p.encodePicFlags = sys::NV_ENC_PIC_FLAGS::NV_ENC_PIC_FLAG_FORCEIDR as u32
                 | sys::NV_ENC_PIC_FLAGS::NV_ENC_PIC_FLAG_OUTPUT_SPSPPS as u32;
         }
         p.frameIdx = self.frame_idx;
         p.inputTimeStamp = pts;
-        p.inputBuffer = m.mappedResource;
+        p.inputBuffer = mapped;
         p.outputBitstream = self.bitstreams[bs];
-        p.bufferFmt = m.mappedBufferFmt;
+        p.bufferFmt = fmt;
         self.frame_idx = self.frame_idx.wrapping_add(1);
-        self.pending.push_back((bs, m.mappedResource));
-        // SAFETY: valid session; the mapped input and the bitstream buffer belong to it and
-        // stay valid until read back (they are tracked in `pending`).
-        let st = unsafe { encode_fn(self.handle, &mut p) };
-        match st {
-            NVENCSTATUS::NV_ENC_SUCCESS => self.drain(out),
-            // B-frames / lookahead: the output comes with a later picture.
-            NVENCSTATUS::NV_ENC_ERR_NEED_MORE_INPUT => Ok(()),
-            _ => Err(status_error("nvEncEncodePicture", st)),
+        self.pending.push_back((bs, mapped));
+        // SAFETY: live session; the mapped input and the bitstream buffer belong to it and stay
+        // valid until read back (they are tracked in `pending`).
+        match unsafe { result::encode_picture(&self.api, self.handle, &mut p) }? {
+            Submitted::Ready => self.drain(out),
+            Submitted::NeedMoreInput => Ok(()),
         }
     }
 
     /// Reads back every pending access unit, oldest first.
     fn drain(&mut self, out: &mut dyn FnMut(EncodedFrame<'_>)) -> Result<(), CudaError> {
-        let lock_fn = entry!(self.api, nvEncLockBitstream);
-        let unlock_fn = entry!(self.api, nvEncUnlockBitstream);
-        let unmap_fn = entry!(self.api, nvEncUnmapInputResource);
         while let Some((bs, mapped)) = self.pending.pop_front() {
-            let mut l = zeroed_lock();
-            l.version = sys::NV_ENC_LOCK_BITSTREAM_VER;
-            l.outputBitstream = self.bitstreams[bs];
-            // SAFETY: valid session and one of its bitstream buffers, submitted to an encode.
-            let locked = ok("nvEncLockBitstream", unsafe { lock_fn(self.handle, &mut l) });
-            if let Err(e) = locked {
-                // SAFETY: `mapped` came from nvEncMapInputResource on this session.
-                let _ = unsafe { unmap_fn(self.handle, mapped) };
-                return Err(e);
-            }
+            let buffer = self.bitstreams[bs];
+            // SAFETY: live session and one of its bitstream buffers, submitted to an encode and
+            // not locked (each lock is unlocked below before the next).
+            let l = match unsafe { result::lock_bitstream(&self.api, self.handle, buffer) } {
+                Ok(l) => l,
+                Err(e) => {
+                    // The picture is lost; its input goes back.
+                    // SAFETY: `mapped` is a mapping of this session, unmapped once (popped).
+                    let unmapped = unsafe { result::unmap_input_resource(&self.api, self.handle, mapped) };
+                    self.ctx.record_release(unmapped);
+                    return Err(e);
+                }
+            };
             let data = if l.bitstreamBufferPtr.is_null() || l.bitstreamSizeInBytes == 0 {
                 &[][..]
             } else {
                 // SAFETY: while locked, NVENC guarantees `bitstreamSizeInBytes` readable bytes at
-                // `bitstreamBufferPtr`; the slice is dropped before the unlock below.
+                // `bitstreamBufferPtr`; the slice is gone before the unlock below.
                 unsafe {
                     std::slice::from_raw_parts(l.bitstreamBufferPtr.cast::<u8>(), l.bitstreamSizeInBytes as usize)
                 }
@@ -522,10 +471,10 @@ impl Encoder {
             let keyframe = matches!(l.pictureType, sys::NV_ENC_PIC_TYPE::NV_ENC_PIC_TYPE_IDR);
             out(EncodedFrame { data, pts: l.outputTimeStamp, keyframe });
             // SAFETY: the buffer was locked above on this session; the borrowed slice is gone.
-            let unlocked = ok("nvEncUnlockBitstream", unsafe { unlock_fn(self.handle, self.bitstreams[bs]) });
-            // SAFETY: `mapped` came from nvEncMapInputResource on this session and its picture
-            // has been read back.
-            let unmapped = ok("nvEncUnmapInputResource", unsafe { unmap_fn(self.handle, mapped) });
+            let unlocked = unsafe { result::unlock_bitstream(&self.api, self.handle, buffer) };
+            // SAFETY: `mapped` is a mapping of this session whose picture has been read back;
+            // unmapped once (popped).
+            let unmapped = unsafe { result::unmap_input_resource(&self.api, self.handle, mapped) };
             unlocked.and(unmapped)?;
         }
         Ok(())
@@ -533,61 +482,59 @@ impl Encoder {
 
     /// Changes the bitrate without a new session (nvEncReconfigureEncoder, no reset, no IDR).
     pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), CudaError> {
-        let reconf = entry!(self.api, nvEncReconfigureEncoder);
-        self.config.rcParams.averageBitRate = bitrate;
-        self.config.rcParams.maxBitRate = bitrate;
-        self.config.rcParams.vbvBufferSize = bitrate;
-        self.config.rcParams.vbvInitialDelay = bitrate;
-        // SAFETY: zeroed NVENC parameter struct, versioned below.
+        let mut config = *self.config;
+        config.rcParams.averageBitRate = bitrate;
+        config.rcParams.maxBitRate = bitrate;
+        config.rcParams.vbvBufferSize = bitrate;
+        config.rcParams.vbvInitialDelay = bitrate;
+        *self.config = config;
+        // SAFETY: zeroed NVENC parameter struct (its enums have zero values), versioned below.
         let mut r: sys::NV_ENC_RECONFIGURE_PARAMS = unsafe { std::mem::zeroed() };
         r.version = sys::NV_ENC_RECONFIGURE_PARAMS_VER;
         r.reInitEncodeParams = *self.init;
         r.reInitEncodeParams.encodeConfig = &mut *self.config;
-        // SAFETY: valid session; the parameters and the config they point to outlive the call.
-        ok("nvEncReconfigureEncoder", unsafe { reconf(self.handle, &mut r) })?;
+        // SAFETY: live session; the parameters point to the boxed config, which lives as long
+        // as the session.
+        unsafe { result::reconfigure(&self.api, self.handle, &mut r) }?;
         self.cfg.bitrate = bitrate;
         Ok(())
     }
 
     /// End of a segment: an EOS picture makes NVENC emit everything it holds.
     pub fn flush(&mut self, out: &mut dyn FnMut(EncodedFrame<'_>)) -> Result<(), CudaError> {
-        let encode_fn = entry!(self.api, nvEncEncodePicture);
-        let mut p = zeroed_pic_params();
-        p.version = sys::NV_ENC_PIC_PARAMS_VER;
-        p.encodePicFlags = sys::NV_ENC_PIC_FLAGS::NV_ENC_PIC_FLAG_EOS as u32;
-        // SAFETY: valid session; an EOS picture carries no buffers.
-        ok("nvEncEncodePicture(EOS)", unsafe { encode_fn(self.handle, &mut p) })?;
+        // SAFETY: live session.
+        unsafe { result::encode_eos(&self.api, self.handle) }?;
         self.drain(out)
     }
 }
 
 impl Drop for Encoder {
+    /// NVIDIA's order: unmap, unregister, destroy the bitstream buffers, destroy the session;
+    /// the input allocations are let go of last. Each failure is recorded on the context.
     fn drop(&mut self) {
-        // Statuses are ignored here: there is nothing left to do about a failed release, and
-        // destroying the session releases whatever is left on the driver's side.
-        let f = &self.api.fns;
+        let ctx = self.ctx.clone();
+        ctx.bind_for_release();
+        let (api, enc) = (&*self.api, self.handle);
         for (_, mapped) in self.pending.drain(..) {
-            if let Some(unmap) = f.nvEncUnmapInputResource {
-                // SAFETY: `mapped` came from nvEncMapInputResource on this live session.
-                let _ = unsafe { unmap(self.handle, mapped) };
-            }
+            // SAFETY: a mapping of this live session, unmapped once (drained).
+            ctx.record_release(unsafe { result::unmap_input_resource(api, enc, mapped) });
         }
-        for (_, reg) in self.registered.drain(..) {
-            if let Some(unreg) = f.nvEncUnregisterResource {
-                // SAFETY: `reg` came from nvEncRegisterResource on this live session.
-                let _ = unsafe { unreg(self.handle, reg) };
-            }
+        let mut allocations = Vec::with_capacity(self.inputs.len());
+        for reg in self.inputs.drain(..) {
+            // SAFETY: a registration of this live session, no longer mapped (above), unregistered
+            // once (drained).
+            ctx.record_release(unsafe { result::unregister_resource(api, enc, reg.registered) });
+            allocations.push(reg.allocation);
         }
         for bs in self.bitstreams.drain(..) {
-            if let Some(destroy) = f.nvEncDestroyBitstreamBuffer {
-                // SAFETY: `bs` came from nvEncCreateBitstreamBuffer on this live session.
-                let _ = unsafe { destroy(self.handle, bs) };
-            }
+            // SAFETY: a bitstream buffer of this live session, not locked (every lock is
+            // unlocked in `drain`), destroyed once (drained).
+            ctx.record_release(unsafe { result::destroy_bitstream_buffer(api, enc, bs) });
         }
-        if let Some(destroy) = f.nvEncDestroyEncoder {
-            // SAFETY: the handle came from nvEncOpenEncodeSessionEx and is destroyed once.
-            let _ = unsafe { destroy(self.handle) };
-        }
+        // SAFETY: the session is live and destroyed once, with nothing of it left.
+        ctx.record_release(unsafe { result::destroy_encoder(api, enc) });
+        // Only now may the input buffers be freed (their owners may have dropped them already).
+        drop(allocations);
     }
 }
 

@@ -10,8 +10,8 @@ use std::collections::VecDeque;
 
 use super::CudaError;
 
-/// One size's buffers and the encoder that reads them. Field order is drop order: the encoder
-/// (and its registrations of the buffers) goes before the buffers.
+/// One size's buffers and the encoder that reads them. `Drop` releases the encoder (and its
+/// registrations of the buffers) before the buffers.
 #[derive(Debug)]
 pub struct Pool<S, E> {
     pub encoder: Option<E>,
@@ -21,6 +21,13 @@ pub struct Pool<S, E> {
     free: Vec<bool>,
     /// Slots submitted to the encoder and not yet returned by it, oldest first.
     pub in_flight: VecDeque<usize>,
+}
+
+impl<S, E> Drop for Pool<S, E> {
+    fn drop(&mut self) {
+        self.encoder = None;
+        self.surfaces.clear();
+    }
 }
 
 impl<S, E> Pool<S, E> {
@@ -81,9 +88,9 @@ impl<S, E> RungPools<S, E> {
         self.pools.iter().position(|p| p.generation == generation).map(|i| (i, slot))
     }
 
-    /// The buffer a handed-out handle names.
-    pub fn surface(&self, handle: usize) -> Option<&S> {
-        self.find(handle).map(|(i, slot)| &self.pools[i].surfaces[slot])
+    /// The buffer a handed-out handle names, to write into.
+    pub fn surface_mut(&mut self, handle: usize) -> Option<&mut S> {
+        self.find(handle).map(|(i, slot)| &mut self.pools[i].surfaces[slot])
     }
 
     /// The pool and slot of `handle`, for encoding it. Encoding into the current pool means

@@ -1,12 +1,14 @@
 //! The whole CUDA ladder device driven end to end under `AccelSession`, with TEST DOUBLES at
 //! every driver boundary: the recording doubles of NVDEC (`nvdec::fake`) and NVENC
 //! (`nvenc::fake`), and `FakeGpu` below, a double of the CUDA driver's part (buffers in host
-//! memory at made-up device addresses; its "kernel" paints each rung of a picture with a level
-//! derived from the picture's PTS, so pictures can be told apart after encoding). What runs for
+//! memory at made-up device addresses, on a context double; its "kernel" paints each rung of a
+//! picture with a level derived from the picture's PTS, so pictures can be told apart after
+//! encoding, and refuses a source picture the NVDEC double does not have mapped). What runs for
 //! real is everything of zerohop's: the device's buffer pools, its NVENC and CPU-encode paths,
 //! their bookkeeping across segments and size changes, and the pipeline above them. The kernel
 //! itself is checked against its reference in `kernels/` and on GPUs by hw-ci.
 
+use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
@@ -14,6 +16,7 @@ use parking_lot::Mutex;
 
 use super::*;
 use crate::accel::AccelSession;
+use crate::cuda::context::double;
 use crate::cuda::nvdec::fake::{self as cuvid_fake, Format};
 use crate::cuda::nvenc::fake as nvenc_fake;
 use crate::probe::decode_video;
@@ -47,44 +50,62 @@ struct FakeBuf {
     width: u32,
     height: u32,
     pitch: usize,
-    data: Mutex<Vec<u8>>,
+    data: Arc<Mutex<Vec<u8>>>,
 }
 
-#[derive(Default)]
+// SAFETY: a double: the address is made up and never dereferenced (only the NVENC double sees
+// it); the host "allocation" lives as long as its clones.
+unsafe impl InputBuffer for FakeBuf {
+    fn dims(&self) -> (u32, u32, usize) {
+        (self.width, self.height, self.pitch)
+    }
+    fn allocation(&self) -> Arc<dyn Any + Send + Sync> {
+        self.data.clone()
+    }
+    unsafe fn device_ptr(&self) -> u64 {
+        self.addr
+    }
+}
+
 struct FakeGpu {
+    ctx: Arc<DeviceContext>,
     next: AtomicU64,
     /// Launches made while no decoder picture was mapped (must stay 0).
     unmapped_launches: AtomicU64,
 }
 
+impl Default for FakeGpu {
+    fn default() -> FakeGpu {
+        FakeGpu { ctx: double::context(0xC0, 0x5EA), next: AtomicU64::new(0), unmapped_launches: AtomicU64::new(0) }
+    }
+}
+
 impl LadderGpu for FakeGpu {
     type Buffer = FakeBuf;
-    fn ordinal(&self) -> usize {
-        0
-    }
-    fn bind(&self) -> Result<(), CudaError> {
-        Ok(())
+    fn context(&self) -> &Arc<DeviceContext> {
+        &self.ctx
     }
     fn alloc(&self, width: u32, height: u32) -> Result<FakeBuf, CudaError> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
         let pitch = (width as usize).next_multiple_of(256);
-        let data = Mutex::new(vec![0; HostNv12::len(pitch, height)]);
+        let data = Arc::new(Mutex::new(vec![0; HostNv12::len(pitch, height)]));
         Ok(FakeBuf { addr: 0xD000_0000 + n * 0x100_0000, width, height, pitch, data })
     }
-    fn dims(b: &FakeBuf) -> (u32, u32, usize) {
-        (b.width, b.height, b.pitch)
-    }
-    fn input_surface(&self, b: &FakeBuf) -> InputSurface {
-        InputSurface { ptr: b.addr, pitch: b.pitch as u32 }
-    }
-    fn scale(&self, m: &MappedFrame, dst: &[&FakeBuf]) -> Result<(), CudaError> {
+    fn scale(&self, m: &MappedFrame<'_>, dst: &mut [&mut FakeBuf]) -> Result<(), CudaError> {
         if cuvid_fake::live("mapping") != 1 {
             self.unmapped_launches.fetch_add(1, Ordering::Relaxed);
+        }
+        // SAFETY: only compared with the NVDEC double's mapped addresses.
+        if !cuvid_fake::is_mapped(unsafe { m.device_ptr() }) {
+            return Err(CudaError::Invalid("the kernel read a picture that is not mapped".into()));
+        }
+        if !Arc::ptr_eq(m.context(), &self.ctx) {
+            return Err(CudaError::Invalid("a picture of another context".into()));
         }
         for d in dst {
             let mut data = d.data.lock();
             let luma = d.pitch * d.height as usize;
-            data[..luma].fill(level(m.pts));
+            data[..luma].fill(level(m.pts()));
             data[luma..].fill(128);
         }
         Ok(())
@@ -93,12 +114,6 @@ impl LadderGpu for FakeGpu {
         assert_eq!((dst.width, dst.height, dst.pitch), (b.width, b.height, b.pitch));
         dst.data.copy_from_slice(&b.data.lock());
         Ok(dst.data.len() as u64)
-    }
-    fn raw_context(&self) -> *mut std::ffi::c_void {
-        0xC0 as *mut std::ffi::c_void
-    }
-    fn raw_stream(&self) -> *mut std::ffi::c_void {
-        0x5EA as *mut std::ffi::c_void
     }
 }
 

@@ -3,6 +3,16 @@
 //! then decode and display per picture, with an optional display delay released at end of
 //! stream). It stands in for the driver, which cannot run on these machines; the `NvDecoder`
 //! above it is the real code.
+//!
+//! Strictness, as the driver (and NVIDIA's NvDecoder, which pushes its context around these
+//! calls): `cuvidGetDecoderCaps` and `cuvidCreateDecoder` need a context current on the calling
+//! thread (`CUDA_ERROR_INVALID_CONTEXT`), and `cuvidDestroyDecoder` the decoder's own; a decoder
+//! handle that is not live is refused (`CUDA_ERROR_INVALID_HANDLE`), and so is a parser's;
+//! mapping more pictures at once than the decoder's output surfaces is refused; unmapping an
+//! address that is not mapped (twice, or made up) is refused (`CUDA_ERROR_INVALID_VALUE`); and a
+//! decoder with pictures still mapped cannot be destroyed (`CUDA_ERROR_NOT_PERMITTED`; the
+//! decoder then stays live, so the leak shows in `live`). [`is_mapped`] lets the GPU double
+//! refuse to read a picture that is not mapped.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, VecDeque};
@@ -12,6 +22,19 @@ use nvidia_video_codec_sdk::sys::cuviddec as dec;
 use nvidia_video_codec_sdk::sys::nvcuvid as cuvid;
 
 use super::CuvidFns;
+use crate::cuda::context::double;
+
+const INVALID_VALUE: u32 = 1;
+const INVALID_CONTEXT: u32 = 201;
+const INVALID_HANDLE: u32 = 400;
+const NOT_PERMITTED: u32 = 800;
+
+/// A live decoder: its context and the addresses of its mapped pictures.
+struct Decoder {
+    ctx: usize,
+    output_surfaces: usize,
+    mapped: Vec<u64>,
+}
 
 #[derive(Clone, Copy)]
 pub struct Format {
@@ -50,6 +73,7 @@ struct State {
     parsers: HashMap<usize, Parser>,
     live: HashMap<&'static str, i64>,
     next: usize,
+    decoders: HashMap<usize, Decoder>,
 }
 
 thread_local! {
@@ -75,6 +99,11 @@ pub fn fail(api: &'static str, code: u32) {
 
 pub fn log() -> Vec<String> {
     STATE.with(|s| s.borrow().log.clone())
+}
+
+/// Whether `ptr` is a picture mapped now (by any decoder of this thread).
+pub fn is_mapped(ptr: u64) -> bool {
+    STATE.with(|s| s.borrow().decoders.values().any(|d| d.mapped.contains(&ptr)))
 }
 
 pub fn live(kind: &'static str) -> i64 {
@@ -135,6 +164,9 @@ unsafe extern "C" fn parse(p: cuvid::CUvideoparser, pkt: *mut cuvid::CUVIDSOURCE
         return code;
     }
     let h = p as usize;
+    if !STATE.with(|s| s.borrow().parsers.contains_key(&h)) {
+        return INVALID_HANDLE;
+    }
     // Callbacks run with the state unborrowed: they call back into this double.
     let take = |f: &mut dyn FnMut(&mut State, &mut Parser)| {
         STATE.with(|s| {
@@ -220,9 +252,15 @@ unsafe extern "C" fn parse(p: cuvid::CUvideoparser, pkt: *mut cuvid::CUVIDSOURCE
 }
 
 unsafe extern "C" fn destroy_parser(p: cuvid::CUvideoparser) -> u32 {
-    STATE.with(|s| s.borrow_mut().parsers.remove(&(p as usize)));
+    let code = call("cuvidDestroyVideoParser", String::new());
+    if code != 0 {
+        return code;
+    }
+    if STATE.with(|s| s.borrow_mut().parsers.remove(&(p as usize))).is_none() {
+        return INVALID_HANDLE;
+    }
     count("parser", -1);
-    call("cuvidDestroyVideoParser", String::new())
+    0
 }
 
 unsafe extern "C" fn create_decoder(d: *mut dec::CUvideodecoder, ci: *mut dec::CUVIDDECODECREATEINFO) -> u32 {
@@ -235,21 +273,38 @@ unsafe extern "C" fn create_decoder(d: *mut dec::CUvideodecoder, ci: *mut dec::C
             ci.ulWidth, ci.ulHeight, ci.ulTargetWidth, ci.ulTargetHeight, ci.ulNumDecodeSurfaces
         ),
     );
-    if code == 0 {
-        // SAFETY: valid out-pointer from the caller.
-        unsafe { *d = 0xDEC0 as dec::CUvideodecoder };
-        count("decoder", 1);
+    if code != 0 {
+        return code;
     }
-    code
+    let ctx = double::current();
+    if ctx == 0 {
+        return INVALID_CONTEXT;
+    }
+    let h = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        s.next += 1;
+        let h = 0xDEC0 + 0x10 * s.next;
+        s.decoders.insert(h, Decoder { ctx, output_surfaces: ci.ulNumOutputSurfaces as usize, mapped: Vec::new() });
+        h
+    });
+    // SAFETY: valid out-pointer from the caller.
+    unsafe { *d = h as dec::CUvideodecoder };
+    count("decoder", 1);
+    0
 }
 
-unsafe extern "C" fn decode(_d: dec::CUvideodecoder, pic: *mut dec::CUVIDPICPARAMS) -> u32 {
+fn live_decoder(d: dec::CUvideodecoder) -> bool {
+    STATE.with(|s| s.borrow().decoders.contains_key(&(d as usize)))
+}
+
+unsafe extern "C" fn decode(d: dec::CUvideodecoder, pic: *mut dec::CUVIDPICPARAMS) -> u32 {
     // SAFETY: valid picture parameters from the parser.
-    call("cuvidDecodePicture", format!("{}", unsafe { (*pic).CurrPicIdx }))
+    let code = call("cuvidDecodePicture", format!("{}", unsafe { (*pic).CurrPicIdx }));
+    if code == 0 && !live_decoder(d) { INVALID_HANDLE } else { code }
 }
 
 unsafe extern "C" fn map(
-    _d: dec::CUvideodecoder,
+    d: dec::CUvideodecoder,
     idx: c_int,
     ptr: *mut u64,
     pitch: *mut c_uint,
@@ -258,10 +313,22 @@ unsafe extern "C" fn map(
     // SAFETY: valid processing parameters from the caller.
     let stream = unsafe { (*vpp).output_stream } as usize;
     let code = call("cuvidMapVideoFrame64", format!("{idx} on {stream:#x}"));
+    if code != 0 {
+        return code;
+    }
+    let addr = 0x9000_0000 + 0x40_0000 * idx as u64;
+    let code = STATE.with(|s| match s.borrow_mut().decoders.get_mut(&(d as usize)) {
+        None => INVALID_HANDLE,
+        Some(dec) if dec.mapped.len() >= dec.output_surfaces || dec.mapped.contains(&addr) => INVALID_VALUE,
+        Some(dec) => {
+            dec.mapped.push(addr);
+            0
+        }
+    });
     if code == 0 {
         // SAFETY: valid out-pointers from the caller.
         unsafe {
-            *ptr = 0x9000_0000 + 0x40_0000 * idx as u64;
+            *ptr = addr;
             *pitch = 2048;
         }
         count("mapping", 1);
@@ -269,17 +336,55 @@ unsafe extern "C" fn map(
     code
 }
 
-unsafe extern "C" fn unmap(_d: dec::CUvideodecoder, ptr: u64) -> u32 {
-    count("mapping", -1);
-    call("cuvidUnmapVideoFrame64", format!("{ptr:#x}"))
+unsafe extern "C" fn unmap(d: dec::CUvideodecoder, ptr: u64) -> u32 {
+    let code = call("cuvidUnmapVideoFrame64", format!("{ptr:#x}"));
+    if code != 0 {
+        return code;
+    }
+    let code = STATE.with(|s| match s.borrow_mut().decoders.get_mut(&(d as usize)) {
+        None => INVALID_HANDLE,
+        Some(dec) => match dec.mapped.iter().position(|&p| p == ptr) {
+            Some(i) => {
+                dec.mapped.remove(i);
+                0
+            }
+            None => INVALID_VALUE,
+        },
+    });
+    if code == 0 {
+        count("mapping", -1);
+    }
+    code
 }
 
-unsafe extern "C" fn destroy_decoder(_d: dec::CUvideodecoder) -> u32 {
-    count("decoder", -1);
-    call("cuvidDestroyDecoder", String::new())
+unsafe extern "C" fn destroy_decoder(d: dec::CUvideodecoder) -> u32 {
+    let code = call("cuvidDestroyDecoder", String::new());
+    if code != 0 {
+        return code;
+    }
+    let current = double::current();
+    let code = STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        match s.decoders.get(&(d as usize)) {
+            None => INVALID_HANDLE,
+            Some(dec) if dec.ctx != current => INVALID_CONTEXT,
+            Some(dec) if !dec.mapped.is_empty() => NOT_PERMITTED,
+            Some(_) => {
+                s.decoders.remove(&(d as usize));
+                0
+            }
+        }
+    });
+    if code == 0 {
+        count("decoder", -1);
+    }
+    code
 }
 
 unsafe extern "C" fn caps(c: *mut dec::CUVIDDECODECAPS) -> u32 {
+    if double::current() == 0 {
+        return INVALID_CONTEXT;
+    }
     // SAFETY: valid in/out struct from the caller.
     let c = unsafe { &mut *c };
     c.bIsSupported = 1;

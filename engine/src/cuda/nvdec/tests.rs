@@ -1,19 +1,39 @@
-//! The decoder's life cycle against the recording NVDEC double (see `fake`).
-
-use std::ffi::c_void;
+//! The decoder's life cycle against the recording NVDEC double (see `fake`), on a context
+//! double.
 
 use super::fake::{self, Format, H264_1080P};
 use super::*;
+use crate::cuda::context::double;
+use crate::cuda::error::thread_release_failures;
 
-const STREAM: *mut c_void = 0x5EA as *mut c_void;
-
-fn decoder() -> NvDecoder {
-    NvDecoder::new(CuvidApi::from_fns(fake::fns()), 0, STREAM).expect("parser")
+fn ctx() -> Arc<DeviceContext> {
+    double::context(0xC0, 0x5EA)
 }
 
-fn collect(frames: &mut Vec<MappedFrame>) -> impl FnMut(MappedFrame) -> Result<(), CudaError> + '_ {
+fn decoder() -> NvDecoder {
+    NvDecoder::new(CuvidApi::from_fns(fake::fns()), &ctx()).expect("parser")
+}
+
+/// What a test keeps of a mapped picture (the picture itself cannot outlive its mapping).
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    pts: i64,
+    width: u32,
+    height: u32,
+    pitch: u32,
+    surface_height: u32,
+}
+
+fn collect(frames: &mut Vec<Seen>) -> impl FnMut(&MappedFrame<'_>) -> Result<(), CudaError> + '_ {
     move |f| {
-        frames.push(f);
+        assert!(fake::is_mapped(f.ptr), "lent while mapped");
+        frames.push(Seen {
+            pts: f.pts(),
+            width: f.width(),
+            height: f.height(),
+            pitch: f.pitch(),
+            surface_height: f.surface_height(),
+        });
         Ok(())
     }
 }
@@ -114,13 +134,71 @@ fn driver_failures_end_the_call_with_the_api_name_and_release_the_mapping() {
 
     fake::reset(H264_1080P, 0);
     fake::fail("cuvidCreateVideoParser", 999);
-    let e = NvDecoder::new(CuvidApi::from_fns(fake::fns()), 0, STREAM).expect_err("no parser");
+    let e = NvDecoder::new(CuvidApi::from_fns(fake::fns()), &ctx()).expect_err("no parser");
     assert_eq!(e.code(), "nvdec_error");
 }
 
 #[test]
 fn caps_are_read_for_8_bit_420_h264() {
     fake::reset(H264_1080P, 0);
-    let caps = CuvidApi::from_fns(fake::fns()).h264_caps().expect("caps");
+    double::unbind();
+    let caps = CuvidApi::from_fns(fake::fns()).h264_caps(&ctx()).expect("caps (binds its context)");
     assert_eq!(caps, DecodeCaps { supported: true, engines: 7, max_width: 4096, max_height: 4096 });
+}
+
+/// cuvid creates and destroys decoders on the thread's current context (NVIDIA's NvDecoder
+/// pushes its own around both): the decoder binds its context for a new format and in Drop, so
+/// neither fails on a thread where the context is not current (the double refuses otherwise).
+#[test]
+fn the_decoder_binds_its_context_to_create_and_destroy() {
+    fake::reset(H264_1080P, 0);
+    let mut d = decoder();
+    double::unbind();
+    let mut frames = Vec::new();
+    d.push(&[0], 0, &mut collect(&mut frames)).expect("created on the bound context");
+    assert_eq!(fake::live("decoder"), 1);
+    double::unbind();
+    fake::change_format(Format { width: 1280, height: 720, ..H264_1080P });
+    d.push(&[1], 1, &mut collect(&mut frames)).expect("recreated on the bound context");
+    assert_eq!(frames.len(), 2);
+    let failures = thread_release_failures();
+    double::unbind();
+    drop(d);
+    assert_eq!(thread_release_failures(), failures, "every release succeeded");
+    for kind in ["parser", "decoder", "mapping"] {
+        assert_eq!(fake::live(kind), 0, "{kind} leaked");
+    }
+}
+
+/// A picture is unmapped before the next is mapped and before its decoder can go; the double
+/// refuses a second unmap, a destroy with a picture mapped, and a create without a context.
+#[test]
+fn the_nvdec_double_refuses_what_nvdec_forbids() {
+    fake::reset(H264_1080P, 0);
+    let api = CuvidApi::from_fns(fake::fns());
+    double::unbind();
+    // SAFETY: CUVIDDECODECREATEINFO and CUVIDPROCPARAMS are valid all-zero.
+    let (mut ci, mut vpp): (dec::CUVIDDECODECREATEINFO, dec::CUVIDPROCPARAMS) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    ci.ulNumOutputSurfaces = 1;
+    let e = result::create_decoder(&api, &mut ci).expect_err("no context");
+    assert_eq!(e, CudaError::Cuvid { api: "cuvidCreateDecoder", code: 201 });
+    let c = ctx();
+    c.bind().expect("bind");
+    let d = result::create_decoder(&api, &mut ci).expect("create");
+    // SAFETY: the double's handles; nothing is dereferenced.
+    unsafe {
+        let (ptr, _) = result::map_video_frame(&api, d, 0, &mut vpp).expect("map");
+        assert!(fake::is_mapped(ptr));
+        assert!(result::map_video_frame(&api, d, 1, &mut vpp).is_err(), "more mapped than output surfaces");
+        assert!(result::destroy_decoder(&api, d).is_err(), "destroyed with a picture mapped");
+        result::unmap_video_frame(&api, d, ptr).expect("unmap");
+        assert!(!fake::is_mapped(ptr));
+        assert!(result::unmap_video_frame(&api, d, ptr).is_err(), "unmapped twice");
+        double::unbind();
+        assert!(result::destroy_decoder(&api, d).is_err(), "destroyed without its context");
+        c.bind().expect("bind");
+        result::destroy_decoder(&api, d).expect("destroy");
+    }
+    assert_eq!(fake::live("decoder"), 0);
 }

@@ -6,10 +6,22 @@
 //! Behaviour: handles are small fake addresses; a locked bitstream holds an Annex-B access unit
 //! `00 00 00 01 65|41 <frameIdx>` (IDR or not) with the input's timestamp; with `hold_back(n)`
 //! the first `n` pictures answer NEED_MORE_INPUT as a B-frame encoder would.
+//!
+//! Strictness: it tracks every session's registrations, mappings and bitstream buffers and
+//! refuses what NVIDIA's API forbids (the order of NvEncoder::DestroyEncoder and
+//! NvEncoderCuda::ReleaseInputBuffers): a call on a session that is not open; registering a
+//! buffer twice in a session; mapping a resource not registered or already mapped; unmapping
+//! what is not mapped; unregistering a resource still mapped; encoding from a mapping or into a
+//! bitstream buffer the session does not have (or that is locked); locking a buffer not
+//! submitted or already locked, unlocking one not locked, destroying one that is locked; and
+//! destroying a session that still has registrations, mappings or bitstream buffers (the session
+//! then stays open, so a leak shows in `live`).
 
+use std::any::Any;
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::c_void;
+use std::sync::Arc;
 
 use nvidia_video_codec_sdk::sys::nvEncodeAPI as sys;
 use sys::NVENCSTATUS;
@@ -26,6 +38,57 @@ struct State {
     queued: Vec<usize>,
     locked: Vec<u8>,
     live: HashMap<&'static str, i64>,
+    sessions: HashMap<usize, Session>,
+}
+
+/// What one open session has.
+#[derive(Default)]
+struct Session {
+    /// registration handle -> registered device address
+    registered: HashMap<usize, usize>,
+    /// mapping handle -> registration handle
+    mapped: HashMap<usize, usize>,
+    bitstreams: HashSet<usize>,
+    locked: HashSet<usize>,
+}
+
+/// Runs `f` on open session `e`'s bookkeeping; a session that is not open is refused.
+fn on_session(e: *mut c_void, f: impl FnOnce(&mut Session) -> NVENCSTATUS) -> NVENCSTATUS {
+    STATE.with(|s| match s.borrow_mut().sessions.get_mut(&(e as usize)) {
+        Some(session) => f(session),
+        None => NVENCSTATUS::NV_ENC_ERR_INVALID_ENCODERDEVICE,
+    })
+}
+
+/// A device buffer double for the encoder's inputs: a made-up address, its size, and an
+/// allocation whose strong count shows who still holds it.
+#[derive(Debug)]
+pub struct FakeInput {
+    pub addr: u64,
+    pub width: u32,
+    pub height: u32,
+    pub pitch: usize,
+    pub allocation: Arc<()>,
+}
+
+impl FakeInput {
+    pub fn new(addr: u64, width: u32, height: u32, pitch: usize) -> FakeInput {
+        FakeInput { addr, width, height, pitch, allocation: Arc::new(()) }
+    }
+}
+
+// SAFETY: a double: its address is never dereferenced (only the NVENC double sees it), and the
+// "allocation" lives as long as its clones.
+unsafe impl super::InputBuffer for FakeInput {
+    fn dims(&self) -> (u32, u32, usize) {
+        (self.width, self.height, self.pitch)
+    }
+    fn allocation(&self) -> Arc<dyn Any + Send + Sync> {
+        self.allocation.clone()
+    }
+    unsafe fn device_ptr(&self) -> u64 {
+        self.addr
+    }
 }
 
 thread_local! {
@@ -89,13 +152,19 @@ fn count(kind: &'static str, d: i64) {
 unsafe extern "C" fn open(p: *mut sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS, enc: *mut *mut c_void) -> NVENCSTATUS {
     // SAFETY: the caller passes valid pointers (that is what the double checks by using them).
     let p = unsafe { &*p };
+    if p.device.is_null() {
+        return NVENCSTATUS::NV_ENC_ERR_INVALID_PTR;
+    }
     let st = call(
         "nvEncOpenEncodeSessionEx",
         format!("cuda={}", p.deviceType == sys::NV_ENC_DEVICE_TYPE::NV_ENC_DEVICE_TYPE_CUDA),
     );
     if st == NVENCSTATUS::NV_ENC_SUCCESS {
         // SAFETY: valid out-pointer from the caller.
-        unsafe { *enc = handle() };
+        let h = handle();
+        // SAFETY: valid out-pointer from the caller.
+        unsafe { *enc = h };
+        STATE.with(|s| s.borrow_mut().sessions.insert(h as usize, Session::default()));
         count("session", 1);
     }
     st
@@ -143,55 +212,134 @@ unsafe extern "C" fn streams(_e: *mut c_void, i: sys::NV_ENC_CUSTREAM_PTR, o: sy
     call("nvEncSetIOCudaStreams", format!("{i:#x},{o:#x}"))
 }
 
-unsafe extern "C" fn register(_e: *mut c_void, r: *mut sys::NV_ENC_REGISTER_RESOURCE) -> NVENCSTATUS {
+unsafe extern "C" fn register(e: *mut c_void, r: *mut sys::NV_ENC_REGISTER_RESOURCE) -> NVENCSTATUS {
     // SAFETY: valid parameters from the caller.
     let r = unsafe { &mut *r };
-    let st = call("nvEncRegisterResource", format!("{:#x} pitch {}", r.resourceToRegister as usize, r.pitch));
+    let addr = r.resourceToRegister as usize;
+    let st = call("nvEncRegisterResource", format!("{addr:#x} pitch {}", r.pitch));
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    let h = handle();
+    let st = on_session(e, |s| {
+        if s.registered.values().any(|&a| a == addr) {
+            return NVENCSTATUS::NV_ENC_ERR_RESOURCE_REGISTER_FAILED; // registered twice
+        }
+        s.registered.insert(h as usize, addr);
+        r.registeredResource = h;
+        NVENCSTATUS::NV_ENC_SUCCESS
+    });
     if st == NVENCSTATUS::NV_ENC_SUCCESS {
-        r.registeredResource = handle();
         count("registration", 1);
     }
     st
 }
 
-unsafe extern "C" fn unregister(_e: *mut c_void, _r: sys::NV_ENC_REGISTERED_PTR) -> NVENCSTATUS {
-    count("registration", -1);
-    call("nvEncUnregisterResource", String::new())
+unsafe extern "C" fn unregister(e: *mut c_void, r: sys::NV_ENC_REGISTERED_PTR) -> NVENCSTATUS {
+    let st = call("nvEncUnregisterResource", String::new());
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    let st = on_session(e, |s| {
+        if !s.registered.contains_key(&(r as usize)) {
+            NVENCSTATUS::NV_ENC_ERR_RESOURCE_NOT_REGISTERED
+        } else if s.mapped.values().any(|&reg| reg == r as usize) {
+            NVENCSTATUS::NV_ENC_ERR_INVALID_CALL // unmap first
+        } else {
+            s.registered.remove(&(r as usize));
+            NVENCSTATUS::NV_ENC_SUCCESS
+        }
+    });
+    if st == NVENCSTATUS::NV_ENC_SUCCESS {
+        count("registration", -1);
+    }
+    st
 }
 
-unsafe extern "C" fn create_bitstream(_e: *mut c_void, b: *mut sys::NV_ENC_CREATE_BITSTREAM_BUFFER) -> NVENCSTATUS {
+unsafe extern "C" fn create_bitstream(e: *mut c_void, b: *mut sys::NV_ENC_CREATE_BITSTREAM_BUFFER) -> NVENCSTATUS {
     let st = call("nvEncCreateBitstreamBuffer", String::new());
-    if st == NVENCSTATUS::NV_ENC_SUCCESS {
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    let h = handle();
+    let st = on_session(e, |s| {
+        s.bitstreams.insert(h as usize);
         // SAFETY: valid out-struct from the caller.
-        unsafe { (*b).bitstreamBuffer = handle() };
+        unsafe { (*b).bitstreamBuffer = h };
+        NVENCSTATUS::NV_ENC_SUCCESS
+    });
+    if st == NVENCSTATUS::NV_ENC_SUCCESS {
         count("bitstream", 1);
     }
     st
 }
 
-unsafe extern "C" fn destroy_bitstream(_e: *mut c_void, _b: sys::NV_ENC_OUTPUT_PTR) -> NVENCSTATUS {
-    count("bitstream", -1);
-    call("nvEncDestroyBitstreamBuffer", String::new())
+unsafe extern "C" fn destroy_bitstream(e: *mut c_void, b: sys::NV_ENC_OUTPUT_PTR) -> NVENCSTATUS {
+    let st = call("nvEncDestroyBitstreamBuffer", String::new());
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    let st = on_session(e, |s| {
+        if s.locked.contains(&(b as usize)) {
+            NVENCSTATUS::NV_ENC_ERR_LOCK_BUSY
+        } else if s.bitstreams.remove(&(b as usize)) {
+            NVENCSTATUS::NV_ENC_SUCCESS
+        } else {
+            NVENCSTATUS::NV_ENC_ERR_INVALID_PARAM
+        }
+    });
+    if st == NVENCSTATUS::NV_ENC_SUCCESS {
+        count("bitstream", -1);
+    }
+    st
 }
 
-unsafe extern "C" fn map(_e: *mut c_void, m: *mut sys::NV_ENC_MAP_INPUT_RESOURCE) -> NVENCSTATUS {
+unsafe extern "C" fn map(e: *mut c_void, m: *mut sys::NV_ENC_MAP_INPUT_RESOURCE) -> NVENCSTATUS {
     let st = call("nvEncMapInputResource", String::new());
-    if st == NVENCSTATUS::NV_ENC_SUCCESS {
-        // SAFETY: valid parameters from the caller.
-        let m = unsafe { &mut *m };
-        m.mappedResource = handle();
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    // SAFETY: valid parameters from the caller.
+    let m = unsafe { &mut *m };
+    let reg = m.registeredResource as usize;
+    let h = handle();
+    let st = on_session(e, |s| {
+        if !s.registered.contains_key(&reg) {
+            return NVENCSTATUS::NV_ENC_ERR_RESOURCE_NOT_REGISTERED;
+        }
+        if s.mapped.values().any(|&r| r == reg) {
+            return NVENCSTATUS::NV_ENC_ERR_INVALID_CALL; // mapped twice
+        }
+        s.mapped.insert(h as usize, reg);
+        m.mappedResource = h;
         m.mappedBufferFmt = sys::NV_ENC_BUFFER_FORMAT::NV_ENC_BUFFER_FORMAT_NV12;
+        NVENCSTATUS::NV_ENC_SUCCESS
+    });
+    if st == NVENCSTATUS::NV_ENC_SUCCESS {
         count("mapping", 1);
     }
     st
 }
 
-unsafe extern "C" fn unmap(_e: *mut c_void, _m: sys::NV_ENC_INPUT_PTR) -> NVENCSTATUS {
-    count("mapping", -1);
-    call("nvEncUnmapInputResource", String::new())
+unsafe extern "C" fn unmap(e: *mut c_void, m: sys::NV_ENC_INPUT_PTR) -> NVENCSTATUS {
+    let st = call("nvEncUnmapInputResource", String::new());
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    let st = on_session(e, |s| {
+        if s.mapped.remove(&(m as usize)).is_some() {
+            NVENCSTATUS::NV_ENC_SUCCESS
+        } else {
+            NVENCSTATUS::NV_ENC_ERR_RESOURCE_NOT_MAPPED
+        }
+    });
+    if st == NVENCSTATUS::NV_ENC_SUCCESS {
+        count("mapping", -1);
+    }
+    st
 }
 
-unsafe extern "C" fn encode(_e: *mut c_void, p: *mut sys::NV_ENC_PIC_PARAMS) -> NVENCSTATUS {
+unsafe extern "C" fn encode(e: *mut c_void, p: *mut sys::NV_ENC_PIC_PARAMS) -> NVENCSTATUS {
     // SAFETY: valid parameters from the caller.
     let p = unsafe { &*p };
     let eos = p.encodePicFlags & sys::NV_ENC_PIC_FLAGS::NV_ENC_PIC_FLAG_EOS as u32 != 0;
@@ -202,6 +350,21 @@ unsafe extern "C" fn encode(_e: *mut c_void, p: *mut sys::NV_ENC_PIC_PARAMS) -> 
         format!("#{} pts {}{}", p.frameIdx, p.inputTimeStamp, if idr { " IDR" } else { "" })
     };
     let st = call("nvEncEncodePicture", detail);
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    let (input, output) = (p.inputBuffer as usize, p.outputBitstream as usize);
+    let st = on_session(e, |s| {
+        if eos {
+            NVENCSTATUS::NV_ENC_SUCCESS
+        } else if !s.mapped.contains_key(&input) {
+            NVENCSTATUS::NV_ENC_ERR_RESOURCE_NOT_MAPPED
+        } else if !s.bitstreams.contains(&output) || s.locked.contains(&output) {
+            NVENCSTATUS::NV_ENC_ERR_INVALID_PARAM
+        } else {
+            NVENCSTATUS::NV_ENC_SUCCESS
+        }
+    });
     if st != NVENCSTATUS::NV_ENC_SUCCESS || eos {
         return st;
     }
@@ -218,16 +381,30 @@ unsafe extern "C" fn encode(_e: *mut c_void, p: *mut sys::NV_ENC_PIC_PARAMS) -> 
     })
 }
 
-unsafe extern "C" fn lock(_e: *mut c_void, l: *mut sys::NV_ENC_LOCK_BITSTREAM) -> NVENCSTATUS {
+unsafe extern "C" fn lock(e: *mut c_void, l: *mut sys::NV_ENC_LOCK_BITSTREAM) -> NVENCSTATUS {
     // SAFETY: valid parameters from the caller.
     let l = unsafe { &mut *l };
     let st = call("nvEncLockBitstream", String::new());
     if st != NVENCSTATUS::NV_ENC_SUCCESS {
         return st;
     }
+    let buffer = l.outputBitstream as usize;
+    let st = on_session(e, |s| {
+        if !s.bitstreams.contains(&buffer) || !s.locked.insert(buffer) {
+            NVENCSTATUS::NV_ENC_ERR_LOCK_BUSY
+        } else {
+            NVENCSTATUS::NV_ENC_SUCCESS
+        }
+    });
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
     STATE.with(|s| {
         let mut s = s.borrow_mut();
         let Some((pts, idr, idx)) = s.submitted.remove(&(l.outputBitstream as usize)) else {
+            if let Some(session) = s.sessions.get_mut(&(e as usize)) {
+                session.locked.remove(&buffer);
+            }
             return NVENCSTATUS::NV_ENC_ERR_INVALID_PARAM; // locking a buffer never submitted
         };
         s.queued.retain(|&b| b != l.outputBitstream as usize);
@@ -241,19 +418,44 @@ unsafe extern "C" fn lock(_e: *mut c_void, l: *mut sys::NV_ENC_LOCK_BITSTREAM) -
     })
 }
 
-unsafe extern "C" fn unlock(_e: *mut c_void, _b: sys::NV_ENC_OUTPUT_PTR) -> NVENCSTATUS {
-    call("nvEncUnlockBitstream", String::new())
+unsafe extern "C" fn unlock(e: *mut c_void, b: sys::NV_ENC_OUTPUT_PTR) -> NVENCSTATUS {
+    let st = call("nvEncUnlockBitstream", String::new());
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    on_session(e, |s| {
+        if s.locked.remove(&(b as usize)) { NVENCSTATUS::NV_ENC_SUCCESS } else { NVENCSTATUS::NV_ENC_ERR_INVALID_PARAM }
+    })
 }
 
-unsafe extern "C" fn reconfigure(_e: *mut c_void, r: *mut sys::NV_ENC_RECONFIGURE_PARAMS) -> NVENCSTATUS {
+unsafe extern "C" fn reconfigure(e: *mut c_void, r: *mut sys::NV_ENC_RECONFIGURE_PARAMS) -> NVENCSTATUS {
     // SAFETY: valid parameters from the caller, with a config pointer.
     let c = unsafe { &*(*r).reInitEncodeParams.encodeConfig };
-    call("nvEncReconfigureEncoder", format!("cbr={}", c.rcParams.averageBitRate))
+    let st = call("nvEncReconfigureEncoder", format!("cbr={}", c.rcParams.averageBitRate));
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    on_session(e, |_| NVENCSTATUS::NV_ENC_SUCCESS)
 }
 
-unsafe extern "C" fn destroy(_e: *mut c_void) -> NVENCSTATUS {
-    count("session", -1);
-    call("nvEncDestroyEncoder", String::new())
+unsafe extern "C" fn destroy(e: *mut c_void) -> NVENCSTATUS {
+    let st = call("nvEncDestroyEncoder", String::new());
+    if st != NVENCSTATUS::NV_ENC_SUCCESS {
+        return st;
+    }
+    let st = on_session(e, |s| {
+        // NVIDIA's order: unmap and unregister the inputs and destroy the bitstream buffers first.
+        if s.mapped.is_empty() && s.registered.is_empty() && s.bitstreams.is_empty() {
+            NVENCSTATUS::NV_ENC_SUCCESS
+        } else {
+            NVENCSTATUS::NV_ENC_ERR_INVALID_CALL
+        }
+    });
+    if st == NVENCSTATUS::NV_ENC_SUCCESS {
+        STATE.with(|s| s.borrow_mut().sessions.remove(&(e as usize)));
+        count("session", -1);
+    }
+    st
 }
 
 /// The fake function table (entries the encoder does not use stay null).

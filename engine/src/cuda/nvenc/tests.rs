@@ -1,9 +1,11 @@
-//! The encoder's life cycle against the recording NVENC double (see `fake`).
+//! The encoder's life cycle against the recording NVENC double (see `fake`), on a context
+//! double, with input buffer doubles (`fake::FakeInput`).
 
-use std::ffi::c_void;
-
-use super::fake;
+use super::fake::{self, FakeInput};
 use super::*;
+use crate::cuda::context::double;
+use crate::cuda::error::thread_release_failures;
+use nvidia_video_codec_sdk::sys::nvEncodeAPI::NVENCSTATUS;
 
 fn cfg() -> EncoderConfig {
     EncoderConfig {
@@ -19,15 +21,20 @@ fn cfg() -> EncoderConfig {
     }
 }
 
-const CTX: *mut c_void = 0xC0 as *mut c_void;
-const STREAM: *mut c_void = 0x5EA as *mut c_void;
+fn ctx() -> Arc<DeviceContext> {
+    double::context(0xC0, 0x5EA)
+}
 
-fn inputs(n: u64) -> Vec<InputSurface> {
-    (0..n).map(|i| InputSurface { ptr: 0x7000_0000 + i * 0x20_0000, pitch: 1536 }).collect()
+fn inputs(n: u64) -> Vec<FakeInput> {
+    (0..n).map(|i| FakeInput::new(0x7000_0000 + i * 0x20_0000, 1280, 720, 1536)).collect()
+}
+
+fn open_with(c: EncoderConfig, inputs: &[FakeInput]) -> Result<Encoder, CudaError> {
+    Encoder::open(NvencApi::from_table(fake::table()), &ctx(), c, &inputs.iter().collect::<Vec<_>>())
 }
 
 fn open(c: EncoderConfig) -> Result<Encoder, CudaError> {
-    Encoder::open(NvencApi::from_table(fake::table()), 0, CTX, STREAM, c, &inputs(2))
+    open_with(c, &inputs(2))
 }
 
 #[test]
@@ -161,7 +168,13 @@ fn bad_configs_are_refused_before_the_driver_is_called() {
     for c in [EncoderConfig { width: 1279, ..cfg() }, EncoderConfig { fps_num: 0, ..cfg() }] {
         assert!(matches!(open(c), Err(CudaError::Invalid(_))));
     }
-    let e = Encoder::open(NvencApi::from_table(fake::table()), 0, std::ptr::null_mut(), STREAM, cfg(), &inputs(1));
+    // No input, an input smaller than the picture, the same input twice (NVENC refuses a second
+    // registration of a buffer): refused before the driver.
+    assert!(matches!(open_with(cfg(), &[]), Err(CudaError::Invalid(_))));
+    let small = [FakeInput::new(0x7000_0000, 640, 360, 768)];
+    assert!(matches!(open_with(cfg(), &small), Err(CudaError::Invalid(_))));
+    let one = &inputs(1)[0];
+    let e = Encoder::open(NvencApi::from_table(fake::table()), &ctx(), cfg(), &[one, one]);
     assert!(matches!(e, Err(CudaError::Invalid(_))));
     assert!(fake::log().is_empty());
 }
@@ -171,7 +184,8 @@ fn a_table_without_an_entry_is_a_typed_error() {
     fake::reset();
     let mut t = fake::table();
     t.nvEncSetIOCudaStreams = None;
-    let e = Encoder::open(NvencApi::from_table(t), 0, CTX, STREAM, cfg(), &inputs(1)).expect_err("missing");
+    let e = Encoder::open(NvencApi::from_table(t), &ctx(), cfg(), &inputs(1).iter().collect::<Vec<_>>())
+        .expect_err("missing");
     assert!(matches!(e, CudaError::MissingSymbol { symbol: "nvEncSetIOCudaStreams", .. }), "{e}");
     assert_eq!(fake::live("session"), 0);
 }
@@ -181,4 +195,96 @@ fn presets_parse() {
     assert_eq!(Preset::parse("P1"), Some(Preset::P1));
     assert_eq!(Preset::parse("p7"), Some(Preset::P7));
     assert_eq!(Preset::parse("p8"), None);
+}
+
+/// NVIDIA's order at the end of a session (NvEncoder::DestroyEncoder): a picture still held by
+/// the encoder is unmapped, every input unregistered, every bitstream buffer destroyed, then the
+/// session; the double refuses any other order (and a refused destroy leaves the session live).
+#[test]
+fn dropping_a_session_with_a_picture_in_flight_releases_in_nvidias_order() {
+    fake::reset();
+    fake::hold_back(1);
+    let bufs = inputs(2);
+    let mut enc = open_with(EncoderConfig { b_frames: 1, ..cfg() }, &bufs).expect("open");
+    enc.encode(0, 100, true, &mut |_| panic!("held back")).expect("0");
+    assert_eq!((enc.in_flight(), fake::live("mapping")), (1, 1));
+    let failures = thread_release_failures();
+    // The context is not current on the dropping thread: Drop binds it first.
+    double::unbind();
+    drop(enc);
+    assert_eq!(thread_release_failures(), failures, "every release succeeded");
+    for kind in ["session", "registration", "bitstream", "mapping"] {
+        assert_eq!(fake::live(kind), 0, "{kind} leaked");
+    }
+    let log = fake::log();
+    let at = |call: &str| log.iter().rposition(|l| l.starts_with(call)).expect(call);
+    assert!(at("nvEncUnmapInputResource") < at("nvEncUnregisterResource"), "{log:?}");
+    assert!(at("nvEncUnregisterResource") < at("nvEncDestroyBitstreamBuffer"), "{log:?}");
+    assert!(at("nvEncDestroyBitstreamBuffer") < at("nvEncDestroyEncoder"), "{log:?}");
+    assert_eq!(double::current(), 0xC0, "the encoder's context was bound to release it");
+}
+
+/// A registration keeps its buffer's allocation until it is unregistered: a pool that drops its
+/// buffers before its encoder frees nothing under NVENC.
+#[test]
+fn registrations_keep_their_buffers_until_unregistered() {
+    fake::reset();
+    let bufs = inputs(2);
+    let weak = std::sync::Arc::downgrade(&bufs[0].allocation);
+    let enc = open_with(cfg(), &bufs).expect("open");
+    drop(bufs);
+    assert!(weak.upgrade().is_some(), "still registered: still allocated");
+    drop(enc);
+    assert!(weak.upgrade().is_none(), "unregistered, then freed");
+    assert_eq!(fake::live("registration"), 0);
+}
+
+/// A release that fails in Drop is recorded (on the context and process-wide), not discarded.
+#[test]
+fn a_failed_release_in_drop_is_recorded() {
+    fake::reset();
+    let c = ctx();
+    let bufs = inputs(1);
+    let enc = Encoder::open(NvencApi::from_table(fake::table()), &c, cfg(), &[&bufs[0]]).expect("open");
+    fake::fail("nvEncDestroyEncoder", 1, NVENCSTATUS::NV_ENC_ERR_GENERIC);
+    let before = (thread_release_failures(), crate::cuda::error::release_failures().count);
+    drop(enc);
+    assert_eq!(thread_release_failures(), before.0 + 1);
+    assert!(crate::cuda::error::release_failures().count > before.1);
+    assert_eq!(c.release_failures(), 1, "counted on the encoder's context");
+    assert_eq!(fake::live("session"), 1, "the double keeps a session whose destroy failed");
+}
+
+/// The double is as strict as NVENC: a buffer registered twice, a session destroyed with its
+/// resources still there, an unregister of a mapped input, an unmap of nothing are refused.
+#[test]
+fn the_nvenc_double_refuses_what_nvenc_forbids() {
+    fake::reset();
+    let api = NvencApi::from_table(fake::table());
+    let c = ctx();
+    // SAFETY: the double's context and made-up addresses: nothing is dereferenced.
+    unsafe {
+        let enc = result::open_session(&api, 0, c.raw_context()).expect("open");
+        let reg = result::register_resource(&api, enc, 0x7000_0000, (64, 64, 256)).expect("register");
+        let twice = result::register_resource(&api, enc, 0x7000_0000, (64, 64, 256));
+        assert_eq!(
+            twice.expect_err("registered twice"),
+            CudaError::Nvenc { api: "nvEncRegisterResource", status: "NV_ENC_ERR_RESOURCE_REGISTER_FAILED".into() }
+        );
+        let (mapped, _) = result::map_input_resource(&api, enc, reg).expect("map");
+        assert!(result::map_input_resource(&api, enc, reg).is_err(), "mapped twice");
+        assert!(result::unregister_resource(&api, enc, reg).is_err(), "unregistered while mapped");
+        assert!(result::destroy_encoder(&api, enc).is_err(), "destroyed with a mapped input");
+        result::unmap_input_resource(&api, enc, mapped).expect("unmap");
+        assert!(result::unmap_input_resource(&api, enc, mapped).is_err(), "unmapped twice");
+        assert!(result::destroy_encoder(&api, enc).is_err(), "destroyed with a registered input");
+        result::unregister_resource(&api, enc, reg).expect("unregister");
+        let bs = result::create_bitstream_buffer(&api, enc).expect("bitstream");
+        assert!(result::destroy_encoder(&api, enc).is_err(), "destroyed with a bitstream buffer");
+        result::destroy_bitstream_buffer(&api, enc, bs).expect("destroy bitstream");
+        assert_eq!(fake::live("session"), 1, "refused destroys leave the session open");
+        result::destroy_encoder(&api, enc).expect("destroy");
+        assert!(result::destroy_encoder(&api, enc).is_err(), "a session destroyed twice");
+    }
+    assert_eq!(fake::live("session"), 0);
 }

@@ -1,0 +1,367 @@
+//! NVENC's result layer: one function per entry point zerohop calls, each returning
+//! `Result<_, CudaError>` that names the call and its status (a missing entry is
+//! `MissingSymbol`). The safe [`Encoder`](super::Encoder) calls only these. Functions that take
+//! a session or resource handle are `unsafe`: the handle must be live and belong to the session.
+
+use std::ffi::c_void;
+
+use nvidia_video_codec_sdk::sys::nvEncodeAPI as sys;
+use sys::{GUID, NVENCSTATUS};
+
+use super::{LIB, NvencApi};
+use crate::cuda::error::CudaError;
+
+/// An NVENC session handle.
+pub(crate) type Session = *mut c_void;
+
+fn status_error(api: &'static str, status: NVENCSTATUS) -> CudaError {
+    CudaError::Nvenc { api, status: format!("{status:?}") }
+}
+
+fn ok(api: &'static str, status: NVENCSTATUS) -> Result<(), CudaError> {
+    if status == NVENCSTATUS::NV_ENC_SUCCESS { Ok(()) } else { Err(status_error(api, status)) }
+}
+
+/// Takes an entry of the function table or says which one the driver did not fill in.
+macro_rules! entry {
+    ($api:expr, $name:ident) => {
+        $api.fns.$name.ok_or(CudaError::MissingSymbol { lib: LIB, symbol: stringify!($name) })?
+    };
+}
+
+/// An all-zero NVENC parameter struct (reserved fields must be zero) with its enum fields that
+/// have no zero value set by `fix`: the SDK's bindgen enums make a plain `mem::zeroed` invalid
+/// for `NV_ENC_CONFIG` (`frameFieldMode`), `NV_ENC_PIC_PARAMS` and `NV_ENC_LOCK_BITSTREAM`
+/// (`pictureStruct`).
+///
+/// # Safety
+/// Every field of `T` that is not valid as all-zero bytes must be written by `fix`.
+unsafe fn zeroed_fix<T>(fix: impl FnOnce(*mut T)) -> T {
+    let mut v = std::mem::MaybeUninit::<T>::zeroed();
+    fix(v.as_mut_ptr());
+    // SAFETY: zero bytes for every field but those `fix` wrote (the caller's contract).
+    unsafe { v.assume_init() }
+}
+
+const FRAME: sys::NV_ENC_PIC_STRUCT = sys::NV_ENC_PIC_STRUCT::NV_ENC_PIC_STRUCT_FRAME;
+const PROGRESSIVE: sys::NV_ENC_PARAMS_FRAME_FIELD_MODE =
+    sys::NV_ENC_PARAMS_FRAME_FIELD_MODE::NV_ENC_PARAMS_FRAME_FIELD_MODE_FRAME;
+
+pub(crate) fn zeroed_config() -> sys::NV_ENC_CONFIG {
+    // SAFETY: `frameFieldMode` is NV_ENC_CONFIG's only field with no zero value.
+    unsafe { zeroed_fix(|c: *mut sys::NV_ENC_CONFIG| std::ptr::addr_of_mut!((*c).frameFieldMode).write(PROGRESSIVE)) }
+}
+
+pub(crate) fn zeroed_pic_params() -> sys::NV_ENC_PIC_PARAMS {
+    // SAFETY: `pictureStruct` is NV_ENC_PIC_PARAMS's only field with no zero value.
+    let mut p =
+        unsafe { zeroed_fix(|p: *mut sys::NV_ENC_PIC_PARAMS| std::ptr::addr_of_mut!((*p).pictureStruct).write(FRAME)) };
+    p.version = sys::NV_ENC_PIC_PARAMS_VER;
+    p
+}
+
+pub(crate) fn zeroed_init_params() -> sys::NV_ENC_INITIALIZE_PARAMS {
+    // SAFETY: NV_ENC_INITIALIZE_PARAMS's enums (tuning info, buffer format) have zero values;
+    // all-zero is NVENC's documented initial state.
+    unsafe { std::mem::zeroed() }
+}
+
+/// `nvEncOpenEncodeSessionEx` on a CUDA context. Over the session limit: `SessionLimit`; no
+/// encoder on the GPU: `NoEncoder`.
+///
+/// # Safety
+/// `cuda_context` is a live `CUcontext`.
+pub(crate) unsafe fn open_session(
+    api: &NvencApi,
+    ordinal: usize,
+    cuda_context: *mut c_void,
+) -> Result<Session, CudaError> {
+    let open_fn = entry!(api, nvEncOpenEncodeSessionEx);
+    // SAFETY: all-zero is the documented initial state of NVENC parameter structs (reserved
+    // fields must be zero); the versions are set below.
+    let mut params: sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS = unsafe { std::mem::zeroed() };
+    params.version = sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS_VER;
+    params.deviceType = sys::NV_ENC_DEVICE_TYPE::NV_ENC_DEVICE_TYPE_CUDA;
+    params.device = cuda_context;
+    params.apiVersion = sys::NVENCAPI_VERSION;
+    let mut handle = std::ptr::null_mut();
+    // SAFETY: `params` and `handle` are valid for the call; the context is live (contract).
+    let st = unsafe { open_fn(&mut params, &mut handle) };
+    match st {
+        NVENCSTATUS::NV_ENC_SUCCESS => Ok(handle),
+        // Consumer GPUs answer a session over their limit with OUT_OF_MEMORY (or, on some
+        // drivers, INCOMPATIBLE_CLIENT_KEY).
+        NVENCSTATUS::NV_ENC_ERR_OUT_OF_MEMORY | NVENCSTATUS::NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY => {
+            Err(CudaError::SessionLimit { ordinal, api: "nvEncOpenEncodeSessionEx", status: format!("{st:?}") })
+        }
+        NVENCSTATUS::NV_ENC_ERR_NO_ENCODE_DEVICE | NVENCSTATUS::NV_ENC_ERR_UNSUPPORTED_DEVICE => {
+            Err(CudaError::NoEncoder { ordinal, why: format!("nvEncOpenEncodeSessionEx: {st:?}") })
+        }
+        _ => Err(status_error("nvEncOpenEncodeSessionEx", st)),
+    }
+}
+
+/// `nvEncGetEncodePresetConfigEx` for H.264: the preset's config.
+///
+/// # Safety
+/// `enc` is a live session.
+pub(crate) unsafe fn preset_config(
+    api: &NvencApi,
+    enc: Session,
+    preset: GUID,
+    tuning: sys::NV_ENC_TUNING_INFO,
+) -> Result<sys::NV_ENC_CONFIG, CudaError> {
+    let preset_fn = entry!(api, nvEncGetEncodePresetConfigEx);
+    // SAFETY: `presetCfg.frameFieldMode` is NV_ENC_PRESET_CONFIG's only field with no zero value.
+    let mut p: sys::NV_ENC_PRESET_CONFIG = unsafe {
+        zeroed_fix(|p: *mut sys::NV_ENC_PRESET_CONFIG| {
+            std::ptr::addr_of_mut!((*p).presetCfg.frameFieldMode).write(PROGRESSIVE)
+        })
+    };
+    p.version = sys::NV_ENC_PRESET_CONFIG_VER;
+    p.presetCfg.version = sys::NV_ENC_CONFIG_VER;
+    // SAFETY: live session (contract) and a versioned out-struct for the call's duration.
+    ok("nvEncGetEncodePresetConfigEx", unsafe { preset_fn(enc, sys::NV_ENC_CODEC_H264_GUID, preset, tuning, &mut p) })?;
+    Ok(p.presetCfg)
+}
+
+/// `nvEncInitializeEncoder`.
+///
+/// # Safety
+/// `enc` is a live session; `init.encodeConfig` points to a config that lives as long as the
+/// session (NVENC keeps the pointer).
+pub(crate) unsafe fn initialize(
+    api: &NvencApi,
+    enc: Session,
+    init: &mut sys::NV_ENC_INITIALIZE_PARAMS,
+) -> Result<(), CudaError> {
+    let init_fn = entry!(api, nvEncInitializeEncoder);
+    // SAFETY: live session and parameters (contract).
+    ok("nvEncInitializeEncoder", unsafe { init_fn(enc, init) })
+}
+
+/// `nvEncSetIOCudaStreams`: NVENC reads its input after, and writes its output on, the CUstream
+/// at each pointer.
+///
+/// # Safety
+/// `enc` is a live session; `streams` stays at its address as long as the session.
+pub(crate) unsafe fn set_io_cuda_streams(
+    api: &NvencApi,
+    enc: Session,
+    streams: *mut [*mut c_void; 2],
+) -> Result<(), CudaError> {
+    let set = entry!(api, nvEncSetIOCudaStreams);
+    let first = streams.cast::<*mut c_void>();
+    // SAFETY: both pointers address the caller's live two-element array (contract).
+    ok("nvEncSetIOCudaStreams", unsafe { set(enc, first.cast(), first.add(1).cast()) })
+}
+
+/// `nvEncRegisterResource` of an NV12 CUDA device buffer.
+///
+/// # Safety
+/// `enc` is a live session; `device_ptr` addresses an allocation of at least
+/// `pitch * (height + height / 2)` bytes in the session's context that stays allocated until
+/// the registration is unregistered.
+pub(crate) unsafe fn register_resource(
+    api: &NvencApi,
+    enc: Session,
+    device_ptr: u64,
+    (width, height, pitch): (u32, u32, u32),
+) -> Result<sys::NV_ENC_REGISTERED_PTR, CudaError> {
+    let reg_fn = entry!(api, nvEncRegisterResource);
+    // SAFETY: zeroed NVENC parameter struct (its enums have zero values), versioned below.
+    let mut r: sys::NV_ENC_REGISTER_RESOURCE = unsafe { std::mem::zeroed() };
+    r.version = sys::NV_ENC_REGISTER_RESOURCE_VER;
+    r.resourceType = sys::NV_ENC_INPUT_RESOURCE_TYPE::NV_ENC_INPUT_RESOURCE_TYPE_CUDADEVICEPTR;
+    r.width = width;
+    r.height = height;
+    r.pitch = pitch;
+    r.resourceToRegister = device_ptr as *mut c_void;
+    r.bufferFormat = sys::NV_ENC_BUFFER_FORMAT::NV_ENC_BUFFER_FORMAT_NV12;
+    r.bufferUsage = sys::NV_ENC_BUFFER_USAGE::NV_ENC_INPUT_IMAGE;
+    // SAFETY: live session and a valid parameter struct; the buffer outlives the registration
+    // (contract).
+    ok("nvEncRegisterResource", unsafe { reg_fn(enc, &mut r) })?;
+    Ok(r.registeredResource)
+}
+
+/// `nvEncUnregisterResource` (the resource must not be mapped).
+///
+/// # Safety
+/// `reg` came from [`register_resource`] on `enc` and is unregistered once.
+pub(crate) unsafe fn unregister_resource(
+    api: &NvencApi,
+    enc: Session,
+    reg: sys::NV_ENC_REGISTERED_PTR,
+) -> Result<(), CudaError> {
+    let f = entry!(api, nvEncUnregisterResource);
+    // SAFETY: a live registration of this session (contract).
+    ok("nvEncUnregisterResource", unsafe { f(enc, reg) })
+}
+
+/// `nvEncCreateBitstreamBuffer`.
+///
+/// # Safety
+/// `enc` is a live, initialised session.
+pub(crate) unsafe fn create_bitstream_buffer(
+    api: &NvencApi,
+    enc: Session,
+) -> Result<sys::NV_ENC_OUTPUT_PTR, CudaError> {
+    let create = entry!(api, nvEncCreateBitstreamBuffer);
+    // SAFETY: zeroed NVENC parameter struct, versioned below.
+    let mut b: sys::NV_ENC_CREATE_BITSTREAM_BUFFER = unsafe { std::mem::zeroed() };
+    b.version = sys::NV_ENC_CREATE_BITSTREAM_BUFFER_VER;
+    // SAFETY: live session and a valid parameter struct for the call.
+    ok("nvEncCreateBitstreamBuffer", unsafe { create(enc, &mut b) })?;
+    Ok(b.bitstreamBuffer)
+}
+
+/// `nvEncDestroyBitstreamBuffer` (the buffer must not be locked).
+///
+/// # Safety
+/// `bs` came from [`create_bitstream_buffer`] on `enc` and is destroyed once.
+pub(crate) unsafe fn destroy_bitstream_buffer(
+    api: &NvencApi,
+    enc: Session,
+    bs: sys::NV_ENC_OUTPUT_PTR,
+) -> Result<(), CudaError> {
+    let f = entry!(api, nvEncDestroyBitstreamBuffer);
+    // SAFETY: a live bitstream buffer of this session (contract).
+    ok("nvEncDestroyBitstreamBuffer", unsafe { f(enc, bs) })
+}
+
+/// `nvEncMapInputResource`: the mapped input and its buffer format.
+///
+/// # Safety
+/// `reg` is a live registration of `enc`, not mapped.
+pub(crate) unsafe fn map_input_resource(
+    api: &NvencApi,
+    enc: Session,
+    reg: sys::NV_ENC_REGISTERED_PTR,
+) -> Result<(sys::NV_ENC_INPUT_PTR, sys::NV_ENC_BUFFER_FORMAT), CudaError> {
+    let map_fn = entry!(api, nvEncMapInputResource);
+    // SAFETY: zeroed NVENC parameter struct (its enum has a zero value), versioned below.
+    let mut m: sys::NV_ENC_MAP_INPUT_RESOURCE = unsafe { std::mem::zeroed() };
+    m.version = sys::NV_ENC_MAP_INPUT_RESOURCE_VER;
+    m.registeredResource = reg;
+    // SAFETY: live session and registration (contract).
+    ok("nvEncMapInputResource", unsafe { map_fn(enc, &mut m) })?;
+    Ok((m.mappedResource, m.mappedBufferFmt))
+}
+
+/// `nvEncUnmapInputResource`.
+///
+/// # Safety
+/// `mapped` came from [`map_input_resource`] on `enc` and is unmapped once, after NVENC is done
+/// with its picture (read back, or never to be).
+pub(crate) unsafe fn unmap_input_resource(
+    api: &NvencApi,
+    enc: Session,
+    mapped: sys::NV_ENC_INPUT_PTR,
+) -> Result<(), CudaError> {
+    let f = entry!(api, nvEncUnmapInputResource);
+    // SAFETY: a live mapping of this session (contract).
+    ok("nvEncUnmapInputResource", unsafe { f(enc, mapped) })
+}
+
+/// What `nvEncEncodePicture` said of a picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Submitted {
+    /// Its output (and that of any held back before it) can be read back.
+    Ready,
+    /// Held back (B-frames, lookahead): its output comes with a later picture.
+    NeedMoreInput,
+}
+
+/// `nvEncEncodePicture` of one picture.
+///
+/// # Safety
+/// `enc` is a live session; `p.inputBuffer` is one of its mappings and `p.outputBitstream` one
+/// of its bitstream buffers, both kept until read back.
+pub(crate) unsafe fn encode_picture(
+    api: &NvencApi,
+    enc: Session,
+    p: &mut sys::NV_ENC_PIC_PARAMS,
+) -> Result<Submitted, CudaError> {
+    let encode_fn = entry!(api, nvEncEncodePicture);
+    // SAFETY: live session and buffers (contract).
+    match unsafe { encode_fn(enc, p) } {
+        NVENCSTATUS::NV_ENC_SUCCESS => Ok(Submitted::Ready),
+        NVENCSTATUS::NV_ENC_ERR_NEED_MORE_INPUT => Ok(Submitted::NeedMoreInput),
+        st => Err(status_error("nvEncEncodePicture", st)),
+    }
+}
+
+/// `nvEncEncodePicture` with the EOS flag: NVENC emits every picture it holds.
+///
+/// # Safety
+/// `enc` is a live session.
+pub(crate) unsafe fn encode_eos(api: &NvencApi, enc: Session) -> Result<(), CudaError> {
+    let encode_fn = entry!(api, nvEncEncodePicture);
+    let mut p = zeroed_pic_params();
+    p.encodePicFlags = sys::NV_ENC_PIC_FLAGS::NV_ENC_PIC_FLAG_EOS as u32;
+    // SAFETY: live session; an EOS picture carries no buffers.
+    ok("nvEncEncodePicture(EOS)", unsafe { encode_fn(enc, &mut p) })
+}
+
+/// `nvEncLockBitstream`: the locked buffer's description (data pointer and size, timestamp,
+/// picture type), valid until [`unlock_bitstream`].
+///
+/// # Safety
+/// `bs` is a bitstream buffer of `enc` submitted to an encode and not locked.
+pub(crate) unsafe fn lock_bitstream(
+    api: &NvencApi,
+    enc: Session,
+    bs: sys::NV_ENC_OUTPUT_PTR,
+) -> Result<sys::NV_ENC_LOCK_BITSTREAM, CudaError> {
+    let lock_fn = entry!(api, nvEncLockBitstream);
+    // SAFETY: `pictureStruct` is NV_ENC_LOCK_BITSTREAM's only field with no zero value.
+    let mut l = unsafe {
+        zeroed_fix(|p: *mut sys::NV_ENC_LOCK_BITSTREAM| std::ptr::addr_of_mut!((*p).pictureStruct).write(FRAME))
+    };
+    l.version = sys::NV_ENC_LOCK_BITSTREAM_VER;
+    l.outputBitstream = bs;
+    // SAFETY: live session and bitstream buffer (contract).
+    ok("nvEncLockBitstream", unsafe { lock_fn(enc, &mut l) })?;
+    Ok(l)
+}
+
+/// `nvEncUnlockBitstream`.
+///
+/// # Safety
+/// `bs` was locked by [`lock_bitstream`] on `enc`; nothing borrows its data any more.
+pub(crate) unsafe fn unlock_bitstream(
+    api: &NvencApi,
+    enc: Session,
+    bs: sys::NV_ENC_OUTPUT_PTR,
+) -> Result<(), CudaError> {
+    let f = entry!(api, nvEncUnlockBitstream);
+    // SAFETY: a locked buffer of this session (contract).
+    ok("nvEncUnlockBitstream", unsafe { f(enc, bs) })
+}
+
+/// `nvEncReconfigureEncoder`.
+///
+/// # Safety
+/// `enc` is a live session; the config `r.reInitEncodeParams.encodeConfig` points to outlives
+/// the session.
+pub(crate) unsafe fn reconfigure(
+    api: &NvencApi,
+    enc: Session,
+    r: &mut sys::NV_ENC_RECONFIGURE_PARAMS,
+) -> Result<(), CudaError> {
+    let f = entry!(api, nvEncReconfigureEncoder);
+    // SAFETY: live session and parameters (contract).
+    ok("nvEncReconfigureEncoder", unsafe { f(enc, r) })
+}
+
+/// `nvEncDestroyEncoder`. NVIDIA's order (NvEncoder::DestroyEncoder): every input unmapped and
+/// unregistered and every bitstream buffer destroyed first.
+///
+/// # Safety
+/// `enc` is a live session, destroyed once.
+pub(crate) unsafe fn destroy_encoder(api: &NvencApi, enc: Session) -> Result<(), CudaError> {
+    let f = entry!(api, nvEncDestroyEncoder);
+    // SAFETY: a live session (contract).
+    ok("nvEncDestroyEncoder", unsafe { f(enc) })
+}
