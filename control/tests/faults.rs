@@ -9,23 +9,25 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{LADDER, fixture, local};
+use common::{
+    LADDER, Renditions, error_code, fixture, local, push_collect, spawn_transcoder, tls_identity, transcoder_config,
+    transport, wait_for_transcoders,
+};
 use http::Method;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use tokio::sync::mpsc;
 use zerohop_control::body::ChannelBody;
 use zerohop_control::framing::{self, Kind, SEGMENT};
+use zerohop_control::headers;
 use zerohop_control::link::{self, LineReader, Report, ToTranscoder};
-use zerohop_control::node::{CAPABILITIES_HEADER, TRANSCODER_ID_HEADER, TranscoderSecrets};
-use zerohop_control::tls::{self, Trust};
-use zerohop_control::transcoder::{self, TranscoderConfig};
-use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
+use zerohop_control::node::TranscoderSecrets;
+use zerohop_control::transcoder;
+use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Upload};
 use zerohop_engine::probe::decode_video;
 
 const SECRET: &str = "fault-tolerance-is-a-feature";
@@ -33,10 +35,6 @@ const SECRET: &str = "fault-tolerance-is-a-feature";
 /// takes to transcode on a loaded CI machine.
 const DEADLINE: Duration = Duration::from_secs(3);
 const SEGMENT_FILE: &str = "h264_360p25_baseline_noaudio.ts";
-
-fn transport(fp: &str) -> Transport {
-    Transport::Tls { trust: Trust::Pin(fp.to_string()), server_name: "localhost".into() }
-}
 
 fn config(tls: Arc<rustls::ServerConfig>, listen: std::net::SocketAddr) -> NodeConfig {
     let mut cfg = NodeConfig::new(listen, Some(tls));
@@ -47,30 +45,13 @@ fn config(tls: Arc<rustls::ServerConfig>, listen: std::net::SocketAddr) -> NodeC
 }
 
 async fn orchestrator() -> (Node, String) {
-    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
-    let fp = identity.fingerprint();
-    let tls = tls::server_config(identity).expect("tls");
+    let (tls, fp) = tls_identity();
     (Node::start(config(tls, "127.0.0.1:0".parse().expect("addr"))).await.expect("node"), fp)
 }
 
 /// A well-behaved transcoder on its own runtime (killable like a process).
 fn good_transcoder(addr: &str, fp: &str) -> tokio::runtime::Runtime {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
-    let cfg = TranscoderConfig {
-        orch_addr: addr.to_string(),
-        transport: transport(fp),
-        id: "good".into(),
-        secret: SECRET.into(),
-        max_sessions: 1,
-        max_output: transcoder::CPU_MAX_OUTPUT,
-        sessions: Default::default(),
-    };
-    let (stop_tx, stop) = tokio::sync::watch::channel(false);
-    rt.spawn(async move {
-        let _keep = stop_tx;
-        transcoder::run(cfg, stop).await
-    });
-    rt
+    spawn_transcoder(transcoder_config(addr, fp, "good", SECRET)).0
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -101,10 +82,10 @@ async fn rogue(node: &Node, fp: &str, how: Misbehaviour) -> mpsc::UnboundedRecei
     reports.send(Ok(Frame::data(Report { capacity: 8, load: 0 }.encode("cpu")))).await.expect("report");
     let req = client
         .request(Method::POST, "/v1/transcoders/link")
-        .header(TRANSCODER_ID_HEADER, "rogue")
+        .header(headers::TRANSCODER_ID, "rogue")
         .header(http::header::AUTHORIZATION, format!("Bearer {SECRET}"))
-        .header("zerohop-capacity", 8)
-        .header(CAPABILITIES_HEADER, link::encode_capabilities("cpu", &[], transcoder::CPU_MAX_OUTPUT))
+        .header(headers::CAPACITY, 8)
+        .header(headers::CAPABILITIES, link::encode_capabilities("cpu", &[], transcoder::CPU_MAX_OUTPUT))
         .body(body)
         .expect("request");
     let resp = client.send(req).await.expect("link");
@@ -136,7 +117,7 @@ async fn misbehave(client: Arc<Client>, task: u64, how: Misbehaviour) {
     // Read the whole input, as a transcoder would.
     let req = client
         .request(Method::GET, &format!("/v1/tasks/{task}/input"))
-        .header(TRANSCODER_ID_HEADER, "rogue")
+        .header(headers::TRANSCODER_ID, "rogue")
         .header(http::header::AUTHORIZATION, &auth)
         .body(ChannelBody::empty())
         .expect("request");
@@ -165,48 +146,20 @@ async fn misbehave(client: Arc<Client>, task: u64, how: Misbehaviour) {
     }
     let req = client
         .request(Method::POST, &format!("/v1/tasks/{task}/results"))
-        .header(TRANSCODER_ID_HEADER, "rogue")
+        .header(headers::TRANSCODER_ID, "rogue")
         .header(http::header::AUTHORIZATION, &auth)
         .body(body)
         .expect("request");
     let _ = client.send(req).await;
 }
 
-async fn transcoders(c: &mut Client) -> usize {
-    let (_, body) = c.get("/v1/transcoders").await.expect("status");
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    v["transcoders"].as_array().map_or(0, Vec::len)
-}
-
-async fn wait_for_transcoders(c: &mut Client, n: usize) {
-    for _ in 0..200 {
-        if transcoders(c).await == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("{n} transcoders did not register within 5 s");
-}
-
-async fn push(c: &mut Client, seq: u64, data: Bytes) -> Result<(PushOutcome, BTreeMap<u8, Vec<u8>>), ClientError> {
-    let mut outs: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
-    let o = c
-        // A stream per segment: each starts a fresh session, so its bytes equal a fresh local run.
-        .push(&format!("s{seq}"), seq, Some(LADDER), Upload::Full(data), |r| {
-            if r.kind == Kind::Chunk {
-                outs.entry(r.rendition).or_default().extend_from_slice(&r.payload);
-            }
-        })
-        .await?;
-    Ok((o, outs))
-}
-
-fn error_code(o: &PushOutcome) -> Option<String> {
-    o.trailers.as_ref()?.get("zerohop-error-code")?.to_str().ok().map(str::to_string)
+async fn push(c: &mut Client, seq: u64, data: Bytes) -> Result<(PushOutcome, Renditions), ClientError> {
+    // A stream per segment: each starts a fresh session, so its bytes equal a fresh local run.
+    push_collect(c, &format!("s{seq}"), seq, Upload::Full(data), || {}).await
 }
 
 /// The renditions are complete and byte-identical to the engine's own output.
-fn assert_complete(outs: &BTreeMap<u8, Vec<u8>>, expected: &[Vec<u8>], frames: usize) {
+fn assert_complete(outs: &Renditions, expected: &[Vec<u8>], frames: usize) {
     assert_eq!(outs.len(), expected.len(), "every rendition arrived");
     for (i, bytes) in outs {
         assert!(bytes == &expected[usize::from(*i)], "rendition {i} differs from the local engine's output");
@@ -267,7 +220,7 @@ async fn a_transcoder_failing_after_its_first_chunk_ends_the_segment_with_an_err
         let (o, outs) = push(&mut c, 0, input.clone()).await.expect("an in-band error, not a broken response");
         assert!(rogue_tasks.try_recv().is_ok(), "{how:?}: the rogue had the task");
         assert!(!o.ok(), "{how:?}: must not look complete: {o:?}");
-        assert_eq!(error_code(&o).as_deref(), Some("transcoder_lost"), "{how:?}: {o:?}");
+        assert_eq!(error_code(&o), Some("transcoder_lost"), "{how:?}: {o:?}");
         assert_eq!(outs.len(), 1, "{how:?}: only the rogue's one chunk was relayed");
         assert!(outs[&0] == rogue_chunk().to_vec(), "{how:?}: the chunk arrived exactly once");
         if matches!(how, Misbehaviour::StallAfterChunk) {
@@ -286,9 +239,7 @@ async fn a_transcoder_failing_after_its_first_chunk_ends_the_segment_with_an_err
 /// certificate: the transcoder, never restarted, reconnects with backoff and takes work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transcoders_reconnect_to_a_restarted_orchestrator_and_resume() {
-    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
-    let fp = identity.fingerprint();
-    let tls = tls::server_config(identity).expect("tls");
+    let (tls, fp) = tls_identity();
     let orch_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
     let first = orch_rt
         .spawn(Node::start(config(tls.clone(), "127.0.0.1:0".parse().expect("addr"))))

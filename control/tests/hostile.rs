@@ -5,43 +5,26 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{LADDER, fixture, local};
+use common::{LADDER, Renditions, error_code, fixture, local, push_collect, start_node, transport};
 use http::StatusCode;
 use zerohop_control::framing::Kind;
-use zerohop_control::tls::{self, Trust};
-use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
+use zerohop_control::{Client, ClientError, Node, PushOutcome, Transport, Upload};
 use zerohop_engine::probe::decode_video;
 
-async fn start_node(max_sessions: usize, max_bytes: u64) -> (Node, Transport) {
-    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
-    let fp = identity.fingerprint();
-    let mut cfg =
-        NodeConfig::new("127.0.0.1:0".parse().expect("addr"), Some(tls::server_config(identity).expect("tls")));
-    cfg.max_sessions = max_sessions;
-    cfg.max_segment_bytes = max_bytes;
-    let t = Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() };
-    (Node::start(cfg).await.expect("node"), t)
+async fn start(max_sessions: usize, max_bytes: u64) -> (Node, Transport) {
+    let (node, fp) = start_node(|cfg| {
+        cfg.max_sessions = max_sessions;
+        cfg.max_segment_bytes = max_bytes;
+    })
+    .await;
+    (node, transport(&fp))
 }
 
-async fn push(
-    c: &mut Client,
-    stream: &str,
-    seq: u64,
-    data: Upload,
-) -> Result<(PushOutcome, BTreeMap<u8, Vec<u8>>), ClientError> {
-    let mut outs: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
-    let o = c
-        .push(stream, seq, Some(LADDER), data, |r| {
-            if r.kind == Kind::Chunk {
-                outs.entry(r.rendition).or_default().extend_from_slice(&r.payload);
-            }
-        })
-        .await?;
-    Ok((o, outs))
+async fn push(c: &mut Client, stream: &str, seq: u64, data: Upload) -> Result<(PushOutcome, Renditions), ClientError> {
+    push_collect(c, stream, seq, data, || {}).await
 }
 
 /// Pushes `data` until it is served, honouring 503s for up to 5 s; panics on any other failure.
@@ -151,7 +134,7 @@ fn drop_packets(data: &[u8], of: u16, n: usize) -> Bytes {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_bad_segment_gets_a_typed_code_and_a_good_one_beside_it_is_unaffected() {
-    let (node, t) = start_node(4, 8 << 20).await;
+    let (node, t) = start(4, 8 << 20).await;
     let addr = node.local_addr().to_string();
     let good_input = fixture("h264_720p30_main_slices_aac.ts");
     let expected = local(good_input.clone());
@@ -193,7 +176,7 @@ async fn every_bad_segment_gets_a_typed_code_and_a_good_one_beside_it_is_unaffec
     match push(&mut c, "cut", 0, Upload::Full(truncated)).await {
         Ok((o, _)) => {
             assert!(!o.ok());
-            let code = o.trailers.as_ref().and_then(|t| t.get("zerohop-error-code")).and_then(|v| v.to_str().ok());
+            let code = error_code(&o);
             assert_eq!(code, Some("frames_lost"), "{:?}", o.errors);
         }
         Err(ClientError::Status { status, code, .. }) => {
@@ -242,7 +225,7 @@ async fn every_bad_segment_gets_a_typed_code_and_a_good_one_beside_it_is_unaffec
 
     // Oversize: refused from Content-Length before the body, or when the streamed body crosses
     // the limit.
-    let (small, t2) = start_node(1, 1 << 20).await;
+    let (small, t2) = start(1, 1 << 20).await;
     let mut c2 = Client::connect(&small.local_addr().to_string(), &t2, None).await.expect("connect");
     let big = Bytes::from(vec![0x47u8; 3 << 20]);
     match push(&mut c2, "big", 0, Upload::Full(big.clone())).await {
@@ -274,7 +257,7 @@ async fn every_bad_segment_gets_a_typed_code_and_a_good_one_beside_it_is_unaffec
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_ten_times_capacity_is_refused_at_once_and_disconnects_give_capacity_back() {
-    let (node, t) = start_node(1, 8 << 20).await;
+    let (node, t) = start(1, 8 << 20).await;
     let addr = node.local_addr().to_string();
     let input = fixture("h264_720p30_main_slices_aac.ts");
     // Ten concurrent streams against one session, each uploading slowly.

@@ -2,53 +2,36 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{LADDER, fixture, local};
+use common::{LADDER, Renditions, connect, error_code, fixture, local, push_collect, start_node};
 use http::StatusCode;
 use zerohop_control::broadcasters::BroadcasterTokens;
-use zerohop_control::framing::Kind;
-use zerohop_control::tls::{self, Trust};
-use zerohop_control::{Client, ClientError, Node, NodeConfig, Transport, Upload};
+use zerohop_control::tls;
+use zerohop_control::{Client, ClientError, Node, Upload};
 use zerohop_engine::probe::decode_video;
 
 async fn node(max_sessions: usize, token: Option<&str>) -> (Node, String) {
-    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
-    let fp = identity.fingerprint();
-    let mut cfg =
-        NodeConfig::new("127.0.0.1:0".parse().expect("addr"), Some(tls::server_config(identity).expect("tls")));
-    cfg.max_sessions = max_sessions;
-    cfg.broadcasters = token.map(|t| BroadcasterTokens::single(t.to_string())).unwrap_or_default();
-    (Node::start(cfg).await.expect("node"), fp)
+    start_node(|cfg| {
+        cfg.max_sessions = max_sessions;
+        cfg.broadcasters = token.map(|t| BroadcasterTokens::single(t.to_string())).unwrap_or_default();
+    })
+    .await
 }
 
-async fn client(node: &Node, fp: &str, token: Option<&str>) -> Result<Client, ClientError> {
-    let t = Transport::Tls { trust: Trust::Pin(fp.to_string()), server_name: "localhost".into() };
-    Client::connect(&node.local_addr().to_string(), &t, token.map(String::from)).await
-}
-
-/// Pushes and returns the outcome and each rendition's bytes.
+/// Pushes to stream `s1` and returns the outcome and each rendition's bytes.
 async fn push(
     c: &mut Client,
     seq: u64,
     data: Upload,
-) -> Result<(zerohop_control::PushOutcome, BTreeMap<u8, Vec<u8>>), ClientError> {
-    let mut outs: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
-    let o = c
-        .push("s1", seq, Some(LADDER), data, |r| {
-            if r.kind == Kind::Chunk {
-                outs.entry(r.rendition).or_default().extend_from_slice(&r.payload);
-            }
-        })
-        .await?;
-    Ok((o, outs))
+) -> Result<(zerohop_control::PushOutcome, Renditions), ClientError> {
+    push_collect(c, "s1", seq, data, || {}).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn combined_node_over_tls() {
     let (node, fp) = node(2, None).await;
-    let mut c = client(&node, &fp, None).await.expect("connect");
+    let mut c = connect(&node, &fp, None).await.expect("connect");
 
     // Renditions over the wire are byte-identical to what the engine makes locally.
     let input = fixture("h264_720p30_main_slices_aac.ts");
@@ -87,11 +70,7 @@ async fn combined_node_over_tls() {
             Ok((o, _)) => {
                 // Damage found after streaming began: an in-band error and an error trailer.
                 assert!(!o.ok(), "{name} must not pass");
-                assert_eq!(
-                    o.trailers.as_ref().and_then(|t| t.get("zerohop-error-code")).map(|v| v.to_str().unwrap_or("")),
-                    Some(code),
-                    "{name}"
-                );
+                assert_eq!(error_code(&o), Some(code), "{name}");
             }
             Err(e) => panic!("{name}: {e}"),
         }
@@ -123,13 +102,13 @@ async fn wrong_pin_token_and_capacity_are_refused() {
     // A different pinned certificate: the handshake fails, nothing is sent.
     let other = tls::self_signed(&["localhost".into()]).expect("cert").fingerprint();
     assert_ne!(other, fp);
-    match client(&node, &other, Some("s3cret")).await {
+    match connect(&node, &other, Some("s3cret")).await {
         Err(ClientError::CertificateMismatch) => {}
         other => panic!("expected a certificate mismatch, got {other:?}"),
     }
     // Missing or wrong token: 401.
     for token in [None, Some("nope")] {
-        let mut c = client(&node, &fp, token).await.expect("connect");
+        let mut c = connect(&node, &fp, token).await.expect("connect");
         match push(&mut c, 0, Upload::Full(fixture("h264_360p25_baseline_noaudio.ts"))).await {
             Err(ClientError::Status { status, code, .. }) => {
                 assert_eq!((status, code.as_str()), (StatusCode::UNAUTHORIZED, "unauthorized"))
@@ -138,8 +117,8 @@ async fn wrong_pin_token_and_capacity_are_refused() {
         }
     }
     // At capacity (1 session): a second concurrent segment is refused at once with Retry-After.
-    let mut slow = client(&node, &fp, Some("s3cret")).await.expect("connect");
-    let mut fast = client(&node, &fp, Some("s3cret")).await.expect("connect");
+    let mut slow = connect(&node, &fp, Some("s3cret")).await.expect("connect");
+    let mut fast = connect(&node, &fp, Some("s3cret")).await.expect("connect");
     let input = fixture("h264_720p30_main_slices_aac.ts");
     let paced = Upload::Paced { data: input.clone(), piece: 8 * 1024, interval: Duration::from_millis(50) };
     let first = tokio::spawn(async move { push(&mut slow, 0, paced).await.map(|(o, _)| o.ok()) });
@@ -160,15 +139,13 @@ async fn wrong_pin_token_and_capacity_are_refused() {
 /// at most its limit of live streams, and a reload revokes a token without a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broadcaster_tokens_own_their_streams_within_their_limits() {
-    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
-    let fp = identity.fingerprint();
-    let mut cfg =
-        NodeConfig::new("127.0.0.1:0".parse().expect("addr"), Some(tls::server_config(identity).expect("tls")));
-    cfg.broadcasters = BroadcasterTokens::parse_file("studio st-token 1\nlab lab-token\n").expect("tokens");
-    let node = Node::start(cfg).await.expect("node");
+    let (node, fp) = start_node(|cfg| {
+        cfg.broadcasters = BroadcasterTokens::parse_file("studio st-token 1\nlab lab-token\n").expect("tokens");
+    })
+    .await;
     let input = fixture("h264_360p25_baseline_noaudio.ts");
-    let mut studio = client(&node, &fp, Some("st-token")).await.expect("connect");
-    let mut lab = client(&node, &fp, Some("lab-token")).await.expect("connect");
+    let mut studio = connect(&node, &fp, Some("st-token")).await.expect("connect");
+    let mut lab = connect(&node, &fp, Some("lab-token")).await.expect("connect");
     async fn push_stream(c: &mut Client, stream: &str, data: bytes::Bytes) -> Result<bool, ClientError> {
         c.push(stream, 0, Some(LADDER), Upload::Full(data), |_| {}).await.map(|o| o.ok())
     }
@@ -195,7 +172,7 @@ async fn broadcaster_tokens_own_their_streams_within_their_limits() {
     assert_eq!(studio.end_stream("a").await.expect("delete"), StatusCode::OK);
     assert!(push_stream(&mut studio, "b", input.clone()).await.expect("a place was freed"));
     // The status endpoint needs a token too.
-    let mut anonymous = client(&node, &fp, None).await.expect("connect");
+    let mut anonymous = connect(&node, &fp, None).await.expect("connect");
     assert_eq!(anonymous.get("/v1/transcoders").await.expect("get").0, StatusCode::UNAUTHORIZED);
     let (status, body) = lab.get("/v1/transcoders").await.expect("get");
     assert_eq!(status, StatusCode::OK);

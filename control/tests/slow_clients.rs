@@ -3,26 +3,23 @@
 //! never asks for anything) are closed after `header_timeout`; connections beyond the per-address
 //! limit are closed at accept, and the place comes back when one closes.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{start_node, transport};
 use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use zerohop_control::tls::{self, Trust};
-use zerohop_control::{Client, Node, NodeConfig, Transport};
+use zerohop_control::{Client, Node};
 
 async fn start(header_timeout: Duration, per_ip: usize) -> (Node, String) {
-    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
-    let fp = identity.fingerprint();
-    let mut cfg =
-        NodeConfig::new("127.0.0.1:0".parse().expect("addr"), Some(tls::server_config(identity).expect("tls")));
-    cfg.header_timeout = header_timeout;
-    cfg.max_connections_per_ip = per_ip;
-    (Node::start(cfg).await.expect("node"), fp)
-}
-
-fn transport(fp: &str) -> Transport {
-    Transport::Tls { trust: Trust::Pin(fp.to_string()), server_name: "localhost".into() }
+    start_node(|cfg| {
+        cfg.header_timeout = header_timeout;
+        cfg.max_connections_per_ip = per_ip;
+    })
+    .await
 }
 
 /// Reads until the node closes the connection; `true` when it did within `within`.

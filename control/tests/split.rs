@@ -3,33 +3,26 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{LADDER, fixture, local};
-use zerohop_control::framing::Kind;
+use common::{Renditions, error_code, fixture, local, push_collect, start_node, transcoder_config, transport};
+use zerohop_control::headers;
 use zerohop_control::node::TranscoderSecrets;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::transcoder::{self, LinkError, TranscoderConfig};
-use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
+use zerohop_control::{Client, ClientError, Node, PushOutcome, Transport, Upload};
 use zerohop_engine::probe::decode_video;
 
 const SECRET: &str = "correct-horse-battery-staple";
 
 async fn orchestrator() -> (Node, String) {
-    let identity = tls::self_signed(&["localhost".into()]).expect("cert");
-    let fp = identity.fingerprint();
-    let mut cfg =
-        NodeConfig::new("127.0.0.1:0".parse().expect("addr"), Some(tls::server_config(identity).expect("tls")));
-    cfg.max_sessions = 0; // no local engine: every segment goes to a remote transcoder
-    cfg.transcoders =
-        TranscoderSecrets::parse_secrets(&format!("t-a {SECRET}\nt-b {SECRET}\n# t-c revoked\n")).expect("secrets");
-    (Node::start(cfg).await.expect("node"), fp)
-}
-
-fn transport(fp: &str) -> Transport {
-    Transport::Tls { trust: Trust::Pin(fp.to_string()), server_name: "localhost".into() }
+    start_node(|cfg| {
+        cfg.max_sessions = 0; // no local engine: every segment goes to a remote transcoder
+        cfg.transcoders =
+            TranscoderSecrets::parse_secrets(&format!("t-a {SECRET}\nt-b {SECRET}\n# t-c revoked\n")).expect("secrets");
+    })
+    .await
 }
 
 /// A transcoder on its own runtime; `shutdown_background` kills it like a process.
@@ -49,22 +42,8 @@ fn spawn_transcoder_max(
     secret: &str,
     max_output: (u32, u32),
 ) -> (tokio::runtime::Runtime, tokio::task::JoinHandle<Result<(), LinkError>>) {
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
-    let cfg = TranscoderConfig {
-        orch_addr: node.local_addr().to_string(),
-        transport: transport(fp),
-        id: id.into(),
-        secret: secret.into(),
-        max_sessions: 1,
-        max_output,
-        sessions: Default::default(),
-    };
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    let h = rt.spawn(async move {
-        let _keep = _stop_tx;
-        transcoder::run(cfg, stop).await
-    });
-    (rt, h)
+    let cfg = TranscoderConfig { max_output, ..transcoder_config(&node.local_addr().to_string(), fp, id, secret) };
+    common::spawn_transcoder(cfg)
 }
 
 async fn push(
@@ -72,21 +51,12 @@ async fn push(
     seq: u64,
     up: Upload,
     on_chunk: impl Fn(),
-) -> Result<(PushOutcome, BTreeMap<u8, Vec<u8>>), ClientError> {
-    let mut outs: BTreeMap<u8, Vec<u8>> = BTreeMap::new();
-    let o = c
-        .push("live", seq, Some(LADDER), up, |r| {
-            if r.kind == Kind::Chunk {
-                on_chunk();
-                outs.entry(r.rendition).or_default().extend_from_slice(&r.payload);
-            }
-        })
-        .await?;
-    Ok((o, outs))
+) -> Result<(PushOutcome, Renditions), ClientError> {
+    push_collect(c, "live", seq, up, on_chunk).await
 }
 
 /// Pushes until a transcoder has registered (503 "no transcoder" before that).
-async fn push_when_ready(c: &mut Client, seq: u64, data: Bytes) -> (PushOutcome, BTreeMap<u8, Vec<u8>>) {
+async fn push_when_ready(c: &mut Client, seq: u64, data: Bytes) -> (PushOutcome, Renditions) {
     for _ in 0..100 {
         match push(c, seq, Upload::Full(data.clone()), || {}).await {
             Err(ClientError::Status { status, .. }) if status == http::StatusCode::SERVICE_UNAVAILABLE => {
@@ -181,7 +151,7 @@ async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
     match r {
         Ok((o, _)) => {
             assert!(!o.ok());
-            let code = o.trailers.as_ref().and_then(|t| t.get("zerohop-error-code")).and_then(|v| v.to_str().ok());
+            let code = error_code(&o);
             assert_eq!(code, Some("transcoder_lost"), "{o:?}");
         }
         Err(e) => panic!("expected an in-band error, got {e}"),
@@ -246,7 +216,7 @@ async fn a_reload_revokes_a_live_transcoder_and_failed_auth_is_rate_limited() {
     let link = |secret: &'static str| {
         let req = c
             .request(http::Method::POST, "/v1/transcoders/link")
-            .header("zerohop-transcoder-id", "t-b")
+            .header(headers::TRANSCODER_ID, "t-b")
             .header(http::header::AUTHORIZATION, format!("Bearer {secret}"))
             .body(zerohop_control::body::ChannelBody::empty())
             .expect("request");
@@ -282,7 +252,6 @@ async fn mutual_tls_admits_only_the_pinned_client_certificate() {
         TranscoderSecrets::parse_certs_file(&format!("# mutual TLS\nt-m {}\n", mine.fingerprint())).expect("certs");
     assert_eq!(node.reload_transcoders(secrets.clone()), 0);
     let spawn_mtls = |identity: Option<&tls::Identity>| {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
         let transport = match identity {
             Some(id) => Transport::MutualTls {
                 trust: Trust::Pin(fp.clone()),
@@ -291,21 +260,9 @@ async fn mutual_tls_admits_only_the_pinned_client_certificate() {
             },
             None => transport(&fp),
         };
-        let cfg = TranscoderConfig {
-            orch_addr: node.local_addr().to_string(),
-            transport,
-            id: "t-m".into(),
-            secret: String::new(), // no secret: the certificate is the credential
-            max_sessions: 1,
-            max_output: transcoder::CPU_MAX_OUTPUT,
-            sessions: Default::default(),
-        };
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        let h = rt.spawn(async move {
-            let _keep = stop_tx;
-            transcoder::run(cfg, stop).await
-        });
-        (rt, h)
+        // No secret: the certificate is the credential.
+        let cfg = TranscoderConfig { transport, ..transcoder_config(&node.local_addr().to_string(), &fp, "t-m", "") };
+        common::spawn_transcoder(cfg)
     };
     // Another certificate, or none: refused, and the transcoder stops with a clear error.
     for identity in [Some(&other), None] {
@@ -348,18 +305,12 @@ async fn transcoders_state_their_gpus_and_where_they_encode() {
         scale: "gpu".into(),
         encode: "cpu".into(),
     };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("rt");
     let cfg = TranscoderConfig {
-        orch_addr: node.local_addr().to_string(),
-        transport: transport(&fp),
-        id: "t-a".into(),
-        secret: SECRET.into(),
         max_sessions: 2,
-        max_output: transcoder::CPU_MAX_OUTPUT,
         sessions: SessionFactory::cpu().with_devices(vec![h100.clone()]),
+        ..transcoder_config(&node.local_addr().to_string(), &fp, "t-a", SECRET)
     };
-    let (_stop_tx, stop) = tokio::sync::watch::channel(false);
-    rt.spawn(transcoder::run(cfg, stop));
+    let (rt, _h) = common::spawn_transcoder(cfg);
     let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
     let mut listed = serde_json::Value::Null;
     for _ in 0..200 {
