@@ -470,6 +470,9 @@ unsafe impl InputBuffer for DeviceNv12 {
     fn allocation(&self) -> Arc<dyn Any + Send + Sync> {
         self.buf.clone()
     }
+    fn made_on(&self, ctx: &DeviceContext) -> bool {
+        self.buf.context().cu_ctx().cast() == ctx.raw_context()
+    }
     unsafe fn device_ptr(&self) -> u64 {
         let (ptr, _sync) = self.buf.device_ptr(self.buf.stream());
         ptr

@@ -118,7 +118,8 @@ impl CuvidApi {
     }
 
     /// Entry points from elsewhere: the recording fake in tests (a test double of the driver).
-    pub fn from_fns(fns: CuvidFns) -> Arc<CuvidApi> {
+    #[cfg(test)]
+    pub(crate) fn from_fns(fns: CuvidFns) -> Arc<CuvidApi> {
         Arc::new(CuvidApi { fns, _lib: None })
     }
 

@@ -43,7 +43,8 @@ type GetMaxVersionFn = unsafe extern "C" fn(*mut u32) -> u32;
 type CreateInstanceFn = unsafe extern "C" fn(*mut sys::NV_ENCODE_API_FUNCTION_LIST) -> u32;
 
 /// The NVENC function table. Built from the driver ([`NvencApi::load`]) or, in tests, from a
-/// recording fake ([`NvencApi::from_table`]). Called only through `result`.
+/// recording fake (`NvencApi::from_table`, test builds only: a table of arbitrary functions
+/// would make every safe call unsound). Called only through `result`.
 pub struct NvencApi {
     fns: sys::NV_ENCODE_API_FUNCTION_LIST,
     /// Keeps the library mapped while the table's pointers are in use.
@@ -105,7 +106,8 @@ impl NvencApi {
 
     /// A table filled by someone else: the recording fake in tests (a test double of the driver,
     /// the one boundary that cannot run here).
-    pub fn from_table(fns: sys::NV_ENCODE_API_FUNCTION_LIST) -> Arc<NvencApi> {
+    #[cfg(test)]
+    pub(crate) fn from_table(fns: sys::NV_ENCODE_API_FUNCTION_LIST) -> Arc<NvencApi> {
         Arc::new(NvencApi { fns, _lib: None })
     }
 }
@@ -184,6 +186,8 @@ pub unsafe trait InputBuffer {
     fn dims(&self) -> (u32, u32, usize);
     /// The allocation, kept by each registration of the buffer until it is unregistered.
     fn allocation(&self) -> Arc<dyn Any + Send + Sync>;
+    /// Whether the buffer was allocated in `ctx`'s CUDA context.
+    fn made_on(&self, ctx: &DeviceContext) -> bool;
     /// The buffer's device address.
     ///
     /// # Safety
@@ -221,8 +225,8 @@ pub struct Encoder {
     inputs: Vec<Registration>,
     bitstreams: Vec<sys::NV_ENC_OUTPUT_PTR>,
     next_bitstream: usize,
-    /// Submitted, not yet read back: (bitstream index, mapped input).
-    pending: VecDeque<(usize, sys::NV_ENC_INPUT_PTR)>,
+    /// Submitted, not yet read back: (bitstream index, input index, mapped input).
+    pending: VecDeque<(usize, usize, sys::NV_ENC_INPUT_PTR)>,
     frame_idx: u32,
 }
 
@@ -274,6 +278,9 @@ impl Encoder {
                     "input {i} is {w}x{h} (pitch {pitch}), the encoder {}x{}",
                     cfg.width, cfg.height
                 )));
+            }
+            if !b.made_on(ctx) {
+                return Err(CudaError::Invalid(format!("input {i} is a buffer of another context")));
             }
             // NVENC refuses a second registration of the same buffer in a session.
             if inputs[..i].iter().any(|o| Arc::ptr_eq(&o.allocation(), &b.allocation())) {
@@ -411,12 +418,11 @@ impl Encoder {
         if self.pending.len() >= self.bitstreams.len() {
             return Err(CudaError::Invalid("every bitstream buffer is in flight".into()));
         }
-        if self.pending.iter().any(|&(bs, _)| bs == self.next_bitstream) {
-            return Err(CudaError::Invalid("the next bitstream buffer is in flight".into()));
+        if self.pending.iter().any(|&(_, i, _)| i == input) {
+            return Err(CudaError::Invalid(format!("input buffer {input} is still being encoded")));
         }
-        // SAFETY: live session; `registered` is one of its registrations, not mapped: every
-        // mapping is unmapped when its picture is read back, and pictures are read back in
-        // submission order before their input is handed out again (rung pools).
+        // SAFETY: live session; `registered` is one of its registrations and not mapped (every
+        // mapping is in `pending` until its picture is read back, checked above).
         let (mapped, fmt) = unsafe { result::map_input_resource(&self.api, self.handle, registered) }?;
         let bs = self.next_bitstream;
         self.next_bitstream = (bs + 1) % self.bitstreams.len();
@@ -434,7 +440,7 @@ impl Encoder {
         p.outputBitstream = self.bitstreams[bs];
         p.bufferFmt = fmt;
         self.frame_idx = self.frame_idx.wrapping_add(1);
-        self.pending.push_back((bs, mapped));
+        self.pending.push_back((bs, input, mapped));
         // SAFETY: live session; the mapped input and the bitstream buffer belong to it and stay
         // valid until read back (they are tracked in `pending`).
         match unsafe { result::encode_picture(&self.api, self.handle, &mut p) }? {
@@ -445,7 +451,7 @@ impl Encoder {
 
     /// Reads back every pending access unit, oldest first.
     fn drain(&mut self, out: &mut dyn FnMut(EncodedFrame<'_>)) -> Result<(), CudaError> {
-        while let Some((bs, mapped)) = self.pending.pop_front() {
+        while let Some((bs, _, mapped)) = self.pending.pop_front() {
             let buffer = self.bitstreams[bs];
             // SAFETY: live session and one of its bitstream buffers, submitted to an encode and
             // not locked (each lock is unlocked below before the next).
@@ -515,7 +521,7 @@ impl Drop for Encoder {
         let ctx = self.ctx.clone();
         ctx.bind_for_release();
         let (api, enc) = (&*self.api, self.handle);
-        for (_, mapped) in self.pending.drain(..) {
+        for (_, _, mapped) in self.pending.drain(..) {
             // SAFETY: a mapping of this live session, unmapped once (drained).
             ctx.record_release(unsafe { result::unmap_input_resource(api, enc, mapped) });
         }

@@ -62,6 +62,9 @@ unsafe impl InputBuffer for FakeBuf {
     fn allocation(&self) -> Arc<dyn Any + Send + Sync> {
         self.data.clone()
     }
+    fn made_on(&self, ctx: &DeviceContext) -> bool {
+        ctx.raw_context() as usize == 0xC0
+    }
     unsafe fn device_ptr(&self) -> u64 {
         self.addr
     }
@@ -168,11 +171,16 @@ fn nvenc_path_encodes_every_picture_from_device_buffers_and_keeps_its_sessions_a
     assert_eq!(calls(&log, "nvEncRegisterResource"), 2 * SURFACES_PER_RUNG, "inputs registered once");
     assert_eq!(calls(&log, "nvEncMapInputResource"), 2 * 2 * n as usize, "mapped per picture");
     assert_eq!(calls(&log, "nvEncEncodePicture(EOS)"), 2 * 2, "each rung drained at each segment's end");
+    assert_eq!(s.device().release_failures(), 0);
+    // Dropped where the GPU context is not current: every child binds it to release.
+    double::unbind();
+    let ctx = s.device().gpu.ctx.clone();
     drop(s);
     for kind in ["session", "registration", "bitstream"] {
         assert_eq!(nvenc_fake::live(kind), 0, "{kind} released with the device");
     }
     assert_eq!(cuvid_fake::live("decoder"), 0);
+    assert_eq!(ctx.release_failures(), 0, "every release succeeded");
 }
 
 fn st_size(r: &crate::SegmentReport, i: usize) -> (u32, u32) {

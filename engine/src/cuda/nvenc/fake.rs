@@ -86,6 +86,9 @@ unsafe impl super::InputBuffer for FakeInput {
     fn allocation(&self) -> Arc<dyn Any + Send + Sync> {
         self.allocation.clone()
     }
+    fn made_on(&self, _: &super::DeviceContext) -> bool {
+        true
+    }
     unsafe fn device_ptr(&self) -> u64 {
         self.addr
     }

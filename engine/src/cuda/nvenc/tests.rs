@@ -288,3 +288,18 @@ fn the_nvenc_double_refuses_what_nvenc_forbids() {
     }
     assert_eq!(fake::live("session"), 0);
 }
+
+/// An input whose picture NVENC still holds is not mapped again (NVENC refuses a second map).
+#[test]
+fn an_input_still_being_encoded_is_refused_before_the_driver() {
+    fake::reset();
+    fake::hold_back(1);
+    let mut enc = open(EncoderConfig { b_frames: 1, ..cfg() }).expect("open");
+    enc.encode(0, 100, true, &mut |_| ()).expect("held back");
+    let maps = fake::log().iter().filter(|l| l.starts_with("nvEncMapInputResource")).count();
+    let e = enc.encode(0, 200, false, &mut |_| ()).expect_err("input 0 is NVENC's");
+    assert!(matches!(e, CudaError::Invalid(_)), "{e}");
+    assert_eq!(fake::log().iter().filter(|l| l.starts_with("nvEncMapInputResource")).count(), maps);
+    enc.encode(1, 200, false, &mut |_| ()).expect("the other input");
+    assert_eq!(enc.in_flight(), 0);
+}
