@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 fx=../tests/fixtures
-mkdir -p corpus/{ts_demux,h264_nal,result_framing,link_message,profile_json}
+mkdir -p corpus/{ts_demux,h264_nal,result_framing,link_message,profile_json,push_output}
 for f in "$fx"/*.ts; do
   n=$(basename "$f" .ts)
   head -c 65536 "$f" > "corpus/ts_demux/$n"
@@ -22,3 +22,6 @@ printf 'S\x00\x00\x00\x00\x02{}C\x00\x00\x00\x00\xbc' > corpus/result_framing/st
 printf '{"task":1,"stream":"live","seq":"0","profiles":"[{\\"name\\":\\"a\\",\\"width\\":640,\\"height\\":360,\\"bitrate\\":800000}]"}\n{"end_stream":"live"}\n{"capacity":4,"load":1}\n' > corpus/link_message/lines
 printf 'P720p30fps16x9,P360p30fps16x9' > corpus/profile_json/presets
 printf '[{"name":"a","width":854,"height":480,"bitrate":"1.6M","fps":30000,"fpsDen":1001,"gop":"1.5"}]' > corpus/profile_json/json
+# push_output: first byte = piece size and "server ok" bit; then a result stream.
+printf '\x01S\xff\x00\x00\x00\x1e{"renditions":["720p","360p"]}C\x00\x00\x00\x00\x02abD\x00\x00\x00\x00\x02{}C\x01\x00\x00\x00\x01cD\x01\x00\x00\x00\x00Z\xff\x00\x00\x00\x02{}' > corpus/push_output/ok
+printf '\x07S\xff\x00\x00\x00\x1d{"renditions":["../x","a/b"]}C\x00\x00\x00\x00\x01xC\x01\x00\x00\x00\x01y' > corpus/push_output/bad_names

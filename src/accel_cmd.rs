@@ -52,6 +52,33 @@ pub struct GpuOptions {
     pub preset: NvencPreset,
 }
 
+/// Which backend runs the sessions (combined node, transcoder).
+#[derive(Debug, clap::Args)]
+pub struct AccelArgs {
+    /// cpu; cuda (NVDEC -> CUDA kernel -> NVENC, frames kept on the GPU; a build with
+    /// `--features cuda`); auto (cuda when the GPUs open, else cpu, saying why).
+    #[arg(long, value_enum, default_value_t = Accel::Cpu)]
+    pub accel: Accel,
+    /// GPUs to use with --accel cuda/auto: each new stream goes to the one with the lowest
+    /// pixel-rate load and stays there.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub gpus: Vec<usize>,
+    /// Where GPU sessions encode: auto (NVENC where the GPU has one; GPUs without, such as
+    /// H100/H200/A100, decode and scale on the GPU and encode on the CPU), nvenc, cpu.
+    #[arg(long, value_enum, default_value_t = GpuEncode::Auto)]
+    pub gpu_encode: GpuEncode,
+    /// NVENC preset, p1 (fastest, the default for live segments) to p7 (best quality); always
+    /// with low-latency tuning.
+    #[arg(long, value_enum, default_value_t = NvencPreset::P1)]
+    pub nvenc_preset: NvencPreset,
+}
+
+impl AccelArgs {
+    pub fn gpu_options(&self) -> GpuOptions {
+        GpuOptions { encode: self.gpu_encode, preset: self.nvenc_preset }
+    }
+}
+
 #[cfg(feature = "cuda")]
 impl From<GpuOptions> for zerohop_engine::cuda::ladder_device::LadderOptions {
     fn from(o: GpuOptions) -> Self {

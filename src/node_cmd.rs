@@ -1,19 +1,15 @@
-//! The node commands: `combined`, `push`, `demo`.
+//! The node commands: `combined`, `orchestrator`, `transcoder`; how a client trusts the node it
+//! dials (shared with `push`).
 
-use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
 use zerohop_control::broadcasters::BroadcasterTokens;
-use zerohop_control::framing::Kind;
 use zerohop_control::tls::{self, Trust};
-use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
+use zerohop_control::{Node, NodeConfig, Transport};
 use zerohop_engine::Ladder;
 
 /// Options of `zerohop combined` and `zerohop orchestrator`.
@@ -64,36 +60,9 @@ pub struct NodeArgs {
     #[arg(long, alias = "monitor")]
     pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
-    pub accel: AccelArgs,
+    pub accel: crate::accel_cmd::AccelArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
-}
-
-/// Which backend runs the sessions (combined node, transcoder).
-#[derive(Debug, clap::Args)]
-pub struct AccelArgs {
-    /// cpu; cuda (NVDEC -> CUDA kernel -> NVENC, frames kept on the GPU; a build with
-    /// `--features cuda`); auto (cuda when the GPUs open, else cpu, saying why).
-    #[arg(long, value_enum, default_value_t = crate::accel_cmd::Accel::Cpu)]
-    pub accel: crate::accel_cmd::Accel,
-    /// GPUs to use with --accel cuda/auto: each new stream goes to the one with the lowest
-    /// pixel-rate load and stays there.
-    #[arg(long, value_delimiter = ',', default_value = "0")]
-    pub gpus: Vec<usize>,
-    /// Where GPU sessions encode: auto (NVENC where the GPU has one; GPUs without, such as
-    /// H100/H200/A100, decode and scale on the GPU and encode on the CPU), nvenc, cpu.
-    #[arg(long, value_enum, default_value_t = crate::accel_cmd::GpuEncode::Auto)]
-    pub gpu_encode: crate::accel_cmd::GpuEncode,
-    /// NVENC preset, p1 (fastest, the default for live segments) to p7 (best quality); always
-    /// with low-latency tuning.
-    #[arg(long, value_enum, default_value_t = crate::accel_cmd::NvencPreset::P1)]
-    pub nvenc_preset: crate::accel_cmd::NvencPreset,
-}
-
-impl AccelArgs {
-    pub fn gpu_options(&self) -> crate::accel_cmd::GpuOptions {
-        crate::accel_cmd::GpuOptions { encode: self.gpu_encode, preset: self.nvenc_preset }
-    }
 }
 
 /// What a peer can make the node hold, and for how long (README: Limits and bounds).
@@ -144,38 +113,12 @@ impl LimitArgs {
     }
 }
 
-/// Options of `zerohop push`.
-#[derive(Debug, clap::Args)]
-pub struct PushArgs {
-    /// MPEG-TS segments, in stream order.
-    #[arg(required = true)]
-    pub inputs: Vec<PathBuf>,
-    /// The node, HOST:PORT.
-    #[arg(long, default_value = "127.0.0.1:8935")]
-    pub orch: String,
-    #[arg(long, default_value = "stream")]
-    pub stream: String,
-    #[arg(short, long, default_value = "zerohop-pushed")]
-    pub out: PathBuf,
-    /// The ladder (presets or JSON); default: the node's.
-    #[arg(short, long)]
-    pub profiles: Option<String>,
-    #[command(flatten)]
-    pub trust: TrustArgs,
-    /// File holding the bearer token (or env ZEROHOP_TOKEN).
-    #[arg(long)]
-    pub token_file: Option<PathBuf>,
-    /// Upload pace: bytes per 10 ms (0: as fast as possible). Simulates a live encoder.
-    #[arg(long, default_value_t = 0)]
-    pub pace: usize,
-}
-
 pub fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")
 }
 
@@ -200,7 +143,7 @@ pub struct TranscoderArgs {
     #[arg(long, conflicts_with = "insecure_h2c")]
     pub client_identity_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub accel: AccelArgs,
+    pub accel: crate::accel_cmd::AccelArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
 }
@@ -224,7 +167,7 @@ pub struct TrustArgs {
 
 impl TrustArgs {
     /// The transport for dialling `addr` (HOST:PORT).
-    fn transport(&self, addr: &str) -> Result<Transport> {
+    pub fn transport(&self, addr: &str) -> Result<Transport> {
         let host = self
             .server_name
             .clone()
@@ -342,10 +285,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
             "an orchestrator without a local engine needs transcoders: give --orch-secret-file, --transcoder-secrets or --transcoder-certs"
         );
     }
-    let ladder = match &a.profiles {
-        Some(p) => p.parse::<Ladder>()?,
-        None => Ladder::default_ladder(),
-    };
+    let ladder = crate::ladder_cmd::read_ladder(a.profiles.as_deref(), None, || Ok(Ladder::default_ladder()))?;
     let broadcasters = load_broadcasters(&a)?;
     let tls = if a.insecure_h2c {
         eprintln!("WARNING: serving cleartext HTTP/2 (--insecure-h2c): anyone on the path can read and alter video");
@@ -432,163 +372,4 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
-}
-
-/// What one pushed segment gave.
-struct Pushed {
-    label: String,
-    ttfb: Duration,
-    ttlb: Duration,
-    media: Duration,
-    ok: bool,
-    files: Vec<PathBuf>,
-}
-
-/// Pushes `segments` in order on one connection, writing each rendition as it arrives.
-async fn push_all(
-    client: &mut Client,
-    stream: &str,
-    segments: Vec<(String, Bytes)>,
-    profiles: Option<&str>,
-    out: &Path,
-    pace: usize,
-) -> Result<Vec<Pushed>> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let mut results = Vec::new();
-    for (seq, (label, data)) in segments.into_iter().enumerate() {
-        let upload = if pace > 0 {
-            Upload::Paced { data, piece: pace, interval: Duration::from_millis(10) }
-        } else {
-            Upload::Full(data)
-        };
-        let mut names: Vec<String> = Vec::new();
-        let mut files: HashMap<u8, (PathBuf, File)> = HashMap::new();
-        let mut io_error = None;
-        let outcome = client
-            .push(stream, seq as u64, profiles, upload, |rec| match rec.kind {
-                Kind::Start => {
-                    let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap_or_default();
-                    names = v["renditions"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|n| n.as_str().map(String::from))
-                        .collect();
-                }
-                Kind::Chunk => {
-                    let name =
-                        names.get(usize::from(rec.rendition)).cloned().unwrap_or_else(|| rec.rendition.to_string());
-                    let entry = files.entry(rec.rendition).or_insert_with(|| {
-                        let path = out.join(format!("{stream}_{seq}_{name}.ts"));
-                        let f = File::create(&path);
-                        (path, f.unwrap_or_else(|e| panic!("creating output: {e}")))
-                    });
-                    if let Err(e) = entry.1.write_all(&rec.payload) {
-                        io_error.get_or_insert(e);
-                    }
-                }
-                _ => {}
-            })
-            .await;
-        if let Some(e) = io_error {
-            bail!("writing renditions: {e}");
-        }
-        let mut paths: Vec<PathBuf> = files.into_values().map(|(p, _)| p).collect();
-        paths.sort();
-        match outcome {
-            Ok(o) => {
-                let media = Duration::from_millis(o.end.as_ref().and_then(|e| e["media_ms"].as_u64()).unwrap_or(0));
-                let ok = o.ok();
-                if !ok {
-                    for p in &paths {
-                        let _ = std::fs::remove_file(p);
-                    }
-                    eprintln!("[{seq}] {label}: FAILED in-band: {:?} {:?}", o.errors, o.end);
-                }
-                results.push(Pushed {
-                    label,
-                    ttfb: o.ttfb,
-                    ttlb: o.ttlb,
-                    media,
-                    ok,
-                    files: if ok { paths } else { vec![] },
-                });
-            }
-            Err(e) => {
-                eprintln!("[{seq}] {label}: {e}");
-                results.push(Pushed {
-                    label,
-                    ttfb: Duration::ZERO,
-                    ttlb: Duration::ZERO,
-                    media: Duration::ZERO,
-                    ok: false,
-                    files: vec![],
-                });
-            }
-        }
-        if let Some(r) = results.last().filter(|r| r.ok) {
-            eprintln!(
-                "[{seq}] {}: TTFB {:.1} ms, TTLB {:.1} ms, media {:.2} s, real-time ratio {:.2}",
-                r.label,
-                r.ttfb.as_secs_f64() * 1e3,
-                r.ttlb.as_secs_f64() * 1e3,
-                r.media.as_secs_f64(),
-                r.ttlb.as_secs_f64() / r.media.as_secs_f64().max(1e-9)
-            );
-        }
-    }
-    Ok(results)
-}
-
-fn summary(results: &[Pushed], out: &Path) -> ExitCode {
-    let ok = results.iter().filter(|r| r.ok).count();
-    let files: usize = results.iter().map(|r| r.files.len()).sum();
-    println!("{ok} of {} segment(s) ok; {files} rendition file(s) in {}", results.len(), out.display());
-    if ok == results.len() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
-}
-
-pub fn push(a: PushArgs) -> Result<ExitCode> {
-    let token = zerohop_control::secret::load(a.token_file.as_deref(), "ZEROHOP_TOKEN")?;
-    let transport = a.trust.transport(&a.orch)?;
-    let segments = a
-        .inputs
-        .iter()
-        .map(|p| {
-            Ok((
-                p.display().to_string(),
-                Bytes::from(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
-            ))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let rt = runtime()?;
-    rt.block_on(async {
-        let mut client = Client::connect(&a.orch, &transport, token).await?;
-        let results = push_all(&mut client, &a.stream, segments, a.profiles.as_deref(), &a.out, a.pace).await?;
-        Ok(summary(&results, &a.out))
-    })
-}
-
-/// The bundled demo segments: two consecutive 720p segments of one stream, then the 1080p sample.
-const DEMO: [(&str, &[u8]); 3] = [
-    ("stream_seq0.ts (720p30 Main + AAC)", include_bytes!("../tests/fixtures/stream_seq0.ts")),
-    ("stream_seq1.ts (720p30 Main + AAC)", include_bytes!("../tests/fixtures/stream_seq1.ts")),
-    ("h264_1080p30_high_bframes_aac.ts", include_bytes!("../tests/fixtures/h264_1080p30_high_bframes_aac.ts")),
-];
-
-pub fn demo(out: PathBuf) -> Result<ExitCode> {
-    init_logs();
-    let rt = runtime()?;
-    rt.block_on(async move {
-        let identity = tls::self_signed(&["localhost".into()])?;
-        let fp = identity.fingerprint();
-        let node = Node::start(NodeConfig::new("127.0.0.1:0".parse()?, Some(tls::server_config(identity)?))).await?;
-        let addr = node.local_addr();
-        eprintln!("combined node on https://{addr} (HTTP/2, self-signed certificate SHA-256 {fp}), CPU backend, default ladder");
-        let transport = Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() };
-        let mut client = Client::connect(&addr.to_string(), &transport, None).await?;
-        let segments = DEMO.iter().map(|(l, d)| (l.to_string(), Bytes::from_static(d))).collect();
-        let results = push_all(&mut client, "demo", segments, None, &out, 0).await?;
-        node.shutdown().await;
-        Ok(summary(&results, &out))
-    })
 }

@@ -3,19 +3,83 @@
 //! way livepeer_bench paces), uploads it whole, and the segment's real-time ratio is its time to
 //! last byte over its media duration. All through a combined node on loopback HTTP/2 + TLS.
 
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_json::json;
-use tokio::sync::watch;
 use zerohop_control::relay::SessionFactory;
-use zerohop_control::tls::{self, Trust};
-use zerohop_control::transcoder::{LinkError, TranscoderConfig};
-use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
+use zerohop_control::{Client, Node, Transport, Upload};
 use zerohop_engine::Ladder;
 
-use crate::bench_cmd::cpu_time;
+use super::args::BenchArgs;
+use super::procstat::{cpu_time, heap_in_use_mib, rss_mib};
+use super::progress::Progress;
+use super::quantile::{ms_p50_95_99, p50_95_99};
+use super::target::Target;
+
+/// The operator's figures: --streams, --max-streams, --soak.
+pub fn report(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) -> Result<ExitCode> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let mut doc = serde_json::Map::new();
+    doc.insert("segment_media_ms".into(), json!(media.as_secs_f64() * 1e3));
+    let factory = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?;
+    doc.insert("backend".into(), json!(factory.backend));
+    doc.insert("devices".into(), json!(factory.devices));
+    let factory = &factory;
+    rt.block_on(async {
+        let mode =
+            if a.transcoders == 0 { "combined".to_string() } else { format!("split, {} transcoder(s)", a.transcoders) };
+        doc.insert("mode".into(), json!(mode));
+        if let Some(n) = a.streams {
+            let target = Target::start(ladder, n.max(1), a.transcoders, factory).await?;
+            let (samples, summary) =
+                live_streams(&target.node, &target.transport, segment, media, n.max(1), a.segments_per_stream).await?;
+            target.shutdown().await;
+            println!("{mode}: {}", summary.line());
+            doc.insert(
+                "streams".into(),
+                json!({"summary": summary.json(),
+                "segments": samples.iter().map(SegSample::json).collect::<Vec<_>>()}),
+            );
+        }
+        if a.max_streams {
+            let (best, tried) =
+                max_streams(ladder, segment, media, a.segments_per_stream, 0.8, a.transcoders, factory).await?;
+            println!("{mode}: max streams at p95 real-time ratio <= 0.8: {best}");
+            doc.insert(
+                "max_streams".into(),
+                json!({"limit_ratio": 0.8, "streams": best,
+                "tried": tried.iter().map(Summary::json).collect::<Vec<_>>()}),
+            );
+        }
+        if let Some(n) = a.soak {
+            let r = soak(ladder, segment, n, factory).await?;
+            println!(
+                "soak: {} segments, {} failed, RSS {:.1} MiB after 100 -> {:.1} MiB at the end ({:+.2} %)",
+                r["segments"],
+                r["failed"],
+                r["rss_after_100_mib"].as_f64().unwrap_or(0.0),
+                r["rss_end_mib"].as_f64().unwrap_or(0.0),
+                r["rss_growth_percent"].as_f64().unwrap_or(0.0)
+            );
+            if let (Some(a), Some(b)) = (r["heap_in_use_after_100_mib"].as_f64(), r["heap_in_use_end_mib"].as_f64()) {
+                println!(
+                    "soak: heap in use (allocated, not freed) {a:.1} MiB after 100 -> {b:.1} MiB at the end ({:+.2} %)",
+                    (b - a) / a.max(1e-9) * 100.0
+                );
+            }
+            doc.insert("soak".into(), r);
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&serde_json::Value::Object(doc))?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 /// One segment's figures.
 #[derive(Debug, Clone)]
@@ -88,133 +152,6 @@ impl Summary {
     }
 }
 
-fn quantiles(mut v: Vec<f64>) -> [f64; 3] {
-    if v.is_empty() {
-        return [0.0; 3];
-    }
-    v.sort_by(f64::total_cmp);
-    let q = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    [q(0.5), q(0.95), q(0.99)]
-}
-
-/// Bytes the allocator has handed out and not got back (glibc's `mallinfo2`: in-use arena
-/// chunks plus mmapped blocks), MiB: what a leak grows, as opposed to RSS, which also holds
-/// memory freed but kept by the allocator.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub fn heap_in_use_mib() -> Option<f64> {
-    #[repr(C)]
-    struct Mallinfo2 {
-        arena: usize,
-        ordblks: usize,
-        smblks: usize,
-        hblks: usize,
-        hblkhd: usize,
-        usmblks: usize,
-        fsmblks: usize,
-        uordblks: usize,
-        fordblks: usize,
-        keepcost: usize,
-    }
-    unsafe extern "C" {
-        fn mallinfo2() -> Mallinfo2;
-    }
-    // SAFETY: glibc's mallinfo2 (2.33+) takes nothing and returns this plain struct by value.
-    let m = unsafe { mallinfo2() };
-    let _ = (m.arena, m.ordblks, m.smblks, m.hblks, m.usmblks, m.fsmblks, m.fordblks, m.keepcost);
-    Some((m.uordblks + m.hblkhd) as f64 / (1024.0 * 1024.0))
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub fn heap_in_use_mib() -> Option<f64> {
-    None
-}
-
-/// VmRSS and VmHWM of this process, MiB.
-pub fn rss_mib() -> (f64, f64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .map_or(0.0, |kb| kb / 1024.0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// What the streams are pushed to: a combined node, or an orchestrator with remote
-/// transcoders dialling in over loopback TLS (split mode).
-pub struct Target {
-    pub node: Node,
-    pub transport: Transport,
-    transcoders: Vec<RunningTranscoder>,
-}
-
-/// An in-process transcoder: its stop switch and its task.
-type RunningTranscoder = (watch::Sender<bool>, tokio::task::JoinHandle<Result<(), LinkError>>);
-
-impl Target {
-    /// `transcoders` 0: a combined node with `sessions` local sessions. Otherwise an
-    /// orchestrator with no local engine and `transcoders` transcoders sharing `sessions`.
-    pub async fn start(
-        ladder: &Ladder,
-        sessions: usize,
-        transcoders: usize,
-        factory: &SessionFactory,
-    ) -> Result<Target> {
-        let identity = tls::self_signed(&["localhost".into()])?;
-        let fp = identity.fingerprint();
-        let transport = Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() };
-        let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, Some(tls::server_config(identity)?));
-        cfg.default_ladder = ladder.clone();
-        let secret = "bench transcoder secret".to_string();
-        if transcoders == 0 {
-            cfg.max_sessions = sessions;
-            cfg.sessions = factory.clone();
-        } else {
-            cfg.max_sessions = 0;
-            cfg.transcoders.shared = Some(secret.clone());
-        }
-        let node = Node::start(cfg).await?;
-        let mut target = Target { node, transport, transcoders: Vec::new() };
-        for i in 0..transcoders {
-            let (stop_tx, stop) = watch::channel(false);
-            let cfg = TranscoderConfig {
-                orch_addr: target.node.local_addr().to_string(),
-                transport: target.transport.clone(),
-                id: format!("bench-t{i}"),
-                secret: secret.clone(),
-                max_sessions: sessions.div_ceil(transcoders).max(1) as u32,
-                max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
-                sessions: factory.clone(),
-            };
-            target.transcoders.push((stop_tx, tokio::spawn(zerohop_control::transcoder::run(cfg, stop))));
-        }
-        if transcoders > 0 {
-            let mut c = Client::connect(&target.node.local_addr().to_string(), &target.transport, None).await?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let (_, body) = c.get("/v1/transcoders").await?;
-                let v: serde_json::Value = serde_json::from_slice(&body)?;
-                if v["transcoders"].as_array().map_or(0, Vec::len) == transcoders {
-                    break;
-                }
-                anyhow::ensure!(Instant::now() < deadline, "the bench's transcoders did not register within 10 s");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        Ok(target)
-    }
-
-    pub async fn shutdown(self) {
-        for (stop, task) in self.transcoders {
-            let _ = stop.send(true);
-            let _ = task.await;
-        }
-        self.node.shutdown().await;
-    }
-}
-
 /// `streams` concurrent live streams of `per_stream` segments each, segments issued one media
 /// duration apart per stream (streams staggered evenly), uploaded whole.
 pub async fn live_streams(
@@ -228,7 +165,7 @@ pub async fn live_streams(
     let addr = node.local_addr().to_string();
     let (cpu0, t0) = (cpu_time(), Instant::now());
     let total = streams as u64 * per_stream;
-    let progress = std::sync::Arc::new(crate::progress::Progress::new(format!("{streams} stream(s)"), total));
+    let progress = std::sync::Arc::new(Progress::new(format!("{streams} stream(s)"), total));
     let done = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let mut tasks = Vec::new();
     for s in 0..streams {
@@ -268,9 +205,9 @@ pub async fn live_streams(
         segments: samples.len(),
         failed: samples.iter().filter(|s| !s.ok).count(),
         ratio_mean: ratios.iter().sum::<f64>() / ratios.len().max(1) as f64,
-        ratio_p95: quantiles(ratios)[1],
-        ttfb_ms: quantiles(samples.iter().map(|s| s.ttfb.as_secs_f64() * 1e3).collect()),
-        ttlb_ms: quantiles(samples.iter().map(|s| s.ttlb.as_secs_f64() * 1e3).collect()),
+        ratio_p95: p50_95_99(ratios)[1],
+        ttfb_ms: ms_p50_95_99(samples.iter().map(|s| s.ttfb)),
+        ttlb_ms: ms_p50_95_99(samples.iter().map(|s| s.ttlb)),
         segments_per_s: samples.len() as f64 / wall,
         frames_per_s: samples.iter().filter(|s| s.ok).map(|s| s.frames).sum::<u64>() as f64 / wall,
         cpu_s: (cpu_time() - cpu0).as_secs_f64(),
@@ -316,7 +253,7 @@ pub async fn soak(ladder: &Ladder, segment: &Bytes, count: u64, factory: &Sessio
     let (mut rss_100, mut heap_100, mut failed) = (0.0, None, 0u64);
     let mut curve = Vec::new();
     let t0 = Instant::now();
-    let progress = crate::progress::Progress::new("soak", count);
+    let progress = Progress::new("soak", count);
     for seq in 0..count {
         let o = c.push("soak", seq, None, Upload::Full(segment.clone()), |_| {}).await?;
         if !o.ok() {

@@ -32,10 +32,8 @@ use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
 
 const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
 const SECRET: &str = "fault-soak shared secret";
-const CLEAN: [(&str, &[u8]); 2] = [
-    ("360p25", include_bytes!("../tests/fixtures/h264_360p25_baseline_noaudio.ts")),
-    ("720p30", include_bytes!("../tests/fixtures/stream_seq0.ts")),
-];
+const CLEAN: [(&str, &[u8]); 2] =
+    [("360p25", crate::fixtures::BASELINE_360P25), ("720p30", crate::fixtures::STREAM_SEQ0)];
 
 /// A small xorshift generator: reproducible runs from `--seed`, no dependency.
 struct Rng(u64);
@@ -98,11 +96,7 @@ impl Proc {
     }
 
     fn rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok())
+        super::procstat::rss_kib_of(self.pid()?)
     }
 }
 
@@ -355,7 +349,7 @@ pub fn run(n: u64, seed: Option<u64>, json_out: Option<&Path>) -> Result<std::pr
     let mut faults: BTreeMap<&'static str, u64> = BTreeMap::new();
     let mut rss: Vec<serde_json::Value> = Vec::new();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let progress = crate::progress::Progress::new("fault soak", n);
+    let progress = super::progress::Progress::new("fault soak", n);
     rt.block_on(async {
         // Wait for the node and both transcoders.
         let mut c = connect(&setup).await;

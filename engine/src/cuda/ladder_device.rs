@@ -9,6 +9,12 @@
 //! `accel::host_encode`, and those copies are counted as frame bytes, so a run says which path
 //! it took.
 //!
+//! Ownership: the decoder and every NVENC session hold an `Arc` of the GPU's
+//! [`DeviceContext`] and bind it to release; a session registers its pool's buffers by borrow,
+//! and each registration keeps its buffer's allocation until unregistered; `Drop` releases the
+//! rungs (each pool's session before its buffers) and then the decoder, and failed releases are
+//! counted ([`CudaLadderDevice::release_failures`]).
+//!
 //! Not run on a GPU in this repository's CI (there is none): `hw-ci/run` exercises it on GPU
 //! runners. Here the whole device runs against test doubles of NVDEC, NVENC and the GPU
 //! (`composed`, through [`LadderGpu`]), and the pipeline above it against `accel::emulated`.
