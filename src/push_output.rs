@@ -274,6 +274,15 @@ mod tests {
         rec(Kind::Start, SEGMENT, serde_json::json!({ "renditions": names }).to_string().as_bytes())
     }
 
+    /// A segment's output after `recs`.
+    fn fed(out: &Path, prefix: &str, recs: &[Record]) -> SegmentOutput {
+        let mut o = SegmentOutput::new(out, prefix);
+        for r in recs {
+            o.record(r);
+        }
+        o
+    }
+
     fn listing(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(dir)
             .expect("list")
@@ -296,10 +305,8 @@ mod tests {
     #[test]
     fn a_completed_segment_is_renamed_into_place() {
         let (root, out) = scratch();
-        let mut o = SegmentOutput::new(&out, "s_0");
-        o.record(&start(&["720p", "360p"]));
-        o.record(&rec(Kind::Chunk, 0, b"ab"));
-        o.record(&rec(Kind::Chunk, 1, b"c"));
+        let head = [start(&["720p", "360p"]), rec(Kind::Chunk, 0, b"ab"), rec(Kind::Chunk, 1, b"c")];
+        let mut o = fed(&out, "s_0", &head);
         o.record(&rec(Kind::Chunk, 0, b"d"));
         assert_eq!(listing(&out), ["s_0_360p.ts.part", "s_0_720p.ts.part"], "written as .part first");
         o.record(&rec(Kind::Done, 0, b"{}"));
@@ -316,20 +323,22 @@ mod tests {
     #[test]
     fn a_failed_or_aborted_segment_leaves_no_file() {
         let (root, out) = scratch();
-        let mut o = SegmentOutput::new(&out, "s_1");
-        o.record(&start(&["720p", "360p"]));
-        o.record(&rec(Kind::Chunk, 0, b"ab"));
-        o.record(&rec(Kind::Chunk, 1, b"c"));
-        o.record(&rec(Kind::Error, 1, br#"{"code":"x"}"#));
+        let o = fed(
+            &out,
+            "s_1",
+            &[
+                start(&["720p", "360p"]),
+                rec(Kind::Chunk, 0, b"ab"),
+                rec(Kind::Chunk, 1, b"c"),
+                rec(Kind::Error, 1, br#"{"code":"x"}"#),
+            ],
+        );
         assert_eq!(listing(&out), ["s_1_720p.ts.part"], "the failed rendition's .part goes at once");
         let w = o.finish(false).expect("no io error");
         assert!(w.files.is_empty());
         assert!(listing(&out).is_empty());
         // Dropped mid-segment (the connection went away): nothing either.
-        let mut o = SegmentOutput::new(&out, "s_2");
-        o.record(&start(&["720p"]));
-        o.record(&rec(Kind::Chunk, 0, b"ab"));
-        drop(o);
+        drop(fed(&out, "s_2", &[start(&["720p"]), rec(Kind::Chunk, 0, b"ab")]));
         assert!(listing(&out).is_empty());
         let _ = std::fs::remove_dir_all(root);
     }
@@ -337,12 +346,9 @@ mod tests {
     #[test]
     fn a_bad_name_is_refused_by_name_and_fails_the_segment() {
         let (root, out) = scratch();
-        let mut o = SegmentOutput::new(&out, "s_0");
-        o.record(&start(&["720p", "../../evil", "a/b", "360p", "360P"]));
-        for i in 0..5 {
-            o.record(&rec(Kind::Chunk, i, b"x"));
-            o.record(&rec(Kind::Done, i, b"{}"));
-        }
+        let mut recs = vec![start(&["720p", "../../evil", "a/b", "360p", "360P"])];
+        recs.extend((0..5).flat_map(|i| [rec(Kind::Chunk, i, b"x"), rec(Kind::Done, i, b"{}")]));
+        let o = fed(&out, "s_0", &recs);
         assert_eq!(listing(&out), ["s_0_720p.ts.part"], "nothing is written for a refused name");
         let w = o.finish(true).expect("no io error");
         let all = w.problems.join("\n");
@@ -358,14 +364,19 @@ mod tests {
     #[test]
     fn records_out_of_order_are_problems_not_panics() {
         let (root, out) = scratch();
-        let mut o = SegmentOutput::new(&out, "s");
-        o.record(&rec(Kind::Chunk, 0, b"early"));
-        o.record(&rec(Kind::Done, 3, b""));
-        o.record(&start(&["a"]));
-        o.record(&rec(Kind::Start, SEGMENT, b"not json"));
-        o.record(&rec(Kind::Chunk, 7, b"unknown"));
-        o.record(&rec(Kind::Done, 0, b""));
-        o.record(&rec(Kind::Chunk, 0, b"late"));
+        let o = fed(
+            &out,
+            "s",
+            &[
+                rec(Kind::Chunk, 0, b"early"),
+                rec(Kind::Done, 3, b""),
+                start(&["a"]),
+                rec(Kind::Start, SEGMENT, b"not json"),
+                rec(Kind::Chunk, 7, b"unknown"),
+                rec(Kind::Done, 0, b""),
+                rec(Kind::Chunk, 0, b"late"),
+            ],
+        );
         let w = o.finish(true).expect("no io error");
         assert_eq!(w.problems.len(), 5, "{:?}", w.problems);
         assert!(listing(&out).is_empty());
@@ -429,11 +440,7 @@ mod tests {
     /// `.part` inside it, files only under safe names, and files only for a clean segment,
     /// each holding exactly its rendition's chunks.
     fn check(root: &Path, out: &Path, recs: &[Record], server_ok: bool) -> Result<(), TestCaseError> {
-        let mut o = SegmentOutput::new(out, "s_0");
-        for r in recs {
-            o.record(r);
-        }
-        let w = o.finish(server_ok).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let w = fed(out, "s_0", recs).finish(server_ok).map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(listing(root), vec!["out".to_string()]);
         let files = listing(out);
         for f in &files {
