@@ -54,13 +54,7 @@ impl BroadcasterTokens {
     /// or lock out a broadcaster).
     pub fn parse_file(text: &str) -> Result<BroadcasterTokens, TokensError> {
         let mut entries: Vec<Broadcaster> = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line = i + 1;
-            let l = raw.split('#').next().unwrap_or("").trim();
-            if l.is_empty() {
-                continue;
-            }
-            let fields: Vec<&str> = l.split_whitespace().collect();
+        for (line, fields) in crate::secret::file_lines(text) {
             let (name, token, limit) = match fields[..] {
                 [name, token] => (name, token, None),
                 [name, token, limit] => (name, token, Some(limit)),

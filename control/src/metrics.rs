@@ -14,8 +14,6 @@ pub const TTLB: &str = "zerohop_time_to_last_byte_seconds";
 pub const TRANSCODE: &str = "zerohop_transcode_seconds";
 pub const REALTIME_RATIO: &str = "zerohop_realtime_ratio";
 pub const BYTES_IN: &str = "zerohop_bytes_received_total";
-pub const BYTES_OUT: &str = "zerohop_bytes_sent_total";
-pub const FRAMES_OUT: &str = "zerohop_frames_encoded_total";
 pub const CAPACITY: &str = "zerohop_capacity_sessions";
 pub const LOAD: &str = "zerohop_load_sessions";
 pub const STREAMS: &str = "zerohop_streams_active";
@@ -77,8 +75,6 @@ fn describe() {
     metrics::describe_histogram!(TRANSCODE, metrics::Unit::Seconds, "Engine time per segment.");
     metrics::describe_histogram!(REALTIME_RATIO, "Transcode time divided by media duration.");
     metrics::describe_counter!(BYTES_IN, metrics::Unit::Bytes, "Segment bytes uploaded.");
-    metrics::describe_counter!(BYTES_OUT, metrics::Unit::Bytes, "Rendition bytes sent.");
-    metrics::describe_counter!(FRAMES_OUT, "Frames encoded, by rendition.");
     metrics::describe_gauge!(CAPACITY, "Segments this node transcodes at once.");
     metrics::describe_gauge!(LOAD, "Segments being transcoded now.");
     metrics::describe_gauge!(STREAMS, "Streams with an open session.");

@@ -16,6 +16,15 @@ pub fn load(file: Option<&std::path::Path>, env_var: &str) -> std::io::Result<Op
     Ok(raw.map(|s| s.lines().next().unwrap_or("").trim().to_string()).filter(|s| !s.is_empty()))
 }
 
+/// The lines of a credentials file that say something, as (line number from 1, fields split at
+/// whitespace): blank lines and `#` comments are left out.
+pub fn file_lines(text: &str) -> impl Iterator<Item = (usize, Vec<&str>)> {
+    text.lines().enumerate().filter_map(|(i, raw)| {
+        let fields: Vec<&str> = raw.split('#').next().unwrap_or("").split_whitespace().collect();
+        (!fields.is_empty()).then_some((i + 1, fields))
+    })
+}
+
 /// Failed-authentication rate limiting per peer address, sans-IO (callers pass `now`): after
 /// `max_failures` failures inside `window`, the peer is refused without a secret check until the
 /// window since its first counted failure has passed. Bounded: at most `max_peers` tracked; the
@@ -99,6 +108,12 @@ mod tests {
         }
         assert!(l.peers.len() <= 8);
         assert!(l.check(std::net::IpAddr::from([10, 0, 1, 99]), t0 + Duration::from_secs(1)).is_some());
+    }
+
+    #[test]
+    fn file_lines_skip_blanks_and_comments() {
+        let lines: Vec<_> = super::file_lines("# head\n\n a  b # c\n\t\nd\n").collect();
+        assert_eq!(lines, vec![(3, vec!["a", "b"]), (5, vec!["d"])]);
     }
 
     #[test]

@@ -167,6 +167,27 @@ fn assert_complete(outs: &Renditions, expected: &[Vec<u8>], frames: usize) {
     }
 }
 
+/// An orchestrator with a good transcoder and a rogue one (preferred by placement), both
+/// registered, and a broadcaster's client.
+struct Pair {
+    node: Node,
+    c: Client,
+    good: tokio::runtime::Runtime,
+    /// The task ids the rogue is given.
+    rogue_tasks: mpsc::UnboundedReceiver<u64>,
+}
+
+async fn good_and_rogue(how: Misbehaviour) -> Pair {
+    let (node, fp) = orchestrator().await;
+    let addr = node.local_addr().to_string();
+    let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
+    let good = good_transcoder(&addr, &fp);
+    wait_for_transcoders(&mut c, 1).await;
+    let rogue_tasks = rogue(&node, &fp, how).await;
+    wait_for_transcoders(&mut c, 2).await;
+    Pair { node, c, good, rogue_tasks }
+}
+
 /// A transcoder that takes a task and stalls before sending a byte is failed over at the
 /// deadline; the segment completes on a healthy transcoder, complete and identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -175,13 +196,7 @@ async fn a_stalled_or_garbage_sending_transcoder_is_failed_over_before_any_byte_
     let expected = local(input.clone());
     let frames = decode_video(&input).expect("source").len();
     for how in [Misbehaviour::StallBeforeInput, Misbehaviour::Garbage] {
-        let (node, fp) = orchestrator().await;
-        let addr = node.local_addr().to_string();
-        let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
-        let good = good_transcoder(&addr, &fp);
-        wait_for_transcoders(&mut c, 1).await;
-        let mut rogue_tasks = rogue(&node, &fp, how).await;
-        wait_for_transcoders(&mut c, 2).await;
+        let Pair { node, mut c, good, mut rogue_tasks } = good_and_rogue(how).await;
 
         let (o, outs) = push(&mut c, 0, input.clone()).await.expect("push");
         assert!(rogue_tasks.try_recv().is_ok(), "{how:?}: placement chose the rogue (larger capacity) first");
@@ -209,13 +224,7 @@ async fn a_stalled_or_garbage_sending_transcoder_is_failed_over_before_any_byte_
 async fn a_transcoder_failing_after_its_first_chunk_ends_the_segment_with_an_error() {
     let input = fixture(SEGMENT_FILE);
     for how in [Misbehaviour::ChunkThenGarbage, Misbehaviour::StallAfterChunk] {
-        let (node, fp) = orchestrator().await;
-        let addr = node.local_addr().to_string();
-        let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
-        let good = good_transcoder(&addr, &fp);
-        wait_for_transcoders(&mut c, 1).await;
-        let mut rogue_tasks = rogue(&node, &fp, how).await;
-        wait_for_transcoders(&mut c, 2).await;
+        let Pair { node, mut c, good, mut rogue_tasks } = good_and_rogue(how).await;
 
         let (o, outs) = push(&mut c, 0, input.clone()).await.expect("an in-band error, not a broken response");
         assert!(rogue_tasks.try_recv().is_ok(), "{how:?}: the rogue had the task");

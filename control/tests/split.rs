@@ -239,6 +239,33 @@ async fn a_reload_revokes_a_live_transcoder_and_failed_auth_is_rate_limited() {
     node.shutdown().await;
 }
 
+/// SIGHUP with a malformed secrets file: the error names the file and the line, the old table
+/// stays (its transcoders keep working), and a later good file is taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_from_a_malformed_file_keeps_the_old_secrets() {
+    let (node, fp) = orchestrator().await;
+    let dir = std::env::temp_dir().join(format!("zerohop-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("transcoders");
+    std::fs::write(&file, format!("t-a {SECRET}\nt-b:{SECRET}\n")).expect("write");
+    let e = node.reload_transcoders_from(Some(&file), None, None).expect_err("malformed");
+    assert!(e.to_string().starts_with(&format!("{}, line 2: one field", file.display())), "{e}");
+    assert!(!e.to_string().contains(SECRET), "{e}");
+    // The old table still admits t-b.
+    let (rt, h) = spawn_transcoder(&node, &fp, "t-b", SECRET);
+    let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
+    let (o, _) = push_when_ready(&mut c, 0, fixture("h264_360p25_baseline_noaudio.ts")).await;
+    assert!(o.ok(), "{o:?}");
+    // A good file without t-b is taken: its live link is closed and its redial refused.
+    std::fs::write(&file, format!("t-a {SECRET}\n")).expect("write");
+    assert_eq!(node.reload_transcoders_from(Some(&file), None, None).expect("good file"), 1);
+    let r = tokio::time::timeout(Duration::from_secs(10), h).await.expect("stops").expect("join");
+    assert!(matches!(r, Err(LinkError::BadSecret { .. })), "{r:?}");
+    rt.shutdown_background();
+    let _ = std::fs::remove_dir_all(&dir);
+    node.shutdown().await;
+}
+
 /// Mutual TLS instead of a secret: a transcoder whose client certificate is pinned for its id
 /// registers and transcodes; another certificate, or none, is refused (no retry loop); removing
 /// the pin and reloading closes the live link.

@@ -47,12 +47,9 @@ use self::state::State;
 use crate::broadcasters::BroadcasterTokens;
 use crate::scheduler::TranscoderId;
 
-/// Header carrying the ladder (see [`crate::headers::PROFILES`]).
-pub const PROFILES_HEADER: &str = crate::headers::PROFILES;
-/// Header naming a transcoder (see [`crate::headers::TRANSCODER_ID`]).
+/// Header naming a transcoder: [`crate::headers::TRANSCODER_ID`], under the name `src/` still
+/// uses.
 pub const TRANSCODER_ID_HEADER: &str = crate::headers::TRANSCODER_ID;
-/// Link header: what a transcoder can make (see [`crate::headers::CAPABILITIES`]).
-pub const CAPABILITIES_HEADER: &str = crate::headers::CAPABILITIES;
 
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
 pub struct Node {

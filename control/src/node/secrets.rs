@@ -86,13 +86,7 @@ impl Format {
 /// The `id value` pairs of a file, strictly: one malformed line fails the whole file.
 fn parse_pairs(text: &str, format: Format) -> Result<HashMap<String, String>, LineError> {
     let mut pairs: HashMap<String, (usize, String)> = HashMap::new();
-    for (i, raw) in text.lines().enumerate() {
-        let line = i + 1;
-        let l = raw.split('#').next().unwrap_or("").trim();
-        if l.is_empty() {
-            continue;
-        }
-        let fields: Vec<&str> = l.split_whitespace().collect();
+    for (line, fields) in crate::secret::file_lines(text) {
         let pair = format.pair();
         let (id, value) = match fields[..] {
             [id, value] => (id, value),
