@@ -143,7 +143,7 @@ impl<D: LadderDevice> AccelSession<D> {
             .zip(&self.rungs)
             .map(|(sink, r)| RenditionOutput::new(&r.profile.name, sink, started))
             .collect();
-        AccelSegment { traffic0: self.device.traffic(), session: self, outs, intake }
+        AccelSegment { traffic0: self.device.traffic(), session: self, outs, intake, at: None }
     }
 
     /// A whole segment at once.
@@ -164,6 +164,8 @@ pub struct AccelSegment<'s, D: LadderDevice> {
     outs: Vec<RenditionOutput>,
     intake: Intake,
     traffic0: DeviceTraffic,
+    /// The rendition being worked on, to name it when a panic is caught.
+    at: Option<usize>,
 }
 
 impl<D: LadderDevice> std::fmt::Debug for AccelSegment<'_, D> {
@@ -198,9 +200,16 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         }
         let mut outs = outs.into_iter().enumerate();
         while let (Ok(report), Some((i, o))) = (&mut result, outs.next()) {
-            match o.finish(&mut self.session.rungs[i]) {
-                Ok(stats) => report.renditions.push(stats),
-                Err(e) => result = Err(e),
+            let rung = &mut self.session.rungs[i];
+            let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| o.finish(rung)));
+            match finished {
+                Ok(Ok(stats)) => report.renditions.push(stats),
+                Ok(Err(e)) => result = Err(e),
+                Err(p) => {
+                    rung.reset_muxer();
+                    let worker = format!("rendition {}", rung.profile.name);
+                    result = Err(TranscodeError::Panic { worker, message: panic_message(&*p) });
+                }
             }
         }
         if let Err(e) = &result {
@@ -227,7 +236,11 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
             for r in &mut self.session.rungs {
                 r.reset_muxer();
             }
-            self.intake.fail(TranscodeError::Panic { worker: "device".into(), message: panic_message(&*p) });
+            let worker = match self.at.take() {
+                Some(i) => format!("rendition {}", self.session.rungs[i].profile.name),
+                None => "device".into(),
+            };
+            self.intake.fail(TranscodeError::Panic { worker, message: panic_message(&*p) });
         }
     }
 
@@ -318,8 +331,15 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
     }
 
     fn rung(&mut self, i: usize, pic: &DevicePicture, surface: usize) -> Result<(), TranscodeError> {
+        self.at = Some(i);
+        let r = self.encode_rung(i, pic, surface);
+        self.at = None;
+        r
+    }
+
+    fn encode_rung(&mut self, i: usize, pic: &DevicePicture, surface: usize) -> Result<(), TranscodeError> {
         let rung = &mut self.session.rungs[i];
-        let Some(keyframe) = self.outs[i].keep(&mut rung.cadence, pic.pts) else {
+        let Some(keyframe) = self.outs[i].keep(rung, pic.pts) else {
             self.session.device.release(i, surface);
             return Ok(());
         };
@@ -334,6 +354,7 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
     }
 
     fn mux(&mut self, i: usize, aus: Vec<DeviceAu>) {
+        self.at = Some(i);
         for au in aus {
             self.outs[i].mux(&mut self.session.rungs[i], &au.data, au.pts, au.keyframe);
         }

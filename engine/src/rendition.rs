@@ -54,6 +54,9 @@ pub(crate) struct RenditionOutput {
     tracks: Vec<AudioTrack>,
     /// Copied PES waiting for the video to reach their time.
     pending: VecDeque<CopiedPes>,
+    /// Per kept picture not yet muxed (its PTS): the copied PES due by it when it was kept,
+    /// muxed right before its access unit.
+    due: VecDeque<(i64, Vec<CopiedPes>)>,
     pub(crate) stats: RenditionStats,
     /// No picture kept yet in this segment: the next kept one is an IDR.
     first: bool,
@@ -73,6 +76,7 @@ impl RenditionOutput {
             sink,
             tracks: Vec::new(),
             pending: VecDeque::new(),
+            due: VecDeque::new(),
             stats: RenditionStats { name: name.to_string(), ..Default::default() },
             first: true,
             started,
@@ -92,16 +96,23 @@ impl RenditionOutput {
 
     /// Whether the rendition keeps the picture at `pts`, and as a keyframe or not. The
     /// segment's first kept picture is decided here, at submission: asynchronous encoders
-    /// answer later, and the decision cannot wait for them.
-    pub(crate) fn keep(&mut self, cadence: &mut Cadence, pts: i64) -> Option<bool> {
+    /// answer later, and the decision cannot wait for them. The copied PES due by a kept
+    /// picture's time are set aside with it here and muxed just before its access unit, so the
+    /// output depends on the input alone, not on when an asynchronous encoder answers.
+    pub(crate) fn keep(&mut self, rendition: &mut Rendition, pts: i64) -> Option<bool> {
         self.stats.frames_in += 1;
-        match cadence.decide(pts, self.first) {
+        match rendition.cadence.decide(pts, self.first) {
             Decision::Drop => {
                 self.stats.frames_dropped += 1;
                 None
             }
             Decision::Keep { keyframe } => {
                 self.first = false;
+                let mut due = Vec::new();
+                while self.pending.front().is_some_and(|c| c.ext_pts.is_none_or(|p| p <= pts)) {
+                    due.extend(self.pending.pop_front());
+                }
+                self.due.push_back((pts, due));
                 Some(keyframe)
             }
         }
@@ -113,11 +124,14 @@ impl RenditionOutput {
         self.stats.height = height;
     }
 
-    /// Muxes one encoded access unit, after the copied PES due by its time.
+    /// Muxes one encoded access unit (the copied PES due by its time went out when it was kept).
     pub(crate) fn mux(&mut self, rendition: &mut Rendition, data: &[u8], pts: i64, keyframe: bool) {
         let t = Instant::now();
         let muxer = rendition.muxer_for(&self.tracks);
-        self.stats.copied_pes += write_pending(muxer, &mut self.pending, Some(pts), &mut self.out);
+        while self.due.front().is_some_and(|(p, _)| *p <= pts) {
+            let (_, due) = self.due.pop_front().expect("front exists");
+            self.stats.copied_pes += write_copied(muxer, due, &mut self.out);
+        }
         let pts33 = wrap33(pts);
         muxer.write_video(data, pts33, pts33, keyframe, &mut self.out);
         if keyframe {
@@ -146,7 +160,8 @@ impl RenditionOutput {
     /// sink failure the sink is told that instead.
     pub(crate) fn finish(mut self, rendition: &mut Rendition) -> Result<RenditionStats, TranscodeError> {
         let muxer = rendition.muxer_for(&self.tracks);
-        self.stats.copied_pes += write_pending(muxer, &mut self.pending, None, &mut self.out);
+        let rest = self.due.drain(..).flat_map(|(_, due)| due).chain(self.pending.drain(..));
+        self.stats.copied_pes += write_copied(muxer, rest, &mut self.out);
         let r = self.emit().and_then(|()| {
             let r = self.sink.finish(&self.stats);
             r.map_err(|e| self.sink_error(e))
@@ -170,12 +185,10 @@ impl RenditionOutput {
     }
 }
 
-/// Writes the copied PES due by `until` (every one when `None`) ahead of the next picture, so
-/// the output stays interleaved. Returns how many were written.
-fn write_pending(muxer: &mut Muxer, pending: &mut VecDeque<CopiedPes>, until: Option<i64>, out: &mut Vec<u8>) -> u64 {
+/// Writes copied PES in order; returns how many.
+fn write_copied(muxer: &mut Muxer, copied: impl IntoIterator<Item = CopiedPes>, out: &mut Vec<u8>) -> u64 {
     let mut n = 0;
-    while pending.front().is_some_and(|c| until.is_none_or(|u| c.ext_pts.is_none_or(|p| p <= u))) {
-        let c = pending.pop_front().expect("front exists");
+    for c in copied {
         muxer.write_track(c.index, c.pes.stream_id, c.pes.pts, c.pes.dts, &c.pes.payload, out);
         n += 1;
     }

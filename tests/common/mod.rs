@@ -1,10 +1,14 @@
 //! Helpers shared by the integration tests.
-#![allow(dead_code)]
+#![allow(dead_code, unused_macros)]
 
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use zerohop_engine::{Ladder, MemorySink, RenditionSink, SegmentReport, Session, SessionConfig, TranscodeError};
+use zerohop_engine::accel::AccelSession;
+use zerohop_engine::accel::emulated::EmulatedDevice;
+use zerohop_engine::{
+    Ladder, MemorySink, RenditionSink, SegmentReport, Session, SessionConfig, StreamSession, TranscodeError,
+};
 
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -14,17 +18,94 @@ pub fn fixture(name: &str) -> Bytes {
     Bytes::from(std::fs::read(fixture_path(name)).unwrap_or_else(|e| panic!("fixture {name}: {e}")))
 }
 
-/// Transcodes one segment in a fresh session; returns the report and each rendition's bytes.
-pub fn transcode(data: Bytes, ladder: &Ladder) -> (Result<SegmentReport, TranscodeError>, Vec<Vec<u8>>) {
-    let mut session = Session::open(SessionConfig::new(ladder.clone())).expect("session");
-    transcode_in(&mut session, data)
+/// A backend this build has, for tests that run one body on each (ripgrep's `rgtest!` habit).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// The CPU session (OpenH264, SIMD scaler, threads per rendition).
+    Cpu,
+    /// The accelerated session over the emulated device: a TEST DOUBLE of a GPU (the CPU codec and
+    /// the CUDA ladder kernel compiled for the CPU), so the accelerated pipeline runs here.
+    Emulated,
 }
 
-pub fn transcode_in(session: &mut Session, data: Bytes) -> (Result<SegmentReport, TranscodeError>, Vec<Vec<u8>>) {
+impl Backend {
+    /// A new session for `ladder` on this backend.
+    pub fn open(self, ladder: &Ladder) -> Box<dyn StreamSession> {
+        match self {
+            Backend::Cpu => Box::new(Session::open(SessionConfig::new(ladder.clone())).expect("CPU session")),
+            Backend::Emulated => Box::new(AccelSession::new(EmulatedDevice::new(ladder.len()), ladder.clone())),
+        }
+    }
+}
+
+/// One test body per backend: `on_every_backend! { fn name(backend) { ... } }` makes
+/// `name::cpu` and `name::emulated`.
+macro_rules! on_every_backend {
+    ($(#[doc = $doc:literal])* fn $name:ident($backend:ident) $body:block $($rest:tt)*) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($backend: crate::common::Backend) $body
+            #[test]
+            fn cpu() {
+                body(crate::common::Backend::Cpu)
+            }
+            #[test]
+            fn emulated() {
+                body(crate::common::Backend::Emulated)
+            }
+        }
+        on_every_backend! { $($rest)* }
+    };
+    () => {};
+}
+
+/// Transcodes one segment in a fresh CPU session; returns the report and each rendition's bytes.
+pub fn transcode(data: Bytes, ladder: &Ladder) -> (Result<SegmentReport, TranscodeError>, Vec<Vec<u8>>) {
+    transcode_on(Backend::Cpu, data, ladder)
+}
+
+/// Transcodes one segment in a fresh session on `backend`.
+pub fn transcode_on(
+    backend: Backend,
+    data: Bytes,
+    ladder: &Ladder,
+) -> (Result<SegmentReport, TranscodeError>, Vec<Vec<u8>>) {
+    transcode_in(&mut *backend.open(ladder), data)
+}
+
+/// Transcodes one segment in `session` into memory sinks.
+pub fn transcode_in(
+    session: &mut dyn StreamSession,
+    data: Bytes,
+) -> (Result<SegmentReport, TranscodeError>, Vec<Vec<u8>>) {
     let sinks: Vec<MemorySink> = (0..session.ladder().len()).map(|_| MemorySink::new()).collect();
     let boxed = sinks.iter().map(|s| Box::new(s.clone()) as Box<dyn RenditionSink>).collect();
-    let r = session.transcode(data, boxed);
+    let r = transcode_with(session, data, boxed);
     (r, sinks.iter().map(MemorySink::take).collect())
+}
+
+/// Transcodes one segment in `session` into `sinks`, pushed in network-sized pieces; a report
+/// must say which backend made it (device traffic on an accelerated one, none on the CPU).
+pub fn transcode_with(
+    session: &mut dyn StreamSession,
+    data: Bytes,
+    sinks: Vec<Box<dyn RenditionSink>>,
+) -> Result<SegmentReport, TranscodeError> {
+    let backend = session.backend();
+    let mut seg = session.begin_segment(sinks)?;
+    const PIECE: usize = 64 * 1024;
+    for piece in (0..data.len()).step_by(PIECE) {
+        if seg.push(data.slice(piece..(piece + PIECE).min(data.len()))).is_err() {
+            break; // the error comes from finish()
+        }
+    }
+    let r = seg.finish();
+    if let Ok(report) = &r {
+        assert_eq!(report.device_traffic.is_some(), backend != "cpu", "the report names its backend: {backend}");
+    }
+    r
 }
 
 /// Whether a program is on PATH.

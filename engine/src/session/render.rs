@@ -106,7 +106,7 @@ impl RenditionWorker {
     }
 
     fn frame(&mut self, out: &mut RenditionOutput, f: &Frame) -> Result<(), TranscodeError> {
-        let Some(keyframe) = out.keep(&mut self.rendition.cadence, f.pts) else {
+        let Some(keyframe) = out.keep(&mut self.rendition, f.pts) else {
             return Ok(());
         };
         let (w, h) = self.rendition.profile.output_size(f.width, f.height);
