@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderValue, Request};
@@ -28,12 +28,13 @@ use crate::metrics as m;
 use crate::relay::{Abort, InputBuf, InputWriter, Out};
 use crate::scheduler::{Need, PlaceError, TaskId, TranscoderId};
 
-/// A segment refused before its first result: counted, logged, answered with its status.
+/// A segment refused before its first result: counted by reason and answered with its status.
 fn refused(e: &NodeError) -> Resp {
     metrics::counter!(m::SEGMENTS_FAILED, "reason" => e.reason()).increment(1);
     reply::error(e)
 }
 
+/// `POST /v1/streams/{stream}/segments/{seq}`, for a broadcaster already admitted.
 pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq: String) -> Resp {
     let received = Instant::now();
     metrics::counter!(m::SEGMENTS_RECEIVED).increment(1);
@@ -53,7 +54,8 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>, stream: S
 
     // Upload -> replayable buffer, read by whoever runs the segment.
     let input = InputBuf::new();
-    tokio::spawn(upload(req.into_body(), input.writer(), &state, received));
+    let (idle, max) = (state.config.upload_idle, state.config.max_segment_bytes);
+    tokio::spawn(upload(req.into_body(), input.writer(), idle, max, received));
 
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let names: Vec<String> = ladder.profiles().iter().map(|p| p.name.clone()).collect();
@@ -127,41 +129,31 @@ fn place(state: &State, stream: &str, ladder: &Ladder, now: Instant) -> Result<(
     })
 }
 
-/// Moves the broadcaster's upload into the input buffer; cuts it off when it stalls or grows
-/// over the limit.
-fn upload(
-    mut body: Incoming,
-    upload: InputWriter,
-    state: &State,
-    received: Instant,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    let (idle, max) = (state.config.upload_idle, state.config.max_segment_bytes);
-    async move {
-        let mut total = 0u64;
-        loop {
-            let Ok(frame) = tokio::time::timeout(idle, body.frame()).await else {
-                metrics::counter!(m::SEGMENTS_FAILED, "reason" => code::UPLOAD_STALLED).increment(1);
-                let why = format!("the upload sent nothing for {idle:?}");
-                return upload.end(Err(Abort::new(code::UPLOAD_STALLED, why)));
-            };
-            match frame {
-                Some(Ok(f)) => {
-                    let Ok(d) = f.into_data() else { continue };
-                    total += d.len() as u64;
-                    metrics::counter!(m::BYTES_IN).increment(d.len() as u64);
-                    if total > max {
-                        let why = format!("segment upload exceeds the {max}-byte limit");
-                        return upload.end(Err(Abort::new(code::TOO_LARGE, why)));
-                    }
-                    upload.push(d);
+/// Moves the broadcaster's upload into the input buffer; cuts it off when it sends nothing for
+/// `idle` or grows over `max` bytes.
+async fn upload(mut body: Incoming, upload: InputWriter, idle: Duration, max: u64, received: Instant) {
+    let mut total = 0u64;
+    loop {
+        let Ok(frame) = tokio::time::timeout(idle, body.frame()).await else {
+            metrics::counter!(m::SEGMENTS_FAILED, "reason" => code::UPLOAD_STALLED).increment(1);
+            let why = format!("the upload sent nothing for {idle:?}");
+            return upload.end(Err(Abort::new(code::UPLOAD_STALLED, why)));
+        };
+        match frame {
+            Some(Ok(f)) => {
+                let Ok(d) = f.into_data() else { continue };
+                total += d.len() as u64;
+                metrics::counter!(m::BYTES_IN).increment(d.len() as u64);
+                if total > max {
+                    let why = format!("segment upload exceeds the {max}-byte limit");
+                    return upload.end(Err(Abort::new(code::TOO_LARGE, why)));
                 }
-                Some(Err(e)) => {
-                    return upload.end(Err(Abort::new(code::UPLOAD_FAILED, format!("upload failed: {e}"))));
-                }
-                None => {
-                    metrics::histogram!(m::UPLOAD).record(received.elapsed().as_secs_f64());
-                    return upload.end(Ok(()));
-                }
+                upload.push(d);
+            }
+            Some(Err(e)) => return upload.end(Err(Abort::new(code::UPLOAD_FAILED, format!("upload failed: {e}")))),
+            None => {
+                metrics::histogram!(m::UPLOAD).record(received.elapsed().as_secs_f64());
+                return upload.end(Ok(()));
             }
         }
     }
