@@ -1,7 +1,8 @@
 //! `zerohop bench --streams N`, `--max-streams` and `--soak N`: what an operator sizes a node
 //! with. Each stream issues one segment per segment duration (as a live broadcaster does, the
 //! way livepeer_bench paces), uploads it whole, and the segment's real-time ratio is its time to
-//! last byte over its media duration. All through a combined node on loopback HTTP/2 + TLS.
+//! last byte over its media duration. Through a combined node, or an orchestrator with
+//! `--transcoders` remote transcoders, on loopback HTTP/2 + TLS.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -83,7 +84,7 @@ pub fn report(a: &BenchArgs, ladder: &Ladder, segment: &Bytes, media: Duration) 
 
 /// One segment's figures.
 #[derive(Debug, Clone)]
-pub struct SegSample {
+struct SegSample {
     pub stream: usize,
     pub seq: u64,
     pub media: Duration,
@@ -107,7 +108,7 @@ impl SegSample {
 
 /// Summary of a run.
 #[derive(Debug, Clone)]
-pub struct Summary {
+struct Summary {
     pub streams: usize,
     pub segments: usize,
     pub failed: usize,
@@ -154,7 +155,7 @@ impl Summary {
 
 /// `streams` concurrent live streams of `per_stream` segments each, segments issued one media
 /// duration apart per stream (streams staggered evenly), uploaded whole.
-pub async fn live_streams(
+async fn live_streams(
     node: &Node,
     transport: &Transport,
     segment: &Bytes,
@@ -218,7 +219,7 @@ pub async fn live_streams(
 
 /// Finds the largest number of live streams whose p95 real-time ratio stays at or under
 /// `limit` (no segment falls behind its live cadence), trying 1, 2, 3, ...
-pub async fn max_streams(
+async fn max_streams(
     ladder: &Ladder,
     segment: &Bytes,
     media: Duration,
@@ -247,7 +248,7 @@ pub async fn max_streams(
 
 /// `count` segments through one combined node, one after another on one stream; RSS after the
 /// first 100 and at the end (a leak shows as growth).
-pub async fn soak(ladder: &Ladder, segment: &Bytes, count: u64, factory: &SessionFactory) -> Result<serde_json::Value> {
+async fn soak(ladder: &Ladder, segment: &Bytes, count: u64, factory: &SessionFactory) -> Result<serde_json::Value> {
     let target = Target::start(ladder, 2, 0, factory).await?;
     let mut c = Client::connect(&target.node.local_addr().to_string(), &target.transport, None).await?;
     let (mut rss_100, mut heap_100, mut failed) = (0.0, None, 0u64);
