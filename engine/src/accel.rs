@@ -16,6 +16,7 @@
 //! One thread drives a segment: the device works asynchronously on its own streams and engines.
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -39,15 +40,20 @@ pub struct DeviceError {
     pub message: String,
 }
 
-/// One decoded picture, scaled: rung `i` of the ladder is in the device's surface
-/// `surfaces[i]` of that rung's pool, until encoded or released.
+/// One decoded picture, scaled: rung `i` of the ladder is in surface `surfaces[i]` of that
+/// rung's pool until encoded or released, or `None` where the rung's cadence dropped the picture
+/// (the device did not scale it for that rung).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DevicePicture {
     pub pts: i64,
     pub width: u32,
     pub height: u32,
-    pub surfaces: Vec<usize>,
+    pub surfaces: Vec<Option<usize>>,
 }
+
+/// Asked by the device for every picture it decodes, before it scales it: given the picture's
+/// PTS and size, the size each rung wants it at, or `None` for a rung that does not keep it.
+pub type RungPlan<'a> = &'a mut dyn FnMut(i64, u32, u32) -> Vec<Option<(u32, u32)>>;
 
 /// What one rung's encoder makes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -69,16 +75,12 @@ pub struct DeviceAu {
 /// Decode, scale and encode on a device. Surfaces are per rung; `decode` fills one of each
 /// rung's surfaces per picture and `encode` or `release` gives it back.
 pub trait LadderDevice: Send {
-    /// Feeds one access unit with its PTS; returns the pictures it completed, each already scaled
-    /// into every rung size of `rungs` (one per picture: sizes may follow the picture's size).
-    fn decode(
-        &mut self,
-        au: &[u8],
-        pts: i64,
-        rungs: &dyn Fn(u32, u32) -> Vec<(u32, u32)>,
-    ) -> Result<Vec<DevicePicture>, DeviceError>;
+    /// Feeds one access unit with its PTS; returns the pictures it completed, each scaled into
+    /// the rungs that `plan` says keep it (one call per picture, in output order: sizes may
+    /// follow the picture's size).
+    fn decode(&mut self, au: &[u8], pts: i64, plan: RungPlan<'_>) -> Result<Vec<DevicePicture>, DeviceError>;
     /// End of the segment's input: the pictures the decoder still holds.
-    fn flush(&mut self, rungs: &dyn Fn(u32, u32) -> Vec<(u32, u32)>) -> Result<Vec<DevicePicture>, DeviceError>;
+    fn flush(&mut self, plan: RungPlan<'_>) -> Result<Vec<DevicePicture>, DeviceError>;
     /// Encodes surface `surface` of rung `rung` (an IDR when `keyframe`); returns the access
     /// units that became ready, in order. The surface is free again afterwards.
     fn encode(
@@ -143,7 +145,14 @@ impl<D: LadderDevice> AccelSession<D> {
             .zip(&self.rungs)
             .map(|(sink, r)| RenditionOutput::new(&r.profile.name, sink, started))
             .collect();
-        AccelSegment { traffic0: self.device.traffic(), session: self, outs, intake, at: None }
+        AccelSegment {
+            traffic0: self.device.traffic(),
+            session: self,
+            outs,
+            intake,
+            at: None,
+            decided: VecDeque::new(),
+        }
     }
 
     /// A whole segment at once.
@@ -166,6 +175,9 @@ pub struct AccelSegment<'s, D: LadderDevice> {
     traffic0: DeviceTraffic,
     /// The rendition being worked on, to name it when a panic is caught.
     at: Option<usize>,
+    /// Per picture the device was asked about and has not handed back: each rung's decision
+    /// (`Some(keyframe)` when it keeps the picture).
+    decided: VecDeque<Vec<Option<bool>>>,
 }
 
 impl<D: LadderDevice> std::fmt::Debug for AccelSegment<'_, D> {
@@ -250,8 +262,7 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         self.intake.end_input();
         self.drain();
         if self.intake.error().is_none() {
-            let sizes = self.sizes();
-            match self.session.device.flush(&sizes) {
+            match self.planned(|device, plan| device.flush(plan)) {
                 Ok(pics) => self.pictures(pics),
                 Err(e) => self.intake.fail(e.into()),
             }
@@ -271,13 +282,16 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
     /// it, and must not come out at the start of the stream's next segment. The device's own
     /// errors here are beside the point: the segment already failed.
     fn discard(&mut self) {
-        let sizes = self.sizes();
         let device = &mut self.session.device;
         let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if let Ok(pics) = device.flush(&sizes) {
+            // No rung wants these pictures: the device need not scale them.
+            let rungs = self.outs.len();
+            if let Ok(pics) = device.flush(&mut |_, _, _| vec![None; rungs]) {
                 for pic in pics {
-                    for (rung, &surface) in pic.surfaces.iter().enumerate() {
-                        device.release(rung, surface);
+                    for (rung, surface) in pic.surfaces.iter().enumerate() {
+                        if let Some(surface) = *surface {
+                            device.release(rung, surface);
+                        }
                     }
                 }
             }
@@ -290,10 +304,27 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         }
     }
 
-    /// The rung sizes for a picture of `w` x `h`.
-    fn sizes(&self) -> impl Fn(u32, u32) -> Vec<(u32, u32)> + use<D> {
-        let profiles: Vec<_> = self.session.rungs.iter().map(|r| r.profile.clone()).collect();
-        move |w, h| profiles.iter().map(|p| p.output_size(w, h)).collect()
+    /// Calls the device with the plan that asks each rung's cadence, before the device scales
+    /// a picture, whether the rung keeps it (a dropped picture is never scaled for that rung).
+    fn planned(
+        &mut self,
+        call: impl FnOnce(&mut D, RungPlan<'_>) -> Result<Vec<DevicePicture>, DeviceError>,
+    ) -> Result<Vec<DevicePicture>, DeviceError> {
+        let AccelSession { device, rungs, .. } = &mut *self.session;
+        let (outs, decided) = (&mut self.outs, &mut self.decided);
+        let mut plan = |pts: i64, width: u32, height: u32| {
+            let mut keys = Vec::with_capacity(rungs.len());
+            let sizes = (rungs.iter_mut().zip(outs.iter_mut()))
+                .map(|(r, o)| {
+                    let key = o.keep(r, pts);
+                    keys.push(key);
+                    key.map(|_| r.profile.output_size(width, height))
+                })
+                .collect();
+            decided.push_back(keys);
+            sizes
+        };
+        call(device, &mut plan)
     }
 
     fn drain(&mut self) {
@@ -307,9 +338,8 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
     }
 
     fn video(&mut self, unit: VideoUnit) {
-        let sizes = self.sizes();
         let t = Instant::now();
-        let r = self.session.device.decode(&unit.data, unit.pts, &sizes);
+        let r = self.planned(|device, plan| device.decode(&unit.data, unit.pts, plan));
         self.intake.add_decode_time(t.elapsed());
         match r {
             Ok(pics) => self.pictures(pics),
@@ -320,29 +350,37 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
     fn pictures(&mut self, pics: Vec<DevicePicture>) {
         for pic in pics {
             self.intake.picture(pic.pts, pic.width, pic.height);
-            for (i, &surface) in pic.surfaces.iter().enumerate() {
-                if self.intake.error().is_some() {
-                    self.session.device.release(i, surface);
-                } else if let Err(e) = self.rung(i, &pic, surface) {
-                    self.intake.fail(e);
+            let keys = self.decided.pop_front().unwrap_or_default();
+            for (i, surface) in pic.surfaces.iter().enumerate() {
+                let Some(surface) = *surface else { continue };
+                match keys.get(i).copied().flatten() {
+                    Some(keyframe) if self.intake.error().is_none() => {
+                        if let Err(e) = self.rung(i, &pic, surface, keyframe) {
+                            self.intake.fail(e);
+                        }
+                    }
+                    // A failed segment, or a surface the plan did not ask for.
+                    _ => self.session.device.release(i, surface),
                 }
             }
         }
     }
 
-    fn rung(&mut self, i: usize, pic: &DevicePicture, surface: usize) -> Result<(), TranscodeError> {
+    fn rung(&mut self, i: usize, pic: &DevicePicture, surface: usize, keyframe: bool) -> Result<(), TranscodeError> {
         self.at = Some(i);
-        let r = self.encode_rung(i, pic, surface);
+        let r = self.encode_rung(i, pic, surface, keyframe);
         self.at = None;
         r
     }
 
-    fn encode_rung(&mut self, i: usize, pic: &DevicePicture, surface: usize) -> Result<(), TranscodeError> {
-        let rung = &mut self.session.rungs[i];
-        let Some(keyframe) = self.outs[i].keep(rung, pic.pts) else {
-            self.session.device.release(i, surface);
-            return Ok(());
-        };
+    fn encode_rung(
+        &mut self,
+        i: usize,
+        pic: &DevicePicture,
+        surface: usize,
+        keyframe: bool,
+    ) -> Result<(), TranscodeError> {
+        let rung = &self.session.rungs[i];
         let (width, height) = rung.profile.output_size(pic.width, pic.height);
         let settings = RungSettings { width, height, bitrate: rung.profile.bitrate, fps: rung.cadence.output_fps() };
         self.outs[i].set_size(width, height);

@@ -11,7 +11,7 @@
 use zerohop_kernels::Nv12;
 
 use super::host_encode::HostEncoders;
-use super::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungSettings};
+use super::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungPlan, RungSettings};
 use crate::codec::H264Decoder;
 use crate::frame::Frame;
 
@@ -23,6 +23,8 @@ pub struct EmulatedDevice {
     traffic: DeviceTraffic,
     /// Fail `encode` of this rung with a session-limit error (error-path tests).
     pub fail_encode_rung: Option<usize>,
+    /// Scale launches so far (one per picture that some rung keeps).
+    launches: u64,
 }
 
 impl std::fmt::Debug for EmulatedDevice {
@@ -39,7 +41,13 @@ impl EmulatedDevice {
             encoders: HostEncoders::new(rungs).expect("encoder threads"),
             traffic: DeviceTraffic::default(),
             fail_encode_rung: None,
+            launches: 0,
         }
+    }
+
+    /// Scale launches so far: one per picture that at least one rung keeps.
+    pub fn launches(&self) -> u64 {
+        self.launches
     }
 
     /// Surfaces in use (handed out by decode, not yet encoded or released) per rung.
@@ -51,7 +59,7 @@ impl EmulatedDevice {
         DeviceError { code: "gpu_error", api: api.into(), message: e.to_string() }
     }
 
-    fn scale(&mut self, f: &Frame, sizes: &[(u32, u32)]) -> Result<DevicePicture, DeviceError> {
+    fn scale(&mut self, f: &Frame, sizes: &[Option<(u32, u32)>]) -> Result<DevicePicture, DeviceError> {
         // NVDEC's output: NV12 with a padded pitch.
         let pitch = (f.width as usize).next_multiple_of(256);
         let mut src = Nv12::new(f.width, f.height, pitch, 0);
@@ -66,9 +74,9 @@ impl EmulatedDevice {
                 src.uv[y * pitch + 2 * x + 1] = f.v[y * cw as usize + x];
             }
         }
-        let mut taken = Vec::new();
+        let mut taken = vec![None; sizes.len()];
         let mut dst = Vec::new();
-        for (r, &(w, h)) in sizes.iter().enumerate() {
+        for (r, &(w, h)) in sizes.iter().enumerate().filter_map(|(r, s)| Some((r, s.as_ref()?))) {
             let pool = &mut self.pools[r];
             let idx = match pool.iter().position(|(s, free)| *free && (s.width, s.height) == (w, h)) {
                 Some(i) => i,
@@ -78,13 +86,19 @@ impl EmulatedDevice {
                 }
             };
             pool[idx].1 = false;
-            taken.push(idx);
+            taken[r] = Some(idx);
             dst.push(std::mem::replace(&mut pool[idx].0, Nv12::new(1, 1, 1, 0)));
         }
-        // One "launch" for every rung, as on the GPU.
-        let r = zerohop_kernels::emu::scale_ladder(&src, &mut dst, zerohop_kernels::BLOCK);
-        for ((r_i, idx), pic) in taken.iter().enumerate().zip(dst) {
-            self.pools[r_i][*idx].0 = pic;
+        // One "launch" for every rung that keeps the picture, as on the GPU; none when none does.
+        let r = if dst.is_empty() {
+            Ok(())
+        } else {
+            zerohop_kernels::emu::scale_ladder(&src, &mut dst, zerohop_kernels::BLOCK)
+        };
+        self.launches += u64::from(!dst.is_empty());
+        let kept = taken.iter().enumerate().filter_map(|(r, idx)| Some((r, (*idx)?)));
+        for ((r, idx), pic) in kept.zip(dst) {
+            self.pools[r][idx].0 = pic;
         }
         r.map_err(|e| Self::err("cuLaunchKernel", e))?;
         Ok(DevicePicture { pts: f.pts, width: f.width, height: f.height, surfaces: taken })
@@ -92,12 +106,7 @@ impl EmulatedDevice {
 }
 
 impl LadderDevice for EmulatedDevice {
-    fn decode(
-        &mut self,
-        au: &[u8],
-        pts: i64,
-        rungs: &dyn Fn(u32, u32) -> Vec<(u32, u32)>,
-    ) -> Result<Vec<DevicePicture>, DeviceError> {
+    fn decode(&mut self, au: &[u8], pts: i64, plan: RungPlan<'_>) -> Result<Vec<DevicePicture>, DeviceError> {
         self.traffic.bitstream_in += au.len() as u64;
         let dec = match &mut self.decoder {
             Some(d) => d,
@@ -107,15 +116,15 @@ impl LadderDevice for EmulatedDevice {
         // A corrupt picture is dropped, as NVDEC conceals or skips it; the pipeline's picture
         // count check turns missing pictures into `frames_lost`.
         let _ = dec.decode(au, pts, &mut |f| frames.push(f));
-        frames.iter().map(|f| self.scale(f, &rungs(f.width, f.height))).collect()
+        frames.iter().map(|f| self.scale(f, &plan(f.pts, f.width, f.height))).collect()
     }
 
-    fn flush(&mut self, rungs: &dyn Fn(u32, u32) -> Vec<(u32, u32)>) -> Result<Vec<DevicePicture>, DeviceError> {
+    fn flush(&mut self, plan: RungPlan<'_>) -> Result<Vec<DevicePicture>, DeviceError> {
         let mut frames = Vec::new();
         if let Some(mut d) = self.decoder.take() {
             let _ = d.flush(&mut |f| frames.push(f));
         }
-        frames.iter().map(|f| self.scale(f, &rungs(f.width, f.height))).collect()
+        frames.iter().map(|f| self.scale(f, &plan(f.pts, f.width, f.height))).collect()
     }
 
     fn encode(
@@ -248,6 +257,7 @@ mod tests {
         let ladder: Ladder =
             r#"[{"name":"a","width":320,"height":180,"bitrate":300000,"fps":15,"gop":"1"}]"#.parse().expect("ladder");
         let mut accel = AccelSession::new(EmulatedDevice::new(1), ladder.clone());
+        let mut kept = 0;
         for seq in 0..2 {
             let (out, s) = sinks(1);
             let r = accel.transcode(fixture("h264_360p25_baseline_noaudio.ts"), s).expect("segment");
@@ -255,6 +265,9 @@ mod tests {
             assert!(st.frames_dropped > 0 && st.frames_out + st.frames_dropped == st.frames_in, "{seq}: {st:?}");
             assert_eq!(decode_video(&out[0].take()).expect("decode").len() as u64, st.frames_out);
             assert_eq!(accel.device().in_use(), vec![0], "dropped pictures' surfaces came back");
+            kept += st.frames_out;
+            // The cadence decides before the device scales: a dropped picture costs no launch.
+            assert_eq!(accel.device().launches(), kept, "{seq}: one scale launch per kept picture");
         }
     }
 

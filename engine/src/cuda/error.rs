@@ -83,9 +83,11 @@ pub fn release_failures() -> ReleaseFailures {
     ReleaseFailures { count: RELEASE_COUNT.load(std::sync::atomic::Ordering::Relaxed), last }
 }
 
-/// Records a release's failure (no-op on success): counted process-wide and kept as the latest.
+/// Records a release's failure (no-op on success): logged, counted process-wide and kept as the
+/// latest.
 pub(crate) fn record_release(r: Result<(), CudaError>) -> bool {
     let Err(e) = r else { return true };
+    tracing::warn!(error = %e, "a GPU resource could not be released");
     RELEASE_COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     #[cfg(test)]
     THREAD_RELEASE_COUNT.with(|c| c.set(c.get() + 1));

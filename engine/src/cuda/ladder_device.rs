@@ -31,7 +31,7 @@ use super::nvdec::{CuvidApi, MappedFrame, NvDecoder};
 use super::nvenc::{Encoder, EncoderConfig, InputBuffer, NvencApi, Preset};
 use super::rung_pools::{self, RungPools};
 use crate::accel::host_encode::{HostEncoders, HostNv12};
-use crate::accel::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungSettings};
+use crate::accel::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungPlan, RungSettings};
 
 /// Where a CUDA ladder encodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -248,29 +248,37 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
         flush: bool,
         au: &[u8],
         pts: i64,
-        sizes: &dyn Fn(u32, u32) -> Vec<(u32, u32)>,
+        plan: RungPlan<'_>,
     ) -> Result<Vec<DevicePicture>, DeviceError> {
         self.gpu.context().bind()?;
         let CudaLadderDevice { gpu, decoder, rungs, .. } = self;
         let mut pics = Vec::new();
         let mut on_frame = |m: &MappedFrame<'_>| -> Result<(), CudaError> {
-            let want = sizes(m.width(), m.height());
-            let mut taken = Vec::with_capacity(want.len());
-            for (pools, &size) in rungs.iter_mut().zip(&want) {
+            // Only the rungs whose cadence keeps the picture get a buffer and a scaled copy.
+            let want = plan(m.pts(), m.width(), m.height());
+            let mut taken = vec![None; want.len()];
+            for (r, (pools, size)) in rungs.iter_mut().zip(&want).enumerate() {
+                let Some(size) = *size else { continue };
                 match pools.take(size, || gpu.alloc(size.0, size.1)) {
-                    Ok(handle) => taken.push(handle),
+                    Ok(handle) => taken[r] = Some(handle),
                     Err(e) => {
-                        for (pools, &handle) in rungs.iter_mut().zip(&taken) {
-                            pools.release(handle);
+                        for (pools, handle) in rungs.iter_mut().zip(&taken) {
+                            if let Some(handle) = *handle {
+                                pools.release(handle);
+                            }
                         }
                         return Err(e);
                     }
                 }
             }
-            let mut dst: Vec<&mut G::Buffer> =
-                rungs.iter_mut().zip(&taken).map(|(p, &h)| p.surface_mut(h).expect("just taken")).collect();
-            // Waited for: the decoder surface is unmapped when this returns.
-            gpu.scale(m, &mut dst)?;
+            let mut dst: Vec<&mut G::Buffer> = (rungs.iter_mut().zip(&taken))
+                .filter_map(|(p, h)| Some(p.surface_mut((*h)?).expect("just taken")))
+                .collect();
+            // Waited for: the decoder surface is unmapped when this returns. No launch when no
+            // rung keeps the picture.
+            if !dst.is_empty() {
+                gpu.scale(m, &mut dst)?;
+            }
             pics.push(DevicePicture { pts: m.pts(), width: m.width(), height: m.height(), surfaces: taken });
             Ok(())
         };
@@ -294,17 +302,12 @@ fn flush_pool<B>(pool: &mut Pool<B>, aus: &mut Vec<DeviceAu>) -> Result<(), Cuda
 }
 
 impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
-    fn decode(
-        &mut self,
-        au: &[u8],
-        pts: i64,
-        rungs: &dyn Fn(u32, u32) -> Vec<(u32, u32)>,
-    ) -> Result<Vec<DevicePicture>, DeviceError> {
-        self.decoded(false, au, pts, rungs)
+    fn decode(&mut self, au: &[u8], pts: i64, plan: RungPlan<'_>) -> Result<Vec<DevicePicture>, DeviceError> {
+        self.decoded(false, au, pts, plan)
     }
 
-    fn flush(&mut self, rungs: &dyn Fn(u32, u32) -> Vec<(u32, u32)>) -> Result<Vec<DevicePicture>, DeviceError> {
-        self.decoded(true, &[], 0, rungs)
+    fn flush(&mut self, plan: RungPlan<'_>) -> Result<Vec<DevicePicture>, DeviceError> {
+        self.decoded(true, &[], 0, plan)
     }
 
     fn encode(
