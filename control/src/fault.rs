@@ -219,6 +219,30 @@ mod tests {
     }
 
     #[test]
+    fn refusals_keep_their_statuses() {
+        for (c, s) in [
+            (code::UNAUTHORIZED, StatusCode::UNAUTHORIZED),
+            (code::BAD_SECRET, StatusCode::UNAUTHORIZED),
+            (code::STREAM_OWNED, StatusCode::FORBIDDEN),
+            (code::NO_TRANSCODERS, StatusCode::FORBIDDEN),
+            (code::STREAM_LIMIT, StatusCode::TOO_MANY_REQUESTS),
+            (code::AUTH_RATE_LIMITED, StatusCode::TOO_MANY_REQUESTS),
+            (code::NOT_FOUND, StatusCode::NOT_FOUND),
+            (code::NO_TASK, StatusCode::NOT_FOUND),
+            (code::TASK_FAILED_OVER, StatusCode::CONFLICT),
+            (code::BROKEN_RESULTS, StatusCode::BAD_REQUEST),
+            (code::NO_OUTPUT, StatusCode::INTERNAL_SERVER_ERROR),
+        ] {
+            let e = NodeError::new(c, "");
+            assert_eq!((e.status(), e.retry_after()), (s, None), "{c}");
+        }
+        // A lockout says when it ends.
+        let e = NodeError::new(code::AUTH_RATE_LIMITED, "").passing_after(0);
+        assert_eq!(e.retry_after(), Some(1));
+        assert_eq!(NodeError::new(code::AUTH_RATE_LIMITED, "").passing_after(42).retry_after(), Some(42));
+    }
+
+    #[test]
     fn an_engine_capacity_fault_is_a_503_to_retry_not_a_500() {
         let e = NodeError::from_code("gpu_session_limit", "NVENC is at its session limit");
         assert_eq!(

@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use common::{LADDER, Renditions, connect, error_code, fixture, local, push_collect, start_node};
 use http::StatusCode;
+use zerohop_control::body::ChannelBody;
 use zerohop_control::broadcasters::BroadcasterTokens;
+use zerohop_control::headers;
+use zerohop_control::relay::SessionFactory;
 use zerohop_control::tls;
 use zerohop_control::{Client, ClientError, Node, Upload};
 use zerohop_engine::probe::decode_video;
@@ -185,5 +188,34 @@ async fn broadcaster_tokens_own_their_streams_within_their_limits() {
         (StatusCode::UNAUTHORIZED, "unauthorized".to_string())
     );
     assert!(push_stream(&mut lab, "lab0", input.clone()).await.expect("lab goes on"));
+    node.shutdown().await;
+}
+
+/// A GPU at its encoder-session limit is capacity, not a node fault: 503 with Retry-After and
+/// the engine's code, so the broadcaster retries (here or elsewhere) instead of giving up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gpu_session_limit_is_a_503_to_retry() {
+    let (node, fp) = start_node(|cfg| {
+        cfg.sessions = SessionFactory::new("cuda:0", |_: &zerohop_engine::Ladder| {
+            Err(zerohop_engine::TranscodeError::Device {
+                code: "gpu_session_limit",
+                api: "nvEncOpenEncodeSessionEx".into(),
+                message: "the GPU has no free encoder session".into(),
+            })
+        });
+    })
+    .await;
+    let c = connect(&node, &fp, None).await.expect("connect");
+    let req = c
+        .request(http::Method::POST, "/v1/streams/s1/segments/0")
+        .header(headers::PROFILES, LADDER)
+        .body(ChannelBody::full(fixture("h264_360p25_baseline_noaudio.ts")))
+        .expect("request");
+    let resp = c.send(req).await.expect("send");
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(resp.headers().get(http::header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("1"));
+    let body = http_body_util::BodyExt::collect(resp.into_body()).await.expect("body").to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    assert_eq!(v["code"], "gpu_session_limit", "{v}");
     node.shutdown().await;
 }
