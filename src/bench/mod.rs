@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use bytes::Bytes;
 use serde_json::json;
 use zerohop_control::relay::SessionFactory;
-use zerohop_control::{Client, Transport, Upload};
+use zerohop_control::{Client, Upload};
 use zerohop_engine::{Ladder, MemorySink, RenditionSink};
 
 pub use self::args::BenchArgs;
@@ -187,8 +187,7 @@ async fn run_mode(
     repeat: usize,
     live: bool,
 ) -> Result<Vec<Sample>> {
-    let transport: &Transport = &target.transport;
-    let mut client = Client::connect(&target.node.local_addr().to_string(), transport, None).await?;
+    let mut client = Client::connect(&target.node.local_addr().to_string(), &target.transport, None).await?;
     let mut out = Vec::new();
     let mut seq = 0;
     for (i, (_, data)) in segments.iter().enumerate() {
