@@ -1,5 +1,5 @@
-//! Backend-neutral sessions, for callers that pick the backend at run time: the CPU
-//! [`crate::Session`] and the accelerated [`crate::accel::AccelSession`] both implement these.
+//! Backend-neutral sessions, for callers that pick the backend at run time: the CPU session and
+//! the accelerated session both implement these (this file names neither).
 #![forbid(unsafe_code)]
 
 use bytes::Bytes;

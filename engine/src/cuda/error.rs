@@ -2,8 +2,8 @@
 //! call and its status. A missing driver is `NoDriver`, never a panic.
 //!
 //! Releases in `Drop` cannot return their status, so they record it (as cudarc's context records
-//! its own): [`release_failures`] is the process-wide count and the latest failure, and each
-//! [`DeviceContext`](super::context::DeviceContext) counts those of its children.
+//! its own): [`release_failures`] is the process-wide count and the latest failure, and
+//! each device context counts those of its children.
 
 /// A CUDA-backend failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
