@@ -209,3 +209,32 @@ fn trailers(ok: bool, error_code: Option<&str>) -> HeaderMap {
     }
     t
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailers_say_ok_or_error_and_the_first_code() {
+        let t = trailers(true, None);
+        assert_eq!(
+            (t.get(headers::STATUS).map(|v| v.as_bytes()), t.get(headers::ERROR_CODE)),
+            (Some(&b"ok"[..]), None)
+        );
+        let t = trailers(false, Some("transcoder_lost"));
+        assert_eq!(t.get(headers::STATUS).map(|v| v.as_bytes()), Some(&b"error"[..]));
+        assert_eq!(t.get(headers::ERROR_CODE).map(|v| v.as_bytes()), Some(&b"transcoder_lost"[..]));
+    }
+
+    #[test]
+    fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        let mut h = HeaderMap::new();
+        assert!(check_length(&h, 10).is_ok(), "no length: checked as it arrives");
+        h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("10"));
+        assert!(check_length(&h, 10).is_ok());
+        h.insert(http::header::CONTENT_LENGTH, HeaderValue::from_static("11"));
+        let e = check_length(&h, 10).expect_err("over");
+        assert_eq!((e.code(), e.status()), (code::TOO_LARGE, http::StatusCode::PAYLOAD_TOO_LARGE));
+        assert_eq!(e.message(), "segment of 11 bytes exceeds the 10-byte limit");
+    }
+}
