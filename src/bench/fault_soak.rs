@@ -352,15 +352,8 @@ pub fn run(n: u64, seed: Option<u64>, json_out: Option<&Path>) -> Result<std::pr
     let progress = super::progress::Progress::new("fault soak", n);
     rt.block_on(async {
         // Wait for the node and both transcoders.
-        let mut c = connect(&setup).await;
-        for _ in 0..200 {
-            let (_, body) = c.get("/v1/transcoders").await.unwrap_or_default();
-            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            if v["transcoders"].as_array().map_or(0, Vec::len) == 2 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        // (Not all there in 10 s: the soak starts anyway; segments meanwhile get a 503 and retry.)
+        let _ = super::target::transcoders_linked(&mut connect(&setup).await, 2, Duration::from_secs(10)).await;
         let per = n.div_ceil(2);
         let pushers: Vec<_> = (0..2u64)
             .map(|b| {

@@ -61,16 +61,10 @@ impl Target {
         }
         if transcoders > 0 {
             let mut c = Client::connect(&target.node.local_addr().to_string(), &target.transport, None).await?;
-            let deadline = Instant::now() + Duration::from_secs(10);
-            loop {
-                let (_, body) = c.get("/v1/transcoders").await?;
-                let v: serde_json::Value = serde_json::from_slice(&body)?;
-                if v["transcoders"].as_array().map_or(0, Vec::len) == transcoders {
-                    break;
-                }
-                anyhow::ensure!(Instant::now() < deadline, "the bench's transcoders did not register within 10 s");
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+            anyhow::ensure!(
+                transcoders_linked(&mut c, transcoders, Duration::from_secs(10)).await,
+                "the bench's transcoders did not register within 10 s"
+            );
         }
         Ok(target)
     }
@@ -81,5 +75,23 @@ impl Target {
             let _ = task.await;
         }
         self.node.shutdown().await;
+    }
+}
+
+/// Asks the node (`GET /v1/transcoders`) until `n` transcoders are linked; false when that did
+/// not happen `within`.
+pub async fn transcoders_linked(c: &mut Client, n: usize, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    loop {
+        if let Ok((_, body)) = c.get("/v1/transcoders").await
+            && serde_json::from_slice::<serde_json::Value>(&body)
+                .is_ok_and(|v| v["transcoders"].as_array().map_or(0, Vec::len) == n)
+        {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
