@@ -1,7 +1,7 @@
 //! The node's HTTP/2 server: the orchestrator's broadcaster API, the transcoder link, and (in
 //! combined mode) an in-process transcoder.
 //!
-//! `POST /v1/streams/{stream}/segments/{seq}` ([`segment`](self)) stores the upload in a
+//! `POST /v1/streams/{stream}/segments/{seq}` (`segment`) stores the upload in a
 //! replayable buffer as it arrives and places the segment with the [`Scheduler`]: on the
 //! in-process engine, or on a remote transcoder that reads the same buffer
 //! (`GET /v1/tasks/{id}/input`) while it is still arriving and streams its records back

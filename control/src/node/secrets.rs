@@ -6,6 +6,7 @@
 //! must not silently lock a transcoder out (or let one in).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::path::Path;
 
 /// Who may connect as a transcoder.
@@ -141,21 +142,30 @@ impl TranscoderSecrets {
     }
 
     /// The lenient form of [`TranscoderSecrets::parse_secrets`] that `zerohop`'s `src/` still
-    /// calls: a malformed line is logged as an error and left out. Use
+    /// calls: a malformed line, or a second line for an id, is logged as an error and left out. Use
     /// [`TranscoderSecrets::read_files`] (or `parse_secrets`) instead.
     pub fn parse_file(text: &str) -> TranscoderSecrets {
-        let mut good = String::new();
+        let mut per_id = HashMap::new();
         for (i, l) in text.lines().enumerate() {
+            let line = i + 1;
             match parse_pairs(l, Format::Secrets) {
-                Ok(_) => good.push_str(l),
-                Err(e) => tracing::error!(line = i + 1, problem = %e.problem, "transcoder secrets: line ignored"),
+                Ok(pair) => {
+                    for (id, secret) in pair {
+                        match per_id.entry(id) {
+                            Entry::Vacant(v) => {
+                                v.insert(secret);
+                            }
+                            Entry::Occupied(o) => {
+                                let id = o.key();
+                                tracing::error!(line, %id, "transcoder secrets: a second line for this id ignored");
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(line, problem = %e.problem, "transcoder secrets: line ignored"),
             }
-            good.push('\n');
         }
-        TranscoderSecrets::parse_secrets(&good).unwrap_or_else(|e| {
-            tracing::error!(%e, "transcoder secrets: file ignored");
-            TranscoderSecrets::default()
-        })
+        TranscoderSecrets { per_id, ..TranscoderSecrets::default() }
     }
 
     /// Parses a client-certificates file: one `id sha256` pair per line (colons allowed in the
@@ -244,8 +254,8 @@ mod tests {
             assert!(e.problem.contains(hint), "{text:?}: {e}");
             assert!(!e.problem.contains("t1:secret") && !e.problem.contains("two words"), "no secret in {e}");
         }
-        // The lenient form used by `src/` keeps the good lines.
-        let s = TranscoderSecrets::parse_file("t1:secret\nt-2 ok\n");
+        // The lenient form used by `src/` keeps the good lines (the first of an id's).
+        let s = TranscoderSecrets::parse_file("t1:secret\nt-2 ok\nt-2 later\n");
         assert!(s.admits("t-2", "ok") && s.per_id.len() == 1);
     }
 
