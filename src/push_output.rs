@@ -53,8 +53,8 @@ fn shown(name: &str) -> String {
 #[derive(Debug)]
 struct Slot {
     name: String,
-    /// `None` when the name was refused.
-    file_name: Option<String>,
+    /// Where its file goes; `None` when the name was refused.
+    path: Option<PathBuf>,
     file: Option<PartFile>,
     done: bool,
     failed: bool,
@@ -145,25 +145,24 @@ impl SegmentOutput {
                 None => Err("it is not a string"),
                 Some(s) => check_name(s),
             };
-            let file_name = match checked {
-                Ok(()) => Some(format!("{}_{name}.ts", self.prefix)),
+            let path = match checked {
+                Ok(()) => Some(self.dir.join(format!("{}_{name}.ts", self.prefix))),
                 Err(why) => {
                     refused.push(format!("rendition name {} refused: {why}", shown(&name)));
                     None
                 }
             };
-            slots.push(Slot { name, file_name, file: None, done: false, failed: false });
+            slots.push(Slot { name, path, file: None, done: false, failed: false });
         }
         // Two renditions must not share a file, on case-insensitive file systems either.
+        let key = |p: &PathBuf| p.to_string_lossy().to_lowercase();
         let mut seen: HashMap<String, usize> = HashMap::new();
-        for s in &slots {
-            if let Some(f) = &s.file_name {
-                *seen.entry(f.to_lowercase()).or_default() += 1;
-            }
+        for p in slots.iter().filter_map(|s| s.path.as_ref()) {
+            *seen.entry(key(p)).or_default() += 1;
         }
         for s in &mut slots {
-            if s.file_name.as_ref().is_some_and(|f| seen[&f.to_lowercase()] > 1) {
-                s.file_name = None;
+            if s.path.as_ref().is_some_and(|p| seen[&key(p)] > 1) {
+                s.path = None;
                 refused.push(format!("rendition name {} refused: another rendition has the same file", shown(&s.name)));
             }
         }
@@ -191,16 +190,15 @@ impl SegmentOutput {
     }
 
     fn chunk(&mut self, i: u8, data: &[u8]) {
-        let dir = self.dir.clone();
         let Some(s) = self.slot(i, "chunk") else { return };
-        let Some(file_name) = &s.file_name else { return }; // refused: nothing is written
+        let Some(path) = &s.path else { return }; // refused: nothing is written
         if s.done || s.failed {
             let name = shown(&s.name);
             return self.problem(|| format!("a chunk of rendition {name} after its end"));
         }
         let written = match &mut s.file {
             Some(f) => f.write(data),
-            None => PartFile::create(dir.join(file_name)).and_then(|f| s.file.insert(f).write(data)),
+            None => PartFile::create(path.clone()).and_then(|f| s.file.insert(f).write(data)),
         };
         if let Err(e) = written {
             s.failed = true;
@@ -223,7 +221,7 @@ impl SegmentOutput {
                 self.problem(|| "no start record".into());
             }
             for s in &slots {
-                if (!s.done || s.failed) && s.file_name.is_some() {
+                if (!s.done || s.failed) && s.path.is_some() {
                     let name = shown(&s.name);
                     self.problem(|| format!("rendition {name} did not complete"));
                 }
