@@ -43,11 +43,8 @@ fuzz_target!(|data: &[u8]| {
     let written = output.finish(server_ok).expect("no local I/O error in a fresh directory");
     let beside: Vec<_> = std::fs::read_dir(root()).expect("root").flatten().map(|e| e.file_name()).collect();
     assert_eq!(beside, ["out"], "nothing beside the output directory");
-    let files: Vec<String> = std::fs::read_dir(&out)
-        .expect("out")
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
+    let files: Vec<String> =
+        std::fs::read_dir(&out).expect("out").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(files.len(), written.files.len(), "{files:?}");
     for f in &files {
         let name = f.strip_prefix("s_0_").and_then(|n| n.strip_suffix(".ts"));
