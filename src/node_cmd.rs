@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use zerohop_control::broadcasters::BroadcasterTokens;
+use zerohop_control::node::TranscoderSecrets;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Node, NodeConfig, Transport};
 use zerohop_engine::Ladder;
@@ -247,20 +248,12 @@ pub fn combined(a: NodeArgs) -> Result<ExitCode> {
 
 /// Who may dial in: `--transcoder-secrets` (id secret per line) and the shared
 /// `--orch-secret-file` / ZEROHOP_ORCH_SECRET. Read at start and again on SIGHUP.
-fn load_secrets(a: &NodeArgs) -> Result<zerohop_control::node::TranscoderSecrets> {
-    let mut secrets = zerohop_control::node::TranscoderSecrets::default();
-    if let Some(f) = &a.transcoder_secrets {
-        secrets = zerohop_control::node::TranscoderSecrets::parse_file(
-            &std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?,
-        );
-    }
+fn load_secrets(a: &NodeArgs) -> Result<TranscoderSecrets> {
+    // Strict: a malformed line is an error naming the file and the line (at start it stops the
+    // node; on SIGHUP the old table is kept).
+    let mut secrets = TranscoderSecrets::read_files(a.transcoder_secrets.as_deref(), a.transcoder_certs.as_deref())?;
     secrets.shared = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
         .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
-    if let Some(f) = &a.transcoder_certs {
-        let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-        secrets.certs = zerohop_control::node::TranscoderSecrets::parse_certs_file(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?;
-    }
     Ok(secrets)
 }
 

@@ -31,7 +31,7 @@ use zerohop_engine::probe::decode_video;
 use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
 
 const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
-const SECRET: &str = "fault-soak shared secret";
+const SECRET: &str = "fault-soak-shared-secret"; // no spaces: `id secret` lines of --transcoder-secrets
 const CLEAN: [(&str, &[u8]); 2] =
     [("360p25", crate::fixtures::BASELINE_360P25), ("720p30", crate::fixtures::STREAM_SEQ0)];
 
