@@ -54,7 +54,7 @@ pub enum ProfileError {
     EmptyLadder,
     #[error("the ladder has {0} renditions; at most {MAX_RENDITIONS} are allowed")]
     TooManyRenditions(usize),
-    #[error("two renditions are named {0:?}; names must be unique")]
+    #[error("two renditions are named {0:?} (names are compared ignoring case); names must be unique")]
     DuplicateName(String),
 }
 
@@ -127,8 +127,9 @@ impl Profile {
         if self.name.is_empty()
             || self.name.len() > 64
             || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+            || self.name.chars().all(|c| c == '.')
         {
-            return bad("name must be 1-64 characters of A-Z a-z 0-9 _ - .".into());
+            return bad("name must be 1-64 characters of A-Z a-z 0-9 _ - . and not only dots (it names files)".into());
         }
         if !(16..=4096).contains(&self.width) || !(16..=2304).contains(&self.height) {
             return bad(format!("size {}x{} is outside 16x16 .. 4096x2304", self.width, self.height));
@@ -195,7 +196,8 @@ impl Ladder {
         }
         let mut profiles = profiles.into_iter().map(Profile::validate).collect::<Result<Vec<_>, _>>()?;
         for (i, p) in profiles.iter().enumerate() {
-            if profiles[..i].iter().any(|q| q.name == p.name) {
+            // Names become file names, and file systems that ignore case would merge two.
+            if profiles[..i].iter().any(|q| q.name.eq_ignore_ascii_case(&p.name)) {
                 return Err(ProfileError::DuplicateName(p.name.clone()));
             }
         }
@@ -396,5 +398,13 @@ mod tests {
         let d = Ladder::default_ladder();
         assert_eq!(Ladder::from_json(&d.to_json()).expect("round trip"), d);
         assert!(Ladder::from_json(r#"[{"name":"a","width":640,"height":360,"bitrate":"fast"}]"#).is_err());
+        // Names become file names: none of only dots, none that differ only in case.
+        let named = |n: &str| format!(r#"{{"name":"{n}","width":640,"height":360,"bitrate":800000}}"#);
+        for bad in ["..", ".", "a/b"] {
+            assert!(Ladder::from_json(&format!("[{}]", named(bad))).is_err(), "{bad}");
+        }
+        let twins = Ladder::from_json(&format!("[{},{}]", named("hd"), named("HD")));
+        assert!(matches!(twins, Err(ProfileError::DuplicateName(_))), "{twins:?}");
+        assert!(Ladder::from_json(&format!("[{}]", named("v1.low"))).is_ok());
     }
 }

@@ -249,7 +249,11 @@ async fn broadcaster(
                 }
             }
             Ok(Ok(o)) => {
-                let code = o.trailers.as_ref().and_then(|t| t.get("zerohop-error-code")).and_then(|v| v.to_str().ok());
+                let code = o
+                    .trailers
+                    .as_ref()
+                    .and_then(|t| t.get(zerohop_control::headers::ERROR_CODE))
+                    .and_then(|v| v.to_str().ok());
                 Fate::Error(code.unwrap_or("in_band_error").to_string())
             }
         };

@@ -9,7 +9,8 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use zerohop_control::body::ChannelBody;
 use zerohop_control::framing::{self, Kind, SEGMENT};
-use zerohop_control::node::{TRANSCODER_ID_HEADER, TranscoderSecrets};
+use zerohop_control::headers;
+use zerohop_control::node::TranscoderSecrets;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
 
@@ -62,9 +63,9 @@ pub async fn throughput(tls_on: bool, mib: usize) -> Result<RelayFigures> {
     let (_reports, report_body) = ChannelBody::channel(1);
     let link = t
         .request(http::Method::POST, "/v1/transcoders/link")
-        .header(TRANSCODER_ID_HEADER, "relay")
+        .header(headers::TRANSCODER_ID, "relay")
         .header(http::header::AUTHORIZATION, "Bearer relay")
-        .header("zerohop-capacity", 1)
+        .header(headers::CAPACITY, 1)
         .body(report_body)?;
     let mut tasks = t.send(link).await?.into_body();
     let counter = tokio::spawn(async move {
@@ -75,7 +76,7 @@ pub async fn throughput(tls_on: bool, mib: usize) -> Result<RelayFigures> {
             let id = v["task"].as_u64().unwrap_or(0);
             let get = t
                 .request(http::Method::GET, &format!("/v1/tasks/{id}/input"))
-                .header(TRANSCODER_ID_HEADER, "relay")
+                .header(headers::TRANSCODER_ID, "relay")
                 .header(http::header::AUTHORIZATION, "Bearer relay")
                 .body(ChannelBody::empty())?;
             let mut input = t.send(get).await?.into_body();
@@ -87,7 +88,7 @@ pub async fn throughput(tls_on: bool, mib: usize) -> Result<RelayFigures> {
             framing::encode(Kind::End, SEGMENT, br#"{"status":"ok"}"#, &mut rec);
             let post = t
                 .request(http::Method::POST, &format!("/v1/tasks/{id}/results"))
-                .header(TRANSCODER_ID_HEADER, "relay")
+                .header(headers::TRANSCODER_ID, "relay")
                 .header(http::header::AUTHORIZATION, "Bearer relay")
                 .body(ChannelBody::full(rec.freeze()))?;
             t.send(post).await?;

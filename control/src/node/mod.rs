@@ -47,10 +47,6 @@ use self::state::State;
 use crate::broadcasters::BroadcasterTokens;
 use crate::scheduler::TranscoderId;
 
-/// Header naming a transcoder: [`crate::headers::TRANSCODER_ID`], under the name `src/` still
-/// uses.
-pub const TRANSCODER_ID_HEADER: &str = crate::headers::TRANSCODER_ID;
-
 /// A running node. Dropping it does not stop it; call [`Node::shutdown`].
 pub struct Node {
     addr: SocketAddr,

@@ -6,7 +6,6 @@
 //! must not silently lock a transcoder out (or let one in).
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::path::Path;
 
 /// Who may connect as a transcoder.
@@ -141,33 +140,6 @@ impl TranscoderSecrets {
         Ok(TranscoderSecrets { per_id: parse_pairs(text, Format::Secrets)?, ..TranscoderSecrets::default() })
     }
 
-    /// The lenient form of [`TranscoderSecrets::parse_secrets`] that `zerohop`'s `src/` still
-    /// calls: a malformed line, or a second line for an id, is logged as an error and left out. Use
-    /// [`TranscoderSecrets::read_files`] (or `parse_secrets`) instead.
-    pub fn parse_file(text: &str) -> TranscoderSecrets {
-        let mut per_id = HashMap::new();
-        for (i, l) in text.lines().enumerate() {
-            let line = i + 1;
-            match parse_pairs(l, Format::Secrets) {
-                Ok(pair) => {
-                    for (id, secret) in pair {
-                        match per_id.entry(id) {
-                            Entry::Vacant(v) => {
-                                v.insert(secret);
-                            }
-                            Entry::Occupied(o) => {
-                                let id = o.key();
-                                tracing::error!(line, %id, "transcoder secrets: a second line for this id ignored");
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::error!(line, problem = %e.problem, "transcoder secrets: line ignored"),
-            }
-        }
-        TranscoderSecrets { per_id, ..TranscoderSecrets::default() }
-    }
-
     /// Parses a client-certificates file: one `id sha256` pair per line (colons allowed in the
     /// fingerprint). A malformed line is an error naming it.
     pub fn parse_certs_file(text: &str) -> Result<HashMap<String, String>, String> {
@@ -254,9 +226,6 @@ mod tests {
             assert!(e.problem.contains(hint), "{text:?}: {e}");
             assert!(!e.problem.contains("t1:secret") && !e.problem.contains("two words"), "no secret in {e}");
         }
-        // The lenient form used by `src/` keeps the good lines (the first of an id's).
-        let s = TranscoderSecrets::parse_file("t1:secret\nt-2 ok\nt-2 later\n");
-        assert!(s.admits("t-2", "ok") && s.per_id.len() == 1);
     }
 
     #[test]
