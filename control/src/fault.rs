@@ -58,6 +58,8 @@ pub mod code {
     pub const NO_TASK: &str = "no_task";
     pub const TASK_FAILED_OVER: &str = "task_failed_over";
     pub const BROKEN_RESULTS: &str = "broken_results";
+    /// A transcoder endpoint asked for over HTTP/1.1 (the link is HTTP/2 only).
+    pub const HTTP2_REQUIRED: &str = "http2_required";
     /// A failed segment whose records named no code.
     pub const ERROR: &str = "error";
 }
@@ -83,6 +85,7 @@ const CONTROL: &[(&str, Fault, StatusCode)] = &[
     (code::TRANSCODER_LOST, Fault::Transcoder, StatusCode::SERVICE_UNAVAILABLE),
     (code::AT_CAPACITY, Fault::Capacity, StatusCode::SERVICE_UNAVAILABLE),
     (code::NO_OUTPUT, Fault::Node, StatusCode::INTERNAL_SERVER_ERROR),
+    (code::HTTP2_REQUIRED, Fault::Broadcaster, StatusCode::HTTP_VERSION_NOT_SUPPORTED),
 ];
 
 /// Engine codes whose status is not their fault's usual one.

@@ -1,13 +1,15 @@
 //! # zerohop-control
 //!
-//! The control plane: exposes the engine as a video-miner node over HTTP/2.
+//! The control plane: exposes the engine as a video-miner node over HTTP/1.1 and HTTP/2.
 //!
 //! ## Design principles
 //! 1. **Stream every leg.** Uploads go into the engine as they arrive; each encoded chunk goes
 //!    out at once in the result stream ([`framing`]), so a hop costs a round trip, not a segment.
 //! 2. **Sans-IO where it can be.** The result-stream framing is a push parser with no I/O; the
 //!    tokio tasks only move bytes.
-//! 3. **HTTP/2 only, TLS by default.** ALPN `h2`; cleartext h2 only when asked for by name.
+//! 3. **TLS by default; HTTP/1.1 and HTTP/2 for clients.** ALPN `h2` or `http/1.1` (none:
+//!    HTTP/1.1); cleartext (HTTP/1.1, or h2c with prior knowledge) only when asked for by name.
+//!    The transcoder link is HTTP/2 only.
 //! 4. **No CUDA here.** The engine's plain stats become Prometheus series in [`metrics`].
 //! 5. **Whose fault.** Every failure is a typed [`fault::NodeError`] (a stable code, a message,
 //!    and a [`fault::Fault`]: input, broadcaster, transcoder, node or capacity), built from the

@@ -107,14 +107,15 @@ pub fn self_signed(names: &[String]) -> Result<Identity, TlsError> {
     })
 }
 
-/// Server config: the identity, TLS 1.2/1.3, ALPN `h2` only; client certificates asked for
-/// but optional (see the module documentation).
+/// Server config: the identity, TLS 1.2/1.3, ALPN `h2` and `http/1.1` (a client that offers no
+/// ALPN gets HTTP/1.1); client certificates asked for but optional (see the module
+/// documentation).
 pub fn server_config(identity: Identity) -> Result<Arc<ServerConfig>, TlsError> {
     let mut c = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(Arc::new(OptionalClientCert { provider: provider() }))
         .with_single_cert(identity.chain, identity.key)?;
-    c.alpn_protocols = vec![b"h2".to_vec()];
+    c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(c))
 }
 

@@ -16,7 +16,7 @@ use crate::scheduler::default_deadline;
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub listen: SocketAddr,
-    /// `None`: cleartext HTTP/2 with prior knowledge (only with `--insecure-h2c`).
+    /// `None`: cleartext, HTTP/1.1 or HTTP/2 with prior knowledge (only with `--insecure-h2c`).
     pub tls: Option<Arc<ServerConfig>>,
     /// Segments the in-process engine transcodes at once; 0 for an orchestrator that only uses
     /// remote transcoders.

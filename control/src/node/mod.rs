@@ -1,4 +1,4 @@
-//! The node's HTTP/2 server: the orchestrator's broadcaster API, the transcoder link, and (in
+//! The node's HTTP/1.1 and HTTP/2 server: the orchestrator's broadcaster API, the transcoder link, and (in
 //! combined mode) an in-process transcoder.
 //!
 //! `POST /v1/streams/{stream}/segments/{seq}` (`segment`) stores the upload in a

@@ -1,7 +1,11 @@
-//! The node's responses: JSON `{code, message}` bodies, and errors as their typed status.
+//! The node's responses: JSON `{code, message}` bodies, errors as their typed status, and
+//! refusals sent after the refused upload was read (bounded).
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode};
+use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::body::ChannelBody;
@@ -41,4 +45,47 @@ fn json_body(status: StatusCode, code: &str, message: &str) -> Resp {
     let mut r = full(json!({"code": code, "message": message}).to_string(), "application/json");
     *r.status_mut() = status;
     r
+}
+
+/// The most of a refused upload read and discarded before the refusal is sent.
+pub const DRAIN_MAX_BYTES: u64 = 8 << 20;
+/// The longest a refused upload is read before the refusal is sent anyway.
+pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
+
+/// `refusal`, sent after the rest of the request's upload was read and discarded (at most
+/// [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`]): clients such as curl 7.88 fail with a stream
+/// error (HTTP/2) or a reset (HTTP/1.1) when the answer comes while they are still sending,
+/// and never show the status. An HTTP/1.1 client that waits for `100 Continue` gets the
+/// refusal at once instead (the body was never sent), as does one that declared more than the
+/// bound; past the bound an HTTP/1.1 connection is closed after the answer.
+pub(super) async fn after_draining(parts: &http::request::Parts, body: Incoming, mut refusal: Resp) -> Resp {
+    let h1 = parts.version < http::Version::HTTP_2;
+    let expects =
+        parts.headers.get(http::header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = parts.headers.get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let drained = if (h1 && expects) || declared.is_some_and(|n| n > DRAIN_MAX_BYTES) {
+        false
+    } else {
+        tokio::time::timeout(DRAIN_MAX_TIME, drain(body, DRAIN_MAX_BYTES)).await.unwrap_or(false)
+    };
+    if h1 && !drained {
+        refusal.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    refusal
+}
+
+/// Reads `body` to its end and drops it; false when it is longer than `max` or broke off.
+async fn drain(mut body: Incoming, max: u64) -> bool {
+    use http_body_util::BodyExt;
+    let mut total = 0u64;
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else { return false };
+        if let Some(d) = frame.data_ref() {
+            total += d.len() as u64;
+            if total > max {
+                return false;
+            }
+        }
+    }
+    true
 }

@@ -24,12 +24,11 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
         (&Method::POST, ["v1", "streams", stream, "segments", seq]) => {
             let who = match auth::broadcaster(&state, req.headers(), peer.ip) {
                 Ok(who) => who,
-                Err(r) => return Ok(r),
+                Err(r) => return Ok(refuse_upload(req, r).await),
             };
-            if let Some(who) = who
-                && let Err(e) = state.owners.lock().claim(stream, &who, Instant::now())
-            {
-                return Ok(auth::refused_claim(&e));
+            let claimed = who.map(|who| state.owners.lock().claim(stream, &who, Instant::now()));
+            if let Some(Err(e)) = claimed {
+                return Ok(refuse_upload(req, auth::refused_claim(&e)).await);
             }
             let span = tracing::info_span!("segment", stream = %stream, seq = %seq);
             let (stream, seq) = (stream.to_string(), seq.to_string());
@@ -51,6 +50,12 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
             Ok(_) => status::transcoders(&state),
             Err(r) => r,
         },
+        (_, ["v1", "transcoders", "link"] | ["v1", "tasks", ..]) if req.version() != http::Version::HTTP_2 => {
+            reply::error(&NodeError::new(
+                code::HTTP2_REQUIRED,
+                "the transcoder link and its task endpoints are HTTP/2 only (h2 over TLS, or h2c prior knowledge)",
+            ))
+        }
         (&Method::POST, ["v1", "transcoders", "link"]) => match auth::transcoder(&state, req.headers(), &peer) {
             Ok((name, credential)) => links::link(state, req, name, credential),
             Err(r) => r,
@@ -65,6 +70,12 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
         },
         _ => reply::error(&NodeError::new(code::NOT_FOUND, "no such endpoint; see README's broadcaster API")),
     })
+}
+
+/// `refusal` for a request whose upload is still coming, after reading it (bounded).
+async fn refuse_upload(req: Request<Incoming>, refusal: Resp) -> Resp {
+    let (parts, body) = req.into_parts();
+    reply::after_draining(&parts, body, refusal).await
 }
 
 /// `DELETE /v1/streams/{stream}`: frees the stream's sessions, here and on a remote transcoder.

@@ -38,16 +38,17 @@ fn refused(e: &NodeError) -> Resp {
 pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq: String) -> Resp {
     let received = Instant::now();
     metrics::counter!(m::SEGMENTS_RECEIVED).increment(1);
-    let ladder = match ladder(&state, req.headers()) {
+    let (parts, body) = req.into_parts();
+    let ladder = match ladder(&state, &parts.headers) {
         Ok(l) => l,
-        Err(e) => return refused(&e),
+        Err(e) => return reply::after_draining(&parts, body, refused(&e)).await,
     };
-    if let Err(e) = check_length(req.headers(), state.config.max_segment_bytes) {
-        return refused(&e);
+    if let Err(e) = check_length(&parts.headers, state.config.max_segment_bytes) {
+        return reply::after_draining(&parts, body, refused(&e)).await;
     }
     let (task, transcoder) = match place(&state, &stream, &ladder, received) {
         Ok(p) => p,
-        Err(e) => return refused(&e),
+        Err(e) => return reply::after_draining(&parts, body, refused(&e)).await,
     };
     state.update_capacity_metrics();
     tracing::debug!(%stream, %seq, task, transcoder, "segment placed");
@@ -55,7 +56,7 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>, stream: S
     // Upload -> replayable buffer, read by whoever runs the segment.
     let input = InputBuf::new();
     let (idle, max) = (state.config.upload_idle, state.config.max_segment_bytes);
-    tokio::spawn(upload(req.into_body(), input.writer(), idle, max, received));
+    let uploading = tokio::spawn(upload(body, input.writer(), idle, max, received));
 
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let names: Vec<String> = ladder.profiles().iter().map(|p| p.name.clone()).collect();
@@ -76,6 +77,9 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>, stream: S
         Some(Out::Error { code, message, .. }) => {
             tokio::spawn(async move { while out_rx.recv().await.is_some() {} });
             tracing::info!(%stream, %seq, %code, %message, "segment refused");
+            // The upload is still being read (up to the segment limit): answer once it has
+            // ended, so that clients still sending see the status (see `reply::after_draining`).
+            let _ = tokio::time::timeout(reply::DRAIN_MAX_TIME, uploading).await;
             return refused(&NodeError::from_code(&code, message));
         }
         Some(Out::End { .. }) | None => {
