@@ -25,8 +25,12 @@ pub struct Cadence {
     fps_origin: Option<i64>,
     last_slot: Option<i64>,
     next_kf_pts: Option<i64>,
+    /// The PTS of the segment's previous source picture.
     last_in_pts: Option<i64>,
-    /// Smallest positive PTS step seen: the source's frame interval.
+    /// Smallest positive PTS step seen in this segment (none before its second picture).
+    segment_interval: Option<f64>,
+    /// The source's frame interval: this segment's, once it has two pictures, else the last
+    /// segment's, so a stream whose rate changes between segments is followed.
     in_interval: Option<f64>,
 }
 
@@ -39,6 +43,7 @@ impl Cadence {
             last_slot: None,
             next_kf_pts: None,
             last_in_pts: None,
+            segment_interval: None,
             in_interval: None,
         }
     }
@@ -46,10 +51,17 @@ impl Cadence {
     /// Decides for the source picture at `pts`. `first`: no picture of this segment has been
     /// encoded yet (it must be a keyframe).
     pub fn decide(&mut self, pts: i64, first: bool) -> Decision {
+        if first {
+            // A new segment measures its own rate (the last one's stands until it can).
+            self.last_in_pts = None;
+            self.segment_interval = None;
+        }
         if let Some(last) = self.last_in_pts {
             let d = (pts - last) as f64;
             if d > 0.0 {
-                self.in_interval = Some(self.in_interval.map_or(d, |i| i.min(d)));
+                let i = self.segment_interval.map_or(d, |i| i.min(d));
+                self.segment_interval = Some(i);
+                self.in_interval = Some(i);
             }
         }
         self.last_in_pts = Some(pts);
@@ -93,8 +105,9 @@ impl Cadence {
         Decision::Keep { keyframe }
     }
 
-    /// The output frame rate: the profile's, capped by the source's measured rate (30 until a
-    /// second picture has been seen).
+    /// The output frame rate: the profile's, capped by the source's measured rate (this
+    /// segment's; the last segment's until this one has two pictures; 30 until a stream's
+    /// second picture). Encoders follow it as it changes.
     pub fn output_fps(&self) -> f64 {
         let input = self.in_interval.map(|i| TICKS_PER_SECOND as f64 / i).unwrap_or(30.0);
         self.frame_rate.map_or(input, |r| r.min(input))
@@ -129,6 +142,39 @@ mod tests {
         assert!(kept.iter().all(|i| i % 2 == 0), "{kept:?}");
         assert_eq!(keys, [0, 60], "a keyframe every second, at the same source pictures");
         assert!((c.output_fps() - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_rate_follows_the_stream_from_segment_to_segment() {
+        let p = profile(r#"[{"name":"a","width":640,"height":360,"bitrate":800000,"gop":"1"}]"#);
+        let mut c = Cadence::new(&p);
+        assert!((c.output_fps() - 30.0).abs() < 1e-9, "30 before anything is known");
+        let mut pts = 0;
+        for (step, n, fps) in [(3600, 50, 25.0), (1500, 120, 60.0), (3600, 50, 25.0), (1501, 120, 90000.0 / 1501.0)] {
+            for i in 0..n {
+                c.decide(pts, i == 0);
+                if i == 0 && pts > 0 {
+                    assert!(c.output_fps() != fps, "the first picture of a segment keeps the last rate");
+                }
+                pts += step;
+            }
+            assert!((c.output_fps() - fps).abs() < 1e-9, "{} for {fps}", c.output_fps());
+            pts += 5 * step; // a gap between segments is not a frame interval
+        }
+        // A reduced rate is the profile's, below the source's, from the first picture on.
+        let p = profile(r#"[{"name":"a","width":640,"height":360,"bitrate":800000,"fps":30,"gop":"1"}]"#);
+        let mut c = Cadence::new(&p);
+        c.decide(0, true);
+        assert!((c.output_fps() - 30.0).abs() < 1e-9);
+        for i in 1..60 {
+            c.decide(i * 1500, false);
+        }
+        assert!((c.output_fps() - 30.0).abs() < 1e-9);
+        // ... and the source's when that is lower.
+        for i in 0..25 {
+            c.decide(1_000_000 + i * 3600, i == 0);
+        }
+        assert!((c.output_fps() - 25.0).abs() < 1e-9);
     }
 
     #[test]

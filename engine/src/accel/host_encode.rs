@@ -236,15 +236,17 @@ fn encode_one(enc: &mut Option<(H264Encoder, RungSettings)>, job: &Job) -> Resul
         ));
     }
     // A new size or bitrate (first picture, the source changed, a new ladder): a new encoder,
-    // which starts with an IDR. The frame rate only informs rate control: the cadence refines
-    // it after the first pictures, and that must not cost an IDR.
+    // which starts with an IDR. A new frame rate (the cadence measures the source's per
+    // segment) goes to rate control without one.
     if enc.as_ref().is_none_or(|(_, cur)| (cur.width, cur.height, cur.bitrate) != (s.width, s.height, s.bitrate)) {
         *enc = None;
         let settings = EncoderSettings { width: s.width, height: s.height, bitrate: s.bitrate, fps: s.fps, threads: 1 };
         let e = H264Encoder::new(settings).map_err(|e| host_error("open", e))?;
         *enc = Some((e, *s));
     }
-    let (e, _) = enc.as_mut().expect("opened above");
+    let (e, cur) = enc.as_mut().expect("opened above");
+    e.set_frame_rate(s.fps).map_err(|e| host_error("frame rate", e))?;
+    cur.fps = s.fps;
     let frame = job.pic.to_frame(job.pts);
     let out = e.encode(&frame, job.keyframe).map_err(|e| host_error("encode", e))?;
     Ok(out.map(|e| DeviceAu { data: e.data, pts: e.pts, keyframe: e.keyframe }))

@@ -2,6 +2,12 @@
 //!
 //! Keyframes are decided by the caller (IDR at segment start, GOP by PTS) so they fall on the
 //! same PTS in every rendition: the encoder's own periodic and scene-change IDRs are off.
+//!
+//! OpenH264's bitrate mode budgets each picture as bitrate / frame rate: the frame rate it is
+//! given is the one the stream has, or a 60 fps stream gets twice its bitrate and a 25 fps one
+//! 0.83x. [`H264Encoder::set_frame_rate`] follows a rate that becomes known, or changes, without
+//! a new encoder (no IDR). OpenH264 takes rates of 1 to 60 only; outside that the bitrate it is
+//! given is scaled by the same factor, so a picture's budget stays bitrate / fps.
 
 use openh264::OpenH264API;
 use openh264::encoder::{
@@ -32,10 +38,29 @@ pub struct EncodedFrame {
     pub keyframe: bool,
 }
 
+/// The frame rates OpenH264 accepts (`MIN_FRAME_RATE`, `MAX_FRAME_RATE` in `wels_const.h`).
+const OPENH264_FPS: (f64, f64) = (1.0, 60.0);
+
+/// A change of frame rate smaller than this is not passed on (PTS rounding moves the measured
+/// rate by less).
+const FPS_EPSILON: f64 = 0.01;
+
+/// What OpenH264 is told for `bitrate` at `fps`: (bitrate, frame rate) with the same bits per
+/// picture, the rate within what OpenH264 accepts.
+fn rate_control(bitrate: u32, fps: f64) -> (u32, f32) {
+    let fps = if fps.is_finite() && fps > 0.0 { fps } else { 30.0 };
+    let clamped = fps.clamp(OPENH264_FPS.0, OPENH264_FPS.1);
+    let scaled = (f64::from(bitrate) * clamped / fps).round().clamp(1.0, f64::from(i32::MAX as u32));
+    (scaled as u32, clamped as f32)
+}
+
 /// An OpenH264 encoder for one rendition.
 pub struct H264Encoder {
     inner: Encoder,
     settings: EncoderSettings,
+    /// Whether a picture went in: OpenH264 is initialised by the first `encode`, and only then
+    /// takes options.
+    started: bool,
 }
 
 impl std::fmt::Debug for H264Encoder {
@@ -46,11 +71,12 @@ impl std::fmt::Debug for H264Encoder {
 
 impl H264Encoder {
     pub fn new(settings: EncoderSettings) -> Result<H264Encoder, CodecError> {
+        let (bitrate, fps) = rate_control(settings.bitrate, settings.fps);
         let config = EncoderConfig::new()
             .usage_type(UsageType::CameraVideoRealTime)
             .rate_control_mode(RateControlMode::Bitrate)
-            .bitrate(BitRate::from_bps(settings.bitrate))
-            .max_frame_rate(FrameRate::from_hz(settings.fps as f32))
+            .bitrate(BitRate::from_bps(bitrate))
+            .max_frame_rate(FrameRate::from_hz(fps))
             .skip_frames(false)
             .scene_change_detect(false)
             .intra_frame_period(IntraFramePeriod::from_num_frames(0))
@@ -67,11 +93,63 @@ impl H264Encoder {
         unsafe {
             inner.raw_api().set_option(openh264_sys2::ENCODER_OPTION_TRACE_LEVEL, (&raw mut level).cast());
         }
-        Ok(H264Encoder { inner, settings })
+        Ok(H264Encoder { inner, settings, started: false })
     }
 
     pub fn settings(&self) -> &EncoderSettings {
         &self.settings
+    }
+
+    /// Rate control follows `fps` from the next picture on; no new encoder, no IDR. A change
+    /// smaller than a hundredth of a frame per second is ignored.
+    pub fn set_frame_rate(&mut self, fps: f64) -> Result<(), CodecError> {
+        if (fps - self.settings.fps).abs() < FPS_EPSILON || !fps.is_finite() || fps <= 0.0 {
+            return Ok(());
+        }
+        if !self.started {
+            // Nothing encoded yet: OpenH264 is not initialised and takes no option; a new
+            // encoder costs nothing here.
+            *self = H264Encoder::new(EncoderSettings { fps, ..self.settings })?;
+            return Ok(());
+        }
+        let (old_bitrate, _) = rate_control(self.settings.bitrate, self.settings.fps);
+        let (bitrate, mut rate) = rate_control(self.settings.bitrate, fps);
+        // SAFETY: `raw_api` gives the encoder owned by `self.inner`, initialised by the first
+        // `encode` (`started`).
+        let raw = unsafe { self.inner.raw_api() };
+        // SAFETY: SetOption(FRAME_RATE) reads one float through the pointer, a live local. It
+        // sets the layers' input and output rates, which rate control reads at the next picture
+        // (RcJudgeBitrateFpsUpdate).
+        let rc = unsafe { raw.set_option(openh264_sys2::ENCODER_OPTION_FRAME_RATE, (&raw mut rate).cast()) };
+        if rc != 0 {
+            return Err(CodecError::Init { call: "SetOption(FRAME_RATE)", detail: format!("{fps} fps: status {rc}") });
+        }
+        if bitrate != old_bitrate {
+            // The crate opens the layer with its maximum equal to its target, and OpenH264
+            // refuses a target above the maximum: raise the maximum first, or lower it last.
+            let (first, second) = if bitrate > old_bitrate {
+                (openh264_sys2::ENCODER_OPTION_MAX_BITRATE, openh264_sys2::ENCODER_OPTION_BITRATE)
+            } else {
+                (openh264_sys2::ENCODER_OPTION_BITRATE, openh264_sys2::ENCODER_OPTION_MAX_BITRATE)
+            };
+            for option in [first, second] {
+                let mut info = openh264_sys2::SBitrateInfo {
+                    iLayer: openh264_sys2::SPATIAL_LAYER_0,
+                    iBitrate: i32::try_from(bitrate).unwrap_or(i32::MAX),
+                };
+                // SAFETY: SetOption(BITRATE / MAX_BITRATE) reads one SBitrateInfo through the
+                // pointer, a live local.
+                let rc = unsafe { raw.set_option(option, (&raw mut info).cast()) };
+                if rc != 0 {
+                    return Err(CodecError::Init {
+                        call: "SetOption(BITRATE)",
+                        detail: format!("{bitrate} b/s at {fps} fps: status {rc}"),
+                    });
+                }
+            }
+        }
+        self.settings.fps = fps;
+        Ok(())
     }
 
     /// Encodes one picture of the configured size; `keyframe` forces an IDR.
@@ -94,11 +172,88 @@ impl H264Encoder {
             (frame.width as usize, frame.height as usize),
             (frame.width as usize, cw as usize, cw as usize),
         );
+        self.started = true;
         let bs = self.inner.encode(&yuv).map_err(|e| CodecError::Encode { pts: frame.pts, detail: e.to_string() })?;
         let ft = bs.frame_type();
         if matches!(ft, FrameType::Skip | FrameType::Invalid) {
             return Ok(None);
         }
         Ok(Some(EncodedFrame { data: bs.to_vec(), pts: frame.pts, keyframe: matches!(ft, FrameType::IDR) }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pictures of fresh noise (every one costs bits): the encoder is held by its bitrate.
+    fn noise(width: u32, height: u32, n: usize, seed: u64) -> Vec<Frame> {
+        let mut x = seed | 1;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        (0..n)
+            .map(|i| {
+                let mut f = Frame::new(width, height, i as i64);
+                for p in f.y.iter_mut().chain(f.u.iter_mut()).chain(f.v.iter_mut()) {
+                    *p = 112 + (next() % 32) as u8;
+                }
+                f
+            })
+            .collect()
+    }
+
+    /// Bits per second of `frames` encoded at `fps`, with the rate set after `switch_at`
+    /// pictures when given.
+    fn bitrate(settings: EncoderSettings, frames: &[Frame], fps: f64, switch_at: Option<usize>) -> f64 {
+        let mut e = H264Encoder::new(settings).expect("encoder");
+        let mut bytes = 0;
+        for (i, f) in frames.iter().enumerate() {
+            if switch_at == Some(i) {
+                e.set_frame_rate(fps).expect("frame rate");
+            }
+            let au = e.encode(f, i == 0).expect("encode").expect("no skipped pictures");
+            bytes += au.data.len();
+        }
+        bytes as f64 * 8.0 / (frames.len() as f64 / fps)
+    }
+
+    #[test]
+    fn rate_control_is_told_the_same_bits_per_picture_at_any_rate() {
+        assert_eq!(rate_control(1_000_000, 30.0), (1_000_000, 30.0));
+        assert_eq!(rate_control(1_000_000, 120.0), (500_000, 60.0));
+        assert_eq!(rate_control(1_000_000, 0.5), (2_000_000, 1.0));
+        assert_eq!(rate_control(1_000_000, f64::NAN), (1_000_000, 30.0));
+    }
+
+    #[test]
+    fn bitrate_holds_at_every_rate_opened_with_or_set_later() {
+        let frames = noise(160, 96, 120, 7);
+        let base = EncoderSettings { width: 160, height: 96, bitrate: 600_000, fps: 30.0, threads: 1 };
+        for fps in [25.0, 50.0, 60.0, 120.0] {
+            let opened = bitrate(EncoderSettings { fps, ..base }, &frames, fps, None);
+            // Opened at 30 (the rate is not known yet), told after the first picture, as the
+            // rendition workers do.
+            let set = bitrate(base, &frames, fps, Some(1));
+            for (how, bps) in [("opened", opened), ("set", set)] {
+                let ratio = bps / f64::from(base.bitrate);
+                assert!((ratio - 1.0).abs() < 0.1, "{fps} fps, {how}: {:.0} kbps ({ratio:.3}x)", bps / 1000.0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_rate_set_before_the_first_picture_opens_anew_and_keeps_the_size() {
+        let settings = EncoderSettings { width: 64, height: 48, bitrate: 100_000, fps: 30.0, threads: 1 };
+        let mut e = H264Encoder::new(settings).expect("encoder");
+        e.set_frame_rate(50.0).expect("before the first picture");
+        assert_eq!(*e.settings(), EncoderSettings { fps: 50.0, ..settings });
+        let f = &noise(64, 48, 1, 3)[0];
+        assert!(e.encode(f, true).expect("encode").expect("picture").keyframe);
+        e.set_frame_rate(50.004).expect("a change of rounding");
+        assert_eq!(e.settings().fps, 50.0, "changes under a hundredth are not passed on");
     }
 }

@@ -110,14 +110,20 @@ impl RenditionWorker {
             return Ok(());
         };
         let (w, h) = self.rendition.profile.output_size(f.width, f.height);
-        if self.encoder.as_ref().is_none_or(|e| (e.settings().width, e.settings().height) != (w, h)) {
-            self.encoder = Some(H264Encoder::new(EncoderSettings {
-                width: w,
-                height: h,
-                bitrate: self.rendition.profile.bitrate,
-                fps: self.rendition.cadence.output_fps(),
-                threads: self.encoder_threads,
-            })?);
+        // The rung's frame rate as the cadence knows it now (it measures the source's per
+        // segment): rate control budgets each picture as bitrate / fps.
+        let fps = self.rendition.cadence.output_fps();
+        match self.encoder.as_mut() {
+            Some(e) if (e.settings().width, e.settings().height) == (w, h) => e.set_frame_rate(fps)?,
+            _ => {
+                self.encoder = Some(H264Encoder::new(EncoderSettings {
+                    width: w,
+                    height: h,
+                    bitrate: self.rendition.profile.bitrate,
+                    fps,
+                    threads: self.encoder_threads,
+                })?);
+            }
         }
         out.set_size(w, h);
 
