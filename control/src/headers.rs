@@ -15,7 +15,17 @@ pub const STATUS: &str = "zerohop-status";
 /// Trailer of a failed segment's result stream: the first error's stable code.
 pub const ERROR_CODE: &str = "zerohop-error-code";
 
-/// Every name above (for tests that all are lower case and distinct).
+/// Livepeer's push API (`/live/{stream}/{seq}.ts`), request header: the ladder as Livepeer's
+/// JSON (`{"profiles": [...]}`), read when `zerohop-profiles` is absent.
+pub const LIVEPEER_TRANSCODE_CONFIGURATION: &str = "livepeer-transcode-configuration";
+/// Livepeer's push API, request header: the segment's duration in milliseconds.
+pub const CONTENT_DURATION: &str = "content-duration";
+/// Livepeer's push API, request header: the segment's `WIDTHxHEIGHT` (informative).
+pub const CONTENT_RESOLUTION: &str = "content-resolution";
+/// Livepeer's multipart answer, part header: the rendition's name.
+pub const RENDITION_NAME: &str = "rendition-name";
+
+/// Every `zerohop-*` name above (for tests that all are lower case and distinct).
 pub const ALL: &[&str] = &[PROFILES, TRANSCODER_ID, CAPACITY, CAPABILITIES, STATUS, ERROR_CODE];
 
 #[cfg(test)]

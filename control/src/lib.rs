@@ -28,6 +28,7 @@ pub mod framing;
 pub mod headers;
 pub mod link;
 pub mod metrics;
+pub mod multipart;
 pub mod node;
 pub mod relay;
 pub mod scheduler;

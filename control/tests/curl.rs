@@ -16,7 +16,10 @@ use zerohop_control::{Node, NodeConfig};
 struct Curl {
     rc: i32,
     body: Vec<u8>,
+    /// `{status} {http version}`.
     meta: String,
+    content_type: String,
+    stderr: String,
 }
 
 fn have_curl() -> bool {
@@ -36,13 +39,18 @@ async fn curl(args: Vec<String>) -> Curl {
         let o = Command::new("curl")
             .args(["-sS", "--max-time", "30", "-o"])
             .arg(&out)
-            .args(["-w", "%{stderr}%{http_code} %{http_version}"])
+            .args(["-w", "%{stderr}\n@@%{http_code} %{http_version}@@%{content_type}"])
             .args(&args)
             .output()
             .expect("curl runs");
         let body = std::fs::read(&out).unwrap_or_default();
         let _ = std::fs::remove_dir_all(&dir);
-        Curl { rc: o.status.code().unwrap_or(-1), body, meta: String::from_utf8_lossy(&o.stderr).into_owned() }
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let mut fields = err.rsplitn(3, "@@");
+        let content_type = fields.next().unwrap_or("").to_string();
+        let meta = fields.next().unwrap_or("").to_string();
+        let stderr = fields.next().unwrap_or("").trim().to_string();
+        Curl { rc: o.status.code().unwrap_or(-1), body, meta, content_type, stderr }
     })
     .await
     .expect("curl task")
@@ -172,4 +180,164 @@ async fn early_refusals_reach_curl_as_their_status_and_json() {
     let small = |c: &mut NodeConfig| c.max_segment_bytes = 100_000;
     let (tls, clear) = (node(true, small).await, node(false, small).await);
     refused_everywhere(&tls, &clear, &[], "h264_1080p30_high_bframes_aac.ts", "413", "too_large").await;
+}
+
+/// Python's `email` parser on a multipart answer: each part's headers, and its bytes.
+#[derive(Debug)]
+struct Part {
+    name: String,
+    filename: String,
+    content_type: String,
+    length: Option<usize>,
+    bytes: Vec<u8>,
+}
+
+const PARSE_MULTIPART: &str = r#"
+import email, email.policy, json, os, sys
+content_type, path, out = sys.argv[1:4]
+raw = open(path, 'rb').read()
+msg = email.message_from_bytes(b'Content-Type: ' + content_type.encode() + b'\r\n\r\n' + raw, policy=email.policy.HTTP)
+assert msg.is_multipart(), 'not multipart'
+assert not msg.defects, msg.defects
+parts = []
+for i, p in enumerate(msg.iter_parts()):
+    data = p.get_payload(decode=True)
+    open(os.path.join(out, str(i)), 'wb').write(data)
+    parts.append({'name': p['Rendition-Name'], 'filename': p.get_filename(), 'type': p['Content-Type'],
+                  'length': p['Content-Length'], 'defects': [str(d) for d in p.defects]})
+print(json.dumps(parts))
+"#;
+
+fn have_python() -> bool {
+    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: python3 is not installed (the multipart answers are parsed by its email package)");
+    }
+    ok
+}
+
+/// Splits a multipart answer with Python's `email` package.
+fn parse_multipart(content_type: &str, body: &[u8]) -> Vec<Part> {
+    let dir = tempdir();
+    std::fs::write(dir.join("body"), body).expect("write");
+    let o = Command::new("python3")
+        .args(["-c", PARSE_MULTIPART, content_type])
+        .arg(dir.join("body"))
+        .arg(&dir)
+        .output()
+        .expect("python3 runs");
+    assert!(o.status.success(), "python: {}", String::from_utf8_lossy(&o.stderr));
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).expect("json");
+    let parts = v
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            assert_eq!(p["defects"], serde_json::json!([]), "part {i}");
+            Part {
+                name: p["name"].as_str().unwrap_or_default().to_string(),
+                filename: p["filename"].as_str().unwrap_or_default().to_string(),
+                content_type: p["type"].as_str().unwrap_or_default().to_string(),
+                length: p["length"].as_str().and_then(|s| s.parse().ok()),
+                bytes: std::fs::read(dir.join(i.to_string())).expect("part"),
+            }
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    parts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multipart_answers_match_what_zerohop_push_gets_on_both_apis_and_both_https() {
+    if !have_curl() || !have_python() {
+        return;
+    }
+    let ladder = |c: &mut NodeConfig| c.default_ladder = LADDER.parse().expect("ladder");
+    let (tls_cfg, fp) = tls_config();
+    let mut cfg = tls_cfg;
+    ladder(&mut cfg);
+    let tls = Node::start(cfg).await.expect("node");
+    let clear = node(false, ladder).await;
+    let data = fixture("stream_seq0.ts");
+    // What `zerohop push` gets for the same segment: the renditions of a fresh stream.
+    let mut c = connect(&tls, &fp, None).await.expect("connect");
+    let (o, want) = push_collect(&mut c, "pushed", 0, zerohop_control::Upload::Full(data), || {}).await.expect("push");
+    assert_eq!(error_code(&o), None);
+    let names: Vec<&str> = LADDER.split(',').collect();
+    let mut n = 0;
+    for via in [Via::H2, Via::H1, Via::ClearH1, Via::ClearH2] {
+        for api in ["live", "v1"] {
+            n += 1;
+            let node = if via.tls() { &tls } else { &clear };
+            let path = match api {
+                "live" => format!("/live/mp{n}/3.ts"),
+                _ => format!("/v1/streams/mp{n}/segments/3"),
+            };
+            let mut a = via.args(node, &path);
+            a.extend(["-X", "PUT", "-H", "Accept: multipart/mixed", "-H", "Content-Duration: 2000"].map(String::from));
+            a.extend(["-H".into(), format!("zerohop-profiles: {LADDER}")]);
+            a.extend(["--data-binary".into(), format!("@{}", fixture_path("stream_seq0.ts"))]);
+            if api == "v1" {
+                let put = a.iter().position(|s| s == "PUT").expect("PUT");
+                a[put] = "POST".into();
+            }
+            let got = curl(a).await;
+            let what = format!("{api} via {via:?}: rc {} {} {}", got.rc, got.meta, got.stderr);
+            assert_eq!((got.rc, got.meta.as_str()), (0, format!("200 {}", via.version()).as_str()), "{what}");
+            assert!(got.content_type.starts_with("multipart/mixed; boundary="), "{what}: {}", got.content_type);
+            let parts = parse_multipart(&got.content_type, &got.body);
+            assert_eq!(parts.len(), 2, "{what}");
+            for (i, p) in parts.iter().enumerate() {
+                let file = format!("{}_3.ts", names[i]);
+                assert_eq!(p.name, names[i], "{what}");
+                assert_eq!(p.filename, file, "{what}");
+                assert_eq!(p.content_type, format!("video/MP2T; name=\"{file}\""), "{what}");
+                if let Some(len) = p.length {
+                    assert_eq!(len, p.bytes.len(), "{what}");
+                }
+                assert!(p.bytes == want[&(i as u8)], "{what}: rendition {i} differs from zerohop push's");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn livepeer_push_without_accept_is_200_and_no_body_and_playlists_are_ignored() {
+    if !have_curl() {
+        return;
+    }
+    let token = |c: &mut NodeConfig| c.broadcasters = BroadcasterTokens::single("s3cret".into());
+    let n = node(false, token).await;
+    let seg = ["-X", "PUT", "--data-binary"].map(String::from);
+    let profiles = r#"Livepeer-Transcode-Configuration: {"manifestID":"m","profiles":[{"name":"low","width":320,"height":180,"bitrate":250000,"fps":0,"gop":"1"}]}"#;
+    for via in [Via::ClearH1, Via::ClearH2] {
+        let mut a = via.args(&n, "/live/lp/0.ts");
+        a.extend(seg.clone());
+        a.push(format!("@{}", fixture_path("stream_seq0.ts")));
+        a.extend(["-H", "Authorization: Bearer s3cret", "-H", profiles].map(String::from));
+        let c = curl(a).await;
+        assert_eq!((c.rc, c.meta.as_str(), c.body.len()), (0, format!("200 {}", via.version()).as_str(), 0), "{c:?}");
+        // With Accept the Livepeer ladder names the part.
+        let mut a = via.args(&n, "/live/lp/1.ts");
+        a.extend(seg.clone());
+        a.push(format!("@{}", fixture_path("stream_seq1.ts")));
+        a.extend(
+            ["-H", "Authorization: Bearer s3cret", "-H", profiles, "-H", "Accept: multipart/mixed"].map(String::from),
+        );
+        let c = curl(a).await;
+        assert_eq!((c.rc, c.meta.as_str()), (0, format!("200 {}", via.version()).as_str()), "{}", c.stderr);
+        let body = String::from_utf8_lossy(&c.body);
+        assert!(body.contains("Rendition-Name: low\r\n") && body.contains("filename=\"low_1.ts\""), "{via:?}");
+        // A playlist from an HLS muxer: read, ignored.
+        let mut a = via.args(&n, "/live/lp/index.m3u8");
+        a.extend(["-X", "PUT", "-H", "Authorization: Bearer s3cret", "--data-binary", "#EXTM3U\n"].map(String::from));
+        let c = curl(a).await;
+        assert_eq!((c.rc, c.meta.as_str()), (0, format!("200 {}", via.version()).as_str()), "{c:?}");
+        // No token: 401 and its JSON, as on /v1.
+        let mut a = via.args(&n, "/live/lp/2.ts");
+        a.extend(seg.clone());
+        a.push(format!("@{}", fixture_path("stream_seq0.ts")));
+        let c = curl(a).await;
+        assert_eq!((c.rc, c.meta.as_str()), (0, format!("401 {}", via.version()).as_str()), "{c:?}");
+        assert!(String::from_utf8_lossy(&c.body).contains("\"unauthorized\""));
+    }
 }

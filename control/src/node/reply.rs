@@ -27,6 +27,20 @@ pub(super) fn streamed(body: ChannelBody, content_type: &'static str) -> Resp {
     r
 }
 
+/// A streamed body whose content type is made at run time (a multipart boundary).
+pub(super) fn streamed_as(body: ChannelBody, content_type: &str) -> Resp {
+    let mut r = Response::new(body);
+    if let Ok(v) = HeaderValue::from_str(content_type) {
+        r.headers_mut().insert(http::header::CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// 200 with no body.
+pub(super) fn empty() -> Resp {
+    Response::new(ChannelBody::empty())
+}
+
 /// A success: 200 with `{code: "ok", message}`.
 pub(super) fn ok(message: &str) -> Resp {
     json_body(StatusCode::OK, crate::fault::code::OK, message)
@@ -72,6 +86,17 @@ pub(super) async fn after_draining(parts: &http::request::Parts, body: Incoming,
         refusal.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
     }
     refusal
+}
+
+/// `answer` once the request's body was read to its end (a playlist an HLS muxer pushes,
+/// ignored), at most [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`].
+pub(super) async fn after_draining_all(req: http::Request<Incoming>, mut answer: Resp) -> Resp {
+    let h1 = req.version() < http::Version::HTTP_2;
+    let drained = tokio::time::timeout(DRAIN_MAX_TIME, drain(req.into_body(), DRAIN_MAX_BYTES)).await.unwrap_or(false);
+    if h1 && !drained {
+        answer.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    answer
 }
 
 /// Reads `body` to its end and drops it; false when it is longer than `max` or broke off.

@@ -14,6 +14,8 @@ use super::{auth, links, segment, status, tasks};
 use crate::fault::{NodeError, code};
 use crate::link::ToTranscoder;
 use crate::metrics as m;
+use crate::multipart::accepts_multipart;
+use segment::Answer;
 
 pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let path: Vec<String> = req.uri().path().trim_matches('/').split('/').map(str::to_string).collect();
@@ -31,8 +33,41 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
                 return Ok(refuse_upload(req, auth::refused_claim(&e)).await);
             }
             let span = tracing::info_span!("segment", stream = %stream, seq = %seq);
+            let answer = if accepts_multipart(req.headers().get(http::header::ACCEPT)) {
+                Answer::Multipart
+            } else {
+                Answer::Records
+            };
             let (stream, seq) = (stream.to_string(), seq.to_string());
-            segment::segment(state, req, stream, seq).instrument(span).await
+            segment::segment(state, req, stream, seq, answer).instrument(span).await
+        }
+        // Livepeer's push API: a segment, or a playlist from an HLS muxer (read and ignored).
+        (&Method::PUT | &Method::POST, ["live", stream, file]) => {
+            let who = match auth::broadcaster(&state, req.headers(), peer.ip) {
+                Ok(who) => who,
+                Err(r) => return Ok(refuse_upload(req, r).await),
+            };
+            let Some(seq) = file.strip_suffix(".ts") else {
+                let ignored = reply::empty();
+                return Ok(if file.ends_with(".m3u8") {
+                    reply::after_draining_all(req, ignored).await
+                } else {
+                    let e = NodeError::new(code::NOT_FOUND, "push segments as /live/{stream}/{seq}.ts");
+                    refuse_upload(req, reply::error(&e)).await
+                });
+            };
+            let claimed = who.map(|who| state.owners.lock().claim(stream, &who, Instant::now()));
+            if let Some(Err(e)) = claimed {
+                return Ok(refuse_upload(req, auth::refused_claim(&e)).await);
+            }
+            let span = tracing::info_span!("segment", stream = %stream, seq = %seq);
+            let answer = if accepts_multipart(req.headers().get(http::header::ACCEPT)) {
+                Answer::Multipart
+            } else {
+                Answer::Empty
+            };
+            let (stream, seq) = (stream.to_string(), seq.to_string());
+            segment::segment(state, req, stream, seq, answer).instrument(span).await
         }
         (&Method::DELETE, ["v1", "streams", stream]) => {
             let who = match auth::broadcaster(&state, req.headers(), peer.ip) {

@@ -22,9 +22,10 @@ use super::reply::{self, Resp};
 use super::state::{Job, State};
 use crate::body::ChannelBody;
 use crate::fault::{NodeError, code};
-use crate::framing::{self, Kind, SEGMENT};
+use crate::framing::{self, Kind, RecordReader, SEGMENT};
 use crate::headers;
 use crate::metrics as m;
+use crate::multipart::{MultipartWriter, PartError};
 use crate::relay::{Abort, InputBuf, InputWriter, Out};
 use crate::scheduler::{Need, PlaceError, TaskId, TranscoderId};
 
@@ -34,8 +35,26 @@ fn refused(e: &NodeError) -> Resp {
     reply::error(e)
 }
 
-/// `POST /v1/streams/{stream}/segments/{seq}`, for a broadcaster already admitted.
-pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>, stream: String, seq: String) -> Resp {
+/// How the broadcaster wants the renditions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Answer {
+    /// The result stream (`application/vnd.zerohop.results`, see [`crate::framing`]).
+    Records,
+    /// `multipart/mixed`, one part per rendition (`Accept: multipart/mixed`).
+    Multipart,
+    /// 200 and no body once the segment is transcoded (Livepeer's push API without `Accept`).
+    Empty,
+}
+
+/// A segment, for a broadcaster already admitted: `POST /v1/streams/{stream}/segments/{seq}` or
+/// Livepeer's `PUT|POST /live/{stream}/{seq}.ts`.
+pub(super) async fn segment(
+    state: Arc<State>,
+    req: Request<Incoming>,
+    stream: String,
+    seq: String,
+    answer: Answer,
+) -> Resp {
     let received = Instant::now();
     metrics::counter!(m::SEGMENTS_RECEIVED).increment(1);
     let (parts, body) = req.into_parts();
@@ -93,13 +112,89 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>, stream: S
     let mut head = BytesMut::new();
     framing::encode(Kind::Start, SEGMENT, start.to_string().as_bytes(), &mut head);
     head.extend_from_slice(&first);
-    tokio::spawn(relay(head.freeze(), out_rx, tx, stream, seq, received));
-    reply::streamed(body, "application/vnd.zerohop.results")
+    tokio::spawn(relay(head.freeze(), out_rx, tx, stream.clone(), seq.clone(), received));
+    match answer {
+        Answer::Records => reply::streamed(body, "application/vnd.zerohop.results"),
+        Answer::Multipart => {
+            let writer = MultipartWriter::new(MultipartWriter::fresh_boundary(&stream), &seq, names);
+            let content_type = writer.content_type();
+            let (tx, parts) = ChannelBody::channel(32);
+            tokio::spawn(multipart(body, writer, tx));
+            reply::streamed_as(parts, &content_type)
+        }
+        Answer::Empty => match records_end(body).await {
+            Ok(()) => reply::empty(),
+            Err(e) => reply::error(&NodeError::from_code(&e.code, e.message)),
+        },
+    }
 }
 
-/// The ladder asked for in the profiles header, else the node's default.
+/// The result stream `records` as multipart parts into `tx`; cut off (an error frame: the
+/// connection or stream is reset) when the segment fails after its first part began.
+async fn multipart(
+    mut records: ChannelBody,
+    mut writer: MultipartWriter,
+    tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
+) {
+    let mut reader = RecordReader::new();
+    let failed = |e: &PartError| std::io::Error::other(format!("segment failed after its answer began: {e}"));
+    while let Some(Ok(frame)) = records.frame().await {
+        let Ok(data) = frame.into_data() else { continue };
+        reader.push(&data);
+        while let Some(r) = reader.poll() {
+            let step = r.map_err(|e| PartError { code: code::BROKEN_RESULTS.into(), message: e.to_string() });
+            match step.and_then(|r| writer.push(&r)) {
+                Ok(out) => {
+                    for b in out {
+                        if tx.send(Ok(Frame::data(b))).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(failed(&e))).await;
+                    return;
+                }
+            }
+        }
+    }
+    if !writer.finished() {
+        let e = PartError { code: code::ERROR.into(), message: "the result stream ended early".into() };
+        let _ = tx.send(Err(failed(&e))).await;
+    }
+}
+
+/// Reads the result stream `records` to its end: `Ok` when every rendition was made, else the
+/// first error.
+async fn records_end(mut records: ChannelBody) -> Result<(), PartError> {
+    let mut reader = RecordReader::new();
+    let mut first_error: Option<PartError> = None;
+    while let Some(Ok(frame)) = records.frame().await {
+        let Ok(data) = frame.into_data() else { continue };
+        reader.push(&data);
+        while let Some(r) = reader.poll() {
+            let r = r.map_err(|e| PartError { code: code::BROKEN_RESULTS.into(), message: e.to_string() })?;
+            let json = || serde_json::from_slice::<serde_json::Value>(&r.payload).unwrap_or_default();
+            match r.kind {
+                Kind::Error => {
+                    let v = json();
+                    let field = |k: &str| v[k].as_str().unwrap_or(code::ERROR).to_string();
+                    first_error.get_or_insert(PartError { code: field("code"), message: field("message") });
+                }
+                Kind::End if json()["status"] == "ok" => return Ok(()),
+                Kind::End => break,
+                _ => {}
+            }
+        }
+    }
+    Err(first_error.unwrap_or(PartError { code: code::ERROR.into(), message: "the segment failed".into() }))
+}
+
+/// The ladder asked for in the profiles header (or Livepeer's transcode configuration: JSON
+/// with `profiles`), else the node's default.
 fn ladder(state: &State, headers: &HeaderMap) -> Result<Ladder, NodeError> {
-    let Some(v) = headers.get(headers::PROFILES) else { return Ok(state.config.default_ladder.clone()) };
+    let asked = headers.get(headers::PROFILES).or_else(|| headers.get(headers::LIVEPEER_TRANSCODE_CONFIGURATION));
+    let Some(v) = asked else { return Ok(state.config.default_ladder.clone()) };
     v.to_str()
         .map_err(|e| e.to_string())
         .and_then(|s| s.parse::<Ladder>().map_err(|e| e.to_string()))
