@@ -1,7 +1,8 @@
 //! The CUDA driver side, through cudarc (dynamic loading, CUDA 12.9 bindings, its result layer
 //! and safe owners): finding GPUs, one context and stream per GPU ([`DeviceContext`]), the
-//! ladder kernel (embedded PTX or NVRTC at run time), device buffers for NVENC ([`DeviceNv12`],
-//! which owns its allocation), and a kernel self-test against the CPU emulation.
+//! ladder kernel (embedded PTX or NVRTC at run time), device buffers for NVENC ([`DeviceNv12`]:
+//! a pitched `cuMemAlloc` allocation, never a stream-ordered one, see [`DeviceAllocation`]), and
+//! a kernel self-test against the CPU emulation.
 //!
 //! The kernel is launched only on owned or borrowed device objects: a [`MappedFrame`] or a
 //! [`DeviceNv12`] as source, `&mut DeviceNv12` as destinations, all checked to be of this GPU's
@@ -14,13 +15,12 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use cudarc::driver::{
-    CudaContext, CudaFunction, CudaSlice, CudaStream, DevicePtr, DeviceRepr, LaunchConfig, PushKernelArg,
-};
+use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use zerohop_kernels::{BLOCK, MAX_RUNGS, Nv12, ZhLadder, ZhPlane};
 
 pub use super::context::DeviceContext;
 use super::error::{CudaError, driver_error};
+use super::memory::DeviceAllocation;
 use super::nvdec::{CuvidApi, DecodeCaps, MappedFrame};
 use super::nvenc::{Encoder, EncoderConfig, InputBuffer, NvencApi, Preset};
 use crate::accel::host_encode::HostNv12;
@@ -84,6 +84,36 @@ pub fn gpus(probe_sessions: u32) -> Result<Vec<GpuInfo>, CudaError> {
         });
     }
     Ok(out)
+}
+
+/// Opens NVENC sessions (256x256, P1) on `ctx` until one fails or `max` are open; returns how
+/// many opened. `NoEncoder` only when the first open says the GPU has no encoder
+/// (`NV_ENC_ERR_NO_ENCODE_DEVICE` / `NV_ENC_ERR_UNSUPPORTED_DEVICE`: H100, H200, A100); a busy
+/// encoder (`SessionLimit`) or any other failure (a buffer NVENC would not register, a driver
+/// error) is returned as it is, never taken for "no NVENC".
+pub fn probe_sessions(ctx: &Arc<DeviceContext>, api: &Arc<NvencApi>, max: u32) -> Result<u32, CudaError> {
+    let buf = DeviceNv12::alloc(ctx, 256, 256)?;
+    let cfg = EncoderConfig {
+        width: 256,
+        height: 256,
+        fps_num: 30,
+        fps_den: 1,
+        bitrate: 500_000,
+        preset: Preset::P1,
+        low_latency: true,
+        b_frames: 0,
+        profile_idc: 77,
+    };
+    let mut open: Vec<Encoder> = Vec::new();
+    while open.len() < max as usize {
+        match Encoder::open(api.clone(), ctx, cfg.clone(), &[&buf]) {
+            Ok(e) => open.push(e),
+            Err(e) if open.is_empty() => return Err(e),
+            // The limit (or a failure) after at least one session: what opened is the answer.
+            Err(_) => break,
+        }
+    }
+    Ok(open.len() as u32)
 }
 
 /// The ladder kernel's parameter block as a launch argument.
@@ -181,18 +211,14 @@ impl Gpu {
         self.device.bind()
     }
 
-    /// An NV12 device buffer of `width` x `height` with a 256-byte-aligned pitch (what NVENC
-    /// wants), zeroed.
+    /// An NV12 device buffer of `width` x `height` for NVENC, zeroed ([`DeviceNv12::alloc`]).
     pub fn alloc_nv12(&self, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
-        let pitch = (width as usize).next_multiple_of(256);
-        let rows = height as usize + height.div_ceil(2) as usize;
-        let buf = self.stream.alloc_zeros::<u8>(pitch * rows).map_err(driver_error("cuMemAlloc"))?;
-        Ok(DeviceNv12 { buf: Arc::new(buf), width, height, pitch })
+        DeviceNv12::alloc(&self.device, width, height)
     }
 
     fn check_buffers<'b>(&self, bufs: impl IntoIterator<Item = &'b DeviceNv12>) -> Result<(), CudaError> {
         for b in bufs {
-            if b.buf.context().cu_ctx() != self.ctx.cu_ctx() {
+            if !Arc::ptr_eq(b.buf.context(), &self.device) {
                 return Err(CudaError::Invalid("a device buffer of another GPU".into()));
             }
         }
@@ -203,7 +229,9 @@ impl Gpu {
     /// scaling stream (not waited for: what reads `dst` next is ordered after it on the stream).
     pub fn scale_ladder(&self, src: &DeviceNv12, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
         self.check_buffers(std::iter::once(src).chain(dst.iter().map(|d| &**d)))?;
-        let (ptr, _sync) = src.buf.device_ptr(&self.stream);
+        // SAFETY: read by the launch below while `src` is borrowed; work on the buffer is ordered
+        // on this stream and its free (`cuMemFree`) waits for the device.
+        let ptr = unsafe { src.buf.device_ptr() };
         let source = Source { ptr, pitch: src.pitch as u32, rows: src.height, width: src.width, height: src.height };
         // SAFETY: `src` is a live buffer of this context of pitch x height x 3/2 bytes, borrowed
         // for the call and freed (cudarc) only after the stream's work on it; `dst` are distinct
@@ -259,10 +287,9 @@ impl Gpu {
             rungs: dst.len() as i32,
             dst: [empty; MAX_RUNGS],
         };
-        let mut syncs = Vec::with_capacity(dst.len());
         for (slot, d) in p.dst.iter_mut().zip(dst.iter()) {
-            let (base, sync) = d.buf.device_ptr(&self.stream);
-            syncs.push(sync);
+            // SAFETY: written by the launch below while `dst` is borrowed (see `src`).
+            let base = unsafe { d.buf.device_ptr() };
             *slot = ZhPlane {
                 y: base as *mut u8,
                 uv: (base + (d.pitch * d.height as usize) as u64) as *mut u8,
@@ -301,7 +328,20 @@ impl Gpu {
                 src.width, src.height, src.pitch, dst.width, dst.height, dst.pitch
             )));
         }
-        self.stream.memcpy_dtoh(&*src.buf, dst.data.as_mut_slice()).map_err(driver_error("cuMemcpyDtoHAsync"))?;
+        {
+            let _current = self.device.push()?;
+            // SAFETY: `src` is a live allocation of this (pushed) context of exactly
+            // `dst.data.len()` bytes (checked above); the copy is waited for before `dst` or
+            // `src` is released.
+            unsafe {
+                cudarc::driver::result::memcpy_dtoh_async(
+                    dst.data.as_mut_slice(),
+                    src.buf.device_ptr(),
+                    self.stream.cu_stream(),
+                )
+            }
+            .map_err(driver_error("cuMemcpyDtoHAsync"))?;
+        }
         self.sync()?;
         Ok(dst.data.len() as u64)
     }
@@ -322,7 +362,7 @@ impl Gpu {
         let mut pic = HostNv12::new(width, height, pitch);
         let luma = pitch * height as usize;
         self.sync()?;
-        self.bind()?;
+        let _current = self.device.push()?;
         let (y, uv) = pic.data.split_at_mut(luma);
         // SAFETY: `m` is a decoder surface mapped while borrowed here: `pitch` x `rows` luma bytes
         // followed by `pitch` x ceil(rows / 2) chroma bytes. The synchronous copies read `height`
@@ -357,34 +397,10 @@ impl Gpu {
         Ok(t.elapsed() / iterations.max(1))
     }
 
-    /// Opens NVENC sessions (256x256, P1) until one fails or `max` are open; returns how many
-    /// opened. `NoEncoder` when not even one does (GPUs without NVENC).
+    /// Opens NVENC sessions (256x256, P1) until one fails or `max` are open; see
+    /// [`probe_sessions`].
     pub fn probe_sessions(&self, api: &Arc<NvencApi>, max: u32) -> Result<u32, CudaError> {
-        let buf = self.alloc_nv12(256, 256)?;
-        let cfg = EncoderConfig {
-            width: 256,
-            height: 256,
-            fps_num: 30,
-            fps_den: 1,
-            bitrate: 500_000,
-            preset: Preset::P1,
-            low_latency: true,
-            b_frames: 0,
-            profile_idc: 77,
-        };
-        let mut open: Vec<Encoder> = Vec::new();
-        while open.len() < max as usize {
-            match Encoder::open(api.clone(), &self.device, cfg.clone(), &[&buf]) {
-                Ok(e) => open.push(e),
-                // Every session taken (by other processes): NVENC is there, just busy.
-                Err(e @ CudaError::SessionLimit { .. }) if open.is_empty() => return Err(e),
-                Err(e) if open.is_empty() => {
-                    return Err(CudaError::NoEncoder { ordinal: self.ordinal, why: e.to_string() });
-                }
-                Err(_) => break,
-            }
-        }
-        Ok(open.len() as u32)
+        probe_sessions(&self.device, api, max)
     }
 
     /// The kernel self-test: a 1080p test picture scaled to 720p/480p/360p/240p on this GPU
@@ -407,7 +423,7 @@ impl Gpu {
     /// emulation of the same source). Host<->device copies here are the test's, not the
     /// pipeline's.
     pub fn scale_host(&self, src: &Nv12, sizes: &[(u32, u32)]) -> Result<Vec<Nv12>, CudaError> {
-        let mut dev_src = self.alloc_nv12(src.width, src.height)?;
+        let dev_src = self.alloc_nv12(src.width, src.height)?;
         let mut host = vec![0u8; dev_src.buf.len()];
         for r in 0..src.height as usize {
             host[r * dev_src.pitch..][..src.width as usize]
@@ -418,15 +434,24 @@ impl Gpu {
         for r in 0..src.height.div_ceil(2) as usize {
             host[luma + r * dev_src.pitch..][..cw].copy_from_slice(&src.uv[r * src.pitch..][..cw]);
         }
-        let Some(slice) = Arc::get_mut(&mut dev_src.buf) else {
-            return Err(CudaError::Invalid("a fresh buffer is shared".into()));
-        };
-        self.stream.memcpy_htod(&host, slice).map_err(driver_error("cuMemcpyHtoD"))?;
+        {
+            let _current = self.device.push()?;
+            // SAFETY: `dev_src` is a live allocation of this (pushed) context of `host.len()`
+            // bytes; the copy is synchronous.
+            unsafe { cudarc::driver::result::memcpy_htod_sync(dev_src.buf.device_ptr(), &host) }
+                .map_err(driver_error("cuMemcpyHtoD"))?;
+        }
         let mut dsts = sizes.iter().map(|&(w, h)| self.alloc_nv12(w, h)).collect::<Result<Vec<_>, _>>()?;
         self.scale_ladder(&dev_src, &mut dsts.iter_mut().collect::<Vec<_>>())?;
         let mut out = Vec::new();
+        self.sync()?;
+        let _current = self.device.push()?;
         for d in &dsts {
-            let bytes = self.stream.clone_dtoh(&*d.buf).map_err(driver_error("cuMemcpyDtoH"))?;
+            let mut bytes = vec![0u8; d.buf.len()];
+            // SAFETY: a live allocation of this (pushed) context of `bytes.len()` bytes, written
+            // by the launch above, which was waited for; the copy is synchronous.
+            unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, d.buf.device_ptr()) }
+                .map_err(driver_error("cuMemcpyDtoH"))?;
             let mut pic = Nv12::new(d.width, d.height, d.pitch, 0);
             let luma = d.pitch * d.height as usize;
             pic.y.copy_from_slice(&bytes[..luma]);
@@ -441,13 +466,28 @@ impl Gpu {
 /// allocation, which NVENC registrations share (see [`InputBuffer`]).
 #[derive(Debug)]
 pub struct DeviceNv12 {
-    buf: Arc<CudaSlice<u8>>,
+    buf: Arc<DeviceAllocation>,
     width: u32,
     height: u32,
     pitch: usize,
 }
 
 impl DeviceNv12 {
+    /// An NV12 buffer of `width` x `height` in `ctx`, zeroed: `cuMemAllocPitch` (as
+    /// NvEncoderCuda::AllocateInputBuffers), with the pitch the driver chose; chroma starts
+    /// `pitch * height` bytes in. Never from a stream-ordered pool: NVENC registers it.
+    pub fn alloc(ctx: &Arc<DeviceContext>, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
+        let rows = height as usize + height.div_ceil(2) as usize;
+        let buf = DeviceAllocation::pitched(ctx, width as usize, rows)?;
+        let pitch = buf.pitch();
+        Ok(DeviceNv12 { buf: Arc::new(buf), width, height, pitch })
+    }
+
+    /// The allocation (tests look it up in the memory double).
+    pub fn allocation(&self) -> &Arc<DeviceAllocation> {
+        &self.buf
+    }
+
     pub fn width(&self) -> u32 {
         self.width
     }
@@ -460,9 +500,9 @@ impl DeviceNv12 {
     }
 }
 
-// SAFETY: `device_ptr` is the start of the CudaSlice, allocated as pitch x (height +
-// ceil(height / 2)) bytes in its stream's context; the CudaSlice is freed only when the last
-// clone of its `Arc` (the buffer's own, and one per NVENC registration) is dropped.
+// SAFETY: `device_ptr` is the start of the allocation, pitch x (height + ceil(height / 2))
+// bytes in its context; it is freed only when the last clone of its `Arc` (the buffer's own, and
+// one per NVENC registration) is dropped.
 unsafe impl InputBuffer for DeviceNv12 {
     fn dims(&self) -> (u32, u32, usize) {
         (self.width, self.height, self.pitch)
@@ -471,10 +511,87 @@ unsafe impl InputBuffer for DeviceNv12 {
         self.buf.clone()
     }
     fn made_on(&self, ctx: &DeviceContext) -> bool {
-        self.buf.context().cu_ctx().cast() == ctx.raw_context()
+        self.buf.context().raw_context() == ctx.raw_context()
     }
     unsafe fn device_ptr(&self) -> u64 {
-        let (ptr, _sync) = self.buf.device_ptr(self.buf.stream());
-        ptr
+        // SAFETY: the caller's contract (handed to the driver while the allocation is held).
+        unsafe { self.buf.device_ptr() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cuda::context::double::{self, Alloc};
+    use crate::cuda::error::thread_release_failures;
+    use crate::cuda::nvenc::fake;
+    use nvidia_video_codec_sdk::sys::nvEncodeAPI::NVENCSTATUS;
+
+    /// Defect 1: NVENC inputs are `cuMemAllocPitch` allocations (never stream-ordered), made and
+    /// freed with their context pushed, freed only after NVENC unregistered them.
+    #[test]
+    fn nvenc_inputs_are_pitched_allocations_freed_with_their_context_after_unregistering() {
+        fake::reset();
+        let ctx = double::context(0xC0, 0x5EA);
+        let other = double::context(0xD0, 0x5EB);
+        other.bind().expect("bind");
+        let buf = DeviceNv12::alloc(&ctx, 1280, 720).expect("alloc");
+        assert_eq!(double::current(), 0xD0, "the caller's context is restored");
+        // SAFETY: only looked up in the memory double.
+        let addr = unsafe { buf.allocation().device_ptr() };
+        let pitch = 1280usize.next_multiple_of(double::PITCH_ALIGNMENT);
+        assert_eq!(double::block(addr), Some((0xC0, Alloc::Pitched { pitch }, pitch * 1080)));
+        assert_eq!(buf.pitch(), pitch, "the pitch the driver chose, not one assumed");
+        let cfg = EncoderConfig {
+            width: 1280,
+            height: 720,
+            fps_num: 30,
+            fps_den: 1,
+            bitrate: 1_000_000,
+            preset: Preset::P1,
+            low_latency: true,
+            b_frames: 0,
+            profile_idc: 100,
+        };
+        let enc = Encoder::open(NvencApi::from_table(fake::table()), &ctx, cfg, &[&buf]).expect("NVENC registers it");
+        let failures = thread_release_failures();
+        drop(buf);
+        assert!(double::block(addr).is_some(), "registered: still allocated");
+        drop(enc);
+        assert_eq!(double::block(addr), None, "unregistered, then freed");
+        assert_eq!(thread_release_failures(), failures, "cuMemFree ran with its context current");
+        assert_eq!(double::current(), 0xD0);
+    }
+
+    /// Defect 1: only NO_ENCODE_DEVICE / UNSUPPORTED_DEVICE from opening a session mean "no
+    /// NVENC"; a buffer NVENC refuses, or any other failure, is an error of its own.
+    #[test]
+    fn only_a_missing_encode_device_is_no_nvenc() {
+        let ctx = double::context(0xC0, 0x5EA);
+        let probe = || probe_sessions(&ctx, &NvencApi::from_table(fake::table()), 3);
+        fake::reset();
+        assert_eq!(probe(), Ok(3));
+        for status in [NVENCSTATUS::NV_ENC_ERR_NO_ENCODE_DEVICE, NVENCSTATUS::NV_ENC_ERR_UNSUPPORTED_DEVICE] {
+            fake::reset();
+            fake::fail("nvEncOpenEncodeSessionEx", 1, status);
+            assert!(matches!(probe(), Err(CudaError::NoEncoder { .. })), "{status:?}");
+        }
+        fake::reset();
+        fake::fail("nvEncRegisterResource", 1, NVENCSTATUS::NV_ENC_ERR_RESOURCE_REGISTER_FAILED);
+        let e = probe().expect_err("refused buffer");
+        assert_eq!(
+            e,
+            CudaError::Nvenc { api: "nvEncRegisterResource", status: "NV_ENC_ERR_RESOURCE_REGISTER_FAILED".into() }
+        );
+        fake::reset();
+        fake::fail("nvEncInitializeEncoder", 1, NVENCSTATUS::NV_ENC_ERR_GENERIC);
+        assert!(matches!(probe(), Err(CudaError::Nvenc { .. })));
+        fake::reset();
+        fake::fail("nvEncOpenEncodeSessionEx", 1, NVENCSTATUS::NV_ENC_ERR_OUT_OF_MEMORY);
+        assert!(matches!(probe(), Err(CudaError::SessionLimit { .. })));
+        // The limit after some sessions opened: what opened is the answer.
+        fake::reset();
+        fake::fail("nvEncOpenEncodeSessionEx", 3, NVENCSTATUS::NV_ENC_ERR_OUT_OF_MEMORY);
+        assert_eq!(probe(), Ok(2));
     }
 }

@@ -195,7 +195,6 @@ impl CudaLadderDevice {
     /// As [`open`](Self::open), encoding where and how `options` say.
     pub fn open_with(ordinal: usize, rungs: usize, options: LadderOptions) -> Result<CudaLadderDevice, CudaError> {
         let gpu = Gpu::open(ordinal)?;
-        gpu.bind()?;
         let nvenc = choose_encoder(options.encode, || probe_nvenc(&gpu))?;
         CudaLadderDevice::with_parts(gpu, CuvidApi::load()?, nvenc, rungs, options.preset)
     }
@@ -250,7 +249,8 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
         pts: i64,
         plan: RungPlan<'_>,
     ) -> Result<Vec<DevicePicture>, DeviceError> {
-        self.gpu.context().bind()?;
+        let ctx = self.gpu.context().clone();
+        let _current = ctx.push()?;
         let CudaLadderDevice { gpu, decoder, rungs, .. } = self;
         let mut pics = Vec::new();
         let mut on_frame = |m: &MappedFrame<'_>| -> Result<(), CudaError> {

@@ -26,6 +26,7 @@ pub mod context;
 pub mod driver;
 mod error;
 pub mod ladder_device;
+pub mod memory;
 pub mod nvdec;
 pub mod nvenc;
 mod rung_pools;

@@ -125,7 +125,7 @@ impl CuvidApi {
 
     /// What NVDEC on `ctx`'s GPU can do for 8-bit 4:2:0 H.264 (binds `ctx` on this thread).
     pub fn h264_caps(&self, ctx: &DeviceContext) -> Result<DecodeCaps, CudaError> {
-        ctx.bind()?;
+        let _current = ctx.push()?;
         // SAFETY: CUVIDDECODECAPS is plain data whose enums have zero values (MPEG1, monochrome).
         let mut c: dec::CUVIDDECODECAPS = unsafe { std::mem::zeroed() };
         c.eCodecType = dec::cudaVideoCodec::cudaVideoCodec_H264;
@@ -185,7 +185,7 @@ impl Decoder {
         ci: &mut dec::CUVIDDECODECREATEINFO,
         format: VideoFormat,
     ) -> Result<Decoder, CudaError> {
-        ctx.bind()?;
+        let _current = ctx.push()?;
         let handle = result::create_decoder(api, ci)?;
         Ok(Decoder { api: api.clone(), ctx: ctx.clone(), handle, format })
     }
@@ -204,7 +204,8 @@ impl Decoder {
 
 impl Drop for Decoder {
     fn drop(&mut self) {
-        self.ctx.bind_for_release();
+        let ctx = self.ctx.clone();
+        let _current = ctx.push_for_release();
         // SAFETY: the handle came from cuvidCreateDecoder and is destroyed once; no picture of it
         // is mapped (a MappedFrame borrows its decoder).
         self.ctx.record_release(unsafe { result::destroy_decoder(&self.api, self.handle) });
@@ -477,6 +478,10 @@ impl NvDecoder {
     /// Feeds one access unit (Annex B) with its PTS; each picture that becomes displayable is
     /// mapped and lent to `out`, then unmapped when `out` returns.
     pub fn push(&mut self, au: &[u8], pts: i64, out: &mut OnFrame<'_>) -> Result<(), CudaError> {
+        // The sequence callback creates (and destroys) decoders, and pictures are mapped, with
+        // the context pushed (NvDecoder::HandleVideoSequence / HandlePictureDisplay push it).
+        let ctx = self.ctx.clone();
+        let _current = ctx.push()?;
         let flags = cuvid::CUvideopacketflags::CUVID_PKT_TIMESTAMP as c_ulong
             | cuvid::CUvideopacketflags::CUVID_PKT_ENDOFPICTURE as c_ulong;
         self.parse(au, flags, pts)?;
@@ -485,13 +490,13 @@ impl NvDecoder {
 
     /// End of a segment: the parser releases every picture it still holds.
     pub fn flush(&mut self, out: &mut OnFrame<'_>) -> Result<(), CudaError> {
+        let ctx = self.ctx.clone();
+        let _current = ctx.push()?;
         self.parse(&[], cuvid::CUvideopacketflags::CUVID_PKT_ENDOFSTREAM as c_ulong, 0)?;
         self.deliver(out)
     }
 
     fn parse(&mut self, data: &[u8], flags: c_ulong, pts: i64) -> Result<(), CudaError> {
-        // The sequence callback creates (and destroys) decoders on this thread's context.
-        self.ctx.bind()?;
         // SAFETY: CUVIDSOURCEDATAPACKET is plain data (no enums).
         let mut pkt: cuvid::CUVIDSOURCEDATAPACKET = unsafe { std::mem::zeroed() };
         pkt.flags = flags;
@@ -533,7 +538,8 @@ impl Drop for NvDecoder {
     /// The parser first (it calls back into the decoder's state), then the decoder, both with
     /// the context bound; failures are recorded on it.
     fn drop(&mut self) {
-        self.ctx.bind_for_release();
+        let ctx = self.ctx.clone();
+        let _current = ctx.push_for_release();
         // SAFETY: the parser came from cuvidCreateVideoParser and is destroyed once, before the
         // callbacks' state it points at.
         self.ctx.record_release(unsafe { result::destroy_parser(&self.api, self.parser) });

@@ -5,13 +5,16 @@
 //! (one encode session, the only owner of its handle, registrations, mappings and bitstream
 //! buffers), which calls only `result`.
 //!
-//! Ownership: an `Encoder` holds an `Arc` of its [`DeviceContext`] and binds it before it
-//! releases anything. Its inputs are borrowed device buffers ([`InputBuffer`]); each
+//! Ownership: an `Encoder` holds an `Arc` of its [`DeviceContext`] and pushes it around every
+//! NVENC call, releases included, restoring the caller's context after (FFmpeg's nvenc.c pushes
+//! its context around every NVENC call, `nvEncDestroyEncoder` too), so a session may be used or
+//! dropped on any thread. Its inputs are borrowed device buffers ([`InputBuffer`]); each
 //! registration keeps its buffer's allocation alive until it is unregistered, so a buffer cannot
 //! be freed under NVENC whatever order its owners drop in. `Drop` releases in NVIDIA's order
 //! (NvEncoder::DestroyEncoder, NvEncoderCuda::ReleaseInputBuffers): unmap every input still
-//! mapped, unregister every input, destroy the bitstream buffers, destroy the session, and only
-//! then let go of the input allocations. A failed release is recorded on the context
+//! mapped (after an EOS picture, when pictures are still in flight, as FFmpeg's
+//! `ff_nvenc_encode_close` does), unregister every input, destroy the bitstream buffers, destroy
+//! the session, and only then let go of the input allocations. A failed release is recorded on the context
 //! ([`DeviceContext::release_failures`]) and process-wide, never discarded.
 //!
 //! Call order of a session (NVIDIA's encoder programming guide): open (CUDA context) -> preset
@@ -287,7 +290,7 @@ impl Encoder {
                 return Err(CudaError::Invalid(format!("input {i} is given twice")));
             }
         }
-        ctx.bind()?;
+        let _current = ctx.push()?;
         // SAFETY: the context is live: `ctx` holds it, and the encoder keeps `ctx`.
         let handle = unsafe { result::open_session(&api, ctx.ordinal(), ctx.raw_context()) }?;
         let stream = ctx.raw_stream();
@@ -411,6 +414,8 @@ impl Encoder {
         idr: bool,
         out: &mut dyn FnMut(EncodedFrame<'_>),
     ) -> Result<(), CudaError> {
+        let ctx = self.ctx.clone();
+        let _current = ctx.push()?;
         let Some(reg) = self.inputs.get(input) else {
             return Err(CudaError::Invalid(format!("no input buffer {input}")));
         };
@@ -440,12 +445,26 @@ impl Encoder {
         p.outputBitstream = self.bitstreams[bs];
         p.bufferFmt = fmt;
         self.frame_idx = self.frame_idx.wrapping_add(1);
-        self.pending.push_back((bs, input, mapped));
         // SAFETY: live session; the mapped input and the bitstream buffer belong to it and stay
         // valid until read back (they are tracked in `pending`).
-        match unsafe { result::encode_picture(&self.api, self.handle, &mut p) }? {
-            Submitted::Ready => self.drain(out),
-            Submitted::NeedMoreInput => Ok(()),
+        match unsafe { result::encode_picture(&self.api, self.handle, &mut p) } {
+            Ok(Submitted::Ready) => {
+                self.pending.push_back((bs, input, mapped));
+                self.drain(out)
+            }
+            Ok(Submitted::NeedMoreInput) => {
+                self.pending.push_back((bs, input, mapped));
+                Ok(())
+            }
+            Err(e) => {
+                // Never submitted: nothing to read back (a pending entry would make the next
+                // drain lock a buffer NVENC never wrote); its input goes back.
+                self.next_bitstream = bs;
+                // SAFETY: `mapped` is a mapping of this session, not in `pending`, unmapped once.
+                let unmapped = unsafe { result::unmap_input_resource(&self.api, self.handle, mapped) };
+                self.ctx.record_release(unmapped);
+                Err(e)
+            }
         }
     }
 
@@ -487,27 +506,38 @@ impl Encoder {
     }
 
     /// Changes the bitrate without a new session (nvEncReconfigureEncoder, no reset, no IDR).
+    /// The session's stored config changes only when NVENC accepted the new one.
     pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), CudaError> {
-        let mut config = *self.config;
+        let ctx = self.ctx.clone();
+        let _current = ctx.push()?;
+        let mut config = Box::new(*self.config);
         config.rcParams.averageBitRate = bitrate;
         config.rcParams.maxBitRate = bitrate;
         config.rcParams.vbvBufferSize = bitrate;
         config.rcParams.vbvInitialDelay = bitrate;
-        *self.config = config;
         // SAFETY: zeroed NVENC parameter struct (its enums have zero values), versioned below.
         let mut r: sys::NV_ENC_RECONFIGURE_PARAMS = unsafe { std::mem::zeroed() };
         r.version = sys::NV_ENC_RECONFIGURE_PARAMS_VER;
         r.reInitEncodeParams = *self.init;
-        r.reInitEncodeParams.encodeConfig = &mut *self.config;
-        // SAFETY: live session; the parameters point to the boxed config, which lives as long
-        // as the session.
+        r.reInitEncodeParams.encodeConfig = &mut *config;
+        // SAFETY: live session; the parameters point to `config`, alive for the call (NVENC
+        // copies a reconfiguration's parameters).
         unsafe { result::reconfigure(&self.api, self.handle, &mut r) }?;
+        // Accepted: the stored config (the one `init` points at) follows.
+        *self.config = *config;
         self.cfg.bitrate = bitrate;
         Ok(())
     }
 
+    /// The bitrate of the config NVENC last accepted.
+    pub fn bitrate(&self) -> u32 {
+        self.config.rcParams.averageBitRate
+    }
+
     /// End of a segment: an EOS picture makes NVENC emit everything it holds.
     pub fn flush(&mut self, out: &mut dyn FnMut(EncodedFrame<'_>)) -> Result<(), CudaError> {
+        let ctx = self.ctx.clone();
+        let _current = ctx.push()?;
         // SAFETY: live session.
         unsafe { result::encode_eos(&self.api, self.handle) }?;
         self.drain(out)
@@ -519,8 +549,15 @@ impl Drop for Encoder {
     /// the input allocations are let go of last. Each failure is recorded on the context.
     fn drop(&mut self) {
         let ctx = self.ctx.clone();
-        ctx.bind_for_release();
+        let _current = ctx.push_for_release();
         let (api, enc) = (&*self.api, self.handle);
+        if !self.pending.is_empty() {
+            // Pictures still in flight: an EOS picture first, so that NVENC lets go of their
+            // inputs before they are unmapped (FFmpeg's ff_nvenc_encode_close; NvEncoder's
+            // EndEncode before DestroyEncoder).
+            // SAFETY: live session.
+            ctx.record_release(unsafe { result::encode_eos(api, enc) });
+        }
         for (_, _, mapped) in self.pending.drain(..) {
             // SAFETY: a mapping of this live session, unmapped once (drained).
             ctx.record_release(unsafe { result::unmap_input_resource(api, enc, mapped) });

@@ -1,18 +1,17 @@
 //! The whole CUDA ladder device driven end to end under `AccelSession`, with TEST DOUBLES at
 //! every driver boundary: the recording doubles of NVDEC (`nvdec::fake`) and NVENC
-//! (`nvenc::fake`), and `FakeGpu` below, a double of the CUDA driver's part (buffers in host
-//! memory at made-up device addresses, on a context double; its "kernel" paints each rung of a
+//! (`nvenc::fake`), and `FakeGpu` below, a double of the CUDA driver's part (the rung buffers are
+//! zerohop's own `DeviceNv12`, allocated by the real code in the context double's memory double,
+//! host memory that records how each block was allocated; its "kernel" paints each rung of a
 //! picture with a level derived from the picture's PTS, so pictures can be told apart after
 //! encoding, and refuses a source picture the NVDEC double does not have mapped). What runs for
 //! real is everything of zerohop's: the device's buffer pools, its NVENC and CPU-encode paths,
 //! their bookkeeping across segments and size changes, and the pipeline above them. The kernel
 //! itself is checked against its reference in `kernels/` and on GPUs by hw-ci.
 
-use std::any::Any;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
 
 use super::*;
 use crate::accel::AccelSession;
@@ -45,56 +44,28 @@ fn level(pts: i64) -> u8 {
     40 + 4 * (pts / 3600 % 40) as u8
 }
 
-struct FakeBuf {
-    addr: u64,
-    width: u32,
-    height: u32,
-    pitch: usize,
-    data: Arc<Mutex<Vec<u8>>>,
-}
-
-// SAFETY: a double: the address is made up and never dereferenced (only the NVENC double sees
-// it); the host "allocation" lives as long as its clones.
-unsafe impl InputBuffer for FakeBuf {
-    fn dims(&self) -> (u32, u32, usize) {
-        (self.width, self.height, self.pitch)
-    }
-    fn allocation(&self) -> Arc<dyn Any + Send + Sync> {
-        self.data.clone()
-    }
-    fn made_on(&self, ctx: &DeviceContext) -> bool {
-        ctx.raw_context() as usize == 0xC0
-    }
-    unsafe fn device_ptr(&self) -> u64 {
-        self.addr
-    }
-}
-
 struct FakeGpu {
     ctx: Arc<DeviceContext>,
-    next: AtomicU64,
     /// Launches made while no decoder picture was mapped (must stay 0).
     unmapped_launches: AtomicU64,
 }
 
 impl Default for FakeGpu {
     fn default() -> FakeGpu {
-        FakeGpu { ctx: double::context(0xC0, 0x5EA), next: AtomicU64::new(0), unmapped_launches: AtomicU64::new(0) }
+        FakeGpu { ctx: double::context(0xC0, 0x5EA), unmapped_launches: AtomicU64::new(0) }
     }
 }
 
 impl LadderGpu for FakeGpu {
-    type Buffer = FakeBuf;
+    type Buffer = DeviceNv12;
     fn context(&self) -> &Arc<DeviceContext> {
         &self.ctx
     }
-    fn alloc(&self, width: u32, height: u32) -> Result<FakeBuf, CudaError> {
-        let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let pitch = (width as usize).next_multiple_of(256);
-        let data = Arc::new(Mutex::new(vec![0; HostNv12::len(pitch, height)]));
-        Ok(FakeBuf { addr: 0xD000_0000 + n * 0x100_0000, width, height, pitch, data })
+    fn alloc(&self, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
+        // The real allocator (cuMemAllocPitch in the memory double).
+        DeviceNv12::alloc(&self.ctx, width, height)
     }
-    fn scale(&self, m: &MappedFrame<'_>, dst: &mut [&mut FakeBuf]) -> Result<(), CudaError> {
+    fn scale(&self, m: &MappedFrame<'_>, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
         if cuvid_fake::live("mapping") != 1 {
             self.unmapped_launches.fetch_add(1, Ordering::Relaxed);
         }
@@ -106,16 +77,19 @@ impl LadderGpu for FakeGpu {
             return Err(CudaError::Invalid("a picture of another context".into()));
         }
         for d in dst {
-            let mut data = d.data.lock();
-            let luma = d.pitch * d.height as usize;
-            data[..luma].fill(level(m.pts()));
-            data[luma..].fill(128);
+            let luma = d.pitch() * d.height() as usize;
+            // SAFETY: only looked up in the memory double.
+            double::with_bytes(unsafe { d.allocation().device_ptr() }, |data| {
+                data[..luma].fill(level(m.pts()));
+                data[luma..].fill(128);
+            })?;
         }
         Ok(())
     }
-    fn download(&self, b: &FakeBuf, dst: &mut HostNv12) -> Result<u64, CudaError> {
-        assert_eq!((dst.width, dst.height, dst.pitch), (b.width, b.height, b.pitch));
-        dst.data.copy_from_slice(&b.data.lock());
+    fn download(&self, b: &DeviceNv12, dst: &mut HostNv12) -> Result<u64, CudaError> {
+        assert_eq!((dst.width, dst.height, dst.pitch), (b.width(), b.height(), b.pitch()));
+        // SAFETY: only looked up in the memory double.
+        double::with_bytes(unsafe { b.allocation().device_ptr() }, |data| dst.data.copy_from_slice(data))?;
         Ok(dst.data.len() as u64)
     }
 }
@@ -197,7 +171,7 @@ fn cpu_encode_path_downloads_each_rung_picture_once_and_encodes_the_right_one() 
     let t = r.device_traffic.expect("traffic");
     let per_picture: u64 = [(640u32, 360u32), (320, 180)]
         .iter()
-        .map(|&(w, h)| HostNv12::len((w as usize).next_multiple_of(256), h) as u64)
+        .map(|&(w, h)| HostNv12::len((w as usize).next_multiple_of(double::PITCH_ALIGNMENT), h) as u64)
         .sum();
     assert_eq!(t.frame_bytes, n * per_picture, "one download per encoded rung picture");
     for (i, o) in out.iter().enumerate() {

@@ -2,6 +2,10 @@
 //! `Result<_, CudaError>` that names the call and its status (a missing entry is
 //! `MissingSymbol`). The safe [`Encoder`](super::Encoder) calls only these. Functions that take
 //! a session or resource handle are `unsafe`: the handle must be live and belong to the session.
+//!
+//! Statuses are `u32`, never the SDK's Rust enum: each entry of the table is called through a
+//! pointer of the same C signature returning `u32` ([`entry!`]), so a status this SDK does not
+//! know (a newer driver's) is a value to report, not undefined behaviour.
 
 use std::ffi::c_void;
 
@@ -14,19 +18,72 @@ use crate::cuda::error::CudaError;
 /// An NVENC session handle.
 pub(crate) type Session = *mut c_void;
 
-fn status_error(api: &'static str, status: NVENCSTATUS) -> CudaError {
-    CudaError::Nvenc { api, status: format!("{status:?}") }
+/// Every status of NVENC API 12.1, to name one (`NVENCSTATUS` is `repr(u32)`).
+const STATUSES: [NVENCSTATUS; 27] = {
+    use NVENCSTATUS::*;
+    [
+        NV_ENC_SUCCESS,
+        NV_ENC_ERR_NO_ENCODE_DEVICE,
+        NV_ENC_ERR_UNSUPPORTED_DEVICE,
+        NV_ENC_ERR_INVALID_ENCODERDEVICE,
+        NV_ENC_ERR_INVALID_DEVICE,
+        NV_ENC_ERR_DEVICE_NOT_EXIST,
+        NV_ENC_ERR_INVALID_PTR,
+        NV_ENC_ERR_INVALID_EVENT,
+        NV_ENC_ERR_INVALID_PARAM,
+        NV_ENC_ERR_INVALID_CALL,
+        NV_ENC_ERR_OUT_OF_MEMORY,
+        NV_ENC_ERR_ENCODER_NOT_INITIALIZED,
+        NV_ENC_ERR_UNSUPPORTED_PARAM,
+        NV_ENC_ERR_LOCK_BUSY,
+        NV_ENC_ERR_NOT_ENOUGH_BUFFER,
+        NV_ENC_ERR_INVALID_VERSION,
+        NV_ENC_ERR_MAP_FAILED,
+        NV_ENC_ERR_NEED_MORE_INPUT,
+        NV_ENC_ERR_ENCODER_BUSY,
+        NV_ENC_ERR_EVENT_NOT_REGISTERD,
+        NV_ENC_ERR_GENERIC,
+        NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY,
+        NV_ENC_ERR_UNIMPLEMENTED,
+        NV_ENC_ERR_RESOURCE_REGISTER_FAILED,
+        NV_ENC_ERR_RESOURCE_NOT_REGISTERED,
+        NV_ENC_ERR_RESOURCE_NOT_MAPPED,
+        NV_ENC_ERR_NEED_MORE_OUTPUT,
+    ]
+};
+
+/// The name of an NVENC status, or its number when this SDK does not know it.
+pub(crate) fn status_name(status: u32) -> String {
+    match STATUSES.iter().find(|s| **s as u32 == status) {
+        Some(s) => format!("{s:?}"),
+        None => format!("NVENCSTATUS {status} (unknown to NVENC API 12.1)"),
+    }
 }
 
-fn ok(api: &'static str, status: NVENCSTATUS) -> Result<(), CudaError> {
-    if status == NVENCSTATUS::NV_ENC_SUCCESS { Ok(()) } else { Err(status_error(api, status)) }
+fn is(status: u32, known: NVENCSTATUS) -> bool {
+    status == known as u32
 }
 
-/// Takes an entry of the function table or says which one the driver did not fill in.
+fn status_error(api: &'static str, status: u32) -> CudaError {
+    CudaError::Nvenc { api, status: status_name(status) }
+}
+
+fn ok(api: &'static str, status: u32) -> Result<(), CudaError> {
+    if is(status, NVENCSTATUS::NV_ENC_SUCCESS) { Ok(()) } else { Err(status_error(api, status)) }
+}
+
+/// Takes an entry of the function table (or says which one the driver did not fill in) as a
+/// pointer of the same C signature returning `u32`.
 macro_rules! entry {
-    ($api:expr, $name:ident) => {
-        $api.fns.$name.ok_or(CudaError::MissingSymbol { lib: LIB, symbol: stringify!($name) })?
-    };
+    ($api:expr, $name:ident, fn($($arg:ty),*)) => {{
+        let f = $api.fns.$name.ok_or(CudaError::MissingSymbol { lib: LIB, symbol: stringify!($name) })?;
+        // SAFETY: the same C function; its return type `NVENCSTATUS` is a `repr(u32)` enum, so
+        // `u32` has the same ABI (the source type is spelled out, so the compiler checks that the
+        // arguments are the entry's own).
+        unsafe {
+            std::mem::transmute::<unsafe extern "C" fn($($arg),*) -> NVENCSTATUS, unsafe extern "C" fn($($arg),*) -> u32>(f)
+        }
+    }};
 }
 
 /// An all-zero NVENC parameter struct (reserved fields must be zero) with its enum fields that
@@ -76,7 +133,8 @@ pub(crate) unsafe fn open_session(
     ordinal: usize,
     cuda_context: *mut c_void,
 ) -> Result<Session, CudaError> {
-    let open_fn = entry!(api, nvEncOpenEncodeSessionEx);
+    let open_fn =
+        entry!(api, nvEncOpenEncodeSessionEx, fn(*mut sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS, *mut *mut c_void));
     // SAFETY: all-zero is the documented initial state of NVENC parameter structs (reserved
     // fields must be zero); the versions are set below.
     let mut params: sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS = unsafe { std::mem::zeroed() };
@@ -87,17 +145,18 @@ pub(crate) unsafe fn open_session(
     let mut handle = std::ptr::null_mut();
     // SAFETY: `params` and `handle` are valid for the call; the context is live (contract).
     let st = unsafe { open_fn(&mut params, &mut handle) };
-    match st {
-        NVENCSTATUS::NV_ENC_SUCCESS => Ok(handle),
+    if is(st, NVENCSTATUS::NV_ENC_SUCCESS) {
+        Ok(handle)
+    } else if is(st, NVENCSTATUS::NV_ENC_ERR_OUT_OF_MEMORY) || is(st, NVENCSTATUS::NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY) {
         // Consumer GPUs answer a session over their limit with OUT_OF_MEMORY (or, on some
         // drivers, INCOMPATIBLE_CLIENT_KEY).
-        NVENCSTATUS::NV_ENC_ERR_OUT_OF_MEMORY | NVENCSTATUS::NV_ENC_ERR_INCOMPATIBLE_CLIENT_KEY => {
-            Err(CudaError::SessionLimit { ordinal, api: "nvEncOpenEncodeSessionEx", status: format!("{st:?}") })
-        }
-        NVENCSTATUS::NV_ENC_ERR_NO_ENCODE_DEVICE | NVENCSTATUS::NV_ENC_ERR_UNSUPPORTED_DEVICE => {
-            Err(CudaError::NoEncoder { ordinal, why: format!("nvEncOpenEncodeSessionEx: {st:?}") })
-        }
-        _ => Err(status_error("nvEncOpenEncodeSessionEx", st)),
+        Err(CudaError::SessionLimit { ordinal, api: "nvEncOpenEncodeSessionEx", status: status_name(st) })
+    } else if is(st, NVENCSTATUS::NV_ENC_ERR_NO_ENCODE_DEVICE) || is(st, NVENCSTATUS::NV_ENC_ERR_UNSUPPORTED_DEVICE) {
+        // The only two statuses that mean "this GPU has no NVENC" (nvEncodeAPI.h: "no encode
+        // capable devices were detected" / "devices pass by the client is not supported").
+        Err(CudaError::NoEncoder { ordinal, why: format!("nvEncOpenEncodeSessionEx: {}", status_name(st)) })
+    } else {
+        Err(status_error("nvEncOpenEncodeSessionEx", st))
     }
 }
 
@@ -111,7 +170,11 @@ pub(crate) unsafe fn preset_config(
     preset: GUID,
     tuning: sys::NV_ENC_TUNING_INFO,
 ) -> Result<sys::NV_ENC_CONFIG, CudaError> {
-    let preset_fn = entry!(api, nvEncGetEncodePresetConfigEx);
+    let preset_fn = entry!(
+        api,
+        nvEncGetEncodePresetConfigEx,
+        fn(Session, GUID, GUID, sys::NV_ENC_TUNING_INFO, *mut sys::NV_ENC_PRESET_CONFIG)
+    );
     // SAFETY: `presetCfg.frameFieldMode` is NV_ENC_PRESET_CONFIG's only field with no zero value.
     let mut p: sys::NV_ENC_PRESET_CONFIG = unsafe {
         zeroed_fix(|p: *mut sys::NV_ENC_PRESET_CONFIG| {
@@ -135,7 +198,7 @@ pub(crate) unsafe fn initialize(
     enc: Session,
     init: &mut sys::NV_ENC_INITIALIZE_PARAMS,
 ) -> Result<(), CudaError> {
-    let init_fn = entry!(api, nvEncInitializeEncoder);
+    let init_fn = entry!(api, nvEncInitializeEncoder, fn(Session, *mut sys::NV_ENC_INITIALIZE_PARAMS));
     // SAFETY: live session and parameters (contract).
     ok("nvEncInitializeEncoder", unsafe { init_fn(enc, init) })
 }
@@ -150,7 +213,7 @@ pub(crate) unsafe fn set_io_cuda_streams(
     enc: Session,
     streams: *mut [*mut c_void; 2],
 ) -> Result<(), CudaError> {
-    let set = entry!(api, nvEncSetIOCudaStreams);
+    let set = entry!(api, nvEncSetIOCudaStreams, fn(Session, sys::NV_ENC_CUSTREAM_PTR, sys::NV_ENC_CUSTREAM_PTR));
     let first = streams.cast::<*mut c_void>();
     // SAFETY: both pointers address the caller's live two-element array (contract).
     ok("nvEncSetIOCudaStreams", unsafe { set(enc, first.cast(), first.add(1).cast()) })
@@ -168,7 +231,7 @@ pub(crate) unsafe fn register_resource(
     device_ptr: u64,
     (width, height, pitch): (u32, u32, u32),
 ) -> Result<sys::NV_ENC_REGISTERED_PTR, CudaError> {
-    let reg_fn = entry!(api, nvEncRegisterResource);
+    let reg_fn = entry!(api, nvEncRegisterResource, fn(Session, *mut sys::NV_ENC_REGISTER_RESOURCE));
     // SAFETY: zeroed NVENC parameter struct (its enums have zero values), versioned below.
     let mut r: sys::NV_ENC_REGISTER_RESOURCE = unsafe { std::mem::zeroed() };
     r.version = sys::NV_ENC_REGISTER_RESOURCE_VER;
@@ -194,7 +257,7 @@ pub(crate) unsafe fn unregister_resource(
     enc: Session,
     reg: sys::NV_ENC_REGISTERED_PTR,
 ) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncUnregisterResource);
+    let f = entry!(api, nvEncUnregisterResource, fn(Session, sys::NV_ENC_REGISTERED_PTR));
     // SAFETY: a live registration of this session (contract).
     ok("nvEncUnregisterResource", unsafe { f(enc, reg) })
 }
@@ -207,7 +270,7 @@ pub(crate) unsafe fn create_bitstream_buffer(
     api: &NvencApi,
     enc: Session,
 ) -> Result<sys::NV_ENC_OUTPUT_PTR, CudaError> {
-    let create = entry!(api, nvEncCreateBitstreamBuffer);
+    let create = entry!(api, nvEncCreateBitstreamBuffer, fn(Session, *mut sys::NV_ENC_CREATE_BITSTREAM_BUFFER));
     // SAFETY: zeroed NVENC parameter struct, versioned below.
     let mut b: sys::NV_ENC_CREATE_BITSTREAM_BUFFER = unsafe { std::mem::zeroed() };
     b.version = sys::NV_ENC_CREATE_BITSTREAM_BUFFER_VER;
@@ -225,7 +288,7 @@ pub(crate) unsafe fn destroy_bitstream_buffer(
     enc: Session,
     bs: sys::NV_ENC_OUTPUT_PTR,
 ) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncDestroyBitstreamBuffer);
+    let f = entry!(api, nvEncDestroyBitstreamBuffer, fn(Session, sys::NV_ENC_OUTPUT_PTR));
     // SAFETY: a live bitstream buffer of this session (contract).
     ok("nvEncDestroyBitstreamBuffer", unsafe { f(enc, bs) })
 }
@@ -239,7 +302,7 @@ pub(crate) unsafe fn map_input_resource(
     enc: Session,
     reg: sys::NV_ENC_REGISTERED_PTR,
 ) -> Result<(sys::NV_ENC_INPUT_PTR, sys::NV_ENC_BUFFER_FORMAT), CudaError> {
-    let map_fn = entry!(api, nvEncMapInputResource);
+    let map_fn = entry!(api, nvEncMapInputResource, fn(Session, *mut sys::NV_ENC_MAP_INPUT_RESOURCE));
     // SAFETY: zeroed NVENC parameter struct (its enum has a zero value), versioned below.
     let mut m: sys::NV_ENC_MAP_INPUT_RESOURCE = unsafe { std::mem::zeroed() };
     m.version = sys::NV_ENC_MAP_INPUT_RESOURCE_VER;
@@ -259,7 +322,7 @@ pub(crate) unsafe fn unmap_input_resource(
     enc: Session,
     mapped: sys::NV_ENC_INPUT_PTR,
 ) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncUnmapInputResource);
+    let f = entry!(api, nvEncUnmapInputResource, fn(Session, sys::NV_ENC_INPUT_PTR));
     // SAFETY: a live mapping of this session (contract).
     ok("nvEncUnmapInputResource", unsafe { f(enc, mapped) })
 }
@@ -283,12 +346,15 @@ pub(crate) unsafe fn encode_picture(
     enc: Session,
     p: &mut sys::NV_ENC_PIC_PARAMS,
 ) -> Result<Submitted, CudaError> {
-    let encode_fn = entry!(api, nvEncEncodePicture);
+    let encode_fn = entry!(api, nvEncEncodePicture, fn(Session, *mut sys::NV_ENC_PIC_PARAMS));
     // SAFETY: live session and buffers (contract).
-    match unsafe { encode_fn(enc, p) } {
-        NVENCSTATUS::NV_ENC_SUCCESS => Ok(Submitted::Ready),
-        NVENCSTATUS::NV_ENC_ERR_NEED_MORE_INPUT => Ok(Submitted::NeedMoreInput),
-        st => Err(status_error("nvEncEncodePicture", st)),
+    let st = unsafe { encode_fn(enc, p) };
+    if is(st, NVENCSTATUS::NV_ENC_SUCCESS) {
+        Ok(Submitted::Ready)
+    } else if is(st, NVENCSTATUS::NV_ENC_ERR_NEED_MORE_INPUT) {
+        Ok(Submitted::NeedMoreInput)
+    } else {
+        Err(status_error("nvEncEncodePicture", st))
     }
 }
 
@@ -297,7 +363,7 @@ pub(crate) unsafe fn encode_picture(
 /// # Safety
 /// `enc` is a live session.
 pub(crate) unsafe fn encode_eos(api: &NvencApi, enc: Session) -> Result<(), CudaError> {
-    let encode_fn = entry!(api, nvEncEncodePicture);
+    let encode_fn = entry!(api, nvEncEncodePicture, fn(Session, *mut sys::NV_ENC_PIC_PARAMS));
     let mut p = zeroed_pic_params();
     p.encodePicFlags = sys::NV_ENC_PIC_FLAGS::NV_ENC_PIC_FLAG_EOS as u32;
     // SAFETY: live session; an EOS picture carries no buffers.
@@ -314,7 +380,7 @@ pub(crate) unsafe fn lock_bitstream(
     enc: Session,
     bs: sys::NV_ENC_OUTPUT_PTR,
 ) -> Result<sys::NV_ENC_LOCK_BITSTREAM, CudaError> {
-    let lock_fn = entry!(api, nvEncLockBitstream);
+    let lock_fn = entry!(api, nvEncLockBitstream, fn(Session, *mut sys::NV_ENC_LOCK_BITSTREAM));
     // SAFETY: `pictureStruct` is NV_ENC_LOCK_BITSTREAM's only field with no zero value.
     let mut l = unsafe {
         zeroed_fix(|p: *mut sys::NV_ENC_LOCK_BITSTREAM| std::ptr::addr_of_mut!((*p).pictureStruct).write(FRAME))
@@ -335,7 +401,7 @@ pub(crate) unsafe fn unlock_bitstream(
     enc: Session,
     bs: sys::NV_ENC_OUTPUT_PTR,
 ) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncUnlockBitstream);
+    let f = entry!(api, nvEncUnlockBitstream, fn(Session, sys::NV_ENC_OUTPUT_PTR));
     // SAFETY: a locked buffer of this session (contract).
     ok("nvEncUnlockBitstream", unsafe { f(enc, bs) })
 }
@@ -350,7 +416,7 @@ pub(crate) unsafe fn reconfigure(
     enc: Session,
     r: &mut sys::NV_ENC_RECONFIGURE_PARAMS,
 ) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncReconfigureEncoder);
+    let f = entry!(api, nvEncReconfigureEncoder, fn(Session, *mut sys::NV_ENC_RECONFIGURE_PARAMS));
     // SAFETY: live session and parameters (contract).
     ok("nvEncReconfigureEncoder", unsafe { f(enc, r) })
 }
@@ -361,7 +427,7 @@ pub(crate) unsafe fn reconfigure(
 /// # Safety
 /// `enc` is a live session, destroyed once.
 pub(crate) unsafe fn destroy_encoder(api: &NvencApi, enc: Session) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncDestroyEncoder);
+    let f = entry!(api, nvEncDestroyEncoder, fn(Session));
     // SAFETY: a live session (contract).
     ok("nvEncDestroyEncoder", unsafe { f(enc) })
 }

@@ -26,7 +26,7 @@ fn ctx() -> Arc<DeviceContext> {
 }
 
 fn inputs(n: u64) -> Vec<FakeInput> {
-    (0..n).map(|i| FakeInput::new(0x7000_0000 + i * 0x20_0000, 1280, 720, 1536)).collect()
+    (0..n).map(|_| FakeInput::new(1280, 720, 1536)).collect()
 }
 
 fn open_with(c: EncoderConfig, inputs: &[FakeInput]) -> Result<Encoder, CudaError> {
@@ -63,8 +63,8 @@ fn a_session_runs_in_nvencs_documented_order_and_releases_everything() {
         "nvEncGetEncodePresetConfigEx(NV_ENC_TUNING_INFO_LOW_LATENCY)",
         "nvEncInitializeEncoder(1280x720 30/1 cbr=4000000 gop=inf)",
         "nvEncSetIOCudaStreams(0x5ea,0x5ea)",
-        "nvEncRegisterResource(0x70000000 pitch 1536)",
-        "nvEncRegisterResource(0x70200000 pitch 1536)",
+        "nvEncRegisterResource(pitch 1536)",
+        "nvEncRegisterResource(pitch 1536)",
         "nvEncCreateBitstreamBuffer",
         "nvEncCreateBitstreamBuffer",
         "nvEncMapInputResource",
@@ -171,7 +171,7 @@ fn bad_configs_are_refused_before_the_driver_is_called() {
     // No input, an input smaller than the picture, the same input twice (NVENC refuses a second
     // registration of a buffer): refused before the driver.
     assert!(matches!(open_with(cfg(), &[]), Err(CudaError::Invalid(_))));
-    let small = [FakeInput::new(0x7000_0000, 640, 360, 768)];
+    let small = [FakeInput::new(640, 360, 768)];
     assert!(matches!(open_with(cfg(), &small), Err(CudaError::Invalid(_))));
     let one = &inputs(1)[0];
     let e = Encoder::open(NvencApi::from_table(fake::table()), &ctx(), cfg(), &[one, one]);
@@ -221,7 +221,7 @@ fn dropping_a_session_with_a_picture_in_flight_releases_in_nvidias_order() {
     assert!(at("nvEncUnmapInputResource") < at("nvEncUnregisterResource"), "{log:?}");
     assert!(at("nvEncUnregisterResource") < at("nvEncDestroyBitstreamBuffer"), "{log:?}");
     assert!(at("nvEncDestroyBitstreamBuffer") < at("nvEncDestroyEncoder"), "{log:?}");
-    assert_eq!(double::current(), 0xC0, "the encoder's context was bound to release it");
+    assert_eq!(double::current(), 0, "the encoder's context was pushed to release it, then popped");
 }
 
 /// A registration keeps its buffer's allocation until it is unregistered: a pool that drops its
@@ -262,11 +262,13 @@ fn the_nvenc_double_refuses_what_nvenc_forbids() {
     fake::reset();
     let api = NvencApi::from_table(fake::table());
     let c = ctx();
-    // SAFETY: the double's context and made-up addresses: nothing is dereferenced.
+    let _current = c.push().expect("push");
+    let buf = FakeInput::new(64, 64, 256);
+    // SAFETY: the double's context and the memory double's addresses: nothing is dereferenced.
     unsafe {
         let enc = result::open_session(&api, 0, c.raw_context()).expect("open");
-        let reg = result::register_resource(&api, enc, 0x7000_0000, (64, 64, 256)).expect("register");
-        let twice = result::register_resource(&api, enc, 0x7000_0000, (64, 64, 256));
+        let reg = result::register_resource(&api, enc, buf.addr, (64, 64, 256)).expect("register");
+        let twice = result::register_resource(&api, enc, buf.addr, (64, 64, 256));
         assert_eq!(
             twice.expect_err("registered twice"),
             CudaError::Nvenc { api: "nvEncRegisterResource", status: "NV_ENC_ERR_RESOURCE_REGISTER_FAILED".into() }
@@ -302,4 +304,132 @@ fn an_input_still_being_encoded_is_refused_before_the_driver() {
     assert_eq!(fake::log().iter().filter(|l| l.starts_with("nvEncMapInputResource")).count(), maps);
     enc.encode(1, 200, false, &mut |_| ()).expect("the other input");
     assert_eq!(enc.in_flight(), 0);
+}
+
+/// Defect 1's rules in the double: NVENC registers `cuMemAllocPitch` / `cuMemAlloc` memory with
+/// its own pitch (a multiple of 4), never stream-ordered (pool) memory.
+#[test]
+fn the_nvenc_double_refuses_stream_ordered_memory_and_wrong_pitches() {
+    use crate::cuda::context::double::Alloc;
+    let refused = |input: FakeInput, status: &str| {
+        fake::reset();
+        let e = open_with(cfg(), &[input]).expect_err(status);
+        assert_eq!(e, CudaError::Nvenc { api: "nvEncRegisterResource", status: status.into() });
+        assert!(!matches!(e, CudaError::NoEncoder { .. }), "a refused buffer is not a missing NVENC");
+        for kind in ["session", "registration", "bitstream"] {
+            assert_eq!(fake::live(kind), 0, "{kind} leaked");
+        }
+    };
+    refused(FakeInput::allocated(1280, 720, 1536, Alloc::StreamOrdered), "NV_ENC_ERR_RESOURCE_REGISTER_FAILED");
+    // Registered with another pitch than cuMemAllocPitch returned.
+    refused(FakeInput::allocated(1280, 720, 1280, Alloc::Pitched { pitch: 1536 }), "NV_ENC_ERR_INVALID_PARAM");
+    // cuMemAlloc memory with a pitch that is not a multiple of 4.
+    refused(FakeInput::allocated(1280, 720, 1282, Alloc::Linear), "NV_ENC_ERR_INVALID_PARAM");
+    // What NVIDIA's sample does is accepted: cuMemAllocPitch with its pitch, or cuMemAlloc.
+    fake::reset();
+    open_with(cfg(), &[FakeInput::new(1280, 720, 1536)]).expect("pitched");
+    open_with(cfg(), &[FakeInput::allocated(1280, 720, 1280, Alloc::Linear)]).expect("linear");
+}
+
+/// Defect 5 in the encoder: every call pushes the session's context and pops it after, so a
+/// session works, and is released, on a thread with no context or another GPU's current.
+#[test]
+fn every_call_pushes_the_sessions_context_and_restores_the_callers() {
+    fake::reset();
+    let other = double::context(0xD0, 0x5EB);
+    other.bind().expect("bind");
+    let mut enc = open(cfg()).expect("open with another context current");
+    assert_eq!(double::current(), 0xD0, "open restored the caller's context");
+    enc.encode(0, 0, true, &mut |_| ()).expect("encode");
+    enc.set_bitrate(1_000_000).expect("reconfigure");
+    enc.flush(&mut |_| ()).expect("flush");
+    assert_eq!(double::current(), 0xD0);
+    let failures = thread_release_failures();
+    drop(enc);
+    assert_eq!(thread_release_failures(), failures, "every release succeeded");
+    assert_eq!(double::current(), 0xD0, "drop restored the caller's context");
+    assert_eq!(fake::live("session"), 0);
+    assert!(!fake::log().iter().any(|l| l.starts_with("refused")), "{:?}", fake::log());
+}
+
+/// The double refuses a call made without the session's context current.
+#[test]
+fn the_nvenc_double_refuses_calls_without_the_sessions_context() {
+    fake::reset();
+    let api = NvencApi::from_table(fake::table());
+    let c = ctx();
+    let enc = {
+        let _current = c.push().expect("push");
+        // SAFETY: the double's context.
+        unsafe { result::open_session(&api, 0, c.raw_context()) }.expect("open")
+    };
+    double::unbind();
+    // SAFETY: a live session of the double.
+    let e = unsafe { result::create_bitstream_buffer(&api, enc) }.expect_err("no context current");
+    assert_eq!(e, CudaError::Nvenc { api: "nvEncCreateBitstreamBuffer", status: "NV_ENC_ERR_INVALID_CALL".into() });
+    let _current = c.push().expect("push");
+    // SAFETY: as above, destroyed once.
+    unsafe { result::destroy_encoder(&api, enc) }.expect("destroy");
+}
+
+/// Defect 9: a picture NVENC refused leaves nothing pending (the next drain would lock a buffer
+/// never submitted) and its input is unmapped.
+#[test]
+fn a_failed_encode_leaves_no_pending_picture() {
+    fake::reset();
+    let mut enc = open(cfg()).expect("open");
+    fake::fail("nvEncEncodePicture", 1, NVENCSTATUS::NV_ENC_ERR_GENERIC);
+    let e = enc.encode(0, 0, true, &mut |_| ()).expect_err("refused");
+    assert!(e.to_string().contains("NV_ENC_ERR_GENERIC"), "{e}");
+    assert_eq!((enc.in_flight(), fake::live("mapping")), (0, 0));
+    let got = std::cell::RefCell::new(Vec::new());
+    enc.encode(1, 3000, true, &mut |f| got.borrow_mut().push(f.pts)).expect("next picture");
+    assert_eq!(*got.borrow(), vec![3000], "only the submitted picture is read back");
+    let locks = fake::log().iter().filter(|l| l.starts_with("nvEncLockBitstream")).count();
+    assert_eq!(locks, 1, "{:?}", fake::log());
+}
+
+/// Defect 9: statuses are `u32`; one this SDK does not know is reported with its number.
+#[test]
+fn an_unknown_status_is_reported_by_number() {
+    fake::reset();
+    let mut enc = open(cfg()).expect("open");
+    fake::fail_raw("nvEncEncodePicture", 1, 1000);
+    let e = enc.encode(0, 0, true, &mut |_| ()).expect_err("unknown status");
+    assert_eq!(
+        e,
+        CudaError::Nvenc { api: "nvEncEncodePicture", status: "NVENCSTATUS 1000 (unknown to NVENC API 12.1)".into() }
+    );
+    assert_eq!(enc.in_flight(), 0);
+}
+
+/// Defect 9: a refused reconfiguration leaves the session's config as NVENC last accepted it.
+#[test]
+fn a_refused_bitrate_change_keeps_the_config() {
+    fake::reset();
+    let mut enc = open(cfg()).expect("open");
+    fake::fail("nvEncReconfigureEncoder", 1, NVENCSTATUS::NV_ENC_ERR_INVALID_PARAM);
+    enc.set_bitrate(1_000_000).expect_err("refused");
+    assert_eq!((enc.bitrate(), enc.cfg.bitrate), (4_000_000, 4_000_000));
+    enc.set_bitrate(2_000_000).expect("accepted");
+    assert_eq!((enc.bitrate(), enc.cfg.bitrate), (2_000_000, 2_000_000));
+}
+
+/// Defect 9: a session dropped with pictures in flight sends EOS before unmapping their inputs
+/// (the double refuses to unmap an input whose picture the encoder holds).
+#[test]
+fn drop_sends_eos_before_unmapping_inputs_in_flight() {
+    fake::reset();
+    fake::hold_back(2);
+    let mut enc = open(EncoderConfig { b_frames: 2, ..cfg() }).expect("open");
+    enc.encode(0, 0, true, &mut |_| ()).expect("held");
+    enc.encode(1, 1, false, &mut |_| ()).expect("held");
+    let failures = thread_release_failures();
+    drop(enc);
+    assert_eq!(thread_release_failures(), failures, "every release succeeded");
+    let log = fake::log();
+    let eos = log.iter().position(|l| l == "nvEncEncodePicture(EOS)").expect("EOS sent");
+    let unmap = log.iter().position(|l| l.starts_with("nvEncUnmapInputResource")).expect("unmapped");
+    assert!(eos < unmap, "{log:?}");
+    assert_eq!(fake::live("mapping"), 0);
 }
