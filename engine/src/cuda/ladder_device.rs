@@ -140,9 +140,20 @@ enum Encoders {
     Host(HostEncoders),
 }
 
-/// NVENC input buffers per rung: the picture being scaled, the one being encoded, and room
-/// for an encoder that holds one back.
+/// NVENC input buffers per rung before the stream's format is known (see [`buffers_per_rung`]).
 const SURFACES_PER_RUNG: usize = 4;
+
+/// Pictures NVENC may hold per rung: its bitstream buffers (B-frames + 2, see `Encoder::open`;
+/// the ladder encodes without B-frames).
+const ENCODER_DELAY: usize = 2;
+
+/// NVENC input buffers per rung for a decoder with `decode_surfaces` surfaces: one parse call
+/// can release every picture the decoder holds (the end-of-segment flush releases the whole
+/// DPB), each scaled into a buffer of every rung before any is encoded, and the encoder holds
+/// up to [`ENCODER_DELAY`] more.
+fn buffers_per_rung(decode_surfaces: u32) -> usize {
+    decode_surfaces as usize + ENCODER_DELAY
+}
 
 impl From<CudaError> for DeviceError {
     fn from(e: CudaError) -> DeviceError {
@@ -254,6 +265,11 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
         let CudaLadderDevice { gpu, decoder, rungs, .. } = self;
         let mut pics = Vec::new();
         let mut on_frame = |m: &MappedFrame<'_>| -> Result<(), CudaError> {
+            // Pools made from here on hold what one parse call can release (defect: a fixed 4
+            // ran out when an end-of-segment flush released the whole DPB).
+            for pools in rungs.iter_mut() {
+                pools.set_per_pool(buffers_per_rung(m.decode_surfaces()));
+            }
             // Only the rungs whose cadence keeps the picture get a buffer and a scaled copy.
             let want = plan(m.pts(), m.width(), m.height());
             let mut taken = vec![None; want.len()];

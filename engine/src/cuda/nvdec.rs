@@ -254,6 +254,11 @@ impl MappedFrame<'_> {
     pub fn pts(&self) -> i64 {
         self.pts
     }
+
+    /// Surfaces of the decoder that made it (what one parse call can release at most).
+    pub fn decode_surfaces(&self) -> u32 {
+        self.decoder.format.decode_surfaces
+    }
     /// The context the picture lives in.
     pub fn context(&self) -> &Arc<DeviceContext> {
         &self.decoder.ctx

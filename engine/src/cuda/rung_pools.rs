@@ -49,10 +49,20 @@ pub struct RungPools<S, E> {
     per_pool: usize,
 }
 
+/// Handles are `generation * STRIDE + slot`: pools of different sizes may hold different
+/// numbers of buffers.
+const STRIDE: usize = 1 << 12;
+
 impl<S, E> RungPools<S, E> {
-    /// Pools of `per_pool` buffers each.
+    /// Pools of `per_pool` buffers each (until [`set_per_pool`](Self::set_per_pool)).
     pub fn new(per_pool: usize) -> RungPools<S, E> {
-        RungPools { pools: Vec::new(), next_generation: 0, per_pool: per_pool.max(1) }
+        RungPools { pools: Vec::new(), next_generation: 0, per_pool: per_pool.clamp(1, STRIDE) }
+    }
+
+    /// Buffers in each pool made from now on (the decoder's surface count is known only once
+    /// the stream's first sequence header was parsed).
+    pub fn set_per_pool(&mut self, per_pool: usize) {
+        self.per_pool = per_pool.clamp(1, STRIDE);
     }
 
     /// Takes a free buffer of `size` for a picture (a new current pool, made by `alloc`, when
@@ -76,16 +86,16 @@ impl<S, E> RungPools<S, E> {
         }
         let pool = self.pools.last_mut().expect("made above");
         let Some(slot) = pool.free.iter().position(|f| *f) else {
-            return Err(CudaError::Invalid(format!("all {} input buffers of a rung are busy", self.per_pool)));
+            return Err(CudaError::Invalid(format!("all {} input buffers of a rung are busy", pool.surfaces.len())));
         };
         pool.free[slot] = false;
-        Ok(pool.generation * self.per_pool + slot)
+        Ok(pool.generation * STRIDE + slot)
     }
 
     /// The pool (its index among the live ones) and slot a handle names.
     fn find(&self, handle: usize) -> Option<(usize, usize)> {
-        let (generation, slot) = (handle / self.per_pool, handle % self.per_pool);
-        self.pools.iter().position(|p| p.generation == generation).map(|i| (i, slot))
+        let (generation, slot) = (handle / STRIDE, handle % STRIDE);
+        self.pools.iter().position(|p| p.generation == generation && slot < p.surfaces.len()).map(|i| (i, slot))
     }
 
     /// The buffer a handed-out handle names, to write into.
@@ -102,7 +112,7 @@ impl<S, E> RungPools<S, E> {
             return Err(CudaError::Invalid(format!("no input buffer {handle} in this rung")));
         };
         let older = if i + 1 == self.pools.len() { self.pools.drain(..i).collect() } else { Vec::new() };
-        let pool = self.pools.iter_mut().find(|p| p.generation == handle / self.per_pool).expect("found above");
+        let pool = self.pools.iter_mut().find(|p| p.generation == handle / STRIDE).expect("found above");
         if pool.free[slot] {
             return Err(CudaError::Invalid(format!("input buffer {handle} was not handed out")));
         }

@@ -102,7 +102,12 @@ fn ladder() -> Ladder {
 }
 
 fn session(nvenc: bool) -> AccelSession<CudaLadderDevice<FakeGpu>> {
-    cuvid_fake::reset(format(640, 360), 0);
+    session_with(nvenc, 0)
+}
+
+/// With a parser that holds `delay` pictures back (released together at the end of a segment).
+fn session_with(nvenc: bool, delay: usize) -> AccelSession<CudaLadderDevice<FakeGpu>> {
+    cuvid_fake::reset(format(640, 360), delay);
     nvenc_fake::reset();
     let nvenc = nvenc.then(|| NvencApi::from_table(nvenc_fake::table()));
     let cuvid = CuvidApi::from_fns(cuvid_fake::fns());
@@ -142,7 +147,8 @@ fn nvenc_path_encodes_every_picture_from_device_buffers_and_keeps_its_sessions_a
     assert_eq!(s.device().gpu.unmapped_launches.load(Ordering::Relaxed), 0, "the kernel ran on mapped pictures");
     let log = nvenc_fake::log();
     assert_eq!(calls(&log, "nvEncOpenEncodeSessionEx"), 2, "one session per rung, kept across segments");
-    assert_eq!(calls(&log, "nvEncRegisterResource"), 2 * SURFACES_PER_RUNG, "inputs registered once");
+    let surfaces = s.device().decoder.format().expect("format").decode_surfaces;
+    assert_eq!(calls(&log, "nvEncRegisterResource"), 2 * buffers_per_rung(surfaces), "inputs registered once");
     assert_eq!(calls(&log, "nvEncMapInputResource"), 2 * 2 * n as usize, "mapped per picture");
     assert_eq!(calls(&log, "nvEncEncodePicture(EOS)"), 2 * 2, "each rung drained at each segment's end");
     assert_eq!(s.device().release_failures(), 0);
@@ -214,4 +220,21 @@ fn a_size_change_mid_segment_flushes_the_old_sessions_and_loses_no_picture() {
     );
     assert_eq!(nvenc_fake::live("session"), 2, "the old sizes' sessions are gone");
     assert_eq!(nvenc_fake::live("mapping"), 0);
+}
+
+/// Defect 4: the end of a segment releases every picture the parser holds in one call; each is
+/// scaled into a buffer of every rung before any is encoded, so a rung needs as many buffers as
+/// the decoder has surfaces (plus what the encoder holds), not a fixed 4.
+#[test]
+fn a_flush_that_releases_the_whole_dpb_finds_a_buffer_for_every_picture() {
+    for nvenc in [true, false] {
+        // The double's stream needs 5 decode surfaces (min_num_decode_surfaces): the DPB.
+        let mut s = session_with(nvenc, 5);
+        let (_, k) = sinks();
+        let r = s.transcode(fixture(), k).expect("segment");
+        assert_eq!(r.frames_decoded, pictures(), "nvenc {nvenc}");
+        for st in &r.renditions {
+            assert_eq!(st.frames_out, r.frames_decoded, "nvenc {nvenc}, rendition {}", st.name);
+        }
+    }
 }
