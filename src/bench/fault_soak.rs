@@ -65,13 +65,24 @@ struct Proc {
 impl Proc {
     fn start(&mut self) -> Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
-        let child = Command::new(std::env::current_exe()?)
+        let mut child = Command::new(std::env::current_exe()?)
             .args(&self.args)
             .env("ZEROHOP_ORCH_SECRET", SECRET)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
             .with_context(|| format!("starting {}", self.name))?;
+        // A child that dies at once (its port taken, a bad argument) did not start: say why.
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(5).collect();
+            bail!(
+                "{} exited at once ({status}): {}",
+                self.name,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+            );
+        }
         self.child = Some(child);
         self.starts += 1;
         Ok(())
@@ -354,6 +365,8 @@ pub fn run(n: u64, seed: Option<u64>, json_out: Option<&Path>) -> Result<std::pr
     let mut rss: Vec<serde_json::Value> = Vec::new();
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
     let progress = super::progress::Progress::new("fault soak", n);
+    // A child that cannot be restarted ends the soak with the reason (it would only idle).
+    let mut stopped: Option<anyhow::Error> = None;
     rt.block_on(async {
         // Wait for the node and both transcoders.
         // (Not all there in 10 s: the soak starts anyway; segments meanwhile get a 503 and retry.)
@@ -405,7 +418,10 @@ pub fn run(n: u64, seed: Option<u64>, json_out: Option<&Path>) -> Result<std::pr
                     *faults.entry("transcoder killed and restarted").or_default() += 1;
                     ts[i].kill();
                     tokio::time::sleep(Duration::from_millis(200 + rng.below(1500))).await;
-                    let _ = ts[i].start();
+                    if let Err(e) = ts[i].start() {
+                        stopped = Some(e.context(format!("restarting transcoder t{}", i + 1)));
+                        break;
+                    }
                 }
                 35..=69 => {
                     *faults.entry("transcoder stalled (SIGSTOP 1-4 s)").or_default() += 1;
@@ -421,7 +437,10 @@ pub fn run(n: u64, seed: Option<u64>, json_out: Option<&Path>) -> Result<std::pr
                     *faults.entry("orchestrator killed and restarted").or_default() += 1;
                     orch.kill();
                     tokio::time::sleep(Duration::from_millis(100 + rng.below(500))).await;
-                    let _ = orch.start();
+                    if let Err(e) = orch.start() {
+                        stopped = Some(e.context("restarting the orchestrator"));
+                        break;
+                    }
                 }
             }
             if last_progress.elapsed() > Duration::from_secs(120) {
@@ -434,6 +453,9 @@ pub fn run(n: u64, seed: Option<u64>, json_out: Option<&Path>) -> Result<std::pr
         }
     });
     progress.finish();
+    if let Some(e) = stopped {
+        return Err(e.context("the fault soak stopped: a child process could not be restarted"));
+    }
     let wall = started.elapsed();
     let t = tally.lock();
     println!("fault soak: {} segments in {:.0} s (seed {seed})", t.done, wall.as_secs_f64());
