@@ -296,7 +296,12 @@ struct Callbacks {
     api: Arc<CuvidApi>,
     ctx: Arc<DeviceContext>,
     decoder: Option<Decoder>,
-    display: VecDeque<(c_int, i64)>,
+    /// Decoders replaced by a format change while pictures they decoded were still queued for
+    /// display: kept until those are delivered (mapped on the decoder that decoded them).
+    retired: Vec<Decoder>,
+    /// Pictures to display: picture index, PTS, and the handle of the decoder that decoded it
+    /// (a new sequence replaces the decoder in the middle of a parse call).
+    display: VecDeque<(c_int, i64, usize)>,
     error: Option<CudaError>,
     pictures_decoded: u64,
 }
@@ -333,7 +338,14 @@ impl Callbacks {
         }
         // The old decoder goes first (nothing of it is mapped: pictures are delivered, and
         // unmapped, between parse calls).
-        self.decoder = None;
+        // Pictures of the old decoder still queued for display are mapped on it, not on the new
+        // one (a mid-stream size change with pictures held back): it is retired, not destroyed,
+        // until they are delivered.
+        if let Some(old) = self.decoder.take() {
+            if self.display.iter().any(|&(_, _, d)| d == old.handle as usize) {
+                self.retired.push(old);
+            }
+        }
         // SAFETY: CUVIDDECODECREATEINFO's enums all have zero values (MPEG1, monochrome, NV12,
         // weave); reserved fields must be zero.
         let mut ci: dec::CUVIDDECODECREATEINFO = unsafe { std::mem::zeroed() };
@@ -414,7 +426,8 @@ unsafe extern "C" fn on_display(user: *mut c_void, d: *mut cuvid::CUVIDPARSERDIS
         if !d.is_null() {
             // SAFETY: non-null display info from the parser, valid during the callback.
             let d = unsafe { &*d };
-            cb.display.push_back((d.picture_index, d.timestamp));
+            let decoder = cb.decoder.as_ref().map_or(0, |d| d.handle as usize);
+            cb.display.push_back((d.picture_index, d.timestamp, decoder));
         }
         1
     })
@@ -450,6 +463,7 @@ impl NvDecoder {
             api: api.clone(),
             ctx: ctx.clone(),
             decoder: None,
+            retired: Vec::new(),
             display: VecDeque::new(),
             error: None,
             pictures_decoded: 0,
@@ -513,29 +527,34 @@ impl NvDecoder {
         let parsed = unsafe { result::parse_video_data(&self.api, self.parser, &mut pkt) };
         if let Some(e) = self.cb.error.take() {
             self.cb.display.clear();
+            self.cb.retired.clear();
             return Err(e);
         }
         parsed
     }
 
     fn deliver(&mut self, out: &mut OnFrame<'_>) -> Result<(), CudaError> {
-        let Callbacks { decoder, display, .. } = &mut *self.cb;
-        let Some(decoder) = decoder.as_ref() else {
-            display.clear();
-            return Ok(());
-        };
-        while let Some((index, pts)) = display.pop_front() {
-            let r = decoder.map(index, pts).and_then(|frame| {
+        let Callbacks { decoder, retired, display, .. } = &mut *self.cb;
+        let mut r = Ok(());
+        while let Some((index, pts, made_by)) = display.pop_front() {
+            // Each picture is mapped on the decoder that decoded it (NvDecoder maps in the display
+            // callback, before a later sequence callback can replace the decoder).
+            let Some(d) = decoder.iter().chain(retired.iter()).find(|d| d.handle as usize == made_by) else {
+                continue; // displayed before any decoder existed: nothing to map
+            };
+            r = d.map(index, pts).and_then(|frame| {
                 let r = out(&frame);
                 let unmapped = frame.unmap();
                 r.and(unmapped)
             });
-            if let Err(e) = r {
+            if r.is_err() {
                 display.clear();
-                return Err(e);
+                break;
             }
         }
-        Ok(())
+        // Every picture of a replaced decoder has been delivered (or dropped): release it.
+        retired.clear();
+        r
     }
 }
 
@@ -549,6 +568,7 @@ impl Drop for NvDecoder {
         // callbacks' state it points at.
         self.ctx.record_release(unsafe { result::destroy_parser(&self.api, self.parser) });
         self.cb.decoder = None;
+        self.cb.retired.clear();
     }
 }
 

@@ -11,7 +11,13 @@
 //! mapping more pictures at once than the decoder's output surfaces is refused; unmapping an
 //! address that is not mapped (twice, or made up) is refused (`CUDA_ERROR_INVALID_VALUE`); and a
 //! decoder with pictures still mapped cannot be destroyed (`CUDA_ERROR_NOT_PERMITTED`; the
-//! decoder then stays live, so the leak shows in `live`). [`is_mapped`] lets the GPU double
+//! decoder then stays live, so the leak shows in `live`). Every new format gets a new decoder
+//! handle, and a decoder maps only pictures it decoded itself (`CUDA_ERROR_INVALID_VALUE`
+//! otherwise: cuviddec.h's cuvidMapVideoFrame maps "the picture nPicIdx" of `hDecoder`, an index
+//! its own cuvidDecodePicture filled; NvDecoder maps in the display callback, on the decoder
+//! that decoded the picture). At a format change the parser first displays the pictures of the
+//! old sequence it still holds, then calls the sequence callback, all in one parse call (the
+//! pictures then carry indices of the old decoder). [`is_mapped`] lets the GPU double
 //! refuse to read a picture that is not mapped.
 
 use std::cell::RefCell;
@@ -34,6 +40,8 @@ struct Decoder {
     ctx: usize,
     output_surfaces: usize,
     mapped: Vec<u64>,
+    /// Picture indices this decoder decoded.
+    decoded: std::collections::HashSet<c_int>,
 }
 
 #[derive(Clone, Copy)]
@@ -185,8 +193,15 @@ unsafe extern "C" fn parse(p: cuvid::CUvideoparser, pkt: *mut cuvid::CUVIDSOURCE
             if !s.format_sent {
                 s.format_sent = true;
                 seq = s.format.map(|f| (f, parser.user, parser.seq));
+                // A new sequence: the old one's held pictures are displayed first.
+                if parser.pictures > 0 {
+                    fire.extend(parser.held.drain(..));
+                }
             }
         });
+        if !fire.is_empty() {
+            display_now(h, std::mem::take(&mut fire));
+        }
         if let Some((f, user, Some(cb))) = seq {
             // SAFETY: an all-zero CUVIDEOFORMAT is valid (its enums have zero values).
             let mut vf: cuvid::CUVIDEOFORMAT = unsafe { std::mem::zeroed() };
@@ -230,6 +245,12 @@ unsafe extern "C" fn parse(p: cuvid::CUvideoparser, pkt: *mut cuvid::CUVIDSOURCE
             }
         });
     }
+    display_now(h, fire);
+    0
+}
+
+/// Calls parser `h`'s display callback for each picture of `fire`, in order.
+fn display_now(h: usize, fire: Vec<(c_int, i64)>) {
     let (user, display) = STATE.with(|s| {
         let s = s.borrow();
         let parser = &s.parsers[&h];
@@ -248,7 +269,6 @@ unsafe extern "C" fn parse(p: cuvid::CUvideoparser, pkt: *mut cuvid::CUVIDSOURCE
             unsafe { cb(user, &mut info) };
         }
     }
-    0
 }
 
 unsafe extern "C" fn destroy_parser(p: cuvid::CUvideoparser) -> u32 {
@@ -284,7 +304,15 @@ unsafe extern "C" fn create_decoder(d: *mut dec::CUvideodecoder, ci: *mut dec::C
         let mut s = s.borrow_mut();
         s.next += 1;
         let h = 0xDEC0 + 0x10 * s.next;
-        s.decoders.insert(h, Decoder { ctx, output_surfaces: ci.ulNumOutputSurfaces as usize, mapped: Vec::new() });
+        s.decoders.insert(
+            h,
+            Decoder {
+                ctx,
+                output_surfaces: ci.ulNumOutputSurfaces as usize,
+                mapped: Vec::new(),
+                decoded: Default::default(),
+            },
+        );
         h
     });
     // SAFETY: valid out-pointer from the caller.
@@ -299,8 +327,18 @@ fn live_decoder(d: dec::CUvideodecoder) -> bool {
 
 unsafe extern "C" fn decode(d: dec::CUvideodecoder, pic: *mut dec::CUVIDPICPARAMS) -> u32 {
     // SAFETY: valid picture parameters from the parser.
-    let code = call("cuvidDecodePicture", format!("{}", unsafe { (*pic).CurrPicIdx }));
-    if code == 0 && !live_decoder(d) { INVALID_HANDLE } else { code }
+    let idx = unsafe { (*pic).CurrPicIdx };
+    let code = call("cuvidDecodePicture", format!("{idx}"));
+    if code != 0 {
+        return code;
+    }
+    STATE.with(|s| match s.borrow_mut().decoders.get_mut(&(d as usize)) {
+        Some(dec) => {
+            dec.decoded.insert(idx);
+            0
+        }
+        None => INVALID_HANDLE,
+    })
 }
 
 unsafe extern "C" fn map(
@@ -320,6 +358,7 @@ unsafe extern "C" fn map(
     let code = STATE.with(|s| match s.borrow_mut().decoders.get_mut(&(d as usize)) {
         None => INVALID_HANDLE,
         Some(dec) if dec.mapped.len() >= dec.output_surfaces || dec.mapped.contains(&addr) => INVALID_VALUE,
+        Some(dec) if !dec.decoded.contains(&idx) => INVALID_VALUE, // not a picture of this decoder
         Some(dec) => {
             dec.mapped.push(addr);
             0

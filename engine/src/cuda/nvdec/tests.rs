@@ -188,6 +188,12 @@ fn the_nvdec_double_refuses_what_nvdec_forbids() {
     let d = result::create_decoder(&api, &mut ci).expect("create");
     // SAFETY: the double's handles; nothing is dereferenced.
     unsafe {
+        assert!(result::map_video_frame(&api, d, 0, &mut vpp).is_err(), "a picture this decoder did not decode");
+        for idx in [0, 1] {
+            let mut pic: dec::CUVIDPICPARAMS = std::mem::zeroed();
+            pic.CurrPicIdx = idx;
+            result::decode_picture(&api, d, &mut pic).expect("decode");
+        }
         let (ptr, _) = result::map_video_frame(&api, d, 0, &mut vpp).expect("map");
         assert!(fake::is_mapped(ptr));
         assert!(result::map_video_frame(&api, d, 1, &mut vpp).is_err(), "more mapped than output surfaces");
@@ -200,5 +206,29 @@ fn the_nvdec_double_refuses_what_nvdec_forbids() {
         c.bind().expect("bind");
         result::destroy_decoder(&api, d).expect("destroy");
     }
+    assert_eq!(fake::live("decoder"), 0);
+}
+
+/// Defect 3: a size change mid-stream with pictures held back. In one parse call the parser
+/// displays the old sequence's held pictures, then the sequence callback replaces the decoder;
+/// each picture must be mapped on the decoder that decoded it (the double refuses a map of a
+/// picture the decoder did not decode) and the old decoder released after.
+#[test]
+fn a_format_change_maps_the_old_pictures_on_the_old_decoder() {
+    fake::reset(H264_1080P, 2);
+    let mut d = decoder();
+    let mut frames = Vec::new();
+    for pts in 0..4 {
+        d.push(&[0, 0, 1, 0x65], pts * 3000, &mut collect(&mut frames)).expect("1080p");
+    }
+    assert_eq!(frames.len(), 2, "two held back");
+    fake::change_format(Format { width: 1280, height: 720, ..H264_1080P });
+    d.push(&[0, 0, 1, 0x65], 12_000, &mut collect(&mut frames)).expect("the change");
+    d.flush(&mut collect(&mut frames)).expect("flush");
+    let seen: Vec<(i64, u32)> = frames.iter().map(|f| (f.pts, f.width)).collect();
+    assert_eq!(seen, vec![(0, 1920), (3000, 1920), (6000, 1920), (9000, 1920), (12_000, 1280)]);
+    assert_eq!(fake::live("decoder"), 1, "the old decoder was released once its pictures were out");
+    assert_eq!(fake::live("mapping"), 0);
+    drop(d);
     assert_eq!(fake::live("decoder"), 0);
 }
