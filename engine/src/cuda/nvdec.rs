@@ -341,10 +341,10 @@ impl Callbacks {
         // Pictures of the old decoder still queued for display are mapped on it, not on the new
         // one (a mid-stream size change with pictures held back): it is retired, not destroyed,
         // until they are delivered.
-        if let Some(old) = self.decoder.take() {
-            if self.display.iter().any(|&(_, _, d)| d == old.handle as usize) {
-                self.retired.push(old);
-            }
+        if let Some(old) = self.decoder.take()
+            && self.display.iter().any(|&(_, _, d)| d == old.handle as usize)
+        {
+            self.retired.push(old);
         }
         // SAFETY: CUVIDDECODECREATEINFO's enums all have zero values (MPEG1, monochrome, NV12,
         // weave); reserved fields must be zero.

@@ -321,10 +321,6 @@ unsafe extern "C" fn create_decoder(d: *mut dec::CUvideodecoder, ci: *mut dec::C
     0
 }
 
-fn live_decoder(d: dec::CUvideodecoder) -> bool {
-    STATE.with(|s| s.borrow().decoders.contains_key(&(d as usize)))
-}
-
 unsafe extern "C" fn decode(d: dec::CUvideodecoder, pic: *mut dec::CUVIDPICPARAMS) -> u32 {
     // SAFETY: valid picture parameters from the parser.
     let idx = unsafe { (*pic).CurrPicIdx };
