@@ -26,6 +26,7 @@ pub mod client;
 pub mod fault;
 pub mod framing;
 pub mod headers;
+pub mod hls;
 pub mod link;
 pub mod metrics;
 pub mod multipart;

@@ -50,6 +50,14 @@ pub struct NodeConfig {
     pub max_connections: usize,
     /// Concurrent HTTP/2 streams (requests) per connection (SETTINGS_MAX_CONCURRENT_STREAMS).
     pub max_streams_per_connection: u32,
+    /// HLS playback: segments kept per stream (`--hls-window`).
+    pub hls_window: usize,
+    /// HLS playback: streams kept (`--hls-max-streams`); 0 turns playback off.
+    pub hls_max_streams: usize,
+    /// Playback requests served at once; more get 503 `at_capacity`.
+    pub max_playback_requests: usize,
+    /// Playback only with a broadcaster token (`--private-playback`).
+    pub private_playback: bool,
 }
 
 impl NodeConfig {
@@ -72,6 +80,10 @@ impl NodeConfig {
             max_connections_per_ip: 256,
             max_connections: 16384,
             max_streams_per_connection: 256,
+            hls_window: crate::hls::DEFAULT_WINDOW,
+            hls_max_streams: crate::hls::DEFAULT_MAX_STREAMS,
+            max_playback_requests: 64,
+            private_playback: false,
         }
     }
 }

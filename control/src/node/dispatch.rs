@@ -119,6 +119,7 @@ pub(super) async fn housekeeping(state: Arc<State>) {
         }
         let idle = state.config.idle_timeout;
         state.owners.lock().expire(Instant::now());
+        state.hls.lock().expire(Instant::now());
         let mut streams = state.streams.lock();
         streams.retain(|name, slot| {
             let keep = slot.last_used.elapsed() < idle || Arc::strong_count(&slot.session) > 1;

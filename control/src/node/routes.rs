@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::reply::{self, Resp};
 use super::state::{Peer, State};
-use super::{auth, links, segment, status, tasks};
+use super::{auth, links, playback, segment, status, tasks};
 use crate::fault::{NodeError, code};
 use crate::link::ToTranscoder;
 use crate::metrics as m;
@@ -61,13 +61,16 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
                 return Ok(refuse_upload(req, auth::refused_claim(&e)).await);
             }
             let span = tracing::info_span!("segment", stream = %stream, seq = %seq);
-            let answer = if accepts_multipart(req.headers().get(http::header::ACCEPT)) {
-                Answer::Multipart
-            } else {
-                Answer::Empty
-            };
             let (stream, seq) = (stream.to_string(), seq.to_string());
-            segment::segment(state, req, stream, seq, answer).instrument(span).await
+            if accepts_multipart(req.headers().get(http::header::ACCEPT)) {
+                return Ok(segment::segment(state, req, stream, seq, Answer::Multipart).instrument(span).await);
+            }
+            // On its own task: an encoder that hangs up without reading the answer (ffmpeg's
+            // HLS muxer does) does not cancel the segment, which still goes to HLS playback.
+            let segment = tokio::spawn(segment::segment(state, req, stream, seq, Answer::Empty).instrument(span));
+            segment.await.unwrap_or_else(|e| {
+                reply::error(&NodeError::new(code::NO_OUTPUT, format!("the segment's task failed: {e}")))
+            })
         }
         (&Method::DELETE, ["v1", "streams", stream]) => {
             let who = match auth::broadcaster(&state, req.headers(), peer.ip) {
@@ -81,6 +84,8 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
             }
             end_stream(&state, stream)
         }
+        (&Method::GET | &Method::HEAD, ["stream", ..]) => playback::get(&state, &req, peer.ip, &path[1..]),
+        (&Method::OPTIONS, ["stream", ..]) => playback::preflight(),
         (&Method::GET, ["v1", "transcoders"]) => match auth::broadcaster(&state, req.headers(), peer.ip) {
             Ok(_) => status::transcoders(&state),
             Err(r) => r,
@@ -116,6 +121,7 @@ async fn refuse_upload(req: Request<Incoming>, refusal: Resp) -> Resp {
 /// `DELETE /v1/streams/{stream}`: frees the stream's sessions, here and on a remote transcoder.
 fn end_stream(state: &State, stream: &str) -> Resp {
     let local = state.streams.lock().remove(stream).is_some();
+    state.hls.lock().end(stream);
     let holder = state.scheduler.lock().end_stream(stream);
     // A remote transcoder holding the stream's sessions is told to free them now rather than at
     // its idle timeout.

@@ -24,6 +24,7 @@ use crate::body::ChannelBody;
 use crate::fault::{NodeError, code};
 use crate::framing::{self, Kind, RecordReader, SEGMENT};
 use crate::headers;
+use crate::hls::{SegmentRecorder, Variant};
 use crate::metrics as m;
 use crate::multipart::{MultipartWriter, PartError};
 use crate::relay::{Abort, InputBuf, InputWriter, Out};
@@ -79,6 +80,7 @@ pub(super) async fn segment(
 
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let names: Vec<String> = ladder.profiles().iter().map(|p| p.name.clone()).collect();
+    let ladder_seen = ladder.clone();
     let job = Job {
         stream: stream.clone(),
         seq: seq.clone(),
@@ -112,7 +114,12 @@ pub(super) async fn segment(
     let mut head = BytesMut::new();
     framing::encode(Kind::Start, SEGMENT, start.to_string().as_bytes(), &mut head);
     head.extend_from_slice(&first);
-    tokio::spawn(relay(head.freeze(), out_rx, tx, stream.clone(), seq.clone(), received));
+    let hls = seq.parse::<u64>().ok().map(|n| {
+        let variants = variants(&ladder_seen);
+        (SegmentRecorder::new(n, variants.len()), variants, state.clone())
+    });
+    let to = Relay { tx, stream: stream.clone(), seq: seq.clone(), received, hls };
+    tokio::spawn(relay(head.freeze(), out_rx, to));
     match answer {
         Answer::Records => reply::streamed(body, "application/vnd.zerohop.results"),
         Answer::Multipart => {
@@ -258,16 +265,42 @@ async fn upload(mut body: Incoming, upload: InputWriter, idle: Duration, max: u6
     }
 }
 
-/// The result stream to the broadcaster: the start record and first result in `head`, then
-/// every record as it comes, then the trailers.
-async fn relay(
-    head: Bytes,
-    mut out_rx: mpsc::Receiver<Out>,
+/// What each rendition is, for HLS playback.
+fn variants(ladder: &Ladder) -> Vec<Variant> {
+    let p = ladder.profiles().iter();
+    p.map(|p| Variant { name: p.name.clone(), width: p.width, height: p.height, target_bitrate: p.bitrate }).collect()
+}
+
+/// Where a segment's result stream goes: to the broadcaster, and (for numbered segments) into
+/// the HLS window once the segment is complete.
+struct Relay {
     tx: mpsc::Sender<Result<Frame<Bytes>, std::io::Error>>,
     stream: String,
     seq: String,
     received: Instant,
-) {
+    hls: Option<(SegmentRecorder, Vec<Variant>, Arc<State>)>,
+}
+
+impl Relay {
+    /// Hands `records` to the HLS recorder; records the segment when they complete it.
+    fn record(&mut self, reader: &mut RecordReader, records: &[u8]) {
+        let Some((recorder, variants, state)) = &mut self.hls else { return };
+        reader.push(records);
+        while let Some(Ok(r)) = reader.poll() {
+            if let Some(seg) = recorder.push(&r) {
+                state.hls.lock().record(&self.stream, variants.clone(), seg, Instant::now());
+            }
+        }
+    }
+}
+
+/// The result stream to the broadcaster: the start record and first result in `head`, then
+/// every record as it comes, then the trailers.
+async fn relay(head: Bytes, mut out_rx: mpsc::Receiver<Out>, mut to: Relay) {
+    let mut reader = RecordReader::new();
+    to.record(&mut reader, &head);
+    let tx = to.tx.clone();
+    let (stream, seq, received) = (to.stream.clone(), to.seq.clone(), to.received);
     if tx.send(Ok(Frame::data(head))).await.is_err() {
         return;
     }
@@ -280,7 +313,9 @@ async fn relay(
             Out::End { ok, .. } => Some(*ok),
             _ => None,
         };
-        if tx.send(Ok(Frame::data(o.to_record()))).await.is_err() {
+        let record = o.to_record();
+        to.record(&mut reader, &record);
+        if tx.send(Ok(Frame::data(record))).await.is_err() {
             // The broadcaster went away: dropping `out_rx` makes the engine's sinks fail,
             // which ends the segment and frees the session.
             tracing::info!(%stream, %seq, "broadcaster disconnected; segment cancelled");

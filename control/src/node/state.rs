@@ -15,6 +15,7 @@ use zerohop_engine::Ladder;
 use super::config::NodeConfig;
 use super::secrets::{Credential, TranscoderSecrets};
 use crate::broadcasters::{BroadcasterTokens, StreamOwners};
+use crate::hls::HlsStore;
 use crate::metrics as m;
 use crate::relay::{DeviceCaps, InputBuf, Out, SessionSlot};
 use crate::scheduler::{Scheduler, TaskId, TranscoderId};
@@ -70,6 +71,10 @@ pub(super) struct State {
     pub owners: Mutex<StreamOwners>,
     /// Open connections per peer address.
     pub connections: Mutex<HashMap<IpAddr, usize>>,
+    /// What HLS players are served.
+    pub hls: Mutex<HlsStore>,
+    /// Playback requests being served (bounded so viewers cannot slow transcoding).
+    pub playback: Arc<tokio::sync::Semaphore>,
 }
 
 impl State {
@@ -88,6 +93,8 @@ impl State {
             broadcasters: RwLock::new(config.broadcasters.clone()),
             owners: Mutex::new(StreamOwners::new(config.idle_timeout)),
             connections: Mutex::new(HashMap::new()),
+            hls: Mutex::new(HlsStore::new(config.hls_window, config.hls_max_streams)),
+            playback: Arc::new(tokio::sync::Semaphore::new(config.max_playback_requests)),
             auth_limiter: Mutex::new(AuthLimiter::new(config.auth_max_failures, std::time::Duration::from_secs(60))),
             config,
         }
