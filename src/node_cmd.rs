@@ -16,7 +16,7 @@ use zerohop_engine::Ladder;
 /// Options of `zerohop combined` and `zerohop orchestrator`.
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
-    /// Address to serve broadcasters on (HTTP/2 over TLS).
+    /// Address to serve broadcasters and players on (HTTP/1.1 and HTTP/2 over TLS).
     #[arg(long, default_value = "127.0.0.1:8935")]
     pub service_addr: SocketAddr,
     /// Where the self-signed certificate is created on first start.
@@ -27,9 +27,13 @@ pub struct NodeArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// Serve cleartext HTTP/2 (prior knowledge) instead of TLS. For labs and tests only.
-    #[arg(long)]
+    /// Serve cleartext (HTTP/1.1, and HTTP/2 with prior knowledge) instead of TLS. For labs,
+    /// tests and encoders on the same host only.
+    #[arg(long, alias = "insecure-cleartext")]
     pub insecure_h2c: bool,
+    /// HLS playback (/stream/...) only with a broadcaster token (Authorization: Bearer).
+    #[arg(long)]
+    pub private_playback: bool,
     /// Segments the in-process engine transcodes at once (default: 2 for `combined`, 0 for
     /// `orchestrator`, which then uses remote transcoders only). Beyond all capacity: 503.
     #[arg(long)]
@@ -97,6 +101,15 @@ pub struct LimitArgs {
     /// Failed authentications per address per minute before 429s.
     #[arg(long, default_value = "5")]
     pub auth_max_failures: u32,
+    /// HLS playback: segments kept per stream (a stream idle longer than its window is dropped).
+    #[arg(long, default_value = "6", value_name = "SEGMENTS")]
+    pub hls_window: usize,
+    /// HLS playback: streams kept (the one updated longest ago makes room); 0: no playback.
+    #[arg(long, default_value = "32")]
+    pub hls_max_streams: usize,
+    /// HLS playback responses being sent at once; more get 503 at_capacity.
+    #[arg(long, default_value = "64")]
+    pub max_playback_requests: usize,
 }
 
 impl LimitArgs {
@@ -111,6 +124,9 @@ impl LimitArgs {
         cfg.max_connections = self.max_connections.max(1);
         cfg.auth_max_failures = self.auth_max_failures.max(1);
         cfg.max_streams_per_connection = self.max_streams_per_connection.max(1);
+        cfg.hls_window = self.hls_window.clamp(1, 1000);
+        cfg.hls_max_streams = self.hls_max_streams;
+        cfg.max_playback_requests = self.max_playback_requests.max(1);
     }
 }
 
@@ -280,8 +296,15 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
     }
     let ladder = crate::ladder_cmd::read_ladder(a.profiles.as_deref(), None, || Ok(Ladder::default_ladder()))?;
     let broadcasters = load_broadcasters(&a)?;
+    if a.private_playback && broadcasters.is_empty() {
+        bail!(
+            "--private-playback needs broadcaster tokens: give --token-file or --broadcaster-tokens (or ZEROHOP_TOKEN)"
+        );
+    }
     let tls = if a.insecure_h2c {
-        eprintln!("WARNING: serving cleartext HTTP/2 (--insecure-h2c): anyone on the path can read and alter video");
+        eprintln!(
+            "WARNING: serving cleartext HTTP/1.1 and HTTP/2 (--insecure-h2c): anyone on the path can read and alter video"
+        );
         None
     } else {
         let identity = match (&a.tls_cert, &a.tls_key) {
@@ -306,6 +329,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         cfg.broadcasters = broadcasters;
         cfg.transcoders = secrets;
         cfg.task_deadline = Duration::from_secs_f64(a.task_deadline.clamp(1.0, 3600.0));
+        cfg.private_playback = a.private_playback;
         a.limits.apply(&mut cfg);
         if max_sessions > 0 {
             cfg.sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?;

@@ -341,3 +341,103 @@ async fn livepeer_push_without_accept_is_200_and_no_body_and_playlists_are_ignor
         assert!(String::from_utf8_lossy(&c.body).contains("\"unauthorized\""));
     }
 }
+
+/// curl's `-D` header dump, lower-cased names: the value of `name`.
+fn header(dump: &str, name: &str) -> Option<String> {
+    dump.lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn playback_has_cors_and_cache_headers_and_private_playback_needs_the_token() {
+    if !have_curl() {
+        return;
+    }
+    let setup = |c: &mut NodeConfig| {
+        c.default_ladder = LADDER.parse().expect("ladder");
+        c.broadcasters = BroadcasterTokens::single("s3cret".into());
+        c.private_playback = true;
+    };
+    let n = node(false, setup).await;
+    let mut a = Via::ClearH1.args(&n, "/live/pb/4.ts");
+    a.extend(["-X", "PUT", "-H", "Authorization: Bearer s3cret", "--data-binary"].map(String::from));
+    a.push(format!("@{}", fixture_path("stream_seq0.ts")));
+    assert_eq!(curl(a).await.meta, "200 1.1");
+    let name = LADDER.split(',').next().expect("rendition");
+    let dir = tempdir();
+    let dump = dir.join("headers");
+    for (path, content_type, cache) in [
+        ("/stream/pb.m3u8".to_string(), "application/vnd.apple.mpegurl", "private, max-age=1"),
+        (format!("/stream/pb/{name}.m3u8"), "application/vnd.apple.mpegurl", "private, max-age=1"),
+        (format!("/stream/pb/{name}/4.ts"), "video/mp2t", "private, max-age=1"),
+    ] {
+        for via in [Via::ClearH1, Via::ClearH2] {
+            let c = curl(via.args(&n, &path)).await;
+            assert_eq!(c.meta, format!("401 {}", via.version()), "no token: {path}");
+            let mut a = via.args(&n, &path);
+            a.extend(
+                ["-H", "Authorization: Bearer s3cret", "-H", "Origin: http://player.example", "-D"].map(String::from),
+            );
+            a.push(dump.to_string_lossy().into_owned());
+            let c = curl(a).await;
+            assert_eq!((c.rc, c.meta.as_str()), (0, format!("200 {}", via.version()).as_str()), "{path}");
+            assert_eq!(c.content_type, content_type, "{path}");
+            let h = std::fs::read_to_string(&dump).expect("headers");
+            assert_eq!(header(&h, "access-control-allow-origin").as_deref(), Some("*"), "{path}");
+            assert_eq!(header(&h, "cache-control").as_deref(), Some(cache), "{path}");
+        }
+    }
+    let c = curl(
+        Via::ClearH1
+            .args(&n, "/stream/pb.m3u8")
+            .into_iter()
+            .chain(["-H".into(), "Authorization: Bearer s3cret".into()])
+            .collect(),
+    )
+    .await;
+    let master = String::from_utf8_lossy(&c.body);
+    assert!(master.contains("RESOLUTION=640x360") && master.contains(&format!("{name}.m3u8")), "{master}");
+    // A player's preflight.
+    let mut a = Via::ClearH1.args(&n, "/stream/pb.m3u8");
+    a.extend(
+        [
+            "-X",
+            "OPTIONS",
+            "-H",
+            "Origin: http://player.example",
+            "-H",
+            "Access-Control-Request-Headers: authorization",
+            "-D",
+        ]
+        .map(String::from),
+    );
+    a.push(dump.to_string_lossy().into_owned());
+    let c = curl(a).await;
+    assert_eq!(c.meta, "204 1.1");
+    let h = std::fs::read_to_string(&dump).expect("headers");
+    assert!(header(&h, "access-control-allow-headers").is_some_and(|v| v.contains("Authorization")), "{h}");
+
+    // Public playback: segments immutable, live playlists short-lived; unknown names 404.
+    let n = node(false, |c| c.default_ladder = LADDER.parse().expect("ladder")).await;
+    let mut a = Via::ClearH2.args(&n, "/live/pub/0.ts");
+    a.extend(["-X", "PUT", "--data-binary"].map(String::from));
+    a.push(format!("@{}", fixture_path("stream_seq0.ts")));
+    assert_eq!(curl(a).await.meta, "200 2");
+    for (path, cache) in [
+        (format!("/stream/pub/{name}.m3u8"), "public, max-age=1"),
+        (format!("/stream/pub/{name}/0.ts"), "public, max-age=86400, immutable"),
+    ] {
+        let mut a = Via::ClearH1.args(&n, &path);
+        a.extend(["-D".to_string(), dump.to_string_lossy().into_owned()]);
+        let c = curl(a).await;
+        assert_eq!(c.meta, "200 1.1", "{path}");
+        let h = std::fs::read_to_string(&dump).expect("headers");
+        assert_eq!(header(&h, "cache-control").as_deref(), Some(cache), "{path}");
+    }
+    for path in ["/stream/nope.m3u8", "/stream/pub/nope.m3u8", "/stream/pub/P360p30fps16x9/7.ts"] {
+        assert_eq!(curl(Via::ClearH1.args(&n, path)).await.meta, "404 1.1", "{path}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
