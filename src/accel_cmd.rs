@@ -334,9 +334,8 @@ mod gpu {
         for &g in &gpus {
             let d = CudaLadderDevice::open_with(g, 1, encode).with_context(|| format!("GPU {g}"))?;
             let encode_on = if d.encodes_on_nvenc() { "gpu" } else { "cpu" };
-            if !d.encodes_on_nvenc() {
-                eprintln!("GPU {g}: decode and scale on the GPU, encode on the CPU ({d:?})");
-            }
+            // Which engine each GPU encodes on, and why (never a silent CPU fallback).
+            eprintln!("GPU {g}: decode and scale on the GPU, encode on {}", d.encoder_and_why());
             devices.push(DeviceCaps {
                 id: format!("cuda:{g}"),
                 name: names.iter().find(|i| i.ordinal == g).map(|i| i.name.clone()).unwrap_or_default(),

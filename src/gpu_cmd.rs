@@ -51,7 +51,7 @@ pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
             "ordinal": g.ordinal, "name": g.name, "memory_bytes": g.memory_bytes,
             "compute_capability": format!("{}.{}", g.compute_capability.0, g.compute_capability.1),
             "nvdec_h264": g.nvdec.as_ref().map(|c| c.supported).unwrap_or(false),
-            "nvenc_sessions": g.nvenc_sessions.as_ref().ok(),
+            "nvenc_sessions": g.nvenc_sessions.as_ref().and_then(|r| r.as_ref().ok()),
         });
         println!(
             "GPU {}: {} ({:.1} GiB, compute {}.{})",
@@ -68,18 +68,32 @@ pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
             Ok(_) => println!("  NVDEC H.264 8-bit 4:2:0: not supported"),
             Err(e) => println!("  NVDEC: unavailable ({e})"),
         }
+        use zerohop_engine::cuda::CudaError;
         match &g.nvenc_sessions {
-            Ok(n) if *n >= a.probe_sessions => {
+            Some(Ok(n)) if *n >= a.probe_sessions => {
                 println!("  NVENC H.264: at least {n} concurrent sessions (probe limit)")
             }
-            Ok(n) => println!("  NVENC H.264: {n} concurrent sessions"),
-            Err(e) => println!("  NVENC: unavailable ({e}) (H100, H200 and A100 have no NVENC)"),
+            Some(Ok(n)) => println!("  NVENC H.264: {n} concurrent sessions"),
+            Some(Err(e @ CudaError::NoEncoder { .. })) => {
+                println!("  NVENC: none on this GPU ({e}; H100, H200 and A100 have none)")
+            }
+            Some(Err(e @ CudaError::NoVideoCapability { .. })) => println!("  NVENC: {e}"),
+            Some(Err(e)) => {
+                // Not "no NVENC": the probe itself failed, so --gpu-encode auto fails too.
+                failed = true;
+                entry["nvenc_error"] = e.to_string().into();
+                println!("  NVENC probe FAILED: {e} [{}] (not taken for a GPU without NVENC)", e.code())
+            }
+            None => {}
         }
         // What `--accel cuda --gpu-encode auto` does with this GPU.
         let path = match (&g.nvdec, &g.nvenc_sessions) {
-            (Ok(c), Ok(n)) if c.supported && *n > 0 => "gpu",
-            (Ok(_), Err(e)) if e == "not probed" => "not probed",
-            (Ok(c), _) if c.supported => "cpu",
+            (Ok(c), Some(Ok(n))) if c.supported && *n > 0 => "gpu",
+            (Ok(_), None) => "not probed",
+            (Ok(c), Some(Err(CudaError::NoEncoder { .. } | CudaError::NoVideoCapability { .. }))) if c.supported => {
+                "cpu"
+            }
+            (Ok(c), Some(_)) if c.supported => "error",
             _ => "none",
         };
         entry["ladder_encode"] = path.into();
@@ -89,6 +103,7 @@ pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
                 println!("  ladder: decode and scale on the GPU, encode on the CPU (each rung picture copied once)")
             }
             "not probed" => println!("  ladder: encoder not probed (--probe-sessions 0)"),
+            "error" => println!("  ladder: fails on this GPU until the NVENC probe failure above is fixed"),
             _ => println!("  ladder: not on this GPU (no NVDEC for H.264)"),
         }
         if a.self_test {

@@ -50,8 +50,10 @@ pub struct GpuInfo {
     pub compute_capability: (i32, i32),
     /// NVDEC for 8-bit 4:2:0 H.264, or why not.
     pub nvdec: Result<DecodeCaps, String>,
-    /// NVENC H.264 sessions that opened in the probe (0: no NVENC, e.g. H100/A100), or why not.
-    pub nvenc_sessions: Result<u32, String>,
+    /// NVENC H.264 sessions that opened in the probe, or why none did: `NoEncoder` only when
+    /// the GPU has none (H100, H200, A100), `NoVideoCapability` when the driver's video part is
+    /// missing, anything else a failure of the probe; `None` when not probed.
+    pub nvenc_sessions: Option<Result<u32, CudaError>>,
 }
 
 /// Every GPU with its decode/encode capabilities. `probe_sessions`: open up to this many NVENC
@@ -70,9 +72,9 @@ pub fn gpus(probe_sessions: u32) -> Result<Vec<GpuInfo>, CudaError> {
             Err(e) => Err(e.to_string()),
         };
         let nvenc_sessions = match &nvenc {
-            Ok(api) if probe_sessions > 0 => gpu.probe_sessions(api, probe_sessions).map_err(|e| e.to_string()),
-            Ok(_) => Err("not probed".into()),
-            Err(e) => Err(e.to_string()),
+            Ok(api) if probe_sessions > 0 => Some(gpu.probe_sessions(api, probe_sessions)),
+            Ok(_) => None,
+            Err(e) => Some(Err(e.clone())),
         };
         out.push(GpuInfo {
             ordinal,

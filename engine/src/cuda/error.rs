@@ -11,6 +11,14 @@ pub enum CudaError {
     /// The library could not be loaded (no NVIDIA driver on this machine, or not this part).
     #[error("{lib} could not be loaded ({why}): no NVIDIA driver here (the CPU backend needs none)")]
     NoDriver { lib: &'static str, why: String },
+    /// The CUDA driver is here but not its video part: `libnvidia-encode` or `libnvcuvid` is
+    /// missing, as in a container started without `video` in `NVIDIA_DRIVER_CAPABILITIES`.
+    #[error(
+        "{lib} could not be loaded ({why}): the NVIDIA driver is here but not its video part \
+         (NVENC/NVDEC); in a container, set NVIDIA_DRIVER_CAPABILITIES to include `video` \
+         (e.g. compute,utility,video)"
+    )]
+    NoVideoCapability { lib: &'static str, why: String },
     /// An entry point the driver library should export is missing (driver too old).
     #[error("{lib} has no {symbol}: the NVIDIA driver is too old for zerohop (needs R530+ for NVENC API 12.1)")]
     MissingSymbol { lib: &'static str, symbol: &'static str },
@@ -44,7 +52,10 @@ impl CudaError {
     /// A stable code, as the engine's other errors have.
     pub fn code(&self) -> &'static str {
         match self {
-            CudaError::NoDriver { .. } | CudaError::MissingSymbol { .. } => "gpu_unavailable",
+            // The message tells a missing video part from a missing driver.
+            CudaError::NoDriver { .. } | CudaError::MissingSymbol { .. } | CudaError::NoVideoCapability { .. } => {
+                "gpu_unavailable"
+            }
             CudaError::Driver { .. } => "cuda_error",
             CudaError::Nvenc { .. } => "nvenc_error",
             CudaError::Cuvid { .. } => "nvdec_error",
@@ -55,6 +66,19 @@ impl CudaError {
             CudaError::Invalid(_) => "invalid_gpu_call",
         }
     }
+}
+
+/// What a failed `dlopen` of a video library (`libnvidia-encode`, `libnvcuvid`) means: with
+/// the CUDA driver present, its video part is missing (a container without the `video`
+/// capability); without it, there is no driver at all.
+pub(crate) fn video_library_missing(lib: &'static str, why: String, cuda_driver_present: bool) -> CudaError {
+    if cuda_driver_present { CudaError::NoVideoCapability { lib, why } } else { CudaError::NoDriver { lib, why } }
+}
+
+/// Whether `libcuda` can be loaded here.
+pub(crate) fn cuda_driver_present() -> bool {
+    // SAFETY: only tries to dlopen the library candidates; nothing is called through them.
+    unsafe { cudarc::driver::sys::is_culib_present() }
 }
 
 pub(crate) fn driver_error(api: &'static str) -> impl FnOnce(cudarc::driver::DriverError) -> CudaError {

@@ -59,16 +59,33 @@ impl Default for LadderOptions {
     }
 }
 
-/// What `want` comes to, given the GPU's NVENC probe (run only when needed): `Some` encodes
-/// on NVENC, `None` on the CPU. A busy NVENC (session limit) or a broken driver stays an
-/// error: only a missing encoder falls back.
-pub fn choose_encoder<A>(want: EncodeOn, probe: impl FnOnce() -> Result<A, CudaError>) -> Result<Option<A>, CudaError> {
+/// Where a ladder encodes, and, on the CPU, why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Encoding<A> {
+    Nvenc(A),
+    Cpu { why: String },
+}
+
+/// What `want` comes to, given the GPU's NVENC probe (run only when needed). A busy NVENC
+/// (session limit) or a broken driver stays an error: only a GPU without NVENC
+/// (`NO_ENCODE_DEVICE`/`UNSUPPORTED_DEVICE`) or a driver without its video part (no
+/// `libnvidia-encode`: a container without the `video` capability, or too old a driver) falls
+/// back, and the fallback says why.
+pub fn choose_encoder<A>(
+    want: EncodeOn,
+    probe: impl FnOnce() -> Result<A, CudaError>,
+) -> Result<Encoding<A>, CudaError> {
     match want {
-        EncodeOn::Host => Ok(None),
-        EncodeOn::Nvenc => probe().map(Some),
+        EncodeOn::Host => Ok(Encoding::Cpu { why: "CPU encode chosen (--gpu-encode cpu)".into() }),
+        EncodeOn::Nvenc => probe().map(Encoding::Nvenc),
         EncodeOn::Auto => match probe() {
-            Ok(a) => Ok(Some(a)),
-            Err(CudaError::NoEncoder { .. } | CudaError::NoDriver { .. } | CudaError::MissingSymbol { .. }) => Ok(None),
+            Ok(a) => Ok(Encoding::Nvenc(a)),
+            Err(
+                e @ (CudaError::NoEncoder { .. }
+                | CudaError::NoVideoCapability { .. }
+                | CudaError::NoDriver { .. }
+                | CudaError::MissingSymbol { .. }),
+            ) => Ok(Encoding::Cpu { why: e.to_string() }),
             Err(e) => Err(e),
         },
     }
@@ -162,7 +179,9 @@ impl From<CudaError> for DeviceError {
                 (*api).to_string()
             }
             CudaError::SessionLimit { api, .. } => (*api).to_string(),
-            CudaError::NoDriver { lib, .. } | CudaError::MissingSymbol { lib, .. } => (*lib).to_string(),
+            CudaError::NoDriver { lib, .. }
+            | CudaError::MissingSymbol { lib, .. }
+            | CudaError::NoVideoCapability { lib, .. } => (*lib).to_string(),
             CudaError::NoEncoder { .. } => "NVENC".into(),
             CudaError::NoDecoder { .. } => "NVDEC".into(),
             CudaError::Nvrtc(_) => "NVRTC".into(),
@@ -187,6 +206,8 @@ pub struct CudaLadderDevice<G: LadderGpu = Gpu> {
     gpu: G,
     traffic: DeviceTraffic,
     name: String,
+    /// Why this ladder encodes on the CPU (set by `open_with`).
+    cpu_encode_why: Option<String>,
 }
 
 impl<G: LadderGpu> std::fmt::Debug for CudaLadderDevice<G> {
@@ -206,8 +227,13 @@ impl CudaLadderDevice {
     /// As [`open`](Self::open), encoding where and how `options` say.
     pub fn open_with(ordinal: usize, rungs: usize, options: LadderOptions) -> Result<CudaLadderDevice, CudaError> {
         let gpu = Gpu::open(ordinal)?;
-        let nvenc = choose_encoder(options.encode, || probe_nvenc(&gpu))?;
-        CudaLadderDevice::with_parts(gpu, CuvidApi::load()?, nvenc, rungs, options.preset)
+        let (nvenc, why) = match choose_encoder(options.encode, || probe_nvenc(&gpu))? {
+            Encoding::Nvenc(api) => (Some(api), None),
+            Encoding::Cpu { why } => (None, Some(why)),
+        };
+        let mut device = CudaLadderDevice::with_parts(gpu, CuvidApi::load()?, nvenc, rungs, options.preset)?;
+        device.cpu_encode_why = why;
+        Ok(device)
     }
 }
 
@@ -239,12 +265,23 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
             decoder,
             rungs: (0..rungs).map(|_| RungPools::new(SURFACES_PER_RUNG)).collect(),
             traffic: DeviceTraffic::default(),
+            cpu_encode_why: None,
         })
     }
 
     /// Whether this ladder encodes on NVENC (else on the CPU).
     pub fn encodes_on_nvenc(&self) -> bool {
         matches!(self.encoders, Encoders::Nvenc(_))
+    }
+
+    /// Which engine encodes and why, for the start-up line of each GPU: "NVENC", or "the CPU:
+    /// <reason>" (no NVENC on this GPU, no video capability in this container, or chosen).
+    pub fn encoder_and_why(&self) -> String {
+        match (&self.encoders, &self.cpu_encode_why) {
+            (Encoders::Nvenc(_), _) => format!("NVENC ({:?})", self.preset),
+            (Encoders::Host(_), Some(why)) => format!("the CPU: {why}"),
+            (Encoders::Host(_), None) => "the CPU".into(),
+        }
     }
 
     /// Releases that failed in `Drop` for this device's decoder and encoders (and anything else
@@ -438,16 +475,42 @@ mod tests {
         CudaError::NoEncoder { ordinal: 0, why: "nvEncOpenEncodeSessionEx: NV_ENC_ERR_NO_ENCODE_DEVICE".into() }
     }
 
+    /// Defect 9: a driver without its video part (a container without the `video` capability)
+    /// is said as such, never as "no NVIDIA driver here".
+    #[test]
+    fn a_missing_video_library_with_a_driver_is_no_video_capability() {
+        use crate::cuda::error::video_library_missing;
+        let e = video_library_missing("libnvidia-encode.so.1", "not found".into(), true);
+        assert_eq!(e.code(), "gpu_unavailable");
+        let m = e.to_string();
+        assert!(m.contains("NVIDIA_DRIVER_CAPABILITIES") && m.contains("video"), "{m}");
+        assert!(!m.contains("no NVIDIA driver"), "{m}");
+        let e = video_library_missing("libnvcuvid.so.1", "not found".into(), false);
+        assert!(matches!(e, CudaError::NoDriver { .. }), "no libcuda either: no driver");
+        let why = match choose_encoder::<()>(EncodeOn::Auto, || {
+            Err(video_library_missing("libnvidia-encode.so.1", "not found".into(), true))
+        }) {
+            Ok(Encoding::Cpu { why }) => why,
+            other => panic!("{other:?}"),
+        };
+        assert!(why.contains("NVIDIA_DRIVER_CAPABILITIES"), "the fallback says why: {why}");
+    }
+
     #[test]
     fn only_a_missing_encoder_falls_back_to_the_cpu() {
+        let cpu = |why: &str| Ok(Encoding::Cpu { why: why.to_string() });
         // Forced CPU encode never takes an NVENC session to probe.
-        assert_eq!(choose_encoder::<()>(EncodeOn::Host, || panic!("probed")), Ok(None));
-        assert_eq!(choose_encoder(EncodeOn::Auto, || Ok(7)), Ok(Some(7)));
-        assert_eq!(choose_encoder(EncodeOn::Nvenc, || Ok(7)), Ok(Some(7)));
-        // H100/H200/A100, or a driver without libnvidia-encode: decode and scale stay on the GPU.
-        assert_eq!(choose_encoder::<()>(EncodeOn::Auto, || Err(no_encoder())), Ok(None));
-        let no_lib = CudaError::NoDriver { lib: "libnvidia-encode.so.1", why: "not found".into() };
-        assert_eq!(choose_encoder::<()>(EncodeOn::Auto, || Err(no_lib.clone())), Ok(None));
+        assert_eq!(
+            choose_encoder::<()>(EncodeOn::Host, || panic!("probed")),
+            cpu("CPU encode chosen (--gpu-encode cpu)")
+        );
+        assert_eq!(choose_encoder(EncodeOn::Auto, || Ok(7)), Ok(Encoding::Nvenc(7)));
+        assert_eq!(choose_encoder(EncodeOn::Nvenc, || Ok(7)), Ok(Encoding::Nvenc(7)));
+        // H100/H200/A100, or a driver without libnvidia-encode: decode and scale stay on the GPU,
+        // and the fallback says why.
+        assert_eq!(choose_encoder::<()>(EncodeOn::Auto, || Err(no_encoder())), cpu(&no_encoder().to_string()));
+        let no_video = CudaError::NoVideoCapability { lib: "libnvidia-encode.so.1", why: "not found".into() };
+        assert_eq!(choose_encoder::<()>(EncodeOn::Auto, || Err(no_video.clone())), cpu(&no_video.to_string()));
         // Asked for NVENC: its absence is the error, with its code.
         let e = choose_encoder::<()>(EncodeOn::Nvenc, || Err(no_encoder())).expect_err("no NVENC");
         assert_eq!(e.code(), "no_nvenc");

@@ -27,7 +27,7 @@ use nvidia_video_codec_sdk::sys::cuviddec as dec;
 use nvidia_video_codec_sdk::sys::nvcuvid as cuvid;
 
 use super::context::DeviceContext;
-use super::error::CudaError;
+use super::error::{CudaError, cuda_driver_present, video_library_missing};
 
 pub(crate) mod result;
 
@@ -94,7 +94,7 @@ impl CuvidApi {
         // SAFETY: loading the NVIDIA decode library runs its initialisers, which need nothing
         // from us; the handle is kept as long as the function pointers.
         let lib = unsafe { libloading::Library::new(LIB) }
-            .map_err(|e| CudaError::NoDriver { lib: LIB, why: e.to_string() })?;
+            .map_err(|e| video_library_missing(LIB, e.to_string(), cuda_driver_present()))?;
         macro_rules! sym {
             ($name:literal, $ty:ty) => {
                 // SAFETY: the symbol has this C signature in cuviddec.h / nvcuvid.h (SDK 12.1);

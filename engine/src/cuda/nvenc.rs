@@ -32,7 +32,7 @@ use nvidia_video_codec_sdk::sys::nvEncodeAPI as sys;
 use sys::GUID;
 
 use super::context::DeviceContext;
-use super::error::CudaError;
+use super::error::{CudaError, cuda_driver_present, video_library_missing};
 
 pub(crate) mod result;
 use result::Submitted;
@@ -73,7 +73,7 @@ impl NvencApi {
         // SAFETY: loading the NVIDIA encode library runs its initialisers, which have no
         // preconditions on our side; the handle lives in the returned value as long as the table.
         let lib = unsafe { libloading::Library::new(LIB) }
-            .map_err(|e| CudaError::NoDriver { lib: LIB, why: e.to_string() })?;
+            .map_err(|e| video_library_missing(LIB, e.to_string(), cuda_driver_present()))?;
         // SAFETY: the symbols have these C signatures in nvEncodeAPI.h (SDK 12.1); the returned
         // function pointers are only used while `lib` is alive (it moves into the NvencApi).
         let (max_version, create) = unsafe {
