@@ -203,13 +203,12 @@ async fn serve_connection<IO>(
         }
         Version::H1 => {
             let mut h1 = hyper::server::conn::http1::Builder::new();
-            // One request at a time per connection; headers as bounded as HTTP/2's list.
+            // One request at a time per connection; each request head within the header timeout.
             h1.timer(TokioTimer::new()).max_buf_size(H1_MAX_BUF).keep_alive(true).header_read_timeout(header_timeout);
             serve!(h1.serve_connection(TokioIo::new(io), service))
         }
     }
 }
 
-/// HTTP/1.1 read buffer: the largest request head (about HTTP/2's 16 KiB header list) plus
-/// room for body bytes in flight.
+/// HTTP/1.1 read buffer, at most (hyper's default is about 400 KiB).
 const H1_MAX_BUF: usize = 64 * 1024;
