@@ -7,7 +7,10 @@ at run time, and ptxas (from nvidia-cuda-nvcc-cu12) assembles that PTX into SASS
 `-v --warn-on-spills -Werror`, which prints registers, shared/constant memory and stack per
 kernel and fails on any spill. The figures are compared with kernels/check/budgets.json.
 
-Usage: check_kernels.py [--report OUT.json] [--ptx-dir DIR]
+With --cubin-dir the SASS of every kernel is kept, one cubin per architecture
+(DIR/<kernel source stem>.sm_XX.cubin): kernels/build.rs runs this at build time and embeds them.
+
+Usage: check_kernels.py [--report OUT.json] [--ptx-dir DIR] [--cubin-dir DIR]
 Exit status: 0 all within budget; 1 a compile error, spill or budget overrun; 3 compilers missing.
 """
 
@@ -82,11 +85,11 @@ RE_STACK = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+)
 RE_USED = re.compile(r"Used (\d+) registers(?:, used \d+ barriers)?(?:, (\d+) bytes smem)?")
 
 
-def ptxas(ptxas_path, ptx, arch, workdir):
+def ptxas(ptxas_path, ptx, arch, workdir, cubin=None):
     src = os.path.join(workdir, f"k_{arch}.ptx")
     with open(src, "w") as f:
         f.write(ptx)
-    cmd = [ptxas_path, f"-arch=sm_{arch}", "-v", "--warn-on-spills", "-Werror", src, "-o", os.devnull]
+    cmd = [ptxas_path, f"-arch=sm_{arch}", "-v", "--warn-on-spills", "-Werror", src, "-o", cubin or os.devnull]
     p = subprocess.run(cmd, capture_output=True, text=True)
     out = p.stdout + p.stderr
     if p.returncode != 0:
@@ -107,6 +110,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--report", help="write the figures as JSON here")
     ap.add_argument("--ptx-dir", help="also write the PTX per architecture here")
+    ap.add_argument("--cubin-dir", help="also write the SASS per architecture here (<stem>.sm_XX.cubin)")
     args = ap.parse_args()
 
     nvrtc_path = os.environ.get("ZEROHOP_NVRTC") or find_nvidia("cuda_nvrtc/lib/libnvrtc.so.*")
@@ -119,7 +123,9 @@ def main():
     nvrtc = Nvrtc(nvrtc_path)
     workdir = args.ptx_dir or os.path.join(os.environ.get("TMPDIR", "/tmp"), "zerohop-kernels")
     os.makedirs(workdir, exist_ok=True)
-    report, failures = {"nvrtc": nvrtc.version, "options": NVRTC_OPTIONS, "kernels": {}}, []
+    if args.cubin_dir:
+        os.makedirs(args.cubin_dir, exist_ok=True)
+    report, failures = {"nvrtc": nvrtc.version, "archs": ARCHS, "options": NVRTC_OPTIONS, "kernels": {}}, []
     for cu in sorted(glob.glob(os.path.join(KERNELS, "*.cu"))):
         name = os.path.basename(cu)
         with open(cu) as f:
@@ -129,7 +135,10 @@ def main():
                 ptx, log = nvrtc.compile(source, name, arch)
                 if log:
                     failures.append(f"{name} compute_{arch}: NVRTC warnings:\n{log}")
-                figures, _ = ptxas(ptxas_path, ptx, arch, workdir)
+                cubin = None
+                if args.cubin_dir:
+                    cubin = os.path.join(args.cubin_dir, f"{os.path.splitext(name)[0]}.sm_{arch}.cubin")
+                figures, _ = ptxas(ptxas_path, ptx, arch, workdir, cubin)
             except RuntimeError as e:
                 failures.append(f"{name}: {e}")
                 continue

@@ -1,7 +1,8 @@
 //! zerohop's CUDA kernels, in three forms from one source (`scale_ladder.cu`):
 //!
-//! * [`SCALE_LADDER_CU`], the CUDA C++ source, for NVRTC at run time, and [`PTX`] when nvcc was
-//!   at hand at build time;
+//! * [`CUBINS`], its SASS for sm_75, 80, 86, 89 and 90, built at build time with NVIDIA's
+//!   compilers from PyPI when they are there ([`COMPILERS`]), and [`SCALE_LADDER_CU`], the CUDA
+//!   C++ source, for NVRTC at run time on other architectures or in a build without them;
 //! * [`emu`], the same source compiled for the CPU with `emu/cuda_emu.h` (the grid runs as loops),
 //!   so `cargo test` runs exactly what the GPU runs;
 //! * [`reference`], a plain-Rust f64 statement of what the kernel computes, tested against the
@@ -20,20 +21,49 @@ pub const SCALE_LADDER_ENTRY: &str = "zh_scale_ladder_nv12";
 /// Options for NVRTC (and nvcc): no FMA contraction, so the GPU computes what the CPU build does.
 pub const NVRTC_OPTIONS: &[&str] = &["--fmad=false", "--std=c++17", "-default-device"];
 
-/// PTX made by nvcc at build time (compute_75, JIT-compiled by the driver for newer GPUs), when
-/// nvcc was available; else `None` and the source goes through NVRTC at run time.
-#[cfg(zh_ptx)]
-pub const PTX: Option<&str> = Some(include_str!(concat!(env!("OUT_DIR"), "/scale_ladder.ptx")));
-#[cfg(not(zh_ptx))]
-pub const PTX: Option<&str> = None;
+mod built {
+    // `COMPILERS`, `CUBINS` and `WITHOUT_COMPILERS`, written by build.rs.
+    include!(concat!(env!("OUT_DIR"), "/cubins.rs"));
+}
+
+/// The compilers that built [`CUBINS`] (`None`: this build had none, see [`WITHOUT_COMPILERS`]).
+pub const COMPILERS: Option<&str> = built::COMPILERS;
+/// The ladder kernel's SASS per architecture (`(75, cubin)` is sm_75), built at build time;
+/// empty in a build without the NVIDIA compilers.
+pub const CUBINS: &[(u32, &[u8])] = built::CUBINS;
+/// Why this build has no cubins (empty when it has them).
+pub const WITHOUT_COMPILERS: &str = built::WITHOUT_COMPILERS;
 
 /// How the kernels reach the GPU in this build, for `--version` and `gpu-info`.
-pub fn kernel_form() -> &'static str {
-    if PTX.is_some() {
-        "PTX embedded at build time (nvcc)"
-    } else {
-        "CUDA source embedded, compiled by NVRTC at run time"
+pub fn kernel_form() -> String {
+    match COMPILERS {
+        Some(c) => format!(
+            "SASS for {} embedded (built with {c}); other architectures compile the source with NVRTC at run time",
+            CUBINS.iter().map(|(a, _)| format!("sm_{a}")).collect::<Vec<_>>().join(", ")
+        ),
+        None => format!(
+            "built without the NVIDIA compilers ({WITHOUT_COMPILERS}): no SASS embedded, the CUDA source is compiled by NVRTC at run time (the GPU host needs libnvrtc)"
+        ),
     }
+}
+
+/// Which embedded cubin runs on a GPU of compute capability `cc`: SASS runs on GPUs of its own
+/// major version and the same or a higher minor (CUDA C++ Programming Guide, "Binary
+/// Compatibility"), so the newest cubin of the GPU's major with a minor not above the GPU's.
+/// `Err` for GPUs before Turing (7.5), which zerohop does not support; `Ok(None)` when no cubin
+/// fits (a newer architecture: NVRTC compiles the source at run time).
+pub fn cubin_for(
+    cc: (i32, i32),
+    cubins: &'static [(u32, &'static [u8])],
+) -> Result<Option<(u32, &'static [u8])>, String> {
+    if cc < (7, 5) {
+        return Err(format!(
+            "compute capability {}.{} is older than Turing (7.5), the oldest GPU zerohop supports",
+            cc.0, cc.1
+        ));
+    }
+    let (major, minor) = (cc.0 as u32, cc.1 as u32);
+    Ok(cubins.iter().filter(|(a, _)| a / 10 == major && a % 10 <= minor).max_by_key(|(a, _)| *a).copied())
 }
 
 /// Most rungs one launch writes.
@@ -120,5 +150,52 @@ impl Nv12 {
             }
         }
         max
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAKE: &[(u32, &[u8])] = &[(75, b"75"), (80, b"80"), (86, b"86"), (89, b"89"), (90, b"90")];
+
+    /// Issue 14, defect 2: the cubin of the GPU's own architecture, else the newest of its major
+    /// with a lower minor (SASS is compatible within a major), else NVRTC; before Turing, a
+    /// clear refusal.
+    #[test]
+    fn each_gpu_gets_the_cubin_its_sass_runs_on() {
+        let arch = |cc| cubin_for(cc, FAKE).map(|c| c.map(|(a, _)| a));
+        assert_eq!(arch((7, 5)), Ok(Some(75)));
+        assert_eq!(arch((8, 0)), Ok(Some(80)));
+        assert_eq!(arch((8, 6)), Ok(Some(86)));
+        assert_eq!(arch((8, 7)), Ok(Some(86)), "Orin runs sm_86 SASS");
+        assert_eq!(arch((8, 9)), Ok(Some(89)));
+        assert_eq!(arch((9, 0)), Ok(Some(90)));
+        assert_eq!(arch((10, 0)), Ok(None), "Blackwell: no SASS here, NVRTC at run time");
+        assert_eq!(arch((12, 0)), Ok(None));
+        for old in [(7, 0), (6, 1), (5, 2)] {
+            let e = arch(old).expect_err("pre-Turing");
+            assert!(e.contains("older than Turing (7.5)"), "{e}");
+        }
+        assert_eq!(cubin_for((8, 6), &[]), Ok(None), "a build without the compilers");
+    }
+
+    /// A build made where the compilers are embeds an ELF cubin (e_machine EM_CUDA) for each of
+    /// sm_75, 80, 86, 89 and 90; a build without them says so.
+    #[test]
+    fn the_build_embeds_sass_for_every_architecture_or_says_why_not() {
+        let Some(compilers) = COMPILERS else {
+            assert!(CUBINS.is_empty());
+            assert!(!WITHOUT_COMPILERS.is_empty());
+            assert!(kernel_form().contains("built without the NVIDIA compilers"), "{}", kernel_form());
+            eprintln!("skipped: built without the NVIDIA compilers ({WITHOUT_COMPILERS})");
+            return;
+        };
+        assert_eq!(CUBINS.iter().map(|(a, _)| *a).collect::<Vec<_>>(), vec![75, 80, 86, 89, 90]);
+        for (arch, cubin) in CUBINS {
+            assert_eq!(&cubin[..4], b"\x7fELF", "sm_{arch}");
+            assert_eq!(u16::from_le_bytes([cubin[18], cubin[19]]), 190, "sm_{arch}: EM_CUDA");
+        }
+        assert!(kernel_form().contains(compilers), "{}", kernel_form());
     }
 }

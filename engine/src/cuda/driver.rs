@@ -1,6 +1,7 @@
 //! The CUDA driver side, through cudarc (dynamic loading, CUDA 12.9 bindings, its result layer
 //! and safe owners): finding GPUs, one context and stream per GPU ([`DeviceContext`]), the
-//! ladder kernel (embedded PTX or NVRTC at run time), device buffers for NVENC ([`DeviceNv12`]:
+//! ladder kernel (the SASS embedded for the GPU's architecture, else PTX compiled by NVRTC at run
+//! time, once per architecture per process; one module per GPU context), device buffers for NVENC ([`DeviceNv12`]:
 //! a pitched `cuMemAlloc` allocation, never a stream-ordered one, see [`DeviceAllocation`]), and
 //! a kernel self-test against the CPU emulation.
 //!
@@ -13,7 +14,8 @@
 //! [`CudaError::NoDriver`] otherwise.
 
 use std::any::Any;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use zerohop_kernels::{BLOCK, MAX_RUNGS, Nv12, ZhLadder, ZhPlane};
@@ -126,16 +128,30 @@ struct LadderArg(ZhLadder);
 // by-value parameter struct exactly; the device pointers in it are valid device addresses.
 unsafe impl DeviceRepr for LadderArg {}
 
-/// How the kernel got to the GPU, for `gpu-info` and logs.
-pub fn kernel_form() -> &'static str {
+/// How the kernel gets to the GPU in this build, for `gpu-info` and logs: the SASS embedded at
+/// build time, or (a build without the NVIDIA compilers) NVRTC at run time.
+pub fn kernel_form() -> String {
     zerohop_kernels::kernel_form()
 }
 
-/// PTX for the ladder kernel: embedded at build time, else compiled now by NVRTC for `arch`
-/// (e.g. "compute_89") with the options the CI check uses.
+/// NVRTC compilations made by this process (each architecture is compiled once).
+pub fn nvrtc_compiles() -> u64 {
+    NVRTC_COMPILES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+static NVRTC_COMPILES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// PTX for the ladder kernel compiled by NVRTC for `arch` (e.g. "compute_89") with the options
+/// the CI check uses: the fallback for architectures with no embedded cubin (and builds without
+/// the compilers). Compiled once per architecture per process (an NVRTC compile takes 240-300
+/// ms; it used to run at every session open).
 pub fn ladder_ptx(arch: &'static str) -> Result<cudarc::nvrtc::Ptx, CudaError> {
-    if let Some(ptx) = zerohop_kernels::PTX {
-        return Ok(cudarc::nvrtc::Ptx::from_src(ptx));
+    static COMPILED: OnceLock<Mutex<HashMap<&'static str, String>>> = OnceLock::new();
+    let cache = COMPILED.get_or_init(Default::default);
+    // Held while compiling: two sessions opening at once compile once.
+    let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(ptx) = cache.get(arch) {
+        return Ok(cudarc::nvrtc::Ptx::from_src(ptx.clone()));
     }
     // SAFETY: only tries to dlopen the NVRTC library candidates.
     if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
@@ -148,8 +164,21 @@ pub fn ladder_ptx(arch: &'static str) -> Result<cudarc::nvrtc::Ptx, CudaError> {
         name: Some("scale_ladder.cu".into()),
         ..Default::default()
     };
-    cudarc::nvrtc::compile_ptx_with_opts(zerohop_kernels::SCALE_LADDER_CU, opts)
-        .map_err(|e| CudaError::Nvrtc(e.to_string()))
+    NVRTC_COMPILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ptx = cudarc::nvrtc::compile_ptx_with_opts(zerohop_kernels::SCALE_LADDER_CU, opts)
+        .map_err(|e| CudaError::Nvrtc(e.to_string()))?;
+    cache.insert(arch, ptx.to_src());
+    Ok(ptx)
+}
+
+/// The module image of the ladder kernel for a GPU of compute capability `cc`: the embedded
+/// cubin of its architecture, else NVRTC's PTX; pre-Turing GPUs are refused by name.
+fn ladder_image(ordinal: usize, cc: (i32, i32)) -> Result<cudarc::nvrtc::Ptx, CudaError> {
+    match zerohop_kernels::cubin_for(cc, zerohop_kernels::CUBINS) {
+        Err(why) => Err(CudaError::Unsupported { ordinal, why }),
+        Ok(Some((_, cubin))) => Ok(cudarc::nvrtc::Ptx::from_binary(cubin.to_vec())),
+        Ok(None) => ladder_ptx(arch_of(cc)),
+    }
 }
 
 fn arch_of(cc: (i32, i32)) -> &'static str {
@@ -183,13 +212,25 @@ struct Source {
 }
 
 impl Gpu {
-    /// Context, stream and the ladder kernel of GPU `ordinal`.
+    /// Context, stream and the ladder kernel of GPU `ordinal`. The kernel's module is loaded
+    /// once per GPU (primary) context and shared by every `Gpu` of it.
     pub fn open(ordinal: usize) -> Result<Gpu, CudaError> {
+        static LOADED: OnceLock<Mutex<HashMap<usize, CudaFunction>>> = OnceLock::new();
         let mut gpu = Gpu::open_bare(ordinal)?;
-        let cc = gpu.ctx.compute_capability().map_err(driver_error("cuDeviceGetAttribute"))?;
-        let module = gpu.ctx.load_module(ladder_ptx(arch_of(cc))?).map_err(driver_error("cuModuleLoadData"))?;
-        let f =
-            module.load_function(zerohop_kernels::SCALE_LADDER_ENTRY).map_err(driver_error("cuModuleGetFunction"))?;
+        let mut loaded = LOADED.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let f = match loaded.get(&ordinal) {
+            Some(f) => f.clone(),
+            None => {
+                let cc = gpu.ctx.compute_capability().map_err(driver_error("cuDeviceGetAttribute"))?;
+                let module =
+                    gpu.ctx.load_module(ladder_image(ordinal, cc)?).map_err(driver_error("cuModuleLoadData"))?;
+                let f = module
+                    .load_function(zerohop_kernels::SCALE_LADDER_ENTRY)
+                    .map_err(driver_error("cuModuleGetFunction"))?;
+                loaded.insert(ordinal, f.clone());
+                f
+            }
+        };
         gpu.ladder = Some(f);
         Ok(gpu)
     }

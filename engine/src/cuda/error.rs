@@ -34,6 +34,9 @@ pub enum CudaError {
     /// The GPU has no NVENC (H100, H200, A100...) or cannot encode H.264 at this size.
     #[error("GPU {ordinal} cannot encode: {why}")]
     NoEncoder { ordinal: usize, why: String },
+    /// The GPU is too old for zerohop (before Turing, compute capability 7.5).
+    #[error("GPU {ordinal} is not supported: {why}")]
+    Unsupported { ordinal: usize, why: String },
     /// The GPU's NVDEC cannot decode this stream.
     #[error("GPU {ordinal} cannot decode {what}")]
     NoDecoder { ordinal: usize, what: String },
@@ -53,9 +56,10 @@ impl CudaError {
     pub fn code(&self) -> &'static str {
         match self {
             // The message tells a missing video part from a missing driver.
-            CudaError::NoDriver { .. } | CudaError::MissingSymbol { .. } | CudaError::NoVideoCapability { .. } => {
-                "gpu_unavailable"
-            }
+            CudaError::NoDriver { .. }
+            | CudaError::MissingSymbol { .. }
+            | CudaError::NoVideoCapability { .. }
+            | CudaError::Unsupported { .. } => "gpu_unavailable",
             CudaError::Driver { .. } => "cuda_error",
             CudaError::Nvenc { .. } => "nvenc_error",
             CudaError::Cuvid { .. } => "nvdec_error",

@@ -184,6 +184,7 @@ impl From<CudaError> for DeviceError {
             | CudaError::NoVideoCapability { lib, .. } => (*lib).to_string(),
             CudaError::NoEncoder { .. } => "NVENC".into(),
             CudaError::NoDecoder { .. } => "NVDEC".into(),
+            CudaError::Unsupported { .. } => "CUDA".into(),
             CudaError::Nvrtc(_) => "NVRTC".into(),
             CudaError::Invalid(_) => "zerohop".into(),
         };
