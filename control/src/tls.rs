@@ -116,6 +116,10 @@ pub fn server_config(identity: Identity) -> Result<Arc<ServerConfig>, TlsError> 
         .with_client_cert_verifier(Arc::new(OptionalClientCert { provider: provider() }))
         .with_single_cert(identity.chain, identity.key)?;
     c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // No TLS 1.3 session tickets: a client that only writes (ffmpeg's HLS muxer PUTs a segment
+    // and hangs up without reading) leaves them unread, so its close becomes a reset that can
+    // discard the end of its upload here before it is read.
+    c.send_tls13_tickets = 0;
     Ok(Arc::new(c))
 }
 
