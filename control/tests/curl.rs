@@ -441,3 +441,46 @@ async fn playback_has_cors_and_cache_headers_and_private_playback_needs_the_toke
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_split_mode_the_orchestrator_serves_playback_and_multipart() {
+    if !have_curl() {
+        return;
+    }
+    let (orch, fp) = start_node(|c| {
+        c.max_sessions = 0;
+        c.default_ladder = LADDER.parse().expect("ladder");
+        c.transcoders =
+            zerohop_control::node::TranscoderSecrets::parse_secrets("t-a s3cret-s3cret\n").expect("secrets");
+    })
+    .await;
+    let (rt, _h) = spawn_transcoder(transcoder_config(&orch.local_addr().to_string(), &fp, "t-a", "s3cret-s3cret"));
+    let mut c = connect(&orch, &fp, None).await.expect("connect");
+    wait_for_transcoders(&mut c, 1).await;
+    let (o, want) = push_collect(&mut c, "pushed", 0, zerohop_control::Upload::Full(fixture("stream_seq0.ts")), || {})
+        .await
+        .expect("push");
+    assert_eq!(error_code(&o), None);
+    // A Livepeer push over HTTP/1.1 through the hop, with multipart.
+    let mut a = Via::H1.args(&orch, "/live/split/0.ts");
+    a.extend(["-X", "PUT", "-H", "Accept: multipart/mixed", "--data-binary"].map(String::from));
+    a.push(format!("@{}", fixture_path("stream_seq0.ts")));
+    let got = curl(a).await;
+    assert_eq!((got.rc, got.meta.as_str()), (0, "200 1.1"), "{}", got.stderr);
+    if have_python() {
+        let parts = parse_multipart(&got.content_type, &got.body);
+        assert_eq!(parts.len(), 2);
+        for (i, p) in parts.iter().enumerate() {
+            assert!(p.bytes == want[&(i as u8)], "rendition {i} through the hop differs from zerohop push's");
+        }
+    }
+    // The orchestrator serves the segment it relayed.
+    let name = LADDER.split(',').next().expect("rendition");
+    let c2 = curl(Via::H2.args(&orch, &format!("/stream/split/{name}/0.ts"))).await;
+    assert_eq!(c2.meta, "200 2");
+    assert!(c2.body == want[&0], "the HLS segment is the rendition the broadcaster got");
+    let m = curl(Via::H1.args(&orch, "/stream/split.m3u8")).await;
+    assert!(String::from_utf8_lossy(&m.body).contains(&format!("split/{name}.m3u8")), "{:?}", m.meta);
+    orch.shutdown().await;
+    rt.shutdown_background();
+}
