@@ -11,6 +11,16 @@ mod cuda {
     use zerohop_engine::cuda::nvdec::CuvidApi;
     use zerohop_engine::cuda::nvenc::NvencApi;
 
+    /// A test fixture: from `ZEROHOP_FIXTURES` (the hw-ci bundle, run away from the source
+    /// tree), else the repository's `tests/fixtures`.
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = std::env::var_os("ZEROHOP_FIXTURES")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures"));
+        let path = dir.join(name);
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    }
+
     fn has_driver() -> bool {
         match driver::driver() {
             Ok(()) => true,
@@ -104,7 +114,7 @@ mod cuda {
         for name in
             ["h264_1080p30_high_bframes_aac.ts", "h264_720p30_main_slices_aac.ts", "h264_360p25_baseline_noaudio.ts"]
         {
-            let data = std::fs::read(format!("{}/../tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))).expect(name);
+            let data = fixture(name);
             let cpu = decode_video(&data).expect("CPU decode");
             let (program, pes, _, fin) = demux_all(&data);
             fin.expect("demux");
@@ -156,10 +166,7 @@ mod cuda {
         };
         let nvenc = device.encodes_on_nvenc();
         eprintln!("{encode:?}: {device:?}, encoding on {}", device.encoder_and_why());
-        let input = bytes::Bytes::from(
-            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/h264_1080p30_high_bframes_aac.ts"))
-                .expect("fixture"),
-        );
+        let input = bytes::Bytes::from(fixture("h264_1080p30_high_bframes_aac.ts"));
         let sinks = |n: usize| -> (Vec<MemorySink>, Vec<Box<dyn RenditionSink>>) {
             let m: Vec<MemorySink> = (0..n).map(|_| MemorySink::new()).collect();
             let b = m.iter().map(|s| Box::new(s.clone()) as Box<dyn RenditionSink>).collect();
