@@ -107,6 +107,7 @@ pub fn probe_sessions(ctx: &Arc<DeviceContext>, api: &Arc<NvencApi>, max: u32) -
         low_latency: true,
         b_frames: 0,
         profile_idc: 77,
+        output_delay: 0,
     };
     let mut open: Vec<Encoder> = Vec::new();
     while open.len() < max as usize {
@@ -595,6 +596,7 @@ mod tests {
             low_latency: true,
             b_frames: 0,
             profile_idc: 100,
+            output_delay: 0,
         };
         let enc = Encoder::open(NvencApi::from_table(fake::table()), &ctx, cfg, &[&buf]).expect("NVENC registers it");
         let failures = thread_release_failures();

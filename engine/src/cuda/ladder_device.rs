@@ -160,9 +160,14 @@ enum Encoders {
 /// NVENC input buffers per rung before the stream's format is known (see [`buffers_per_rung`]).
 const SURFACES_PER_RUNG: usize = 4;
 
-/// Pictures NVENC may hold per rung: its bitstream buffers (B-frames + 2, see `Encoder::open`;
-/// the ladder encodes without B-frames).
-const ENCODER_DELAY: usize = 2;
+/// Pictures each rung's NVENC session keeps in flight before locking their bitstreams (NvEncoder's
+/// default extra output delay is 3): every rung's picture is submitted before the oldest is
+/// locked, so the rungs' encodes overlap instead of running one after another.
+const NVENC_OUTPUT_DELAY: u32 = 3;
+
+/// Pictures NVENC may hold per rung: its bitstream buffers (B-frames + output delay + 2, see
+/// `Encoder::open`; the ladder encodes without B-frames).
+const ENCODER_DELAY: usize = NVENC_OUTPUT_DELAY as usize + 2;
 
 /// NVENC input buffers per rung for a decoder with `decode_surfaces` surfaces: one parse call
 /// can release every picture the decoder holds (the end-of-segment flush releases the whole
@@ -405,6 +410,7 @@ impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
                 low_latency: true,
                 b_frames: 0,
                 profile_idc: 100,
+                output_delay: NVENC_OUTPUT_DELAY,
             };
             let enc = Encoder::open(nvenc, self.gpu.context(), cfg, &inputs)?;
             pool.encoder = Some((enc, *s));

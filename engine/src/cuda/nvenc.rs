@@ -174,6 +174,10 @@ pub struct EncoderConfig {
     pub b_frames: u32,
     /// H.264 profile: 66 baseline, 77 main, 100 high.
     pub profile_idc: u8,
+    /// Pictures kept in flight after NVENC said they are ready, before their bitstream is
+    /// locked (NvEncoder's output delay): the encoder works on them while the caller submits
+    /// other rungs' pictures. 0 locks each picture as soon as it is ready.
+    pub output_delay: u32,
 }
 
 /// A device buffer NVENC can encode from: NV12, luma at its start and interleaved chroma
@@ -319,8 +323,9 @@ impl Encoder {
         for input in inputs {
             enc.register(*input)?;
         }
-        // One buffer per frame NVENC may hold back (B-frames) plus two for pipelining.
-        for _ in 0..enc.cfg.b_frames + 2 {
+        // One buffer per frame NVENC may hold back (B-frames), one per picture kept in flight
+        // (the output delay), plus two for pipelining.
+        for _ in 0..enc.cfg.b_frames + enc.cfg.output_delay + 2 {
             // SAFETY: live, initialised session.
             let bs = unsafe { result::create_bitstream_buffer(&enc.api, enc.handle) }?;
             enc.bitstreams.push(bs);
@@ -450,7 +455,9 @@ impl Encoder {
         match unsafe { result::encode_picture(&self.api, self.handle, &mut p) } {
             Ok(Submitted::Ready) => {
                 self.pending.push_back((bs, input, mapped));
-                self.drain(out)
+                // Only pictures older than the output delay are read back now (NvEncoder's
+                // GetEncodedPacket with bOutputDelay): the newest stay in flight.
+                self.drain(out, self.cfg.output_delay as usize)
             }
             Ok(Submitted::NeedMoreInput) => {
                 self.pending.push_back((bs, input, mapped));
@@ -468,9 +475,10 @@ impl Encoder {
         }
     }
 
-    /// Reads back every pending access unit, oldest first.
-    fn drain(&mut self, out: &mut dyn FnMut(EncodedFrame<'_>)) -> Result<(), CudaError> {
-        while let Some((bs, _, mapped)) = self.pending.pop_front() {
+    /// Reads back pending access units, oldest first, until `keep` are left in flight.
+    fn drain(&mut self, out: &mut dyn FnMut(EncodedFrame<'_>), keep: usize) -> Result<(), CudaError> {
+        while self.pending.len() > keep {
+            let Some((bs, _, mapped)) = self.pending.pop_front() else { break };
             let buffer = self.bitstreams[bs];
             // SAFETY: live session and one of its bitstream buffers, submitted to an encode and
             // not locked (each lock is unlocked below before the next).
@@ -540,7 +548,7 @@ impl Encoder {
         let _current = ctx.push()?;
         // SAFETY: live session.
         unsafe { result::encode_eos(&self.api, self.handle) }?;
-        self.drain(out)
+        self.drain(out, 0)
     }
 }
 

@@ -147,6 +147,12 @@ fn nvenc_path_encodes_every_picture_from_device_buffers_and_keeps_its_sessions_a
     assert_eq!(s.device().gpu.unmapped_launches.load(Ordering::Relaxed), 0, "the kernel ran on mapped pictures");
     let log = nvenc_fake::log();
     assert_eq!(calls(&log, "nvEncOpenEncodeSessionEx"), 2, "one session per rung, kept across segments");
+    // Both rungs' pictures are submitted before the oldest is locked (the output delay).
+    let first_lock = log.iter().position(|l| l.starts_with("nvEncLockBitstream")).expect("locked");
+    assert!(
+        calls(&log[..first_lock], "nvEncEncodePicture(#") > NVENC_OUTPUT_DELAY as usize * 2,
+        "every rung submits before the oldest is locked"
+    );
     let surfaces = s.device().decoder.format().expect("format").decode_surfaces;
     assert_eq!(calls(&log, "nvEncRegisterResource"), 2 * buffers_per_rung(surfaces), "inputs registered once");
     assert_eq!(calls(&log, "nvEncMapInputResource"), 2 * 2 * n as usize, "mapped per picture");

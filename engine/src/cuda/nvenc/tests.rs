@@ -18,6 +18,7 @@ fn cfg() -> EncoderConfig {
         low_latency: true,
         b_frames: 0,
         profile_idc: 100,
+        output_delay: 0,
     }
 }
 
@@ -431,5 +432,30 @@ fn drop_sends_eos_before_unmapping_inputs_in_flight() {
     let eos = log.iter().position(|l| l == "nvEncEncodePicture(EOS)").expect("EOS sent");
     let unmap = log.iter().position(|l| l.starts_with("nvEncUnmapInputResource")).expect("unmapped");
     assert!(eos < unmap, "{log:?}");
+    assert_eq!(fake::live("mapping"), 0);
+}
+
+/// Defect 6: with an output delay, pictures stay in flight after NVENC reports them ready and are
+/// locked only once `output_delay` newer ones were submitted (NvEncoder's output delay); EOS
+/// reads back the rest.
+#[test]
+fn pictures_stay_in_flight_up_to_the_output_delay() {
+    fake::reset();
+    let bufs = inputs(4);
+    let mut enc = open_with(EncoderConfig { output_delay: 2, ..cfg() }, &bufs).expect("open");
+    let got = std::cell::RefCell::new(Vec::new());
+    let mut out = |f: EncodedFrame<'_>| got.borrow_mut().push(f.pts);
+    for (i, pts) in [100, 200, 300, 400].into_iter().enumerate() {
+        enc.encode(i, pts, i == 0, &mut out).expect("encode");
+    }
+    assert_eq!(*got.borrow(), vec![100, 200], "two kept in flight");
+    assert_eq!(enc.in_flight(), 2);
+    let log = fake::log();
+    let first_lock = log.iter().position(|l| l.starts_with("nvEncLockBitstream")).expect("locked");
+    let encodes_before = log[..first_lock].iter().filter(|l| l.starts_with("nvEncEncodePicture(#")).count();
+    assert_eq!(encodes_before, 3, "the oldest is locked only after two newer were submitted: {log:?}");
+    enc.flush(&mut out).expect("eos");
+    assert_eq!(*got.borrow(), vec![100, 200, 300, 400]);
+    drop(enc);
     assert_eq!(fake::live("mapping"), 0);
 }
