@@ -86,6 +86,9 @@ fn cubins(out: &Path) -> Result<(String, Vec<(u32, PathBuf)>), String> {
         .arg(manifest.join("check/check_kernels.py"))
         .arg("--cubin-dir")
         .arg(&dir)
+        // Its own PTX work directory: builds in other target directories run at the same time.
+        .arg("--ptx-dir")
+        .arg(out.join("ptx"))
         .arg("--report")
         .arg(&report)
         .output()
