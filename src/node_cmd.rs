@@ -148,7 +148,8 @@ pub struct TranscoderArgs {
     /// File holding this transcoder's secret (or env ZEROHOP_ORCH_SECRET). Never on the command line.
     #[arg(long)]
     pub orch_secret_file: Option<PathBuf>,
-    /// This transcoder's id (default: the host name).
+    /// This transcoder's id, unique among the orchestrator's transcoders (default: the host name
+    /// from the OS; a second link with the id of a live one is refused).
     #[arg(long)]
     pub transcoder_id: Option<String>,
     /// Segments transcoded at once (advertised capacity).
@@ -207,9 +208,10 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
     init_logs();
     let secret = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
         .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
-    let id = a.transcoder_id.clone().unwrap_or_else(|| {
-        std::fs::read_to_string("/etc/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "transcoder".into())
-    });
+    let id = match a.transcoder_id.clone() {
+        Some(id) => id,
+        None => host_name(std::path::Path::new(HOST_NAME))?,
+    };
     let mut transport = a.trust.transport(&a.orch_addr)?;
     if let Some(dir) = &a.client_identity_dir {
         let (identity, created) = tls::self_signed_in(dir, std::slice::from_ref(&id))?;
@@ -389,4 +391,55 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Where the kernel keeps this host's name (what `gethostname(2)` returns).
+const HOST_NAME: &str = "/proc/sys/kernel/hostname";
+
+/// The host name the OS gives (the default transcoder id), read from `path`; an error asking
+/// for `--transcoder-id` when there is none.
+fn host_name(path: &std::path::Path) -> Result<String> {
+    let name = std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_default();
+    if name.is_empty() || name == "(none)" {
+        bail!(
+            "this host has no name ({} is missing or empty): give the transcoder an id with --transcoder-id",
+            path.display()
+        );
+    }
+    Ok(name)
+}
+
+#[cfg(test)]
+mod host_name_tests {
+    use super::*;
+
+    #[test]
+    fn the_default_transcoder_id_is_the_host_name_or_an_error_asking_for_one() {
+        let dir = std::env::temp_dir().join(format!("zerohop-host-name-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let named = dir.join("named");
+        std::fs::write(&named, "gpu-box-7\n").expect("write");
+        assert_eq!(host_name(&named).expect("a name"), "gpu-box-7");
+        for unnamed in ["", "(none)\n"] {
+            std::fs::write(&named, unnamed).expect("write");
+            let e = host_name(&named).expect_err("no name").to_string();
+            assert!(e.contains("--transcoder-id"), "{e}");
+        }
+        let e = host_name(&dir.join("missing")).expect_err("no file").to_string();
+        assert!(e.contains("--transcoder-id"), "{e}");
+        // This machine's kernel has a name (what the transcoder uses by default).
+        assert!(!host_name(std::path::Path::new(HOST_NAME)).expect("this host's name").is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// `zerohop_build_info`: this binary's revision, profile, target and features as labels.
+fn build_info() {
+    zerohop_control::metrics::init();
+    zerohop_control::metrics::build_info(&[
+        ("revision", env!("ZEROHOP_GIT").to_string()),
+        ("profile", env!("ZEROHOP_PROFILE").to_string()),
+        ("target", env!("ZEROHOP_TARGET").to_string()),
+        ("features", env!("ZEROHOP_FEATURES").to_string()),
+    ]);
 }

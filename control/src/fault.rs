@@ -46,6 +46,8 @@ pub mod code {
     pub const INPUT_BROKEN: &str = "input_broken";
     pub const TRANSCODER_LOST: &str = "transcoder_lost";
     pub const AT_CAPACITY: &str = "at_capacity";
+    /// `GET /readyz` on a node with no transcoding capacity at all.
+    pub const NOT_READY: &str = "not_ready";
     pub const NO_CAPABLE_TRANSCODER: &str = "no_capable_transcoder";
     pub const NO_OUTPUT: &str = "no_output";
     pub const UNAUTHORIZED: &str = "unauthorized";
@@ -62,6 +64,14 @@ pub mod code {
     pub const HTTP2_REQUIRED: &str = "http2_required";
     /// A failed segment whose records named no code.
     pub const ERROR: &str = "error";
+    /// A known path asked for with a method it does not serve (the answer's `Allow` lists them).
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    /// A segment's sequence number that is not a non-negative integer.
+    pub const BAD_SEQUENCE: &str = "bad_sequence";
+    /// `DELETE` of a stream this node does not hold (never seen, already ended, or expired).
+    pub const NO_SUCH_STREAM: &str = "no_such_stream";
+    /// A transcoder linking with an id that another live link already has.
+    pub const TRANSCODER_ID_IN_USE: &str = "transcoder_id_in_use";
 }
 
 /// The control plane's codes: whose fault, and the HTTP status.
@@ -84,9 +94,22 @@ const CONTROL: &[(&str, Fault, StatusCode)] = &[
     (code::BROKEN_RESULTS, Fault::Broadcaster, StatusCode::BAD_REQUEST),
     (code::TRANSCODER_LOST, Fault::Transcoder, StatusCode::SERVICE_UNAVAILABLE),
     (code::AT_CAPACITY, Fault::Capacity, StatusCode::SERVICE_UNAVAILABLE),
+    (code::NOT_READY, Fault::Capacity, StatusCode::SERVICE_UNAVAILABLE),
     (code::NO_OUTPUT, Fault::Node, StatusCode::INTERNAL_SERVER_ERROR),
     (code::HTTP2_REQUIRED, Fault::Broadcaster, StatusCode::HTTP_VERSION_NOT_SUPPORTED),
+    (code::METHOD_NOT_ALLOWED, Fault::Broadcaster, StatusCode::METHOD_NOT_ALLOWED),
+    (code::BAD_SEQUENCE, Fault::Broadcaster, StatusCode::BAD_REQUEST),
+    (code::NO_SUCH_STREAM, Fault::Broadcaster, StatusCode::NOT_FOUND),
+    (code::TRANSCODER_ID_IN_USE, Fault::Broadcaster, StatusCode::CONFLICT),
 ];
+
+/// Every error code a node can answer with: the control plane's, the engine's, and [`code::ERROR`]
+/// (a failed segment whose records named none). `doc/openapi.yaml`'s `ErrorCode` lists exactly
+/// these (`control/tests/contract.rs` checks it).
+pub fn codes() -> impl Iterator<Item = &'static str> {
+    let engine = zerohop_engine::error::CODES.iter().map(|&(c, _)| c);
+    CONTROL.iter().map(|&(c, ..)| c).chain(engine).chain([code::ERROR])
+}
 
 /// Engine codes whose status is not their fault's usual one.
 const ENGINE_STATUS: &[(&str, StatusCode)] = &[
@@ -235,6 +258,10 @@ mod tests {
             (code::TASK_FAILED_OVER, StatusCode::CONFLICT),
             (code::BROKEN_RESULTS, StatusCode::BAD_REQUEST),
             (code::NO_OUTPUT, StatusCode::INTERNAL_SERVER_ERROR),
+            (code::METHOD_NOT_ALLOWED, StatusCode::METHOD_NOT_ALLOWED),
+            (code::BAD_SEQUENCE, StatusCode::BAD_REQUEST),
+            (code::NO_SUCH_STREAM, StatusCode::NOT_FOUND),
+            (code::TRANSCODER_ID_IN_USE, StatusCode::CONFLICT),
         ] {
             let e = NodeError::new(c, "");
             assert_eq!((e.status(), e.retry_after()), (s, None), "{c}");

@@ -18,10 +18,14 @@ use super::reply::{self, Resp};
 use super::secrets::Credential;
 use super::state::{Link, State};
 use crate::body::ChannelBody;
+use crate::fault::{NodeError, code};
 use crate::headers;
 use crate::link::{self, LineReader, Report};
 
-/// `POST /v1/transcoders/link`, for a transcoder already authenticated as `name`.
+/// `POST /v1/transcoders/link`, for a transcoder already authenticated as `name`. An orchestrator
+/// holds one link per id: a second link with the id of a live one is refused (409
+/// `transcoder_id_in_use`) and the first keeps its tasks. A transcoder whose old link died
+/// silently links again once the old one is dropped (its PING timeout, 10 s).
 pub(super) fn link(state: Arc<State>, req: Request<Incoming>, name: String, credential: Credential) -> Resp {
     let id = state.next_link.fetch_add(1, Ordering::Relaxed);
     let capacity = req.headers().get(headers::CAPACITY).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1u32);
@@ -29,13 +33,27 @@ pub(super) fn link(state: Arc<State>, req: Request<Incoming>, name: String, cred
     let header = req.headers().get(headers::CAPABILITIES).map(|v| v.as_bytes()).unwrap_or_default();
     let caps = link::parse_capabilities(header);
     let (backend, gpus) = link::parse_backend(header);
+    let (close, closed) = watch::channel(false);
+    {
+        // Checked and inserted under one lock: of two links racing with one id, one wins.
+        let mut links = state.links.lock();
+        if links.values().any(|l| l.name == name) {
+            tracing::warn!(transcoder = %name, "transcoder refused: a live link already has this id");
+            return reply::error(&NodeError::new(
+                code::TRANSCODER_ID_IN_USE,
+                format!(
+                    "a transcoder with id {name:?} is already linked; give each transcoder its own \
+                     --transcoder-id (this one links once the other's link ends)"
+                ),
+            ));
+        }
+        links.insert(id, Link { name: name.clone(), backend, gpus, credential, tasks: task_tx, close });
+    }
     {
         let mut sch = state.scheduler.lock();
         sch.add_transcoder(id, capacity);
         sch.set_capabilities(id, caps);
     }
-    let (close, closed) = watch::channel(false);
-    state.links.lock().insert(id, Link { name: name.clone(), backend, gpus, credential, tasks: task_tx, close });
     state.update_capacity_metrics();
     tracing::info!(transcoder = %name, id, capacity, ?caps, "transcoder connected");
     let (tx, body) = ChannelBody::channel(64);

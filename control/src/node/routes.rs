@@ -28,6 +28,9 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
                 Ok(who) => who,
                 Err(r) => return Ok(refuse_upload(req, r).await),
             };
+            if let Err(e) = sequence(seq) {
+                return Ok(refuse_upload(req, reply::error(&e)).await);
+            }
             let claimed = who.map(|who| state.owners.lock().claim(stream, &who, Instant::now()));
             if let Some(Err(e)) = claimed {
                 return Ok(refuse_upload(req, auth::refused_claim(&e)).await);
@@ -56,6 +59,9 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
                     refuse_upload(req, reply::error(&e)).await
                 });
             };
+            if let Err(e) = sequence(seq) {
+                return Ok(refuse_upload(req, reply::error(&e)).await);
+            }
             let claimed = who.map(|who| state.owners.lock().claim(stream, &who, Instant::now()));
             if let Some(Err(e)) = claimed {
                 return Ok(refuse_upload(req, auth::refused_claim(&e)).await);
@@ -108,7 +114,41 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
             Ok(_) => tasks::results(state, id.parse().unwrap_or(0), req).await,
             Err(r) => r,
         },
-        _ => reply::error(&NodeError::new(code::NOT_FOUND, "no such endpoint; see README's broadcaster API")),
+        (method, path) => match allowed(path) {
+            Some(allow) if !allow.split(", ").any(|m| m == method.as_str()) => {
+                let e = NodeError::new(code::METHOD_NOT_ALLOWED, format!("{method} is not served here; use {allow}"));
+                let mut r = reply::error(&e);
+                r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static(allow));
+                refuse_upload(req, r).await
+            }
+            _ => {
+                let e = NodeError::new(code::NOT_FOUND, "no such endpoint; see doc/openapi.yaml");
+                refuse_upload(req, reply::error(&e)).await
+            }
+        },
+    })
+}
+
+/// The methods a known path serves (its `Allow`), or `None` for a path that is not an endpoint.
+fn allowed(path: &[&str]) -> Option<&'static str> {
+    Some(match path {
+        ["healthz"] | ["readyz"] | ["metrics"] | ["v1", "transcoders"] | ["v1", "tasks", _, "input"] => "GET",
+        ["v1", "streams", _, "segments", _] | ["v1", "transcoders", "link"] | ["v1", "tasks", _, "results"] => "POST",
+        ["v1", "streams", _] => "DELETE",
+        ["live", _, _] => "PUT, POST",
+        ["stream", ..] => "GET, HEAD, OPTIONS",
+        _ => return None,
+    })
+}
+
+/// A segment's sequence number: a non-negative integer (decimal digits only, at most 2^64 - 1).
+fn sequence(seq: &str) -> Result<u64, NodeError> {
+    seq.bytes().all(|b| b.is_ascii_digit()).then(|| seq.parse::<u64>().ok()).flatten().ok_or_else(|| {
+        let shown: String = seq.chars().take(64).collect();
+        NodeError::new(
+            code::BAD_SEQUENCE,
+            format!("sequence number {shown:?} is not a non-negative integer (0 to 18446744073709551615)"),
+        )
     })
 }
 
@@ -129,5 +169,12 @@ fn end_stream(state: &State, stream: &str) -> Resp {
     let told =
         remote.is_some_and(|tx| tx.try_send(ToTranscoder::EndStream { stream: stream.to_string() }.encode()).is_ok());
     tracing::info!(%stream, local, remote = told, "stream ended by the broadcaster");
-    reply::ok(if local || told { "stream ended" } else { "no such stream" })
+    if local || holder.is_some() {
+        reply::ok("stream ended")
+    } else {
+        reply::error(&NodeError::new(
+            code::NO_SUCH_STREAM,
+            format!("this node holds no stream {stream:?} (never pushed, already ended, or expired while idle)"),
+        ))
+    }
 }

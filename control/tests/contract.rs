@@ -1,0 +1,165 @@
+//! The HTTP contract of `doc/openapi.yaml`, request by request: 405 with `Allow` for a method a
+//! path does not serve, 404 `no_such_stream` for a stream the node does not hold, 400
+//! `bad_sequence` for a sequence number that is not a non-negative integer, one link per
+//! transcoder id.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{LADDER, connect, fixture, spawn_transcoder, start_node, transcoder_config, transport};
+use http::{Method, StatusCode};
+use http_body_util::BodyExt;
+use zerohop_control::body::ChannelBody;
+use zerohop_control::node::TranscoderSecrets;
+use zerohop_control::{Client, Upload, headers};
+
+/// `method path` with `body`: the status, the `Allow` header and the JSON body (`Null` if none).
+async fn ask(
+    c: &Client,
+    method: Method,
+    path: &str,
+    body: &'static [u8],
+) -> (StatusCode, Option<String>, serde_json::Value) {
+    let req = c.request(method, path).body(ChannelBody::full(Bytes::from_static(body))).expect("request");
+    let resp = c.send(req).await.expect("answer");
+    let status = resp.status();
+    let allow = resp.headers().get(http::header::ALLOW).map(|v| v.to_str().expect("ascii").to_string());
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (status, allow, serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_method_a_path_does_not_serve_gets_405_with_allow() {
+    let (node, fp) = start_node(|_| {}).await;
+    let c = connect(&node, &fp, None).await.expect("connect");
+    for (method, path, allow) in [
+        (Method::PUT, "/v1/streams/s/segments/0", "POST"),
+        (Method::GET, "/v1/streams/s/segments/0", "POST"),
+        (Method::DELETE, "/v1/streams/s/segments/0", "POST"),
+        (Method::GET, "/v1/streams/s", "DELETE"),
+        (Method::POST, "/v1/streams/s", "DELETE"),
+        (Method::POST, "/healthz", "GET"),
+        (Method::DELETE, "/metrics", "GET"),
+        (Method::POST, "/v1/transcoders", "GET"),
+        (Method::GET, "/live/s/0.ts", "PUT, POST"),
+        (Method::DELETE, "/stream/s.m3u8", "GET, HEAD, OPTIONS"),
+        (Method::GET, "/v1/transcoders/link", "POST"),
+        (Method::POST, "/v1/tasks/1/input", "GET"),
+        (Method::GET, "/v1/tasks/1/results", "POST"),
+    ] {
+        let (status, got, body) = ask(&c, method.clone(), path, b"").await;
+        assert_eq!((status, got.as_deref()), (StatusCode::METHOD_NOT_ALLOWED, Some(allow)), "{method} {path}");
+        assert_eq!(body["code"], "method_not_allowed", "{method} {path}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| m.contains(allow)), "{body}");
+    }
+    // A path that is no endpoint is 404 whatever the method, without `Allow`.
+    for method in [Method::GET, Method::PUT] {
+        let (status, allow, body) = ask(&c, method, "/v1/nothing/here", b"x").await;
+        assert_eq!((status, allow, body["code"].as_str()), (StatusCode::NOT_FOUND, None, Some("not_found")));
+    }
+    // The node still serves.
+    assert_eq!(ask(&c, Method::GET, "/healthz", b"").await.0, StatusCode::OK);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequence_number_that_is_not_a_non_negative_integer_is_400_bad_sequence() {
+    let (node, fp) = start_node(|_| {}).await;
+    let c = connect(&node, &fp, None).await.expect("connect");
+    for seq in ["abc", "-1", "1.5", "+1", "0x10", "18446744073709551616", "%20"] {
+        for path in [format!("/v1/streams/s/segments/{seq}"), format!("/live/s/{seq}.ts")] {
+            let method = if path.starts_with("/live") { Method::PUT } else { Method::POST };
+            let (status, _, body) = ask(&c, method, &path, b"not a segment").await;
+            assert_eq!(
+                (status, body["code"].as_str()),
+                (StatusCode::BAD_REQUEST, Some("bad_sequence")),
+                "{path}: {body}"
+            );
+            let message = body["message"].as_str().expect("message");
+            assert!(message.contains(&format!("{seq:?}")), "the message names the sequence number: {message}");
+        }
+    }
+    // The largest sequence number is still one.
+    let mut c2 = connect(&node, &fp, None).await.expect("connect");
+    let input = fixture("h264_360p25_baseline_noaudio.ts");
+    let o = c2.push("big", u64::MAX, Some(LADDER), Upload::Full(input), |_| {}).await.expect("push");
+    assert!(o.ok(), "{o:?}");
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_stream_the_node_does_not_hold_is_404_no_such_stream() {
+    let (node, fp) = start_node(|_| {}).await;
+    let mut c = connect(&node, &fp, None).await.expect("connect");
+    let (status, _, body) = ask(&c, Method::DELETE, "/v1/streams/never-pushed", b"").await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::NOT_FOUND, Some("no_such_stream")), "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("never-pushed")), "{body}");
+
+    let input = fixture("h264_360p25_baseline_noaudio.ts");
+    let o = c.push("live", 0, Some(LADDER), Upload::Full(input), |_| {}).await.expect("push");
+    assert!(o.ok(), "{o:?}");
+    let (status, _, body) = ask(&c, Method::DELETE, "/v1/streams/live", b"").await;
+    assert_eq!((status, body["code"].as_str()), (StatusCode::OK, Some("ok")), "{body}");
+    // Already ended.
+    assert_eq!(c.end_stream("live").await.expect("delete"), StatusCode::NOT_FOUND);
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_transcoder_with_a_linked_id_is_refused_409_and_the_first_keeps_working() {
+    const SECRET: &str = "correct-horse-battery-staple";
+    let (node, fp) = start_node(|cfg| {
+        cfg.max_sessions = 0;
+        cfg.transcoders = TranscoderSecrets::parse_secrets(&format!("t-a {SECRET}\n")).expect("secrets");
+    })
+    .await;
+    let addr = node.local_addr().to_string();
+    let (rt, _h) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", SECRET));
+    let mut c = connect(&node, &fp, None).await.expect("connect");
+    common::wait_for_transcoders(&mut c, 1).await;
+
+    // The same id again, with a valid secret: refused while the first link lives.
+    let dup = Client::connect(&addr, &transport(&fp), None).await.expect("dial");
+    let (_reports, body) = ChannelBody::channel(1);
+    let req = dup
+        .request(Method::POST, "/v1/transcoders/link")
+        .header(headers::TRANSCODER_ID, "t-a")
+        .header(http::header::AUTHORIZATION, format!("Bearer {SECRET}"))
+        .header(headers::CAPACITY, 1)
+        .body(body)
+        .expect("request");
+    let resp = dup.send(req).await.expect("answer");
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
+    assert_eq!(v["code"], "transcoder_id_in_use", "{v}");
+    assert!(v["message"].as_str().is_some_and(|m| m.contains("--transcoder-id")), "{v}");
+
+    // One link for the id, and it still takes work.
+    let (_, listed) = c.get("/v1/transcoders").await.expect("list");
+    let listed: serde_json::Value = serde_json::from_slice(&listed).expect("json");
+    let names: Vec<&str> =
+        listed["transcoders"].as_array().expect("list").iter().filter_map(|t| t["name"].as_str()).collect();
+    assert_eq!(names, ["t-a"], "{listed}");
+    let input = fixture("h264_360p25_baseline_noaudio.ts");
+    let o = c.push("s", 0, Some(LADDER), Upload::Full(input), |_| {}).await.expect("push");
+    assert!(o.ok(), "{o:?}");
+
+    // Once the first is gone, the id links again.
+    rt.shutdown_background();
+    common::wait_for_transcoders(&mut c, 0).await;
+    let (rt2, _h2) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", SECRET));
+    let mut linked = false;
+    for _ in 0..100 {
+        if common::transcoders(&mut c).await == 1 {
+            linked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(linked, "t-a linked again once its old link ended");
+    rt2.shutdown_background();
+    node.shutdown().await;
+}
