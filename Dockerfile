@@ -16,9 +16,9 @@ COPY --from=build /src/target/release/zerohop /usr/local/bin/zerohop
 USER zerohop:zerohop
 WORKDIR /var/lib/zerohop
 VOLUME ["/var/lib/zerohop"]
-# 8935: the service port (TLS); 9935: plain-HTTP /metrics for Prometheus and the health check.
+# 8935: the service port (TLS); 9935: plain-HTTP /metrics, /healthz and /readyz.
 EXPOSE 8935 9935
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-    CMD curl -fsS -o /dev/null http://127.0.0.1:9935/metrics || exit 1
+    CMD curl -fsS -o /dev/null http://127.0.0.1:9935/healthz || exit 1
 ENTRYPOINT ["zerohop"]
 CMD ["combined", "--service-addr", "0.0.0.0:8935", "--data-dir", "/var/lib/zerohop", "--metrics-addr", "0.0.0.0:9935"]

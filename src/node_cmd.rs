@@ -16,8 +16,9 @@ use zerohop_engine::Ladder;
 /// Options of `zerohop combined` and `zerohop orchestrator`.
 #[derive(Debug, clap::Args)]
 pub struct NodeArgs {
-    /// Address to serve broadcasters and players on (HTTP/1.1 and HTTP/2 over TLS).
-    #[arg(long, default_value = "127.0.0.1:8935")]
+    /// Address to serve broadcasters and players on (HTTP/1.1 and HTTP/2 over TLS): IP:PORT,
+    /// HOST:PORT, or :PORT for every address.
+    #[arg(long, default_value = "127.0.0.1:8935", value_parser = listen_addr)]
     pub service_addr: SocketAddr,
     /// Where the self-signed certificate is created on first start.
     #[arg(long, default_value = "zerohop-data")]
@@ -61,13 +62,15 @@ pub struct NodeArgs {
     /// token that created it. Re-read on SIGHUP.
     #[arg(long)]
     pub broadcaster_tokens: Option<PathBuf>,
-    /// Also serve /metrics over plain HTTP/1.1 here (for Prometheus).
-    #[arg(long, alias = "monitor")]
+    /// Also serve /metrics, /healthz and /readyz over plain HTTP/1.1 here (Prometheus, probes).
+    #[arg(long, alias = "monitor", value_parser = listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub accel: crate::accel_cmd::AccelArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
+    #[command(flatten)]
+    pub logs: LogArgs,
 }
 
 /// What a peer can make the node hold, and for how long (README: Limits and bounds).
@@ -130,9 +133,83 @@ impl LimitArgs {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line per event; colour only when stderr is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (time stamp, level, target, fields), for log shippers.
+    Json,
+}
+
+/// Logging options of the long-running commands.
+#[derive(Debug, clap::Args)]
+pub struct LogArgs {
+    /// Log format on stderr. RUST_LOG filters the events (default `info`; e.g.
+    /// `RUST_LOG=zerohop_control=debug`).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Text logs on stderr (colour only on a terminal), filtered by RUST_LOG.
 pub fn init_logs() {
+    init_logs_as(LogFormat::Text);
+}
+
+pub fn init_logs_as(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // A second call (tests, or a command that already set logging up) keeps the first.
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        LogFormat::Json => builder.json().with_ansi(false).try_init(),
+    };
+}
+
+/// An address to listen on: IP:PORT, HOST:PORT (resolved once, the first address), or :PORT
+/// (every IPv4 address).
+pub fn listen_addr(s: &str) -> std::result::Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let hint = "write IP:PORT (0.0.0.0:8935), HOST:PORT (node1.example.net:8935) or :PORT (:8935)";
+    if s.contains("://") {
+        return Err(format!("{s:?} is a URL; {hint}"));
+    }
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port.parse().map_err(|_| format!("{port:?} is not a port; {hint}"))?;
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?} has no port; {hint}"))?;
+    port.parse::<u16>().map_err(|_| format!("{port:?} is not a port; {hint}"))?;
+    (host, 0).to_socket_addrs().map_err(|e| format!("{host:?} does not resolve ({e}); {hint}"))?;
+    s.to_socket_addrs()
+        .map_err(|e| format!("{s:?}: {e}; {hint}"))?
+        .next()
+        .ok_or_else(|| format!("{host:?} has no address; {hint}"))
+}
+
+/// An orchestrator to dial: HOST:PORT or IP:PORT (a host name is resolved at each dial, so a
+/// moved orchestrator is found again). Anything else is refused at start-up, saying what to write.
+pub fn orch_addr(s: &str) -> std::result::Result<String, String> {
+    let hint = "write HOST:PORT, e.g. orchestrator.example.net:8935, 10.0.0.5:8935 or [2001:db8::5]:8935";
+    if let Some((scheme, _)) = s.split_once("://") {
+        return Err(format!("{s:?} is a URL ({scheme}://); {hint}"));
+    }
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("{s:?} has no port; {hint}"));
+    };
+    if host.is_empty() || host.contains('/') || (host.contains(':') && !(host.starts_with('[') && host.ends_with(']')))
+    {
+        return Err(format!("{s:?} is not HOST:PORT; {hint}"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(s.to_string()),
+        _ => Err(format!("{port:?} is not a port; {hint}")),
+    }
 }
 
 pub fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -142,8 +219,8 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Options of `zerohop transcoder`.
 #[derive(Debug, clap::Args)]
 pub struct TranscoderArgs {
-    /// The orchestrator, HOST:PORT.
-    #[arg(long)]
+    /// The orchestrator, HOST:PORT (a host name is resolved at each dial).
+    #[arg(long, value_parser = orch_addr)]
     pub orch_addr: String,
     /// File holding this transcoder's secret (or env ZEROHOP_ORCH_SECRET). Never on the command line.
     #[arg(long)]
@@ -160,10 +237,16 @@ pub struct TranscoderArgs {
     /// orchestrator's --transcoder-certs file). The secret is then optional.
     #[arg(long, conflicts_with = "insecure_h2c")]
     pub client_identity_dir: Option<PathBuf>,
+    /// Serve /metrics, /healthz and /readyz (ready: linked to the orchestrator) over plain
+    /// HTTP/1.1 here.
+    #[arg(long, value_parser = listen_addr)]
+    pub metrics_addr: Option<SocketAddr>,
     #[command(flatten)]
     pub accel: crate::accel_cmd::AccelArgs,
     #[command(flatten)]
     pub trust: TrustArgs,
+    #[command(flatten)]
+    pub logs: LogArgs,
 }
 
 /// How a client (`push`, `transcoder`) decides to trust the node it dials.
@@ -205,7 +288,7 @@ impl TrustArgs {
 }
 
 pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
-    init_logs();
+    init_logs_as(a.logs.log_format);
     let secret = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
         .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
     let id = match a.transcoder_id.clone() {
@@ -250,8 +333,22 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
             eprintln!("stopping: finishing the tasks in progress, then leaving");
             let _ = stop_tx.send(true);
         });
+        build_info();
+        let linked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        if let Some(m) = a.metrics_addr {
+            let up = linked.clone();
+            let ready: zerohop_control::metrics::Readiness = std::sync::Arc::new(move || {
+                if up.load(std::sync::atomic::Ordering::Acquire) {
+                    Ok(())
+                } else {
+                    Err("not linked to the orchestrator".into())
+                }
+            });
+            let bound = zerohop_control::metrics::serve(m, ready).await.with_context(|| format!("metrics on {m}"))?;
+            eprintln!("metrics: http://{bound}/metrics (and /healthz, /readyz)");
+        }
         eprintln!("transcoder dialling {} ({} sessions)", a.orch_addr, a.max_sessions);
-        zerohop_control::transcoder::run(config, stop).await
+        zerohop_control::transcoder::run_reporting(config, stop, linked).await.map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -288,7 +385,7 @@ fn load_broadcasters(a: &NodeArgs) -> Result<BroadcasterTokens> {
 }
 
 fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCode> {
-    init_logs();
+    init_logs_as(a.logs.log_format);
     let max_sessions = a.max_sessions.unwrap_or(default_sessions);
     let secrets = load_secrets(&a)?;
     if max_sessions == 0 && secrets.shared.is_none() && secrets.per_id.is_empty() && secrets.certs.is_empty() {
@@ -338,9 +435,11 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         }
         let backend = cfg.sessions.backend.clone();
         let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;
+        build_info();
         if let Some(m) = a.metrics_addr {
-            let bound = zerohop_control::metrics::serve(m).await.with_context(|| format!("metrics on {m}"))?;
-            eprintln!("metrics: http://{bound}/metrics");
+            let bound =
+                zerohop_control::metrics::serve(m, node.readiness()).await.with_context(|| format!("metrics on {m}"))?;
+            eprintln!("metrics: http://{bound}/metrics (and /healthz, /readyz)");
         }
         eprintln!(
             "{what} serving on {} ({max_sessions} local sessions on {}); SIGHUP reloads transcoder secrets and broadcaster tokens; Ctrl-C or SIGTERM stops",
@@ -409,6 +508,17 @@ fn host_name(path: &std::path::Path) -> Result<String> {
     Ok(name)
 }
 
+/// `zerohop_build_info`: this binary's revision, profile, target and features as labels.
+fn build_info() {
+    zerohop_control::metrics::init();
+    zerohop_control::metrics::build_info(&[
+        ("revision", env!("ZEROHOP_GIT").to_string()),
+        ("profile", env!("ZEROHOP_PROFILE").to_string()),
+        ("target", env!("ZEROHOP_TARGET").to_string()),
+        ("features", env!("ZEROHOP_FEATURES").to_string()),
+    ]);
+}
+
 #[cfg(test)]
 mod host_name_tests {
     use super::*;
@@ -431,15 +541,4 @@ mod host_name_tests {
         assert!(!host_name(std::path::Path::new(HOST_NAME)).expect("this host's name").is_empty());
         let _ = std::fs::remove_dir_all(&dir);
     }
-}
-
-/// `zerohop_build_info`: this binary's revision, profile, target and features as labels.
-fn build_info() {
-    zerohop_control::metrics::init();
-    zerohop_control::metrics::build_info(&[
-        ("revision", env!("ZEROHOP_GIT").to_string()),
-        ("profile", env!("ZEROHOP_PROFILE").to_string()),
-        ("target", env!("ZEROHOP_TARGET").to_string()),
-        ("features", env!("ZEROHOP_FEATURES").to_string()),
-    ]);
 }

@@ -23,6 +23,14 @@ pub const RETRIES: &str = "zerohop_segment_retries_total";
 pub const AUTH_FAILURES: &str = "zerohop_transcoder_auth_failures_total";
 pub const CONNECTIONS: &str = "zerohop_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "zerohop_connections_refused_total";
+pub const ORCHESTRATORS_LINKED: &str = "zerohop_orchestrators_linked";
+pub const FRAMES_DECODED: &str = "zerohop_frames_decoded_total";
+pub const FRAMES_ENCODED: &str = "zerohop_frames_encoded_total";
+pub const BYTES_SENT: &str = "zerohop_bytes_sent_total";
+pub const BUILD_INFO: &str = "zerohop_build_info";
+
+/// Whether a process can take work now (`GET /readyz`): `Err` says why not.
+pub type Readiness = std::sync::Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -32,7 +40,8 @@ const UPKEEP: std::time::Duration = std::time::Duration::from_secs(5);
 /// Installs the process-wide recorder once (later calls reuse it).
 pub fn init() {
     HANDLE.get_or_init(|| {
-        let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0];
+        // 0.8 is a bucket bound: the real-time ratio a capacity is judged by (p95 <= 0.8).
+        let buckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.8, 1.0, 2.0, 4.0, 8.0, 16.0];
         let builder = PrometheusBuilder::new().set_buckets(&buckets).ok()?;
         match builder.install_recorder() {
             Ok(h) => {
@@ -87,6 +96,24 @@ fn describe() {
         "Connections closed by a limit: too_many_connections (per address or in all) or header_timeout."
     );
     metrics::describe_counter!(AUTH_FAILURES, "Transcoder connections refused for a bad id or secret.");
+    metrics::describe_counter!(
+        FRAMES_DECODED,
+        "Pictures the engine decoded (where it ran: in process or on a transcoder)."
+    );
+    metrics::describe_counter!(FRAMES_ENCODED, "Pictures the engine encoded, every rendition counted.");
+    metrics::describe_counter!(BYTES_SENT, metrics::Unit::Bytes, "Rendition TS bytes the engine produced.");
+    metrics::describe_gauge!(ORCHESTRATORS_LINKED, "Orchestrators this transcoder is linked to now.");
+    metrics::describe_gauge!(BUILD_INFO, "Always 1; the labels say which build this is.");
+}
+
+/// Sets `zerohop_build_info` (always 1) with the version, whether OpenH264 has its assembly,
+/// and what the binary adds (`revision`, `profile`, `features`...).
+pub fn build_info(extra: &[(&'static str, String)]) {
+    let asm = if zerohop_engine::build_info::openh264_has_asm() { "yes" } else { "no" };
+    let mut labels =
+        vec![metrics::Label::new("version", env!("CARGO_PKG_VERSION")), metrics::Label::new("openh264_asm", asm)];
+    labels.extend(extra.iter().map(|(k, v)| metrics::Label::new(*k, v.clone())));
+    metrics::gauge!(BUILD_INFO, labels).set(1.0);
 }
 
 /// The Prometheus text exposition.
@@ -94,33 +121,48 @@ pub fn render() -> String {
     HANDLE.get().and_then(Option::as_ref).map(PrometheusHandle::render).unwrap_or_default()
 }
 
-/// Serves the exposition at `GET /metrics` over plain HTTP/1.1 on `addr` (for Prometheus
-/// scrapers; `--metrics-addr`). Returns the bound address.
-pub async fn serve(addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+/// Serves, over plain HTTP/1.1 on `addr` (`--metrics-addr`): `GET /metrics` (the Prometheus
+/// exposition), `GET /healthz` (200 while the process serves) and `GET /readyz` (200 when
+/// `ready` says it can take work, else 503 with why), for scrapers, kubelets and load balancers.
+/// Returns the bound address.
+pub async fn serve(addr: std::net::SocketAddr, ready: Readiness) -> std::io::Result<std::net::SocketAddr> {
     use hyper_util::rt::TokioIo;
     init();
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
+            let ready = ready.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
-                    let (status, body) = if req.uri().path() == "/metrics" {
-                        (http::StatusCode::OK, render())
-                    } else {
-                        (http::StatusCode::NOT_FOUND, "GET /metrics\n".to_string())
-                    };
-                    let mut r = http::Response::new(crate::body::ChannelBody::full(bytes::Bytes::from(body)));
-                    *r.status_mut() = status;
-                    r.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("text/plain; version=0.0.4"),
-                    );
-                    Ok::<_, std::convert::Infallible>(r)
+                let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let ready = ready.clone();
+                    async move { Ok::<_, std::convert::Infallible>(respond(req.uri().path(), &ready)) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await;
+                // A scraper that hangs up mid-answer ends only its own connection.
+                hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await.ok();
             });
         }
     });
     Ok(local)
+}
+
+/// The metrics port's answer for `path`.
+fn respond(path: &str, ready: &Readiness) -> http::Response<crate::body::ChannelBody> {
+    let json = |status: http::StatusCode, code: &str, message: &str| {
+        let body = serde_json::json!({"code": code, "message": message}).to_string() + "\n";
+        (status, "application/json", body)
+    };
+    let (status, content_type, body) = match path {
+        "/metrics" => (http::StatusCode::OK, "text/plain; version=0.0.4", render()),
+        "/healthz" => json(http::StatusCode::OK, "ok", "serving"),
+        "/readyz" => match ready() {
+            Ok(()) => json(http::StatusCode::OK, "ok", "ready to take work"),
+            Err(why) => json(http::StatusCode::SERVICE_UNAVAILABLE, crate::fault::code::NOT_READY, &why),
+        },
+        _ => json(http::StatusCode::NOT_FOUND, "not_found", "GET /metrics, /healthz or /readyz"),
+    };
+    let mut r = http::Response::new(crate::body::ChannelBody::full(bytes::Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    r
 }

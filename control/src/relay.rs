@@ -314,6 +314,17 @@ impl std::fmt::Debug for SessionFactory {
 /// then an `Error` for the whole segment if it failed, then `End`. `release` runs when the
 /// engine is done and before `End` goes out, so a broadcaster that sends its next segment the
 /// moment this one ends finds the capacity free. Returns the report.
+/// What the engine did with a segment, as series, wherever it ran (an in-process node or a
+/// remote transcoder).
+fn record_engine_metrics(r: &SegmentReport) {
+    use crate::metrics as m;
+    metrics::histogram!(m::TRANSCODE).record(r.wall_time.as_secs_f64());
+    metrics::histogram!(m::REALTIME_RATIO).record(r.realtime_ratio());
+    metrics::counter!(m::FRAMES_DECODED).increment(r.frames_decoded);
+    metrics::counter!(m::FRAMES_ENCODED).increment(r.renditions.iter().map(|s| s.frames_out).sum());
+    metrics::counter!(m::BYTES_SENT).increment(r.renditions.iter().map(|s| s.ts_bytes).sum());
+}
+
 pub fn run_local(
     slot: &SessionSlot,
     sessions: &SessionFactory,
@@ -326,6 +337,7 @@ pub fn run_local(
     release();
     match &result {
         Ok(rep) => {
+            record_engine_metrics(rep);
             let summary = json!({"status": "ok", "frames": rep.frames_decoded,
                                  "media_ms": rep.media_duration.as_millis() as u64,
                                  "transcode_ms": rep.wall_time.as_millis() as u64});

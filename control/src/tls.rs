@@ -91,10 +91,20 @@ pub fn self_signed_in(dir: &Path, names: &[String]) -> Result<(Identity, bool), 
     }
     std::fs::create_dir_all(dir).map_err(|source| TlsError::Io { path: dir.to_owned(), source })?;
     let ck = rcgen::generate_simple_self_signed(names.to_vec()).map_err(|e| TlsError::Generate(e.to_string()))?;
-    let write =
-        |p: &Path, s: String| std::fs::write(p, s).map_err(|source| TlsError::Io { path: p.to_owned(), source });
-    write(&key_path, ck.signing_key.serialize_pem())?;
-    write(&cert_path, ck.cert.pem())?;
+    // The private key is readable by its owner only (0600), from its creation on: never written
+    // first and narrowed after.
+    let write = |p: &Path, s: String, mode: u32| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(p)?;
+        f.write_all(s.as_bytes())
+    };
+    let io = |p: &Path| {
+        let path = p.to_owned();
+        move |source| TlsError::Io { path, source }
+    };
+    write(&key_path, ck.signing_key.serialize_pem(), 0o600).map_err(io(&key_path))?;
+    write(&cert_path, ck.cert.pem(), 0o644).map_err(io(&cert_path))?;
     Ok((load_identity(&cert_path, &key_path)?, true))
 }
 
@@ -272,5 +282,21 @@ impl ClientCertVerifier for OptionalClientCert {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_created_private_key_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("zerohop-keymode-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let (_, created) = super::self_signed_in(&dir, &["localhost".into()]).expect("identity");
+        assert!(created);
+        let mode = |f: &str| std::fs::metadata(dir.join(f)).expect(f).permissions().mode() & 0o777;
+        assert_eq!(mode("key.pem"), 0o600, "the private key");
+        assert_ne!(mode("cert.pem") & 0o400, 0, "the certificate is readable");
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -71,12 +71,25 @@ enum Attempt {
 }
 
 /// Runs until `stop` turns true (then finishes running tasks) or a fatal error.
-pub async fn run(config: TranscoderConfig, mut stop: watch::Receiver<bool>) -> Result<(), LinkError> {
+pub async fn run(config: TranscoderConfig, stop: watch::Receiver<bool>) -> Result<(), LinkError> {
+    run_reporting(config, stop, Arc::default()).await
+}
+
+/// [`run`], keeping `linked` true while the link to the orchestrator is up (registered and
+/// not yet lost): what `GET /readyz` on the transcoder's metrics port answers from.
+pub async fn run_reporting(
+    config: TranscoderConfig,
+    mut stop: watch::Receiver<bool>,
+    linked: Arc<AtomicBool>,
+) -> Result<(), LinkError> {
     let sessions: Sessions = Arc::default();
     let mut backoff = Duration::from_millis(250);
     loop {
         let began = Instant::now();
-        match attempt(&config, &sessions, &mut stop).await? {
+        let outcome = attempt(&config, &sessions, &mut stop, &linked).await;
+        linked.store(false, Ordering::Release);
+        metrics::gauge!(m::ORCHESTRATORS_LINKED).set(0.0);
+        match outcome? {
             Attempt::Stopped => return Ok(()),
             Attempt::Lost(why) => tracing::warn!(orch = %config.orch_addr, reason = %why, "link to orchestrator lost"),
         }
@@ -105,6 +118,7 @@ async fn attempt(
     config: &TranscoderConfig,
     sessions: &Sessions,
     stop: &mut watch::Receiver<bool>,
+    linked: &AtomicBool,
 ) -> Result<Attempt, LinkError> {
     let client = match Client::connect(&config.orch_addr, &config.transport, None).await {
         Ok(c) => Arc::new(c),
@@ -138,6 +152,8 @@ async fn attempt(
         s => return Ok(Attempt::Lost(format!("link refused with {s}"))),
     }
     tracing::info!(orch = %config.orch_addr, id = %config.id, capacity = config.max_sessions, "registered with orchestrator");
+    linked.store(true, Ordering::Release);
+    metrics::gauge!(m::ORCHESTRATORS_LINKED).set(1.0);
     let (load_tx, mut load_rx) = mpsc::unbounded_channel::<u32>();
     let capacity = config.max_sessions;
     let reporter = tokio::spawn(async move {

@@ -56,11 +56,8 @@ fn run_here(state: &Arc<State>, task: TaskId, job: Job) {
             state.scheduler.lock().finish(task);
             state.update_capacity_metrics();
         };
-        let report = run_local(&slot, &state.config.sessions, job.ladder, &job.input, &job.out, release);
-        if let Ok(r) = report {
-            metrics::histogram!(m::TRANSCODE).record(r.wall_time.as_secs_f64());
-            metrics::histogram!(m::REALTIME_RATIO).record(r.realtime_ratio());
-        }
+        // Its figures become series in run_local, as on a remote transcoder.
+        run_local(&slot, &state.config.sessions, job.ladder, &job.input, &job.out, release).ok();
     });
 }
 

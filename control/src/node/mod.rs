@@ -63,6 +63,12 @@ impl std::fmt::Debug for Node {
 }
 
 impl Node {
+    /// `GET /readyz`'s answer, for the metrics port too: some capacity, in process or linked.
+    pub fn readiness(&self) -> crate::metrics::Readiness {
+        let state = self.state.clone();
+        Arc::new(move || state.readiness())
+    }
+
     /// Binds and starts serving.
     pub async fn start(config: NodeConfig) -> std::io::Result<Node> {
         crate::metrics::init();
@@ -70,6 +76,8 @@ impl Node {
         let addr = listener.local_addr()?;
         let state = Arc::new(State::new(config));
         state.update_capacity_metrics();
+        // Published by housekeeping from now on; registered at once so a scrape always finds it.
+        metrics::gauge!(crate::metrics::STREAMS).set(0.0);
         let (stop, stopped) = watch::channel(false);
         let serving = state.clone();
         let task = tokio::spawn(async move {

@@ -22,6 +22,10 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     Ok(match (req.method(), &path[..]) {
         (&Method::GET, ["healthz"]) => reply::ok("zerohop node is serving"),
+        (&Method::GET, ["readyz"]) => match state.readiness() {
+            Ok(()) => reply::ok("ready to take work"),
+            Err(why) => reply::error(&NodeError::new(code::NOT_READY, why)),
+        },
         (&Method::GET, ["metrics"]) => reply::full(m::render(), "text/plain; version=0.0.4"),
         (&Method::POST, ["v1", "streams", stream, "segments", seq]) => {
             let who = match auth::broadcaster(&state, req.headers(), peer.ip) {

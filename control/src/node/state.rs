@@ -100,6 +100,18 @@ impl State {
         }
     }
 
+    /// Whether the node can take work: some transcoding capacity, in process or on a linked
+    /// transcoder (`GET /readyz`). A node at full load is still ready: it answers 503 with
+    /// `Retry-After` per segment, which a load balancer should not read as a dead node.
+    pub fn readiness(&self) -> Result<(), String> {
+        let (capacity, _) = self.scheduler.lock().totals();
+        if capacity > 0 {
+            Ok(())
+        } else {
+            Err("no transcoding capacity: no in-process sessions and no transcoder linked".into())
+        }
+    }
+
     /// Publishes capacity, load and the number of links.
     pub fn update_capacity_metrics(&self) {
         let (capacity, load) = self.scheduler.lock().totals();
