@@ -65,7 +65,8 @@ mod cuda {
                     assert!(text.contains(".entry zh_scale_ladder_nv12"), "entry point in PTX");
                     let sm = arch.replace("compute_", "sm_");
                     assert!(text.contains(&format!(".target {sm}")), "PTX for {sm}");
-                    eprintln!("NVRTC at run time: {arch} -> {} bytes of PTX", text.len());
+                    let nvrtc = zerohop_engine::cuda::nvrtc::describe().expect("loaded");
+                    eprintln!("NVRTC at run time ({nvrtc}): {arch} -> {} bytes of PTX", text.len());
                     let compiles = driver::nvrtc_compiles();
                     let again = driver::ladder_ptx(arch).expect("cached");
                     assert_eq!(again.to_src(), text, "the same PTX");

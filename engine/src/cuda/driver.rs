@@ -154,22 +154,13 @@ pub fn ladder_ptx(arch: &'static str) -> Result<cudarc::nvrtc::Ptx, CudaError> {
     if let Some(ptx) = cache.get(arch) {
         return Ok(cudarc::nvrtc::Ptx::from_src(ptx.clone()));
     }
-    // SAFETY: only tries to dlopen the NVRTC library candidates.
-    if !unsafe { cudarc::nvrtc::sys::is_culib_present() } {
-        return Err(CudaError::NoDriver { lib: "libnvrtc.so.12", why: "not found by the dynamic loader".into() });
-    }
-    let opts = cudarc::nvrtc::CompileOptions {
-        fmad: Some(false),
-        options: vec!["--std=c++17".into(), "-default-device".into()],
-        arch: Some(arch),
-        name: Some("scale_ladder.cu".into()),
-        ..Default::default()
-    };
+    // Whichever NVRTC major the host has (super::nvrtc), with the options the CI check uses.
+    let mut options: Vec<String> = zerohop_kernels::NVRTC_OPTIONS.iter().map(|o| o.to_string()).collect();
+    options.push(format!("--gpu-architecture={arch}"));
     NVRTC_COMPILES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let ptx = cudarc::nvrtc::compile_ptx_with_opts(zerohop_kernels::SCALE_LADDER_CU, opts)
-        .map_err(|e| CudaError::Nvrtc(e.to_string()))?;
-    cache.insert(arch, ptx.to_src());
-    Ok(ptx)
+    let ptx = super::nvrtc::compile_ptx(zerohop_kernels::SCALE_LADDER_CU, "scale_ladder.cu", &options)?;
+    cache.insert(arch, ptx.clone());
+    Ok(cudarc::nvrtc::Ptx::from_src(ptx))
 }
 
 /// The module image of the ladder kernel for a GPU of compute capability `cc`: the embedded

@@ -29,6 +29,7 @@ pub mod ladder_device;
 pub mod memory;
 pub mod nvdec;
 pub mod nvenc;
+pub mod nvrtc;
 mod rung_pools;
 
 pub use error::{CudaError, ReleaseFailures, release_failures};
