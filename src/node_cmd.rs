@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use zerohop_control::broadcasters::BroadcasterTokens;
 use zerohop_control::node::TranscoderSecrets;
 use zerohop_control::tls::{self, Trust};
+use zerohop_control::transcoder::PinMismatch;
 use zerohop_control::{Node, NodeConfig, Transport};
 use zerohop_engine::Ladder;
 
@@ -237,6 +238,11 @@ pub struct TranscoderArgs {
     /// orchestrator's --transcoder-certs file). The secret is then optional.
     #[arg(long, conflicts_with = "insecure_h2c")]
     pub client_identity_dir: Option<PathBuf>,
+    /// Stop when the orchestrator's certificate matches no pin, instead of retrying with backoff
+    /// and an error each time (an orchestrator restarted without its identity can then be fixed
+    /// without touching every transcoder).
+    #[arg(long)]
+    pub exit_on_pin_mismatch: bool,
     /// Serve /metrics, /healthz and /readyz (ready: linked to the orchestrator) over plain
     /// HTTP/1.1 here.
     #[arg(long, value_parser = listen_addr)]
@@ -252,7 +258,8 @@ pub struct TranscoderArgs {
 /// How a client (`push`, `transcoder`) decides to trust the node it dials.
 #[derive(Debug, clap::Args)]
 pub struct TrustArgs {
-    /// Trust the node whose certificate has this SHA-256 (printed by the node at start).
+    /// Trust the node whose certificate has this SHA-256 (printed by the node at start); several,
+    /// comma-separated, accept any of them (to rotate a certificate).
     #[arg(long, conflicts_with_all = ["ca_file", "insecure_h2c"])]
     pub orch_cert_sha256: Option<String>,
     /// Trust nodes whose certificate chains to a CA in this PEM file.
@@ -324,6 +331,7 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
         max_sessions: a.max_sessions.max(1),
         max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
         sessions: crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?,
+        on_pin_mismatch: if a.exit_on_pin_mismatch { PinMismatch::Exit } else { PinMismatch::Retry },
     };
     let rt = runtime()?;
     rt.block_on(async move {

@@ -136,7 +136,8 @@ pub fn server_config(identity: Identity) -> Result<Arc<ServerConfig>, TlsError> 
 /// How a client decides to trust the orchestrator.
 #[derive(Debug, Clone)]
 pub enum Trust {
-    /// The leaf certificate's SHA-256 must equal this (hex).
+    /// The leaf certificate's SHA-256 must equal this (hex), or one of several separated by
+    /// commas (a rotation: the old and the new certificate both accepted).
     Pin(String),
     /// A chain to one of these CA certificates (PEM file), for the name dialled.
     CaFile(PathBuf),
@@ -152,6 +153,12 @@ pub fn parse_fingerprint(s: &str) -> Result<String, TlsError> {
     }
 }
 
+/// Normalises one or more fingerprints separated by commas (at least one).
+pub fn parse_fingerprints(s: &str) -> Result<Vec<String>, TlsError> {
+    let all: Vec<String> = s.split(',').map(parse_fingerprint).collect::<Result<_, _>>()?;
+    if all.is_empty() { Err(TlsError::BadFingerprint(s.into())) } else { Ok(all) }
+}
+
 /// Client config for `trust`, ALPN `h2`.
 pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, TlsError> {
     client_config_with(trust, None)
@@ -161,8 +168,8 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, TlsError> {
 pub fn client_config_with(trust: &Trust, identity: Option<&Identity>) -> Result<Arc<ClientConfig>, TlsError> {
     let builder = ClientConfig::builder_with_provider(provider()).with_safe_default_protocol_versions()?;
     let builder = match trust {
-        Trust::Pin(fp) => builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedVerifier {
-            fingerprint: parse_fingerprint(fp)?,
+        Trust::Pin(fps) => builder.dangerous().with_custom_certificate_verifier(Arc::new(PinnedVerifier {
+            fingerprints: parse_fingerprints(fps)?,
             provider: provider(),
         })),
         Trust::CaFile(path) => {
@@ -186,7 +193,7 @@ pub fn client_config_with(trust: &Trust, identity: Option<&Identity>) -> Result<
 /// checks the handshake signature with it as usual.
 #[derive(Debug)]
 struct PinnedVerifier {
-    fingerprint: String,
+    fingerprints: Vec<String>,
     provider: Arc<CryptoProvider>,
 }
 
@@ -201,10 +208,11 @@ impl ServerCertVerifier for PinnedVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let got = fingerprint(end_entity);
         // Fingerprints are public; a plain comparison leaks nothing secret.
-        if got == self.fingerprint {
+        if self.fingerprints.contains(&got) {
             Ok(ServerCertVerified::assertion())
         } else {
-            tracing::error!(expected = %self.fingerprint, presented = %got, "orchestrator certificate does not match the pinned fingerprint");
+            let expected = self.fingerprints.join(",");
+            tracing::error!(%expected, presented = %got, "orchestrator certificate does not match the pinned fingerprint");
             Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
         }
     }

@@ -43,6 +43,19 @@ pub struct TranscoderConfig {
     pub max_output: (u32, u32),
     /// Opens its sessions (CPU, or GPUs); its backend name is advertised.
     pub sessions: crate::relay::SessionFactory,
+    /// What a certificate that matches no pin does to the transcoder.
+    pub on_pin_mismatch: PinMismatch,
+}
+
+/// What a transcoder does when the orchestrator presents a certificate that matches no pin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PinMismatch {
+    /// Keep dialling with backoff, logging an error each time: an orchestrator restarted with a
+    /// new certificate by mistake can be fixed there, without touching every transcoder.
+    #[default]
+    Retry,
+    /// Stop with [`LinkError::CertificateMismatch`].
+    Exit,
 }
 
 /// What the CPU backend encodes at most: OpenH264 at level 5.2's frame size.
@@ -122,7 +135,17 @@ async fn attempt(
 ) -> Result<Attempt, LinkError> {
     let client = match Client::connect(&config.orch_addr, &config.transport, None).await {
         Ok(c) => Arc::new(c),
-        Err(ClientError::CertificateMismatch) => return Err(LinkError::CertificateMismatch),
+        Err(ClientError::CertificateMismatch) if config.on_pin_mismatch == PinMismatch::Exit => {
+            return Err(LinkError::CertificateMismatch);
+        }
+        Err(ClientError::CertificateMismatch) => {
+            tracing::error!(
+                orch = %config.orch_addr,
+                "the orchestrator's certificate matches no --orch-cert-sha256 pin: not linking; retrying with backoff \
+                 (fix the orchestrator's identity, or add its new fingerprint to the pins; --exit-on-pin-mismatch stops instead)"
+            );
+            return Ok(Attempt::Lost("certificate matches no pin".into()));
+        }
         Err(e) => return Ok(Attempt::Lost(e.to_string())),
     };
     let load = Arc::new(AtomicU32::new(0));

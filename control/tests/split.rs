@@ -357,3 +357,24 @@ async fn transcoders_state_their_gpus_and_where_they_encode() {
     rt.shutdown_background();
     node.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pin_mismatch_is_retried_by_default_and_a_rotation_accepts_either_certificate() {
+    let (node, fp) = orchestrator().await;
+    let stranger = tls::self_signed(&["x".into()]).expect("c").fingerprint();
+    // By default a transcoder whose pin matches nothing keeps dialling (with backoff, logging an
+    // error) instead of ending: the orchestrator can be fixed without touching the transcoder.
+    let cfg = TranscoderConfig {
+        on_pin_mismatch: transcoder::PinMismatch::Retry,
+        ..transcoder_config(&node.local_addr().to_string(), &stranger, "t-a", SECRET)
+    };
+    let (rt, h) = common::spawn_transcoder(cfg);
+    assert!(tokio::time::timeout(Duration::from_secs(3), h).await.is_err(), "still retrying after 3 s");
+    rt.shutdown_background();
+    // Two pins, the old one first: the orchestrator's certificate is one of them, so it links.
+    let (rt, _h) = spawn_transcoder(&node, &format!("{stranger},{fp}"), "t-a", SECRET);
+    let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
+    let (o, _) = push_when_ready(&mut c, 0, fixture("h264_360p25_baseline_noaudio.ts")).await;
+    assert!(o.ok(), "{o:?}");
+    rt.shutdown_background();
+}

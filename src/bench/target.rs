@@ -56,6 +56,7 @@ impl Target {
                 max_sessions: sessions.div_ceil(transcoders).max(1) as u32,
                 max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
                 sessions: factory.clone(),
+                on_pin_mismatch: zerohop_control::transcoder::PinMismatch::Exit,
             };
             target.transcoders.push((stop_tx, tokio::spawn(zerohop_control::transcoder::run(cfg, stop))));
         }

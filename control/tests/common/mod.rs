@@ -102,6 +102,7 @@ pub fn transcoder_config(addr: &str, fp: &str, id: &str, secret: &str) -> Transc
         max_sessions: 1,
         max_output: transcoder::CPU_MAX_OUTPUT,
         sessions: Default::default(),
+        on_pin_mismatch: transcoder::PinMismatch::Exit,
     }
 }
 
