@@ -310,7 +310,17 @@ async fn relay(head: Bytes, mut out_rx: mpsc::Receiver<Out>, mut to: Relay) {
             error_code.get_or_insert(code.clone());
         }
         let end = match &o {
-            Out::End { ok, .. } => Some(*ok),
+            Out::End { ok, summary } => {
+                // One line per finished segment, for the operator's log.
+                let ttlb = received.elapsed().as_secs_f64();
+                let media = summary["media_ms"].as_f64().map(|ms| ms / 1000.0);
+                let ratio = media.filter(|m| *m > 0.0).map(|m| ttlb / m);
+                tracing::info!(
+                    %stream, %seq, ok = *ok, frames = summary["frames"].as_u64(), ttlb_s = ttlb,
+                    realtime_ratio = ratio, code = summary["code"].as_str(), "segment finished"
+                );
+                Some(*ok)
+            }
             _ => None,
         };
         let record = o.to_record();
