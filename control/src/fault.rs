@@ -72,6 +72,8 @@ pub mod code {
     pub const NO_SUCH_STREAM: &str = "no_such_stream";
     /// A transcoder linking with an id that another live link already has.
     pub const TRANSCODER_ID_IN_USE: &str = "transcoder_id_in_use";
+    /// A transcoder whose link protocol version this orchestrator does not take.
+    pub const LINK_VERSION: &str = "link_version_unsupported";
 }
 
 /// The control plane's codes: whose fault, and the HTTP status.
@@ -101,6 +103,7 @@ const CONTROL: &[(&str, Fault, StatusCode)] = &[
     (code::BAD_SEQUENCE, Fault::Broadcaster, StatusCode::BAD_REQUEST),
     (code::NO_SUCH_STREAM, Fault::Broadcaster, StatusCode::NOT_FOUND),
     (code::TRANSCODER_ID_IN_USE, Fault::Broadcaster, StatusCode::CONFLICT),
+    (code::LINK_VERSION, Fault::Broadcaster, StatusCode::BAD_REQUEST),
 ];
 
 /// Every error code a node can answer with: the control plane's, the engine's, and [`code::ERROR`]

@@ -10,6 +10,8 @@ pub const CAPACITY: &str = "zerohop-capacity";
 /// Link request header: what a transcoder can make, JSON
 /// `{"backend": "cpu", "encode": ["h264"], "max_width": 4096, "max_height": 2304, "gpus": []}`.
 pub const CAPABILITIES: &str = "zerohop-capabilities";
+/// Link request header: the link protocol version the transcoder speaks (absent: 1).
+pub const LINK_VERSION: &str = "zerohop-link-version";
 /// Trailer of a segment's result stream: `ok` or `error`.
 pub const STATUS: &str = "zerohop-status";
 /// Trailer of a failed segment's result stream: the first error's stable code.
@@ -26,7 +28,7 @@ pub const CONTENT_RESOLUTION: &str = "content-resolution";
 pub const RENDITION_NAME: &str = "rendition-name";
 
 /// Every `zerohop-*` name above (for tests that all are lower case and distinct).
-pub const ALL: &[&str] = &[PROFILES, TRANSCODER_ID, CAPACITY, CAPABILITIES, STATUS, ERROR_CODE];
+pub const ALL: &[&str] = &[PROFILES, TRANSCODER_ID, CAPACITY, CAPABILITIES, LINK_VERSION, STATUS, ERROR_CODE];
 
 #[cfg(test)]
 mod tests {

@@ -30,6 +30,33 @@ pub struct Report {
 /// Longest line either side accepts; a peer sending more without a newline is broken.
 pub const MAX_LINE: usize = 64 * 1024;
 
+/// The link protocol this build speaks. Version 1 is the protocol before versioning (no
+/// header); 2 adds the version header. An orchestrator accepts the previous and the next
+/// version, so a fleet is upgraded one box at a time, orchestrators or transcoders first.
+pub const VERSION: u32 = 2;
+
+/// Whether an orchestrator speaking [`VERSION`] takes a transcoder speaking `theirs` (the
+/// header's value; `None` when absent, which is version 1); `Err` names both versions.
+pub fn accept_version(theirs: Option<&[u8]>) -> Result<u32, String> {
+    let v = match theirs {
+        None => 1,
+        Some(raw) => std::str::from_utf8(raw)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+            .ok_or_else(|| format!("link version {:?} is not a number", String::from_utf8_lossy(raw)))?,
+    };
+    if v + 1 >= VERSION && v <= VERSION + 1 {
+        Ok(v)
+    } else {
+        Err(format!(
+            "this transcoder speaks link protocol version {v}; this orchestrator speaks version {VERSION} and \
+             takes {} to {}: upgrade one side (a fleet upgrades one box at a time within one version)",
+            VERSION - 1,
+            VERSION + 1
+        ))
+    }
+}
+
 fn line(v: serde_json::Value) -> Bytes {
     Bytes::from(v.to_string() + "\n")
 }

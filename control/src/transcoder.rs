@@ -70,6 +70,8 @@ pub enum LinkError {
     CertificateMismatch,
     #[error("the orchestrator does not accept remote transcoders: {0}")]
     NotAccepted(String),
+    #[error("the orchestrator refused this transcoder's link protocol: {0}")]
+    IncompatibleVersion(String),
 }
 
 /// The transcoder's engine sessions per stream, with when each was last used.
@@ -157,6 +159,7 @@ async fn attempt(
         .header(headers::TRANSCODER_ID, &config.id)
         .header(http::header::AUTHORIZATION, format!("Bearer {}", config.secret))
         .header(headers::CAPACITY, config.max_sessions)
+        .header(headers::LINK_VERSION, link::VERSION)
         .header(headers::CAPABILITIES, link::encode_capabilities(&backend, &config.sessions.devices, config.max_output))
         .body(report_body);
     let Ok(req) = req else { return Ok(Attempt::Lost("bad request".into())) };
@@ -172,6 +175,14 @@ async fn attempt(
             return Err(LinkError::BadSecret { id: config.id.clone(), message });
         }
         StatusCode::FORBIDDEN => return Err(LinkError::NotAccepted("403".into())),
+        StatusCode::BAD_REQUEST => {
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let message = String::from_utf8_lossy(&body).into_owned();
+            if message.contains(crate::fault::code::LINK_VERSION) {
+                return Err(LinkError::IncompatibleVersion(message));
+            }
+            return Ok(Attempt::Lost(format!("link refused with 400: {message}")));
+        }
         s => return Ok(Attempt::Lost(format!("link refused with {s}"))),
     }
     tracing::info!(orch = %config.orch_addr, id = %config.id, capacity = config.max_sessions, "registered with orchestrator");

@@ -378,3 +378,45 @@ async fn a_pin_mismatch_is_retried_by_default_and_a_rotation_accepts_either_cert
     assert!(o.ok(), "{o:?}");
     rt.shutdown_background();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orchestrator_takes_the_previous_and_next_link_version_and_names_both_when_it_refuses() {
+    use http_body_util::BodyExt;
+    let (node, fp) = orchestrator().await;
+    let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
+    let ours = zerohop_control::link::VERSION;
+    for (theirs, taken) in [(Some(ours - 1), true), (Some(ours + 1), true), (None, true), (Some(ours + 2), false)] {
+        let mut req = c
+            .request(http::Method::POST, "/v1/transcoders/link")
+            .header(headers::TRANSCODER_ID, "t-b")
+            .header(http::header::AUTHORIZATION, format!("Bearer {SECRET}"))
+            .header(headers::CAPACITY, 1);
+        if let Some(v) = theirs {
+            req = req.header(headers::LINK_VERSION, v);
+        }
+        let (_keep, body) = zerohop_control::body::ChannelBody::channel(1);
+        let resp = c.send(req.body(body).expect("request")).await.expect("answer");
+        let status = resp.status();
+        if taken {
+            assert_eq!(status, http::StatusCode::OK, "version {theirs:?}");
+            drop((resp, _keep)); // the link ends; once it is gone the next one may take the id
+            for _ in 0..200 {
+                let (_, body) = c.get("/v1/transcoders").await.expect("status");
+                let listed: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                if listed["transcoders"].as_array().is_some_and(|a| a.is_empty()) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+        } else {
+            let text =
+                String::from_utf8_lossy(&resp.into_body().collect().await.expect("body").to_bytes()).into_owned();
+            assert_eq!(status, http::StatusCode::BAD_REQUEST, "{text}");
+            assert!(text.contains("link_version_unsupported"), "{text}");
+            assert!(
+                text.contains(&format!("version {}", ours + 2)) && text.contains(&format!("version {ours}")),
+                "{text}"
+            );
+        }
+    }
+}

@@ -27,6 +27,13 @@ use crate::link::{self, LineReader, Report};
 /// `transcoder_id_in_use`) and the first keeps its tasks. A transcoder whose old link died
 /// silently links again once the old one is dropped (its PING timeout, 10 s).
 pub(super) fn link(state: Arc<State>, req: Request<Incoming>, name: String, credential: Credential) -> Resp {
+    let version = match link::accept_version(req.headers().get(headers::LINK_VERSION).map(|v| v.as_bytes())) {
+        Ok(v) => v,
+        Err(why) => {
+            tracing::warn!(transcoder = %name, %why, "transcoder refused: link protocol version");
+            return reply::error(&NodeError::new(code::LINK_VERSION, why));
+        }
+    };
     let id = state.next_link.fetch_add(1, Ordering::Relaxed);
     let capacity = req.headers().get(headers::CAPACITY).and_then(|v| v.to_str().ok()?.parse().ok()).unwrap_or(1u32);
     let (task_tx, mut task_rx) = mpsc::channel::<Bytes>(64);
@@ -55,7 +62,7 @@ pub(super) fn link(state: Arc<State>, req: Request<Incoming>, name: String, cred
         sch.set_capabilities(id, caps);
     }
     state.update_capacity_metrics();
-    tracing::info!(transcoder = %name, id, capacity, ?caps, "transcoder connected");
+    tracing::info!(transcoder = %name, id, capacity, version, ?caps, "transcoder connected");
     let (tx, body) = ChannelBody::channel(64);
     // Tasks -> the transcoder, until the link ends or the transcoder is revoked.
     let mut closed_tasks = closed.clone();
