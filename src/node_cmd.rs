@@ -220,9 +220,10 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 /// Options of `zerohop transcoder`.
 #[derive(Debug, clap::Args)]
 pub struct TranscoderArgs {
-    /// The orchestrator, HOST:PORT (a host name is resolved at each dial).
-    #[arg(long, value_parser = orch_addr)]
-    pub orch_addr: String,
+    /// The orchestrator, HOST:PORT (a host name is resolved at each dial). Repeat it to serve
+    /// several orchestrators at once: one link each, all sharing --max-sessions.
+    #[arg(long, value_parser = orch_addr, required = true)]
+    pub orch_addr: Vec<String>,
     /// File holding this transcoder's secret (or env ZEROHOP_ORCH_SECRET). Never on the command line.
     #[arg(long)]
     pub orch_secret_file: Option<PathBuf>,
@@ -302,7 +303,7 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
         Some(id) => id,
         None => host_name(std::path::Path::new(HOST_NAME))?,
     };
-    let mut transport = a.trust.transport(&a.orch_addr)?;
+    let mut client_identity = None;
     if let Some(dir) = &a.client_identity_dir {
         let (identity, created) = tls::self_signed_in(dir, std::slice::from_ref(&id))?;
         if created {
@@ -312,27 +313,34 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
             "client certificate SHA-256: {}  (orchestrator's --transcoder-certs: `{id} {0}`)",
             identity.fingerprint()
         );
-        if let Transport::Tls { trust, server_name } = transport {
-            transport = Transport::MutualTls { trust, server_name, identity: std::sync::Arc::new(identity) };
-        }
+        client_identity = Some(std::sync::Arc::new(identity));
     }
-    let secret = match (secret, &transport) {
+    let secret = match (secret, &client_identity) {
         (Some(s), _) => s,
-        (None, Transport::MutualTls { .. }) => String::new(),
+        (None, Some(_)) if !a.trust.insecure_h2c => String::new(),
         (None, _) => bail!(
             "no credential: give --orch-secret-file FILE, set ZEROHOP_ORCH_SECRET, or use --client-identity-dir (mutual TLS)"
         ),
     };
-    let config = zerohop_control::transcoder::TranscoderConfig {
-        orch_addr: a.orch_addr.clone(),
-        transport,
-        id,
-        secret,
-        max_sessions: a.max_sessions.max(1),
-        max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
-        sessions: crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?,
-        on_pin_mismatch: if a.exit_on_pin_mismatch { PinMismatch::Exit } else { PinMismatch::Retry },
-    };
+    let sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?;
+    let mut configs = Vec::new();
+    for addr in &a.orch_addr {
+        let mut transport = a.trust.transport(addr)?;
+        if let (Some(identity), Transport::Tls { trust, server_name }) = (&client_identity, &transport) {
+            let (trust, server_name, identity) = (trust.clone(), server_name.clone(), identity.clone());
+            transport = Transport::MutualTls { trust, server_name, identity };
+        }
+        configs.push(zerohop_control::transcoder::TranscoderConfig {
+            orch_addr: addr.clone(),
+            transport,
+            id: id.clone(),
+            secret: secret.clone(),
+            max_sessions: a.max_sessions.max(1),
+            max_output: zerohop_control::transcoder::CPU_MAX_OUTPUT,
+            sessions: sessions.clone(),
+            on_pin_mismatch: if a.exit_on_pin_mismatch { PinMismatch::Exit } else { PinMismatch::Retry },
+        });
+    }
     let rt = runtime()?;
     rt.block_on(async move {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -342,21 +350,17 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
             let _ = stop_tx.send(true);
         });
         build_info();
-        let linked = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let shared = zerohop_control::transcoder::Shared::default();
         if let Some(m) = a.metrics_addr {
-            let up = linked.clone();
+            let up = shared.clone();
             let ready: zerohop_control::metrics::Readiness = std::sync::Arc::new(move || {
-                if up.load(std::sync::atomic::Ordering::Acquire) {
-                    Ok(())
-                } else {
-                    Err("not linked to the orchestrator".into())
-                }
+                if up.linked() > 0 { Ok(()) } else { Err("not linked to any orchestrator".into()) }
             });
             let bound = zerohop_control::metrics::serve(m, ready).await.with_context(|| format!("metrics on {m}"))?;
             eprintln!("metrics: http://{bound}/metrics (and /healthz, /readyz)");
         }
-        eprintln!("transcoder dialling {} ({} sessions)", a.orch_addr, a.max_sessions);
-        zerohop_control::transcoder::run_reporting(config, stop, linked).await.map_err(anyhow::Error::from)
+        eprintln!("transcoder dialling {} ({} sessions)", a.orch_addr.join(", "), a.max_sessions);
+        zerohop_control::transcoder::run_all(configs, stop, shared).await.map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -85,26 +85,97 @@ enum Attempt {
     Lost(String),
 }
 
-/// Runs until `stop` turns true (then finishes running tasks) or a fatal error.
-pub async fn run(config: TranscoderConfig, stop: watch::Receiver<bool>) -> Result<(), LinkError> {
-    run_reporting(config, stop, Arc::default()).await
+/// What the links of one transcoder share: the segments it runs now (whichever orchestrator
+/// sent them: every link reports this one load against one capacity, so a segment from one
+/// orchestrator counts against what the others may send) and how many orchestrators are linked.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    load: Arc<watch::Sender<u32>>,
+    linked: Arc<AtomicUsize>,
 }
 
-/// [`run`], keeping `linked` true while the link to the orchestrator is up (registered and
-/// not yet lost): what `GET /readyz` on the transcoder's metrics port answers from.
-pub async fn run_reporting(
+impl Default for Shared {
+    fn default() -> Self {
+        Shared { load: Arc::new(watch::channel(0).0), linked: Arc::default() }
+    }
+}
+
+impl Shared {
+    /// Orchestrators linked now (what the transcoder's `/readyz` answers from).
+    pub fn linked(&self) -> usize {
+        self.linked.load(Ordering::Acquire)
+    }
+
+    /// Segments running now, all links together.
+    pub fn load(&self) -> u32 {
+        *self.load.borrow()
+    }
+}
+
+/// Counts a registered link for as long as it lives.
+struct Registered<'a>(&'a AtomicUsize);
+
+impl<'a> Registered<'a> {
+    fn new(linked: &'a AtomicUsize) -> Registered<'a> {
+        let n = linked.fetch_add(1, Ordering::AcqRel) + 1;
+        metrics::gauge!(m::ORCHESTRATORS_LINKED).set(n as f64);
+        Registered(linked)
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        let n = self.0.fetch_sub(1, Ordering::AcqRel) - 1;
+        metrics::gauge!(m::ORCHESTRATORS_LINKED).set(n as f64);
+    }
+}
+
+/// Runs until `stop` turns true (then finishes running tasks) or a fatal error.
+pub async fn run(config: TranscoderConfig, stop: watch::Receiver<bool>) -> Result<(), LinkError> {
+    run_shared(config, stop, Shared::default()).await
+}
+
+/// One link per orchestrator (`configs` differ in `orch_addr` and `transport`), each
+/// reconnecting on its own, all sharing one capacity. A fatal error on one link (a wrong secret
+/// there) ends that link and is logged; the others go on. Returns when every link has ended:
+/// the first fatal error, if any.
+pub async fn run_all(
+    configs: Vec<TranscoderConfig>,
+    stop: watch::Receiver<bool>,
+    shared: Shared,
+) -> Result<(), LinkError> {
+    let links: Vec<_> = configs
+        .into_iter()
+        .map(|c| {
+            let orch = c.orch_addr.clone();
+            (orch, tokio::spawn(run_shared(c, stop.clone(), shared.clone())))
+        })
+        .collect();
+    let mut first = None;
+    for (orch, link) in links {
+        match link.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(%orch, error = %e, "the link to this orchestrator ended for good");
+                first.get_or_insert(e);
+            }
+            Err(e) => tracing::error!(%orch, error = %e, "the link task panicked"),
+        }
+    }
+    first.map_or(Ok(()), Err)
+}
+
+/// [`run`] as one of several links sharing `shared`.
+pub async fn run_shared(
     config: TranscoderConfig,
     mut stop: watch::Receiver<bool>,
-    linked: Arc<AtomicBool>,
+    shared: Shared,
 ) -> Result<(), LinkError> {
     let sessions: Sessions = Arc::default();
     let mut backoff = Duration::from_millis(250);
     loop {
         let began = Instant::now();
-        let outcome = attempt(&config, &sessions, &mut stop, &linked).await;
-        linked.store(false, Ordering::Release);
-        metrics::gauge!(m::ORCHESTRATORS_LINKED).set(0.0);
-        match outcome? {
+        match attempt(&config, &sessions, &mut stop, &shared).await? {
             Attempt::Stopped => return Ok(()),
             Attempt::Lost(why) => tracing::warn!(orch = %config.orch_addr, reason = %why, "link to orchestrator lost"),
         }
@@ -133,7 +204,7 @@ async fn attempt(
     config: &TranscoderConfig,
     sessions: &Sessions,
     stop: &mut watch::Receiver<bool>,
-    linked: &AtomicBool,
+    shared: &Shared,
 ) -> Result<Attempt, LinkError> {
     let client = match Client::connect(&config.orch_addr, &config.transport, None).await {
         Ok(c) => Arc::new(c),
@@ -150,10 +221,12 @@ async fn attempt(
         }
         Err(e) => return Ok(Attempt::Lost(e.to_string())),
     };
-    let load = Arc::new(AtomicU32::new(0));
     let (report_tx, report_body) = ChannelBody::channel(16);
     let backend = config.sessions.backend.clone();
-    let _ = report_tx.try_send(Ok(Frame::data(report_line(&backend, config.max_sessions, 0))));
+    // The first report rides with the request; later ones follow the shared load.
+    let mut load_rx = shared.load.subscribe();
+    let first = *load_rx.borrow_and_update();
+    report_tx.try_send(Ok(Frame::data(report_line(&backend, config.max_sessions, first)))).ok();
     let req = client
         .request(Method::POST, "/v1/transcoders/link")
         .header(headers::TRANSCODER_ID, &config.id)
@@ -186,12 +259,11 @@ async fn attempt(
         s => return Ok(Attempt::Lost(format!("link refused with {s}"))),
     }
     tracing::info!(orch = %config.orch_addr, id = %config.id, capacity = config.max_sessions, "registered with orchestrator");
-    linked.store(true, Ordering::Release);
-    metrics::gauge!(m::ORCHESTRATORS_LINKED).set(1.0);
-    let (load_tx, mut load_rx) = mpsc::unbounded_channel::<u32>();
+    let _registered = Registered::new(&shared.linked);
     let capacity = config.max_sessions;
     let reporter = tokio::spawn(async move {
-        while let Some(l) = load_rx.recv().await {
+        while load_rx.changed().await.is_ok() {
+            let l = *load_rx.borrow_and_update();
             if report_tx.send(Ok(Frame::data(report_line(&backend, capacity, l)))).await.is_err() {
                 break;
             }
@@ -239,19 +311,19 @@ async fn attempt(
                 metrics::gauge!(m::TRANSCODER_STREAMS).set(map.len() as f64);
                 slot
             };
-            let (client, config, load, load_tx) = (client.clone(), config.clone(), load.clone(), load_tx.clone());
+            let (client, config, load) = (client.clone(), config.clone(), shared.load.clone());
             tokio::spawn(async move {
-                let _ = load_tx.send(load.fetch_add(1, Ordering::AcqRel) + 1);
+                load.send_modify(|l| *l += 1);
                 if let Err(e) = run_task(&client, &config, task, slot, ladder).await {
                     tracing::warn!(task, error = %e, "task failed on this transcoder");
                 }
-                let _ = load_tx.send(load.fetch_sub(1, Ordering::AcqRel) - 1);
+                load.send_modify(|l| *l = l.saturating_sub(1));
             });
         }
     };
     if matches!(result, Attempt::Stopped) {
         // Drain: finish what we have, then leave.
-        while load.load(Ordering::Acquire) > 0 {
+        while shared.load() > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
