@@ -230,32 +230,46 @@ pub mod placement {
 
     /// A session placed on a device; its load is given back when it closes.
     struct Placed {
-        inner: Box<dyn StreamSession>,
+        /// `None` only while being dropped.
+        inner: Option<Box<dyn StreamSession>>,
         load: Arc<DeviceLoad>,
         weight: u64,
     }
 
+    impl Placed {
+        fn inner(&self) -> &dyn StreamSession {
+            self.inner.as_deref().expect("present until dropped")
+        }
+    }
+
     impl Drop for Placed {
+        /// The session is released on a thread of its own: destroying a GPU decoder and its
+        /// encoders takes milliseconds of driver calls, which must not stall the async worker
+        /// that happened to drop the last reference (idle sessions are closed from there).
         fn drop(&mut self) {
             self.load.sessions.fetch_sub(1, Ordering::Relaxed);
             self.load.pixel_rate.fetch_sub(self.weight, Ordering::Relaxed);
             self.load.publish();
+            if let Some(inner) = self.inner.take() {
+                // Where no thread can be had, the refused closure drops the session right here.
+                std::thread::Builder::new().name("zh-gpu-release".into()).spawn(move || drop(inner)).ok();
+            }
         }
     }
 
     impl StreamSession for Placed {
         fn ladder(&self) -> &Ladder {
-            self.inner.ladder()
+            self.inner().ladder()
         }
         fn begin_segment(
             &mut self,
             sinks: Vec<Box<dyn RenditionSink>>,
         ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
-            let inner = self.inner.begin_segment(sinks)?;
+            let inner = self.inner.as_deref_mut().expect("present until dropped").begin_segment(sinks)?;
             Ok(Box::new(Counted { inner, load: self.load.clone() }))
         }
         fn backend(&self) -> String {
-            self.inner.backend()
+            self.inner().backend()
         }
     }
 
@@ -301,7 +315,7 @@ pub mod placement {
                         load.pixel_rate.fetch_add(weight, Ordering::Relaxed);
                         load.publish();
                         let load = load.clone();
-                        return Ok(Box::new(Placed { inner, load, weight }) as Box<dyn StreamSession>);
+                        return Ok(Box::new(Placed { inner: Some(inner), load, weight }) as Box<dyn StreamSession>);
                     }
                     Err(e) => {
                         metrics::counter!("zerohop_gpu_open_failures_total", "gpu" => load.ordinal.to_string(), "code" => e.code()).increment(1);
