@@ -64,6 +64,16 @@ pub struct RungSettings {
     pub fps: f64,
 }
 
+/// One picture of one rung to encode: surface `surface` of rung `rung`, an IDR when `keyframe`.
+#[derive(Debug, Clone, Copy)]
+pub struct EncodeJob<'a> {
+    pub rung: usize,
+    pub surface: usize,
+    pub pts: i64,
+    pub keyframe: bool,
+    pub settings: &'a RungSettings,
+}
+
 /// One encoded access unit (Annex B), copied to the host.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceAu {
@@ -83,14 +93,7 @@ pub trait LadderDevice: Send {
     fn flush(&mut self, plan: RungPlan<'_>) -> Result<Vec<DevicePicture>, DeviceError>;
     /// Encodes surface `surface` of rung `rung` (an IDR when `keyframe`); returns the access
     /// units that became ready, in order. The surface is free again afterwards.
-    fn encode(
-        &mut self,
-        rung: usize,
-        surface: usize,
-        pts: i64,
-        keyframe: bool,
-        settings: &RungSettings,
-    ) -> Result<Vec<DeviceAu>, DeviceError>;
+    fn encode(&mut self, job: EncodeJob<'_>) -> Result<Vec<DeviceAu>, DeviceError>;
     /// Gives a surface back unencoded (the cadence dropped the picture for this rung).
     fn release(&mut self, rung: usize, surface: usize);
     /// End of the segment for `rung`: everything its encoder still holds.
@@ -385,7 +388,8 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         let settings = RungSettings { width, height, bitrate: rung.profile.bitrate, fps: rung.cadence.output_fps() };
         self.outs[i].set_size(width, height);
         let t = Instant::now();
-        let aus = self.session.device.encode(i, surface, pic.pts, keyframe, &settings)?;
+        let job = EncodeJob { rung: i, surface, pts: pic.pts, keyframe, settings: &settings };
+        let aus = self.session.device.encode(job)?;
         self.outs[i].stats.encode_time += t.elapsed();
         self.mux(i, aus);
         self.outs[i].emit()

@@ -11,7 +11,7 @@
 use zerohop_kernels::Nv12;
 
 use super::host_encode::HostEncoders;
-use super::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungPlan, RungSettings};
+use super::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, EncodeJob, LadderDevice, RungPlan};
 use crate::codec::H264Decoder;
 use crate::frame::Frame;
 
@@ -127,14 +127,8 @@ impl LadderDevice for EmulatedDevice {
         frames.iter().map(|f| self.scale(f, &plan(f.pts, f.width, f.height))).collect()
     }
 
-    fn encode(
-        &mut self,
-        rung: usize,
-        surface: usize,
-        pts: i64,
-        keyframe: bool,
-        s: &RungSettings,
-    ) -> Result<Vec<DeviceAu>, DeviceError> {
+    fn encode(&mut self, job: EncodeJob<'_>) -> Result<Vec<DeviceAu>, DeviceError> {
+        let EncodeJob { rung, surface, pts, keyframe, settings: s } = job;
         let (pic, free) = &mut self.pools[rung][surface];
         assert!(!*free, "encode of a surface that was not handed out");
         *free = true;

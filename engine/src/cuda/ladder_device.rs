@@ -31,7 +31,9 @@ use super::nvdec::{CuvidApi, MappedFrame, NvDecoder};
 use super::nvenc::{Encoder, EncoderConfig, InputBuffer, NvencApi, Preset};
 use super::rung_pools::{self, RungPools};
 use crate::accel::host_encode::{HostEncoders, HostNv12};
-use crate::accel::{DeviceAu, DeviceError, DevicePicture, DeviceTraffic, LadderDevice, RungPlan, RungSettings};
+use crate::accel::{
+    DeviceAu, DeviceError, DevicePicture, DeviceTraffic, EncodeJob, LadderDevice, RungPlan, RungSettings,
+};
 
 /// Where a CUDA ladder encodes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -369,14 +371,8 @@ impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
         self.decoded(true, &[], 0, plan)
     }
 
-    fn encode(
-        &mut self,
-        rung: usize,
-        surface: usize,
-        pts: i64,
-        keyframe: bool,
-        s: &RungSettings,
-    ) -> Result<Vec<DeviceAu>, DeviceError> {
+    fn encode(&mut self, job: EncodeJob<'_>) -> Result<Vec<DeviceAu>, DeviceError> {
+        let EncodeJob { rung, surface, pts, keyframe, settings: s } = job;
         let mut aus = Vec::new();
         let (older, pool, slot) = self.rungs[rung].for_encode(surface)?;
         // Pictures of an older size are all encoded: their sessions' last units come first.
