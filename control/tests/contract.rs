@@ -1,10 +1,12 @@
 //! The HTTP contract of `doc/openapi.yaml`, request by request: 405 with `Allow` for a method a
 //! path does not serve, 404 `no_such_stream` for a stream the node does not hold, 400
 //! `bad_sequence` for a sequence number that is not a non-negative integer, one link per
-//! transcoder id.
+//! transcoder id, and every error code the node can send listed in the spec.
+//! (`contract/schemathesis.sh` fuzzes the same spec against a live node.)
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -162,4 +164,22 @@ async fn a_second_transcoder_with_a_linked_id_is_refused_409_and_the_first_keeps
     assert!(linked, "t-a linked again once its old link ended");
     rt2.shutdown_background();
     node.shutdown().await;
+}
+
+/// Every error code the node can answer with is listed in `doc/openapi.yaml`'s `ErrorCode`, and
+/// the spec lists no code the node does not have.
+#[test]
+fn the_spec_lists_every_error_code() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../doc/openapi.yaml")).expect("spec");
+    let start = spec.find("    ErrorCode:").expect("an ErrorCode schema");
+    let block = &spec[start..];
+    let list = &block[block.find("enum:").expect("its enum")..];
+    let listed: BTreeSet<&str> = list
+        .lines()
+        .skip(1)
+        .map_while(|l| l.trim().strip_prefix("- "))
+        .map(|c| c.split('#').next().unwrap_or("").trim())
+        .collect();
+    let known: BTreeSet<&str> = zerohop_control::fault::codes().collect();
+    assert_eq!(listed, known, "doc/openapi.yaml's ErrorCode vs the node's codes");
 }

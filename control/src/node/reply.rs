@@ -41,6 +41,12 @@ pub(super) fn empty() -> Resp {
     Response::new(ChannelBody::empty())
 }
 
+/// 200 with an empty body that still says its type (Livepeer's push answer without `Accept`, an
+/// ignored playlist): `application/octet-stream`, as `doc/openapi.yaml` documents.
+pub(super) fn empty_bytes() -> Resp {
+    full(Bytes::new(), "application/octet-stream")
+}
+
 /// A success: 200 with `{code: "ok", message}`.
 pub(super) fn ok(message: &str) -> Resp {
     json_body(StatusCode::OK, crate::fault::code::OK, message)

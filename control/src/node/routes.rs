@@ -55,7 +55,7 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
                 Err(r) => return Ok(refuse_upload(req, r).await),
             };
             let Some(seq) = file.strip_suffix(".ts") else {
-                let ignored = reply::empty();
+                let ignored = reply::empty_bytes();
                 return Ok(if file.ends_with(".m3u8") {
                     reply::after_draining_all(req, ignored).await
                 } else {
@@ -100,7 +100,11 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
             Ok(_) => status::transcoders(&state),
             Err(r) => r,
         },
-        (_, ["v1", "transcoders", "link"] | ["v1", "tasks", ..]) if req.version() != http::Version::HTTP_2 => {
+        // A method the endpoint serves, over HTTP/1.1 (another method gets 405 below).
+        (method, ["v1", "transcoders", "link"] | ["v1", "tasks", ..])
+            if req.version() != http::Version::HTTP_2
+                && allowed(&path).is_some_and(|a| a.split(", ").any(|m| m == method.as_str())) =>
+        {
             reply::error(&NodeError::new(
                 code::HTTP2_REQUIRED,
                 "the transcoder link and its task endpoints are HTTP/2 only (h2 over TLS, or h2c prior knowledge)",

@@ -130,7 +130,7 @@ pub(super) async fn segment(
             reply::streamed_as(parts, &content_type)
         }
         Answer::Empty => match records_end(body).await {
-            Ok(()) => reply::empty(),
+            Ok(()) => reply::empty_bytes(),
             Err(e) => reply::error(&NodeError::from_code(&e.code, e.message)),
         },
     }
