@@ -166,6 +166,50 @@ async fn a_second_transcoder_with_a_linked_id_is_refused_409_and_the_first_keeps
     node.shutdown().await;
 }
 
+/// One HTTP/1.1 request over cleartext (`head`: the request line and any headers, each ending
+/// in CRLF; then `body`): the status and the answer's head, lower-cased.
+async fn http1(addr: std::net::SocketAddr, head: &str, body: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.expect("tcp");
+    tcp.write_all(format!("{head}Host: localhost\r\nConnection: close\r\n\r\n{body}").as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await.expect("in time").expect("read");
+    let answer = String::from_utf8_lossy(&answer).to_lowercase();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    let headers = answer.split("\r\n\r\n").next().unwrap_or("").to_string();
+    (status, headers)
+}
+
+/// What schemathesis found (control/tests/contract/schemathesis.sh), kept fixed: over HTTP/1.1 a
+/// method the HTTP/2-only endpoints do not serve is 405 with `Allow` (it was 505 for any method),
+/// and Livepeer's empty 200s say their content type (they had none).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn found_by_schemathesis_405_before_505_and_typed_empty_answers() {
+    let node =
+        zerohop_control::Node::start(zerohop_control::NodeConfig::new("127.0.0.1:0".parse().expect("addr"), None))
+            .await
+            .expect("node");
+    let addr = node.local_addr();
+    for (head, allow) in [
+        ("TRACE /v1/transcoders/link HTTP/1.1\r\n", "post"),
+        ("GET /v1/transcoders/link HTTP/1.1\r\n", "post"),
+        ("PUT /v1/tasks/0/input HTTP/1.1\r\n", "get"),
+        ("GET /v1/tasks/0/results HTTP/1.1\r\n", "post"),
+    ] {
+        let (status, headers) = http1(addr, head, "").await;
+        assert_eq!(status, 405, "{head}{headers}");
+        assert!(headers.contains(&format!("\r\nallow: {allow}")), "{head}{headers}");
+    }
+    // The method it serves, over HTTP/1.1: 505, as documented.
+    let (status, _) = http1(addr, "POST /v1/transcoders/link HTTP/1.1\r\nContent-Length: 0\r\n", "").await;
+    assert_eq!(status, 505);
+    // A playlist pushed to Livepeer's API is read and ignored: 200, empty, typed.
+    let (status, headers) = http1(addr, "PUT /live/cam/index.m3u8 HTTP/1.1\r\nContent-Length: 7\r\n", "#EXTM3U").await;
+    assert_eq!(status, 200, "{headers}");
+    assert!(headers.contains("\r\ncontent-type: application/octet-stream"), "{headers}");
+    node.shutdown().await;
+}
+
 /// Every error code the node can answer with is listed in `doc/openapi.yaml`'s `ErrorCode`, and
 /// the spec lists no code the node does not have.
 #[test]
