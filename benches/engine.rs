@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use zerohop_engine::codec::{EncoderSettings, H264Encoder};
+use zerohop_engine::codec::{EncoderSettings, H264Decoder, H264Encoder};
 use zerohop_engine::probe::{decode_video, demux_all};
 use zerohop_engine::scale::{ScaleFilter, Scaler, reference};
 use zerohop_engine::ts::{Demuxer, Muxer, MuxerConfig};
@@ -40,10 +40,38 @@ fn demux(c: &mut Criterion) {
     g.finish();
 }
 
+/// The fixture's access units with their PTS (x264 writes one per PES), in decode order.
+fn access_units() -> Vec<(Bytes, i64)> {
+    let (program, pes, _, fin) = demux_all(INPUT);
+    fin.expect("demux");
+    let vpid = program.expect("program").video().expect("video").pid;
+    pes.into_iter().filter(|p| p.pid == vpid).map(|p| (p.payload, p.pts.expect("pts") as i64)).collect()
+}
+
 fn decode(c: &mut Criterion) {
     let mut g = c.benchmark_group("decode");
     g.throughput(Throughput::Elements(60));
     g.bench_function("1080p_60_frames", |b| b.iter(|| black_box(decode_video(INPUT).expect("decode").len())));
+    // OpenH264's frame threads on the 1080p High/B-frame fixture: decoder created, every access
+    // unit decoded, the reordering drained (what the CPU session does per segment). More than
+    // one thread only with ZEROHOP_BENCH_DECODER_THREADS=1: the bundled OpenH264's threaded
+    // decode gives other pictures and can deadlock (tests/decode_threads.rs).
+    let aus = access_units();
+    let most = if std::env::var_os("ZEROHOP_BENCH_DECODER_THREADS").is_some() { 3 } else { 1 };
+    for threads in 1..=most {
+        g.bench_function(BenchmarkId::new("1080p_60_frames_threads", threads), |b| {
+            b.iter(|| {
+                let mut d = H264Decoder::with_threads(threads).expect("decoder");
+                let mut n = 0;
+                for (au, pts) in &aus {
+                    d.decode(au, *pts, &mut |_| n += 1).expect("decode");
+                }
+                d.flush(&mut |_| n += 1).expect("flush");
+                assert_eq!(n, 60);
+                black_box(n)
+            })
+        });
+    }
     g.finish();
 }
 

@@ -5,10 +5,19 @@
 //! This wrapper never flushes per call: pictures come out when the decoder's reordering releases
 //! them, and [`H264Decoder::flush`] drains the rest at the end of a segment. Each access unit's
 //! PTS goes in as the "bitstream timestamp" and comes back on the picture it belongs to.
+//!
+//! The decoder is created here rather than through the crate's `Decoder`: OpenH264 takes its
+//! thread count (`DECODER_OPTION_NUM_OF_THREADS`) only before `Initialize` (as its own console
+//! decoder sets it), and the crate sets it after, which frees the initialised contexts.
 
-use openh264::OpenH264API;
-use openh264::decoder::{Decoder, DecoderConfig, Flush};
-use openh264_sys2::{DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER, SBufferInfo, dsErrorFree, videoFormatI420};
+use std::ffi::c_void;
+
+use openh264_sys2::source::APILoader;
+use openh264_sys2::{
+    DECODER_OPTION, DECODER_OPTION_ERROR_CON_IDC, DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER,
+    DECODER_OPTION_NUM_OF_THREADS, DECODER_OPTION_TRACE_LEVEL, ISVCDecoder, ISVCDecoderVtbl, SBufferInfo,
+    SDecodingParam, WELS_LOG_QUIET, dsErrorFree, videoFormatI420,
+};
 
 use super::CodecError;
 use crate::frame::Frame;
@@ -17,23 +26,135 @@ use crate::frame::Frame;
 /// representable.
 const PTS_BIAS: i64 = 1 << 40;
 
+/// Decoder threads OpenH264 uses at most (`CWelsDecoder::SetOption` caps the count at 3 and
+/// at the CPUs it finds).
+pub const MAX_DECODER_THREADS: u16 = 3;
+
+/// OpenH264's decoder, owned: created, thread count set, initialised, error concealment off,
+/// in that order; uninitialised and destroyed on drop.
+struct RawDecoder {
+    ptr: *mut ISVCDecoder,
+    vtbl: ISVCDecoderVtbl,
+}
+
+// SAFETY: the decoder object is used by one thread at a time (`&mut self` for every call); its
+// own worker threads, when it has any, are joined by `Uninitialize`, and nothing in it is tied
+// to the thread that created it.
+unsafe impl Send for RawDecoder {}
+
+impl RawDecoder {
+    fn new(threads: u16) -> Result<RawDecoder, CodecError> {
+        let init = |detail: String| CodecError::Init { call: "WelsCreateDecoder/Initialize", detail };
+        let mut ptr: *mut ISVCDecoder = std::ptr::null_mut();
+        // SAFETY: WelsCreateDecoder writes a new decoder object's address to the pointer, a live
+        // local.
+        let rc = unsafe { APILoader::WelsCreateDecoder(&raw mut ptr) };
+        if rc != 0 || ptr.is_null() {
+            return Err(init(format!("WelsCreateDecoder returned {rc}")));
+        }
+        // SAFETY: a decoder object starts with its vtable pointer (`ISVCDecoder` is
+        // `*const ISVCDecoderVtbl`), valid as long as the object; copying the table keeps
+        // nothing borrowed.
+        let vtbl = unsafe { std::ptr::read(*ptr) };
+        let missing = [
+            vtbl.Initialize.is_none(),
+            vtbl.Uninitialize.is_none(),
+            vtbl.DecodeFrameNoDelay.is_none(),
+            vtbl.FlushFrame.is_none(),
+            vtbl.SetOption.is_none(),
+            vtbl.GetOption.is_none(),
+        ];
+        if missing.iter().any(|&m| m) {
+            // SAFETY: the object was created above and is not used again.
+            unsafe { APILoader::WelsDestroyDecoder(ptr) };
+            return Err(init("the decoder's vtable lacks an entry".into()));
+        }
+        // From here on `Drop` uninitialises and destroys.
+        let mut d = RawDecoder { ptr, vtbl };
+        let mut n = i32::from(threads.min(MAX_DECODER_THREADS));
+        if n > 1 {
+            // Before Initialize, which creates one decoding context per thread.
+            d.set_option(DECODER_OPTION_NUM_OF_THREADS, &mut n).map_err(|rc| init(format!("{n} threads: {rc}")))?;
+        }
+        let param = SDecodingParam::default(); // AVC bitstream, no parse-only, default EC
+        let initialize = d.vtbl.Initialize.expect("checked");
+        // SAFETY: `ptr` is the live decoder; Initialize reads the parameter struct, a live local.
+        let rc = unsafe { initialize(d.ptr, &raw const param) };
+        if rc != 0 {
+            return Err(init(format!("Initialize returned {rc}")));
+        }
+        let mut quiet: i32 = WELS_LOG_QUIET;
+        d.set_option(DECODER_OPTION_TRACE_LEVEL, &mut quiet).map_err(|rc| init(format!("trace level: {rc}")))?;
+        // Error concealment off: a broken picture is an error, not a guess (CodecError::Decode).
+        let mut ec = 0i32;
+        d.set_option(DECODER_OPTION_ERROR_CON_IDC, &mut ec).map_err(|rc| init(format!("error concealment: {rc}")))?;
+        Ok(d)
+    }
+
+    /// SetOption with one `int`, as the options used here take.
+    fn set_option(&mut self, option: DECODER_OPTION, value: &mut i32) -> Result<(), std::ffi::c_long> {
+        let set = self.vtbl.SetOption.expect("checked in new");
+        // SAFETY: the live decoder; each option used here reads one int through the pointer.
+        let rc = unsafe { set(self.ptr, option, std::ptr::from_mut(value).cast::<c_void>()) };
+        if rc == 0 { Ok(()) } else { Err(rc) }
+    }
+
+    /// GetOption of one `int`.
+    fn get_option(&mut self, option: DECODER_OPTION) -> i32 {
+        let mut v = 0i32;
+        let get = self.vtbl.GetOption.expect("checked in new");
+        // SAFETY: the live decoder; the options used here write one int through the pointer.
+        unsafe { get(self.ptr, option, (&raw mut v).cast::<c_void>()) };
+        v
+    }
+}
+
+impl Drop for RawDecoder {
+    fn drop(&mut self) {
+        let uninitialize = self.vtbl.Uninitialize.expect("checked in new");
+        // SAFETY: the decoder was created by WelsCreateDecoder and is not used after this;
+        // Uninitialize on a decoder whose Initialize failed is a no-op in OpenH264, and
+        // Uninitialize ends its worker threads before WelsDestroyDecoder frees it.
+        unsafe {
+            uninitialize(self.ptr);
+            APILoader::WelsDestroyDecoder(self.ptr);
+        }
+    }
+}
+
 /// An OpenH264 decoder. One per stream; it keeps references across segments.
 pub struct H264Decoder {
-    inner: Decoder,
+    raw: RawDecoder,
+    threads: u16,
 }
 
 impl std::fmt::Debug for H264Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("H264Decoder")
+        write!(f, "H264Decoder({} threads)", self.threads)
     }
 }
 
 impl H264Decoder {
+    /// A decoder that decodes on the calling thread.
     pub fn new() -> Result<H264Decoder, CodecError> {
-        let config = DecoderConfig::new().flush_after_decode(Flush::NoFlush);
-        let inner = Decoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| CodecError::Init { call: "WelsCreateDecoder/Initialize", detail: e.to_string() })?;
-        Ok(H264Decoder { inner })
+        H264Decoder::with_threads(1)
+    }
+
+    /// A decoder with `threads` decoding threads (frame threads of OpenH264: the calling
+    /// thread parses, workers reconstruct; 1 decodes on the calling thread alone). OpenH264 uses
+    /// at most [`MAX_DECODER_THREADS`], and no more than the CPUs it finds.
+    ///
+    /// For measurement only: the bundled OpenH264's threaded decode gives pictures that differ
+    /// from its single-threaded (and ffmpeg's) decode, and can deadlock; the engine decodes
+    /// with one thread (`tests/decode_threads.rs` re-checks a newer OpenH264 with `--ignored`).
+    pub fn with_threads(threads: u16) -> Result<H264Decoder, CodecError> {
+        let threads = threads.clamp(1, MAX_DECODER_THREADS);
+        Ok(H264Decoder { raw: RawDecoder::new(threads)?, threads })
+    }
+
+    /// Decoding threads asked for (OpenH264 may use fewer on a machine with fewer CPUs).
+    pub fn threads(&self) -> u16 {
+        self.threads
     }
 
     /// Decodes one access unit (Annex B) presented at `pts`; pictures that become ready, in
@@ -43,11 +164,10 @@ impl H264Decoder {
             i32::try_from(au.len()).map_err(|_| CodecError::Decode { pts, state: openh264_sys2::dsInvalidArgument })?;
         let mut dst = [std::ptr::null_mut::<u8>(); 3];
         let mut info = SBufferInfo { uiInBsTimeStamp: (pts + PTS_BIAS) as u64, ..SBufferInfo::default() };
-        // SAFETY: `raw_api` gives the initialised decoder owned by `self.inner`; we set no option.
-        let raw = unsafe { self.inner.raw_api() };
-        // SAFETY: `au` is a live slice of `len` bytes; `dst` has the three pointers and `info` the
-        // struct that DecodeFrameNoDelay writes. The decoder is used from this thread only.
-        let state = unsafe { raw.decode_frame_no_delay(au.as_ptr(), len, dst.as_mut_ptr(), &mut info) };
+        let decode = self.raw.vtbl.DecodeFrameNoDelay.expect("checked in new");
+        // SAFETY: the live decoder; `au` is a live slice of `len` bytes; `dst` has the three
+        // pointers and `info` the struct that DecodeFrameNoDelay writes. `&mut self`: one caller.
+        let state = unsafe { decode(self.raw.ptr, au.as_ptr(), len, dst.as_mut_ptr(), &raw mut info) };
         if info.iBufferStatus == 1 {
             out(picture(&dst, &info)?);
         }
@@ -59,16 +179,15 @@ impl H264Decoder {
 
     /// Drains every picture still held for reordering (end of segment).
     pub fn flush(&mut self, out: &mut dyn FnMut(Frame)) -> Result<(), CodecError> {
-        let mut remaining: i32 = 0;
-        // SAFETY: as in `decode`; no option is set through the raw API.
-        let raw = unsafe { self.inner.raw_api() };
-        // SAFETY: GetOption(NUM_OF_FRAMES_REMAINING_IN_BUFFER) writes one int to the pointer.
-        unsafe { raw.get_option(DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER, (&raw mut remaining).cast()) };
+        // With decoder threads this first waits for the pictures in flight.
+        let remaining = self.raw.get_option(DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER);
+        let flush = self.raw.vtbl.FlushFrame.expect("checked in new");
         for _ in 0..remaining.max(0) {
             let mut dst = [std::ptr::null_mut::<u8>(); 3];
             let mut info = SBufferInfo::default();
-            // SAFETY: FlushFrame writes the three plane pointers and `info`, both live locals.
-            unsafe { raw.flush_frame(dst.as_mut_ptr(), &mut info) };
+            // SAFETY: the live decoder; FlushFrame writes the three plane pointers and `info`,
+            // both live locals.
+            unsafe { flush(self.raw.ptr, dst.as_mut_ptr(), &raw mut info) };
             if info.iBufferStatus == 1 {
                 out(picture(&dst, &info)?);
             }
