@@ -31,8 +31,28 @@ const LONG_VERSION: &str = concat!(
     ")"
 );
 
+/// Exit statuses, the same for every command (README, Command line). `gpu_cmd` and `probe_cmd`
+/// still spell theirs as numbers (3; 2, to become [`exit::NOT_TRANSCODABLE`]).
+#[allow(dead_code)]
+pub mod exit {
+    /// A runtime error (the message says what).
+    pub const ERROR: u8 = 1;
+    /// A usage error: clap's, for a flag or argument it cannot take.
+    pub const USAGE: u8 = 2;
+    /// No usable GPU (`gpu-info`, `hw-ci`).
+    pub const NO_GPU: u8 = 3;
+    /// The input cannot be transcoded (`probe`).
+    pub const NOT_TRANSCODABLE: u8 = 4;
+    /// Some segments failed (`transcode`, `push`, `demo`); the others were written.
+    pub const SEGMENTS_FAILED: u8 = 5;
+}
+
+const EXIT_STATUSES: &str = "Exit status: 0 ok; 1 runtime error; 2 usage error; 3 no usable GPU (gpu-info, hw-ci); \
+5 some segments failed (push, demo). For now probe exits 2 on input it cannot transcode (to become 4) \
+and transcode 1 when a segment failed (to become 5).";
+
 #[derive(Parser)]
-#[command(name = "zerohop", version, long_version = LONG_VERSION, about = "A video-miner node: live MPEG-TS segments in, a rendition ladder out.")]
+#[command(name = "zerohop", version, long_version = LONG_VERSION, about = "A video-miner node: live MPEG-TS segments in, a rendition ladder out.", after_help = EXIT_STATUSES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,7 +66,10 @@ enum Command {
     /// transcodes the bundled 1080p30 sample.
     Transcode(transcode_cmd::TranscodeArgs),
     /// Show what the engine sees in a segment and whether it can transcode it.
-    Probe { input: PathBuf },
+    Probe {
+        /// The MPEG-TS segment to inspect.
+        input: PathBuf,
+    },
     /// List the profile presets.
     Presets,
     /// Run a combined node: orchestrator with an in-process transcoder (remote transcoders may
@@ -68,6 +91,7 @@ enum Command {
     /// Start a combined node on loopback, push the bundled segments through it over HTTP/2 + TLS,
     /// write the renditions and print TTFB, TTLB and real-time ratio.
     Demo {
+        /// Directory the renditions are written to (created if missing).
         #[arg(short, long, default_value = "zerohop-demo")]
         out: PathBuf,
     },
@@ -75,7 +99,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(w) = zerohop_engine::build_info::speed_warning() {
+    // Where speed matters, and only there, a build without OpenH264's assembly says so once.
+    let speed_matters = matches!(
+        cli.command,
+        Command::Transcode(_)
+            | Command::Combined(_)
+            | Command::Transcoder(_)
+            | Command::Bench(_)
+            | Command::Demo { .. }
+    );
+    if speed_matters && let Some(w) = zerohop_engine::build_info::speed_warning() {
         eprintln!("\n{w}\n");
     }
     let result = match cli.command {
@@ -94,7 +127,37 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(exit::ERROR)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for in `--help`.
+    #[test]
+    fn every_flag_and_argument_has_help() {
+        let cli = super::Cli::command();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} {}", sub.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without help text: {missing:?}");
+    }
+
+    #[test]
+    fn help_lists_every_exit_status() {
+        use super::exit::*;
+        for code in [0, ERROR, USAGE, NO_GPU, SEGMENTS_FAILED] {
+            assert!(super::EXIT_STATUSES.contains(&format!(" {code} ")), "{code}");
+        }
+        assert_eq!(USAGE, 2, "clap's own usage exit status");
     }
 }

@@ -27,6 +27,7 @@ pub struct NodeArgs {
     /// PEM certificate chain instead of the self-signed one (with --tls-key).
     #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert's certificate (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Serve cleartext (HTTP/1.1, and HTTP/2 with prior knowledge) instead of TLS. For labs,

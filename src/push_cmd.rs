@@ -23,8 +23,10 @@ pub struct PushArgs {
     /// The node, HOST:PORT.
     #[arg(long, default_value = "127.0.0.1:8935")]
     pub orch: String,
+    /// The stream's name on the node (`/v1/streams/{stream}/segments/{seq}`).
     #[arg(long, default_value = "stream")]
     pub stream: String,
+    /// Directory the renditions are written to, `<segment>_<rendition>.ts` (created if missing).
     #[arg(short, long, default_value = "zerohop-pushed")]
     pub out: PathBuf,
     /// The ladder (presets or JSON); default: the node's.
@@ -115,7 +117,7 @@ fn summary(results: &[Pushed], out: &Path) -> ExitCode {
     let ok = results.iter().filter(|r| r.ok).count();
     let files: usize = results.iter().map(|r| r.files.len()).sum();
     println!("{ok} of {} segment(s) ok; {files} rendition file(s) in {}", results.len(), out.display());
-    if ok == results.len() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if ok == results.len() { ExitCode::SUCCESS } else { ExitCode::from(crate::exit::SEGMENTS_FAILED) }
 }
 
 pub fn push(a: PushArgs) -> Result<ExitCode> {
