@@ -5,10 +5,12 @@
 //! orchestrator's certificate pinned.
 //!
 //! ```text
-//!  broadcaster 10.77.3.2 ─┐
-//!                         ├─ router (10.77.1.1 / 10.77.2.1 / 10.77.3.1) ── NAT ── transcoder 10.77.2.2
-//!  orchestrator 10.77.1.2 ┘        forwards; MASQUERADE for 10.77.2.0/24; nothing routes into it
+//!  broadcaster  b 10.77.3.2 ─┐                                   ┌─ NAT ── transcoder t 10.77.2.2
+//!  orchestrator o 10.77.1.2 ─┼─ router r (10.77.N.1 on each link) ┤
+//!  orchestrator p 10.77.4.2 ─┘  (the two-orchestrator case)        └─ NAT ── transcoder u 10.77.5.2
 //! ```
+//! The router forwards, masquerades what leaves a transcoder's network, and routes nothing into
+//! one but replies.
 //!
 //! Needs root, iproute2 and iptables (`.ci/run` installs them); skips with a printed reason where
 //! namespaces cannot be made. Every address is inside namespaces this test made.
@@ -68,66 +70,58 @@ macro_rules! skip_unless_namespaces {
     };
 }
 
-/// The four hosts and the router; everything is torn down on drop.
+/// The hosts and the router; everything is torn down on drop.
 struct Net {
     /// Namespace and interface name prefix, unique per test and process.
     p: String,
     dir: PathBuf,
     procs: Vec<Child>,
+    hosts: Vec<&'static str>,
 }
 
 impl Net {
+    /// The router, the orchestrator `o` (10.77.1.2), a transcoder `t` behind the NAT
+    /// (10.77.2.2) and the broadcaster `b` (10.77.3.2).
     fn new(tag: &str) -> Net {
         let p = format!("zh{}{tag}", std::process::id() % 100_000);
         let dir = std::env::temp_dir().join(format!("zerohop-netns-{p}"));
         std::fs::remove_dir_all(&dir).ok();
         std::fs::create_dir_all(&dir).expect("test dir");
-        let net = Net { p, dir, procs: Vec::new() };
-        let p = &net.p;
-        for h in ["o", "r", "t", "b"] {
-            must("ip", &["netns", "add", &format!("{p}{h}")]);
-            net.ip(h, &["link", "set", "lo", "up"]);
-        }
-        // (host, its address, router side's address, router interface index)
-        for (h, addr, gw, i) in
-            [("o", ORCH, "10.77.1.1", 1), ("t", "10.77.2.2", "10.77.2.1", 2), ("b", "10.77.3.2", "10.77.3.1", 3)]
-        {
-            let (hi, ri) = (format!("{p}{h}0"), format!("{p}r{i}"));
-            must("ip", &["link", "add", &hi, "type", "veth", "peer", "name", &ri]);
-            must("ip", &["link", "set", &hi, "netns", &format!("{p}{h}")]);
-            must("ip", &["link", "set", &ri, "netns", &format!("{p}r")]);
-            net.ip(h, &["addr", "add", &format!("{addr}/24"), "dev", &hi]);
-            net.ip("r", &["addr", "add", &format!("{gw}/24"), "dev", &ri]);
-            net.ip(h, &["link", "set", &hi, "up"]);
-            net.ip("r", &["link", "set", &ri, "up"]);
-            net.ip(h, &["route", "add", "default", "via", gw]);
-        }
+        let mut net = Net { p, dir, procs: Vec::new(), hosts: vec!["r"] };
+        must("ip", &["netns", "add", &net.ns("r")]);
+        net.ip("r", &["link", "set", "lo", "up"]);
         net.exec("r", "sysctl", &["-qw", "net.ipv4.ip_forward=1"]);
-        let public = format!("{p}r1");
-        net.exec(
-            "r",
-            "iptables",
-            &["-t", "nat", "-A", "POSTROUTING", "-s", "10.77.2.0/24", "-o", &public, "-j", "MASQUERADE"],
-        );
-        // Behind the NAT: nothing reaches the transcoders' network but replies.
-        net.exec(
-            "r",
-            "iptables",
-            &[
-                "-A",
-                "FORWARD",
-                "-d",
-                "10.77.2.0/24",
-                "-m",
-                "conntrack",
-                "--ctstate",
-                "ESTABLISHED,RELATED",
-                "-j",
-                "ACCEPT",
-            ],
-        );
-        net.exec("r", "iptables", &["-A", "FORWARD", "-d", "10.77.2.0/24", "-j", "DROP"]);
+        net.add_host("o", 1, false);
+        net.add_host("t", 2, true);
+        net.add_host("b", 3, false);
         net
+    }
+
+    /// Host `h` at 10.77.`i`.2 on its own link to the router (10.77.`i`.1, interface `r<i>`);
+    /// behind the NAT (`nat`): masqueraded on the way out, and nothing routes in but replies.
+    fn add_host(&mut self, h: &'static str, i: u8, nat: bool) {
+        let p = self.p.clone();
+        must("ip", &["netns", "add", &self.ns(h)]);
+        self.hosts.push(h);
+        self.ip(h, &["link", "set", "lo", "up"]);
+        let (hi, ri) = (format!("{p}{h}0"), format!("{p}r{i}"));
+        let (addr, gw, net) = (format!("10.77.{i}.2/24"), format!("10.77.{i}.1"), format!("10.77.{i}.0/24"));
+        must("ip", &["link", "add", &hi, "type", "veth", "peer", "name", &ri]);
+        must("ip", &["link", "set", &hi, "netns", &self.ns(h)]);
+        must("ip", &["link", "set", &ri, "netns", &self.ns("r")]);
+        self.ip(h, &["addr", "add", &addr, "dev", &hi]);
+        self.ip("r", &["addr", "add", &format!("{gw}/24"), "dev", &ri]);
+        self.ip(h, &["link", "set", &hi, "up"]);
+        self.ip("r", &["link", "set", &ri, "up"]);
+        self.ip(h, &["route", "add", "default", "via", &gw]);
+        if nat {
+            let masquerade = ["-t", "nat", "-A", "POSTROUTING", "-s", &net, "!", "-d", &net, "-j", "MASQUERADE"];
+            self.exec("r", "iptables", &masquerade);
+            let replies =
+                ["-A", "FORWARD", "-d", &net, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"];
+            self.exec("r", "iptables", &replies);
+            self.exec("r", "iptables", &["-A", "FORWARD", "-d", &net, "-j", "DROP"]);
+        }
     }
 
     fn ns(&self, host: &str) -> String {
@@ -167,32 +161,39 @@ impl Net {
     }
 
     /// An orchestrator on 10.77.1.2:8935 (metrics on :9935) taking transcoders with the shared
-    /// secret; returns its certificate's fingerprint. `local` in-process sessions (combined).
+    /// secret; returns its certificate's fingerprint. `mode`: "orchestrator" or "combined".
     fn orchestrator(&mut self, mode: &str) -> String {
+        self.orchestrator_on("o", ORCH, mode)
+    }
+
+    /// An orchestrator on `host` at `ip`:8935 (metrics on :9935); its certificate's fingerprint.
+    fn orchestrator_on(&mut self, host: &'static str, ip: &str, mode: &str) -> String {
         let secret = self.dir.join("orch-secret");
         std::fs::write(&secret, SECRET).expect("secret");
         let secret = secret.to_string_lossy().into_owned();
-        let service = format!("{ORCH}:8935");
-        let metrics = format!("{ORCH}:9935");
-        let log = self.spawn(
-            "o",
-            &format!("{mode}.log"),
-            &[
-                mode,
-                "--service-addr",
-                &service,
-                "--metrics-addr",
-                &metrics,
-                "--data-dir",
-                "orch-data",
-                "--orch-secret-file",
-                &secret,
-            ],
-        );
+        let (service, metrics, data) = (format!("{ip}:8935"), format!("{ip}:9935"), format!("{host}-data"));
+        let args = [mode, "--service-addr", &service, "--metrics-addr", &metrics, "--data-dir", &data];
+        let log =
+            self.spawn(host, &format!("{host}-{mode}.log"), &[&args[..], &["--orch-secret-file", &secret]].concat());
         let text = wait_for(&log, "serving on", Duration::from_secs(20));
         let at =
             text.find("certificate SHA-256: ").expect("the fingerprint is printed") + "certificate SHA-256: ".len();
         text[at..at + 64].to_string()
+    }
+
+    /// A transcoder `id` on `host`, linked to every orchestrator in `orchs` (IP:PORT), trusting
+    /// the certificates `pins` (comma-separated); metrics on its own 127.0.0.1:9936.
+    fn transcoder_on(&mut self, host: &str, id: &str, orchs: &[&str], pins: &str) -> PathBuf {
+        let secret = self.dir.join("t-secret");
+        std::fs::write(&secret, SECRET).expect("secret");
+        let secret = secret.to_string_lossy().into_owned();
+        let mut args =
+            vec!["transcoder", "--orch-secret-file", &secret, "--transcoder-id", id, "--orch-cert-sha256", pins];
+        args.extend(["--max-sessions", "2", "--metrics-addr", "127.0.0.1:9936"]);
+        for o in orchs {
+            args.extend(["--orch-addr", o]);
+        }
+        self.spawn(host, &format!("{host}-transcoder.log"), &args)
     }
 
     /// A transcoder behind the NAT, dialling the orchestrator.
@@ -227,10 +228,22 @@ impl Net {
 
     /// `zerohop push`, uploading `pace` bytes per 10 ms (as a live encoder would) when given.
     fn push_paced(&self, fingerprint: &str, stream: &str, input: &Path, out: &Path, pace: Option<u64>) -> Output {
-        let orch = format!("{ORCH}:8935");
+        self.push_to(&format!("{ORCH}:8935"), fingerprint, stream, input, out, pace)
+    }
+
+    /// `zerohop push` from the broadcaster's host to the orchestrator at `orch`.
+    fn push_to(
+        &self,
+        orch: &str,
+        fingerprint: &str,
+        stream: &str,
+        input: &Path,
+        out: &Path,
+        pace: Option<u64>,
+    ) -> Output {
         let mut cmd = Command::new("ip");
         cmd.args(["netns", "exec", &self.ns("b"), BIN, "push"]).arg(input);
-        cmd.args(["--orch", &orch, "--stream", stream, "-p", "P360p30fps16x9,P240p30fps16x9"]);
+        cmd.args(["--orch", orch, "--stream", stream, "-p", "P360p30fps16x9,P240p30fps16x9"]);
         cmd.args(["--orch-cert-sha256", fingerprint]).arg("-o").arg(out);
         if let Some(pace) = pace {
             cmd.args(["--pace", &pace.to_string()]);
@@ -238,13 +251,12 @@ impl Net {
         cmd.output().expect("run push")
     }
 
-    /// One Prometheus series' value from the orchestrator's metrics port, read on its own host.
-    fn metric(&self, name: &str) -> Option<f64> {
-        let url = format!("http://{ORCH}:9935/metrics");
+    /// One series' value from `url`, read on `host` (its own network).
+    fn metric_at(&self, host: &str, url: &str, name: &str) -> Option<f64> {
         let script =
             "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=3).read().decode())";
         let o =
-            Command::new("ip").args(["netns", "exec", &self.ns("o"), "python3", "-c", script, &url]).output().ok()?;
+            Command::new("ip").args(["netns", "exec", &self.ns(host), "python3", "-c", script, url]).output().ok()?;
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         let line = text.lines().find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with([' ', '{'])))?;
         line.split_whitespace().last()?.parse().ok()
@@ -252,9 +264,14 @@ impl Net {
 
     /// Waits until the orchestrator reports `n` connected transcoders.
     fn wait_transcoders(&self, n: f64, within: Duration) -> Duration {
+        self.wait_metric("o", &format!("http://{ORCH}:9935/metrics"), "zerohop_transcoders_connected", n, within)
+    }
+
+    /// Waits until series `name` at `url` (read on `host`) is `n`; how long that took.
+    fn wait_metric(&self, host: &str, url: &str, name: &str, n: f64, within: Duration) -> Duration {
         let t0 = Instant::now();
-        while self.metric("zerohop_transcoders_connected") != Some(n) {
-            assert!(t0.elapsed() < within, "{n} transcoder(s) connected within {within:?}");
+        while self.metric_at(host, url, name) != Some(n) {
+            assert!(t0.elapsed() < within, "{name} = {n} at {url} within {within:?}");
             std::thread::sleep(Duration::from_millis(200));
         }
         t0.elapsed()
@@ -274,7 +291,7 @@ impl Drop for Net {
             c.kill().ok();
             c.wait().ok();
         }
-        for h in ["o", "r", "t", "b"] {
+        for h in &self.hosts {
             run("ip", &["netns", "del", &self.ns(h)]);
         }
         if !std::thread::panicking() {
@@ -455,4 +472,73 @@ fn split_mode_over_rate_limited_links() {
         }
         eprintln!("  {what:<48} {t:.3} s  ({:.2})", t / base);
     }
+}
+
+/// Two orchestrators (`o`, `p`) and two transcoders behind the NAT (`t`, `u`), each transcoder
+/// linked to both. A stream on each orchestrator is transcoded; then `p`'s host is cut off
+/// mid-segment: its broadcaster gets a failure and no file, `o` keeps serving, the transcoders
+/// notice within the keepalive bound; `p` comes back and both re-link by themselves.
+#[test]
+fn transcoders_behind_nat_serve_two_orchestrators_and_survive_one_cut_off() {
+    skip_unless_namespaces!();
+    let mut net = Net::new("m");
+    net.add_host("p", 4, false);
+    net.add_host("u", 5, true);
+    let (o_addr, p_addr) = (format!("{ORCH}:8935"), "10.77.4.2:8935".to_string());
+    let fp_o = net.orchestrator_on("o", ORCH, "orchestrator");
+    let fp_p = net.orchestrator_on("p", "10.77.4.2", "orchestrator");
+    let pins = format!("{fp_o},{fp_p}");
+    for (host, id) in [("t", "t-nat"), ("u", "u-nat")] {
+        net.transcoder_on(host, id, &[&o_addr, &p_addr], &pins);
+    }
+    let (o_metrics, p_metrics) = (format!("http://{ORCH}:9935/metrics"), "http://10.77.4.2:9935/metrics");
+    let connected = "zerohop_transcoders_connected";
+    net.wait_metric("o", &o_metrics, connected, 2.0, Duration::from_secs(30));
+    net.wait_metric("p", p_metrics, connected, 2.0, Duration::from_secs(30));
+    let input = fixture_path("h264_360p25_baseline_noaudio.ts");
+    for (orch, fp, tag) in [(&o_addr, &fp_o, "o"), (&p_addr, &fp_p, "p")] {
+        let out = net.dir.join(format!("first-{tag}"));
+        let o = net.push_to(orch, fp, tag, &input, &out, None);
+        assert!(o.status.success(), "{tag}: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(renditions_complete(&out, 25), 2);
+    }
+
+    // p's host drops off the network while a live-paced segment is on its way to it.
+    let cut = format!("{}r4", net.p);
+    let during = net.dir.join("during-p");
+    let t0 = Instant::now();
+    let pace = std::fs::metadata(&input).expect("input").len() / 100; // over 1 s
+    let outcome = std::thread::scope(|s| {
+        let paced = s.spawn(|| net.push_to(&p_addr, &fp_p, "p", &input, &during, Some(pace)));
+        std::thread::sleep(Duration::from_millis(300));
+        net.ip("r", &["link", "set", &cut, "down"]);
+        // o keeps serving meanwhile.
+        let out = net.dir.join("during-o");
+        let o = net.push_to(&o_addr, &fp_o, "o", &input, &out, None);
+        assert!(o.status.success(), "o while p is cut off: {}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(renditions_complete(&out, 25), 2);
+        paced.join().expect("push thread")
+    });
+    assert!(!outcome.status.success(), "the cut-off segment is not passed off as complete");
+    assert_eq!(std::fs::read_dir(&during).map(|d| d.count()).unwrap_or(0), 0, "no file, no .part");
+    // Each transcoder notices p is gone (its link's keepalive) and stays linked to o.
+    for host in ["t", "u"] {
+        net.wait_metric(
+            host,
+            "http://127.0.0.1:9936/metrics",
+            "zerohop_orchestrators_linked",
+            1.0,
+            Duration::from_secs(40),
+        );
+    }
+    let noticed = t0.elapsed();
+    net.ip("r", &["link", "set", &cut, "up"]);
+    let back = net.wait_metric("p", p_metrics, connected, 2.0, Duration::from_secs(60));
+    let out = net.dir.join("after-p");
+    let o = net.push_to(&p_addr, &fp_p, "p", &input, &out, None);
+    assert!(o.status.success(), "p after it came back: {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(renditions_complete(&out, 25), 2);
+    eprintln!(
+        "p cut off: both transcoders down to 1 link after {noticed:?}; re-linked to p {back:?} after it came back"
+    );
 }
