@@ -107,6 +107,16 @@ async fn deleting_a_stream_the_node_does_not_hold_is_404_no_such_stream() {
     // Already ended.
     assert_eq!(c.end_stream("live").await.expect("delete"), StatusCode::NOT_FOUND);
     node.shutdown().await;
+
+    // Expired while idle: its sessions were closed by the node.
+    let (node, fp) = start_node(|cfg| cfg.idle_timeout = Duration::from_millis(200)).await;
+    let mut c = connect(&node, &fp, None).await.expect("connect");
+    let input = fixture("h264_360p25_baseline_noaudio.ts");
+    let o = c.push("idle", 0, Some(LADDER), Upload::Full(input), |_| {}).await.expect("push");
+    assert!(o.ok(), "{o:?}");
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(c.end_stream("idle").await.expect("delete"), StatusCode::NOT_FOUND, "expired while idle");
+    node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

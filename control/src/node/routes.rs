@@ -177,7 +177,9 @@ fn end_stream(state: &State, stream: &str) -> Resp {
     let told =
         remote.is_some_and(|tx| tx.try_send(ToTranscoder::EndStream { stream: stream.to_string() }.encode()).is_ok());
     tracing::info!(%stream, local, remote = told, "stream ended by the broadcaster");
-    if local || holder.is_some() {
+    // Held: its sessions are here, or on a linked transcoder that was just told. A stream whose
+    // sessions closed while idle, or whose transcoder's link has ended, is no longer held.
+    if local || told {
         reply::ok("stream ended")
     } else {
         reply::error(&NodeError::new(
