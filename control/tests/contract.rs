@@ -237,3 +237,46 @@ fn the_spec_lists_every_error_code() {
     let known: BTreeSet<&str> = zerohop_control::fault::codes().collect();
     assert_eq!(listed, known, "doc/openapi.yaml's ErrorCode vs the node's codes");
 }
+
+/// Each error response of the spec names its codes (in its description); every one of them has
+/// that status in the node, and every code a client can get with a 4xx or 503 status is named by
+/// the response of its status (500s are the node's own faults, listed in `ErrorCode` only).
+#[test]
+fn the_spec_gives_every_code_its_status() {
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../doc/openapi.yaml")).expect("spec");
+    let responses = &spec[spec.find("\n  responses:\n").expect("components' responses")..];
+    let responses = &responses[..responses.find("\n  schemas:\n").expect("then schemas")];
+    let known: BTreeSet<&str> = zerohop_control::fault::codes().collect();
+    let mut named = BTreeSet::new();
+    for (response, status) in [
+        ("BadRequest", 400),
+        ("Unauthorized", 401),
+        ("Forbidden", 403),
+        ("NotFound", 404),
+        ("MethodNotAllowed", 405),
+        ("UploadStalled", 408),
+        ("Conflict", 409),
+        ("TooLarge", 413),
+        ("UnsupportedInput", 415),
+        ("Untranscodable", 422),
+        ("TooMany", 429),
+        ("Unavailable", 503),
+        ("Http2Required", 505),
+    ] {
+        let at = responses.find(&format!("\n    {response}:\n")).unwrap_or_else(|| panic!("{response}"));
+        let description = responses[at..].lines().find(|l| l.trim_start().starts_with("description:")).expect("desc");
+        let codes: Vec<&str> = description.split('`').skip(1).step_by(2).filter(|c| known.contains(c)).collect();
+        assert!(!codes.is_empty(), "{response} names no code");
+        for c in codes {
+            let got = zerohop_control::fault::NodeError::from_code(c, "").status().as_u16();
+            assert_eq!(got, status, "{c}: the spec's {response} says {status}, the node sends {got}");
+            named.insert(c);
+        }
+    }
+    let unnamed: Vec<&str> = known
+        .iter()
+        .copied()
+        .filter(|c| zerohop_control::fault::NodeError::from_code(c, "").status().as_u16() != 500 && !named.contains(c))
+        .collect();
+    assert!(unnamed.is_empty(), "codes whose status the spec's responses do not name: {unnamed:?}");
+}
