@@ -136,7 +136,7 @@ pub async fn serve(addr: std::net::SocketAddr, ready: Readiness) -> std::io::Res
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
                     let ready = ready.clone();
-                    async move { Ok::<_, std::convert::Infallible>(respond(req.uri().path(), &ready)) }
+                    async move { Ok::<_, std::convert::Infallible>(respond(req.method(), req.uri().path(), &ready)) }
                 });
                 // A scraper that hangs up mid-answer ends only its own connection.
                 hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), service).await.ok();
@@ -147,11 +147,21 @@ pub async fn serve(addr: std::net::SocketAddr, ready: Readiness) -> std::io::Res
 }
 
 /// The metrics port's answer for `path`.
-fn respond(path: &str, ready: &Readiness) -> http::Response<crate::body::ChannelBody> {
+fn respond(method: &http::Method, path: &str, ready: &Readiness) -> http::Response<crate::body::ChannelBody> {
     let json = |status: http::StatusCode, code: &str, message: &str| {
         let body = serde_json::json!({"code": code, "message": message}).to_string() + "\n";
         (status, "application/json", body)
     };
+    let known = matches!(path, "/metrics" | "/healthz" | "/readyz");
+    if known && method != http::Method::GET && method != http::Method::HEAD {
+        let (status, content_type, body) =
+            json(http::StatusCode::METHOD_NOT_ALLOWED, crate::fault::code::METHOD_NOT_ALLOWED, "only GET here");
+        let mut r = http::Response::new(crate::body::ChannelBody::full(bytes::Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+        r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+        return r;
+    }
     let (status, content_type, body) = match path {
         "/metrics" => (http::StatusCode::OK, "text/plain; version=0.0.4", render()),
         "/healthz" => json(http::StatusCode::OK, "ok", "serving"),

@@ -134,7 +134,8 @@ pub enum PlaceError {
 #[derive(Debug)]
 pub struct Scheduler {
     transcoders: BTreeMap<TranscoderId, Transcoder>,
-    affinity: HashMap<String, TranscoderId>,
+    /// Where each stream's sessions are, and when it last placed a segment there.
+    affinity: HashMap<String, (TranscoderId, Instant)>,
     tasks: HashMap<TaskId, Task>,
     next_task: TaskId,
     deadline: Duration,
@@ -229,7 +230,7 @@ impl Scheduler {
         if !self.transcoders.values().any(|t| t.caps.fits(need)) {
             return Err(PlaceError::NoneFits(need));
         }
-        if let Some(&id) = self.affinity.get(stream)
+        if let Some(&(id, _)) = self.affinity.get(stream)
             && Some(id) != exclude
             && self.transcoders.get(&id).is_some_and(|t| t.has_room() && t.caps.fits(need) && !t.cooling(now))
         {
@@ -252,7 +253,7 @@ impl Scheduler {
     fn start(&mut self, stream: &str, need: Need, transcoder: TranscoderId, attempts: u32, now: Instant) -> TaskId {
         let id = self.next_task;
         self.next_task += 1;
-        self.affinity.insert(stream.to_string(), transcoder);
+        self.affinity.insert(stream.to_string(), (transcoder, now));
         let mut exempt = false;
         if let Some(t) = self.transcoders.get_mut(&transcoder) {
             t.tasks += 1;
@@ -332,7 +333,7 @@ impl Scheduler {
         if t.attempts >= self.max_attempts {
             return Failover::Fail { reason: "too many attempts" };
         }
-        if self.affinity.get(&t.stream) == Some(&t.transcoder) {
+        if self.affinity.get(&t.stream).is_some_and(|(id, _)| *id == t.transcoder) {
             self.affinity.remove(&t.stream);
         }
         match self.pick(&t.stream, t.need, Some(t.transcoder), now) {
@@ -346,7 +347,7 @@ impl Scheduler {
     /// A transcoder is gone: its tasks, each with its failover.
     pub fn remove_transcoder(&mut self, id: TranscoderId, now: Instant) -> Vec<(TaskId, Failover)> {
         self.transcoders.remove(&id);
-        self.affinity.retain(|_, t| *t != id);
+        self.affinity.retain(|_, (t, _)| *t != id);
         let mut failed: Vec<TaskId> = self.tasks.iter().filter(|(_, t)| t.transcoder == id).map(|(k, _)| *k).collect();
         failed.sort_unstable();
         failed.into_iter().map(|task| (task, self.fail(task, now))).collect()
@@ -363,7 +364,20 @@ impl Scheduler {
     /// A stream ended: forget its affinity. Returns the transcoder that held its sessions, to be
     /// told to free them.
     pub fn end_stream(&mut self, stream: &str) -> Option<TranscoderId> {
-        self.affinity.remove(stream)
+        self.affinity.remove(stream).map(|(id, _)| id)
+    }
+
+    /// Forgets the placement of streams that placed no segment for `idle` and have none running
+    /// (their sessions were closed as idle where they ran): without this the table would grow
+    /// by one entry per stream name ever seen.
+    pub fn expire_affinity(&mut self, now: Instant, idle: Duration) {
+        let running: std::collections::HashSet<&str> = self.tasks.values().map(|t| t.stream.as_str()).collect();
+        self.affinity.retain(|stream, (_, used)| now.duration_since(*used) < idle || running.contains(stream.as_str()));
+    }
+
+    /// Streams whose placement is remembered.
+    pub fn streams_placed(&self) -> usize {
+        self.affinity.len()
     }
 }
 
@@ -395,6 +409,21 @@ mod tests {
             snap.iter().map(|t| (t.id, t.capacity, t.load, t.tasks)).collect::<Vec<_>>(),
             [(1, 2, 2, 2), (2, 8, 6, 1)]
         );
+    }
+
+    #[test]
+    fn idle_streams_are_forgotten_unless_a_segment_runs() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(secs(8));
+        s.add_transcoder(1, 4);
+        let (a, _) = s.place("a", t0).expect("a");
+        s.finish(a);
+        let (_b, _) = s.place("b", t0).expect("b"); // still running
+        assert_eq!(s.streams_placed(), 2);
+        s.expire_affinity(t0 + secs(30), secs(60));
+        assert_eq!(s.streams_placed(), 2, "not idle yet");
+        s.expire_affinity(t0 + secs(61), secs(60));
+        assert_eq!(s.streams_placed(), 1, "a is forgotten, b has a segment running");
     }
 
     #[test]

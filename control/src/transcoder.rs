@@ -256,7 +256,13 @@ async fn attempt(
             }
             return Ok(Attempt::Lost(format!("link refused with 400: {message}")));
         }
-        s => return Ok(Attempt::Lost(format!("link refused with {s}"))),
+        s => {
+            // Say why (a 409 names the id already linked): the operator reads this, not the status.
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let why = String::from_utf8_lossy(&body).trim().to_string();
+            tracing::warn!(orch = %config.orch_addr, status = %s, %why, "the orchestrator refused the link");
+            return Ok(Attempt::Lost(format!("link refused with {s}: {why}")));
+        }
     }
     tracing::info!(orch = %config.orch_addr, id = %config.id, capacity = config.max_sessions, "registered with orchestrator");
     let _registered = Registered::new(&shared.linked);

@@ -115,6 +115,7 @@ pub(super) async fn housekeeping(state: Arc<State>) {
             apply_failover(&state, task, failover);
         }
         let idle = state.config.idle_timeout;
+        state.scheduler.lock().expire_affinity(Instant::now(), idle);
         state.owners.lock().expire(Instant::now());
         state.hls.lock().expire(Instant::now());
         let mut streams = state.streams.lock();
