@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, ring};
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{
@@ -33,6 +34,8 @@ pub enum TlsError {
     Config(#[from] rustls::Error),
     #[error("fingerprint {0:?} is not 64 hex digits (SHA-256), colons allowed")]
     BadFingerprint(String),
+    #[error("{path}: not PEM ({why})")]
+    Pem { path: PathBuf, why: String },
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -70,16 +73,25 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 
 /// Loads a PEM certificate chain and key.
 pub fn load_identity(cert: &Path, key: &Path) -> Result<Identity, TlsError> {
-    let chain = rustls_pemfile::certs(&mut &read(cert)?[..])
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Io { path: cert.to_owned(), source })?;
+    let chain = certificates(cert)?;
     if chain.is_empty() {
         return Err(TlsError::Missing { path: cert.to_owned(), what: "certificate" });
     }
-    let key_der = rustls_pemfile::private_key(&mut &read(key)?[..])
-        .map_err(|source| TlsError::Io { path: key.to_owned(), source })?
-        .ok_or_else(|| TlsError::Missing { path: key.to_owned(), what: "private key" })?;
+    let key_der = match PrivateKeyDer::from_pem_slice(&read(key)?) {
+        Ok(k) => k,
+        Err(pem::Error::NoItemsFound) => {
+            return Err(TlsError::Missing { path: key.to_owned(), what: "private key" });
+        }
+        Err(e) => return Err(TlsError::Pem { path: key.to_owned(), why: e.to_string() }),
+    };
     Ok(Identity { chain, key: key_der })
+}
+
+/// Every certificate in a PEM file (`rustls-pki-types`' PEM reader).
+fn certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    CertificateDer::pem_slice_iter(&read(path)?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem { path: path.to_owned(), why: e.to_string() })
 }
 
 /// The identity in `dir` (`cert.pem`, `key.pem`), created self-signed for `names` when absent.
@@ -174,8 +186,7 @@ pub fn client_config_with(trust: &Trust, identity: Option<&Identity>) -> Result<
         })),
         Trust::CaFile(path) => {
             let mut roots = RootCertStore::empty();
-            for cert in rustls_pemfile::certs(&mut &read(path)?[..]) {
-                let cert = cert.map_err(|source| TlsError::Io { path: path.clone(), source })?;
+            for cert in certificates(path)? {
                 roots.add(cert)?;
             }
             builder.with_root_certificates(roots)
