@@ -31,8 +31,19 @@ const LONG_VERSION: &str = concat!(
     ")"
 );
 
-/// Exit statuses, the same for every command (README, Command line). `gpu_cmd` and `probe_cmd`
-/// still spell theirs as numbers (3; 2, to become [`exit::NOT_TRANSCODABLE`]).
+/// `--version --verbose`'s text: the build, and with the CUDA backend which kernels it embeds.
+fn long_version() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| {
+        #[allow(unused_mut)]
+        let mut text = LONG_VERSION.to_string();
+        #[cfg(feature = "cuda")]
+        text.push_str(&format!("\nkernels: {}", zerohop_engine::cuda::driver::kernel_form()));
+        text
+    })
+}
+
+/// Exit statuses, the same for every command (README, Command line).
 #[allow(dead_code)]
 pub mod exit {
     /// A runtime error (the message says what).
@@ -48,11 +59,10 @@ pub mod exit {
 }
 
 const EXIT_STATUSES: &str = "Exit status: 0 ok; 1 runtime error; 2 usage error; 3 no usable GPU (gpu-info, hw-ci); \
-5 some segments failed (push, demo). For now probe exits 2 on input it cannot transcode (to become 4) \
-and transcode 1 when a segment failed (to become 5).";
+4 the input cannot be transcoded (probe); 5 some segments failed (transcode, push, demo).";
 
 #[derive(Parser)]
-#[command(name = "zerohop", version, long_version = LONG_VERSION, about = "A video-miner node: live MPEG-TS segments in, a rendition ladder out.", after_help = EXIT_STATUSES)]
+#[command(name = "zerohop", version, long_version = long_version(), about = "A video-miner node: live MPEG-TS segments in, a rendition ladder out.", after_help = EXIT_STATUSES)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -50,7 +50,7 @@ pub fn probe(input: &Path) -> Result<ExitCode> {
         }
         Err(e) => {
             println!("  transcodable: no [{}] {e}", e.code());
-            Ok(ExitCode::from(2))
+            Ok(ExitCode::from(crate::exit::NOT_TRANSCODABLE))
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use bytes::Bytes;
 use clap::ValueEnum;
 use zerohop_engine::scale::ScaleFilter;
@@ -236,7 +236,8 @@ fn report(t: &Tally, n: usize, elapsed: Duration, out: &Path) -> Result<ExitCode
         out.display()
     );
     if t.failed > 0 {
-        bail!("{} of {n} segment(s) failed", t.failed);
+        eprintln!("{} of {n} segment(s) failed", t.failed);
+        return Ok(ExitCode::from(crate::exit::SEGMENTS_FAILED));
     }
     Ok(ExitCode::SUCCESS)
 }
