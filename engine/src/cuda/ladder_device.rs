@@ -411,10 +411,12 @@ impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
             let enc = Encoder::open(nvenc, self.gpu.context(), cfg, &inputs)?;
             pool.encoder = Some((enc, *s));
         } else if let Some((enc, cur)) = pool.encoder.as_mut()
-            && cur.bitrate != s.bitrate
+            && (cur.bitrate != s.bitrate || cur.fps != s.fps)
         {
-            enc.set_bitrate(s.bitrate)?; // no new session, no IDR
-            cur.bitrate = s.bitrate;
+            // The rate the cadence measured (the session opened at the first picture's guess)
+            // or a new bitrate: no new session, no IDR.
+            enc.set_rate(s.bitrate, (s.fps * 1000.0).round().max(1.0) as u32, 1000)?;
+            (cur.bitrate, cur.fps) = (s.bitrate, s.fps);
         }
         let (enc, _) = pool.encoder.as_mut().expect("opened above");
         pool.in_flight.push_back(slot);

@@ -516,6 +516,15 @@ impl Encoder {
     /// Changes the bitrate without a new session (nvEncReconfigureEncoder, no reset, no IDR).
     /// The session's stored config changes only when NVENC accepted the new one.
     pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), CudaError> {
+        let (num, den) = (self.init.frameRateNum, self.init.frameRateDen);
+        self.set_rate(bitrate, num, den)
+    }
+
+    /// Changes the bitrate and the frame rate rate control budgets for (`fps_num/fps_den`) on the
+    /// running session: no new session, no IDR. A stream whose rate turns out other than the one
+    /// the session was opened at (the first picture's guess) is budgeted right from then on.
+    /// The stored config and rate change only once NVENC accepted them.
+    pub fn set_rate(&mut self, bitrate: u32, fps_num: u32, fps_den: u32) -> Result<(), CudaError> {
         let ctx = self.ctx.clone();
         let _current = ctx.push()?;
         let mut config = Box::new(*self.config);
@@ -527,13 +536,18 @@ impl Encoder {
         let mut r: sys::NV_ENC_RECONFIGURE_PARAMS = unsafe { std::mem::zeroed() };
         r.version = sys::NV_ENC_RECONFIGURE_PARAMS_VER;
         r.reInitEncodeParams = *self.init;
+        r.reInitEncodeParams.frameRateNum = fps_num;
+        r.reInitEncodeParams.frameRateDen = fps_den.max(1);
         r.reInitEncodeParams.encodeConfig = &mut *config;
         // SAFETY: live session; the parameters point to `config`, alive for the call (NVENC
         // copies a reconfiguration's parameters).
         unsafe { result::reconfigure(&self.api, self.handle, &mut r) }?;
         // Accepted: the stored config (the one `init` points at) follows.
         *self.config = *config;
+        self.init.frameRateNum = fps_num;
+        self.init.frameRateDen = fps_den.max(1);
         self.cfg.bitrate = bitrate;
+        (self.cfg.fps_num, self.cfg.fps_den) = (fps_num, fps_den.max(1));
         Ok(())
     }
 

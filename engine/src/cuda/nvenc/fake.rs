@@ -523,7 +523,9 @@ unsafe extern "C" fn unlock(e: *mut c_void, b: sys::NV_ENC_OUTPUT_PTR) -> u32 {
 unsafe extern "C" fn reconfigure(e: *mut c_void, r: *mut sys::NV_ENC_RECONFIGURE_PARAMS) -> u32 {
     // SAFETY: valid parameters from the caller, with a config pointer.
     let c = unsafe { &*(*r).reInitEncodeParams.encodeConfig };
-    let st = call("nvEncReconfigureEncoder", format!("cbr={}", c.rcParams.averageBitRate));
+    // SAFETY: as above.
+    let (num, den) = unsafe { ((*r).reInitEncodeParams.frameRateNum, (*r).reInitEncodeParams.frameRateDen) };
+    let st = call("nvEncReconfigureEncoder", format!("{num}/{den} cbr={}", c.rcParams.averageBitRate));
     if st != st::NV_ENC_SUCCESS {
         return st;
     }

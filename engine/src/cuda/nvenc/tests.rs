@@ -78,7 +78,7 @@ fn a_session_runs_in_nvencs_documented_order_and_releases_everything() {
         "nvEncLockBitstream",
         "nvEncUnlockBitstream",
         "nvEncUnmapInputResource",
-        "nvEncReconfigureEncoder(cbr=2000000)",
+        "nvEncReconfigureEncoder(30/1 cbr=2000000)",
         "nvEncMapInputResource",
         "nvEncEncodePicture(#2 pts 9000 IDR)",
         "nvEncLockBitstream",
@@ -458,4 +458,20 @@ fn pictures_stay_in_flight_up_to_the_output_delay() {
     assert_eq!(*got.borrow(), vec![100, 200, 300, 400]);
     drop(enc);
     assert_eq!(fake::live("mapping"), 0);
+}
+
+/// A session opened at a guessed rate (30 fps) is told the stream's real one without a new
+/// session: rate control budgets each picture for the rate it really comes at (issue 15's 2x
+/// bitrate at 60 fps, on NVENC).
+#[test]
+fn the_frame_rate_is_reconfigured_in_place() {
+    fake::reset();
+    let mut enc = open(cfg()).expect("open");
+    enc.set_rate(4_000_000, 60_000, 1000).expect("reconfigure");
+    assert!(fake::log().iter().any(|c| c == "nvEncReconfigureEncoder(60000/1000 cbr=4000000)"), "{:?}", fake::log());
+    assert_eq!((enc.cfg.fps_num, enc.cfg.fps_den), (60_000, 1000));
+    // A later bitrate change keeps the rate NVENC accepted.
+    enc.set_bitrate(2_000_000).expect("reconfigure");
+    assert!(fake::log().iter().any(|c| c == "nvEncReconfigureEncoder(60000/1000 cbr=2000000)"), "{:?}", fake::log());
+    assert_eq!(fake::live("session"), 1, "one session throughout");
 }
