@@ -28,16 +28,8 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
         },
         (&Method::GET, ["metrics"]) => reply::full(m::render(), "text/plain; version=0.0.4"),
         (&Method::POST, ["v1", "streams", stream, "segments", seq]) => {
-            let who = match auth::broadcaster(&state, req.headers(), peer.ip) {
-                Ok(who) => who,
-                Err(r) => return Ok(refuse_upload(req, r).await),
-            };
-            if let Err(e) = sequence(seq) {
-                return Ok(refuse_upload(req, reply::error(&e)).await);
-            }
-            let claimed = who.map(|who| state.owners.lock().claim(stream, &who, Instant::now()));
-            if let Some(Err(e)) = claimed {
-                return Ok(refuse_upload(req, auth::refused_claim(&e)).await);
+            if let Err(r) = admit(&state, &req, &peer, stream, seq) {
+                return Ok(refuse_upload(req, r).await);
             }
             let span = tracing::info_span!("segment", stream = %stream, seq = %seq);
             let answer = if accepts_multipart(req.headers().get(http::header::ACCEPT)) {
@@ -50,10 +42,9 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
         }
         // Livepeer's push API: a segment, or a playlist from an HLS muxer (read and ignored).
         (&Method::PUT | &Method::POST, ["live", stream, file]) => {
-            let who = match auth::broadcaster(&state, req.headers(), peer.ip) {
-                Ok(who) => who,
-                Err(r) => return Ok(refuse_upload(req, r).await),
-            };
+            if let Err(r) = auth::broadcaster(&state, req.headers(), peer.ip) {
+                return Ok(refuse_upload(req, r).await);
+            }
             let Some(seq) = file.strip_suffix(".ts") else {
                 let ignored = reply::empty_bytes();
                 return Ok(if file.ends_with(".m3u8") {
@@ -63,12 +54,8 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
                     refuse_upload(req, reply::error(&e)).await
                 });
             };
-            if let Err(e) = sequence(seq) {
-                return Ok(refuse_upload(req, reply::error(&e)).await);
-            }
-            let claimed = who.map(|who| state.owners.lock().claim(stream, &who, Instant::now()));
-            if let Some(Err(e)) = claimed {
-                return Ok(refuse_upload(req, auth::refused_claim(&e)).await);
+            if let Err(r) = admit(&state, &req, &peer, stream, seq) {
+                return Ok(refuse_upload(req, r).await);
             }
             let span = tracing::info_span!("segment", stream = %stream, seq = %seq);
             let (stream, seq) = (stream.to_string(), seq.to_string());
@@ -158,6 +145,17 @@ fn sequence(seq: &str) -> Result<u64, NodeError> {
             format!("sequence number {shown:?} is not a non-negative integer (0 to 18446744073709551615)"),
         )
     })
+}
+
+/// Whether a broadcaster may push segment `seq` of `stream`: its token, a sequence number, and
+/// the stream being its own (claimed for it now if new). `Err` is the refusal to send.
+fn admit(state: &State, req: &Request<Incoming>, peer: &Peer, stream: &str, seq: &str) -> Result<(), Resp> {
+    let who = auth::broadcaster(state, req.headers(), peer.ip)?;
+    sequence(seq).map_err(|e| reply::error(&e))?;
+    match who.map(|who| state.owners.lock().claim(stream, &who, Instant::now())) {
+        Some(Err(e)) => Err(auth::refused_claim(&e)),
+        _ => Ok(()),
+    }
 }
 
 /// `refusal` for a request whose upload is still coming, after reading it (bounded).
