@@ -187,9 +187,8 @@ pub fn listen_addr(s: &str) -> std::result::Result<SocketAddr, String> {
     }
     let (host, port) = s.rsplit_once(':').ok_or_else(|| format!("{s:?} has no port; {hint}"))?;
     port.parse::<u16>().map_err(|_| format!("{port:?} is not a port; {hint}"))?;
-    (host, 0).to_socket_addrs().map_err(|e| format!("{host:?} does not resolve ({e}); {hint}"))?;
     s.to_socket_addrs()
-        .map_err(|e| format!("{s:?}: {e}; {hint}"))?
+        .map_err(|e| format!("{host:?} does not resolve ({e}); {hint}"))?
         .next()
         .ok_or_else(|| format!("{host:?} has no address; {hint}"))
 }

@@ -198,27 +198,7 @@ impl Net {
 
     /// A transcoder behind the NAT, dialling the orchestrator.
     fn transcoder(&mut self, fingerprint: &str) -> PathBuf {
-        let secret = self.dir.join("t-secret");
-        std::fs::write(&secret, SECRET).expect("secret");
-        let secret = secret.to_string_lossy().into_owned();
-        let orch = format!("{ORCH}:8935");
-        self.spawn(
-            "t",
-            "transcoder.log",
-            &[
-                "transcoder",
-                "--orch-addr",
-                &orch,
-                "--orch-secret-file",
-                &secret,
-                "--transcoder-id",
-                "t-nat",
-                "--orch-cert-sha256",
-                fingerprint,
-                "--max-sessions",
-                "2",
-            ],
-        )
+        self.transcoder_on("t", "t-nat", &[&format!("{ORCH}:8935")], fingerprint)
     }
 
     /// `zerohop push` from the broadcaster's host.

@@ -152,27 +152,24 @@ fn respond(method: &http::Method, path: &str, ready: &Readiness) -> http::Respon
         let body = serde_json::json!({"code": code, "message": message}).to_string() + "\n";
         (status, "application/json", body)
     };
-    let known = matches!(path, "/metrics" | "/healthz" | "/readyz");
-    if known && method != http::Method::GET && method != http::Method::HEAD {
-        let (status, content_type, body) =
-            json(http::StatusCode::METHOD_NOT_ALLOWED, crate::fault::code::METHOD_NOT_ALLOWED, "only GET here");
-        let mut r = http::Response::new(crate::body::ChannelBody::full(bytes::Bytes::from(body)));
-        *r.status_mut() = status;
-        r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
-        r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
-        return r;
-    }
+    let get = *method == http::Method::GET || *method == http::Method::HEAD;
     let (status, content_type, body) = match path {
+        "/metrics" | "/healthz" | "/readyz" if !get => {
+            json(http::StatusCode::METHOD_NOT_ALLOWED, crate::fault::code::METHOD_NOT_ALLOWED, "only GET here")
+        }
         "/metrics" => (http::StatusCode::OK, "text/plain; version=0.0.4", render()),
-        "/healthz" => json(http::StatusCode::OK, "ok", "serving"),
+        "/healthz" => json(http::StatusCode::OK, crate::fault::code::OK, "serving"),
         "/readyz" => match ready() {
-            Ok(()) => json(http::StatusCode::OK, "ok", "ready to take work"),
+            Ok(()) => json(http::StatusCode::OK, crate::fault::code::OK, "ready to take work"),
             Err(why) => json(http::StatusCode::SERVICE_UNAVAILABLE, crate::fault::code::NOT_READY, &why),
         },
-        _ => json(http::StatusCode::NOT_FOUND, "not_found", "GET /metrics, /healthz or /readyz"),
+        _ => json(http::StatusCode::NOT_FOUND, crate::fault::code::NOT_FOUND, "GET /metrics, /healthz or /readyz"),
     };
     let mut r = http::Response::new(crate::body::ChannelBody::full(bytes::Bytes::from(body)));
     *r.status_mut() = status;
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    if status == http::StatusCode::METHOD_NOT_ALLOWED {
+        r.headers_mut().insert(http::header::ALLOW, http::HeaderValue::from_static("GET, HEAD"));
+    }
     r
 }

@@ -310,10 +310,6 @@ impl std::fmt::Debug for SessionFactory {
     }
 }
 
-/// Runs one segment on this machine's engine (call on a blocking thread). Sends the records,
-/// then an `Error` for the whole segment if it failed, then `End`. `release` runs when the
-/// engine is done and before `End` goes out, so a broadcaster that sends its next segment the
-/// moment this one ends finds the capacity free. Returns the report.
 /// What the engine did with a segment, as series, wherever it ran (an in-process node or a
 /// remote transcoder).
 fn record_engine_metrics(r: &SegmentReport) {
@@ -325,6 +321,10 @@ fn record_engine_metrics(r: &SegmentReport) {
     metrics::counter!(m::BYTES_SENT).increment(r.renditions.iter().map(|s| s.ts_bytes).sum());
 }
 
+/// Runs one segment on this machine's engine (call on a blocking thread). Sends the records,
+/// then an `Error` for the whole segment if it failed, then `End`. `release` runs when the
+/// engine is done and before `End` goes out, so a broadcaster that sends its next segment the
+/// moment this one ends finds the capacity free. Returns the report.
 pub fn run_local(
     slot: &SessionSlot,
     sessions: &SessionFactory,

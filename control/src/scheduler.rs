@@ -371,6 +371,10 @@ impl Scheduler {
     /// (their sessions were closed as idle where they ran): without this the table would grow
     /// by one entry per stream name ever seen.
     pub fn expire_affinity(&mut self, now: Instant, idle: Duration) {
+        // Called often (housekeeping): nothing to look at unless some placement is stale.
+        if self.affinity.values().all(|(_, used)| now.duration_since(*used) < idle) {
+            return;
+        }
         let running: std::collections::HashSet<&str> = self.tasks.values().map(|t| t.stream.as_str()).collect();
         self.affinity.retain(|stream, (_, used)| now.duration_since(*used) < idle || running.contains(stream.as_str()));
     }

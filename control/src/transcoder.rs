@@ -329,9 +329,7 @@ async fn attempt(
     };
     if matches!(result, Attempt::Stopped) {
         // Drain: finish what we have, then leave.
-        while shared.load() > 0 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        shared.load.subscribe().wait_for(|l| *l == 0).await.ok();
     }
     reporter.abort();
     Ok(result)

@@ -274,10 +274,12 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
             if self.intake.error().is_some() {
                 break;
             }
+            self.at = Some(i);
             match self.session.device.finish(i) {
                 Ok(aus) => self.mux(i, aus),
                 Err(e) => self.intake.fail(e.into()),
             }
+            self.at = None;
         }
     }
 
@@ -396,7 +398,6 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
     }
 
     fn mux(&mut self, i: usize, aus: Vec<DeviceAu>) {
-        self.at = Some(i);
         for au in aus {
             self.outs[i].mux(&mut self.session.rungs[i], &au.data, au.pts, au.keyframe);
         }
