@@ -220,11 +220,7 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
             match finished {
                 Ok(Ok(stats)) => report.renditions.push(stats),
                 Ok(Err(e)) => result = Err(e),
-                Err(p) => {
-                    rung.reset_muxer();
-                    let worker = format!("rendition {}", rung.profile.name);
-                    result = Err(TranscodeError::Panic { worker, message: panic_message(&*p) });
-                }
+                Err(p) => result = Err(rung.panicked(&*p)),
             }
         }
         if let Err(e) = &result {

@@ -11,7 +11,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::cadence::{Cadence, Decision};
-use crate::error::TranscodeError;
+use crate::error::{TranscodeError, panic_message};
 use crate::intake::CopiedPes;
 use crate::profile::Profile;
 use crate::sink::RenditionSink;
@@ -37,6 +37,13 @@ impl Rendition {
     /// Forgets the muxer (after a panic its state is unknown).
     pub(crate) fn reset_muxer(&mut self) {
         self.muxer = None;
+    }
+
+    /// A panic caught while this rendition was being worked on: its muxer is forgotten and the
+    /// segment's error names the rendition.
+    pub(crate) fn panicked(&mut self, p: &(dyn std::any::Any + Send)) -> TranscodeError {
+        self.reset_muxer();
+        TranscodeError::Panic { worker: format!("rendition {}", self.profile.name), message: panic_message(p) }
     }
 
     /// The muxer for `tracks` (a new one when the program's copied streams changed).

@@ -7,7 +7,7 @@ use crossbeam_channel::Receiver;
 
 use super::Work;
 use crate::codec::{EncoderSettings, H264Encoder};
-use crate::error::{TranscodeError, panic_message};
+use crate::error::TranscodeError;
 use crate::frame::Frame;
 use crate::profile::Profile;
 use crate::rendition::{Rendition, RenditionOutput};
@@ -96,11 +96,7 @@ impl RenditionWorker {
             Ok(r) => r,
             Err(p) => {
                 self.encoder = None;
-                self.rendition.reset_muxer();
-                Err(TranscodeError::Panic {
-                    worker: format!("rendition {}", self.rendition.profile.name),
-                    message: panic_message(&*p),
-                })
+                Err(self.rendition.panicked(&*p))
             }
         }
     }
