@@ -440,3 +440,4 @@ impl<D: LadderDevice> SegmentInput for AccelSegment<'_, D> {
 #[cfg(any(test, feature = "test-doubles"))]
 pub mod emulated;
 pub mod host_encode;
+pub mod host_nv12;

@@ -12,75 +12,13 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
+pub use super::host_nv12::HostNv12;
 use super::{DeviceAu, DeviceError, RungSettings};
 use crate::codec::{EncoderSettings, H264Encoder};
-use crate::frame::Frame;
 
 /// Pictures queued per rung before `encode` blocks: enough to keep the worker busy while the
 /// GPU scales the next one, few enough to bound memory (a 1080p NV12 picture is 3 MiB).
 const QUEUE: usize = 3;
-
-/// An NV12 picture in host memory, laid out as the device's buffers are (luma rows of `pitch`
-/// bytes, then `ceil(height / 2)` interleaved chroma rows), so one copy fills it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostNv12 {
-    pub width: u32,
-    pub height: u32,
-    pub pitch: usize,
-    pub data: Vec<u8>,
-}
-
-impl HostNv12 {
-    pub fn new(width: u32, height: u32, pitch: usize) -> HostNv12 {
-        assert!(pitch >= width as usize, "pitch {pitch} < width {width}");
-        HostNv12 { width, height, pitch, data: vec![0; Self::len(pitch, height)] }
-    }
-
-    /// Bytes of a picture of this pitch and height.
-    pub fn len(pitch: usize, height: u32) -> usize {
-        pitch * (height as usize + height.div_ceil(2) as usize)
-    }
-
-    /// `f` (I420, tightly packed) laid out as a device buffer of row pitch `pitch`.
-    pub fn from_frame(f: &Frame, pitch: usize) -> HostNv12 {
-        let mut p = HostNv12::new(f.width, f.height, pitch);
-        let w = f.width as usize;
-        for y in 0..f.height as usize {
-            p.data[y * pitch..y * pitch + w].copy_from_slice(&f.y[y * w..y * w + w]);
-        }
-        let (cw, ch) = f.chroma_size();
-        let (cw, ch) = (cw as usize, ch as usize);
-        let uv = &mut p.data[pitch * f.height as usize..];
-        for y in 0..ch {
-            let row = &mut uv[y * pitch..y * pitch + 2 * cw];
-            for x in 0..cw {
-                row[2 * x] = f.u[y * cw + x];
-                row[2 * x + 1] = f.v[y * cw + x];
-            }
-        }
-        p
-    }
-
-    /// The picture as the CPU encoder takes it (I420, tightly packed).
-    pub fn to_frame(&self, pts: i64) -> Frame {
-        let mut f = Frame::new(self.width, self.height, pts);
-        let (w, p) = (self.width as usize, self.pitch);
-        for y in 0..self.height as usize {
-            f.y[y * w..y * w + w].copy_from_slice(&self.data[y * p..y * p + w]);
-        }
-        let (cw, ch) = f.chroma_size();
-        let (cw, ch) = (cw as usize, ch as usize);
-        let uv = &self.data[p * self.height as usize..];
-        for y in 0..ch {
-            let row = &uv[y * p..y * p + 2 * cw];
-            for x in 0..cw {
-                f.u[y * cw + x] = row[2 * x];
-                f.v[y * cw + x] = row[2 * x + 1];
-            }
-        }
-        f
-    }
-}
 
 struct Job {
     pic: HostNv12,
@@ -283,27 +221,6 @@ mod tests {
             *b = (i as u8).wrapping_mul(seed) ^ (i >> 9) as u8;
         }
         p
-    }
-
-    #[test]
-    fn nv12_to_i420_takes_the_visible_samples_of_padded_rows() {
-        let mut p = HostNv12::new(5, 3, 8);
-        for (i, b) in p.data.iter_mut().enumerate() {
-            *b = i as u8;
-        }
-        let f = p.to_frame(7);
-        assert_eq!((f.width, f.height, f.pts), (5, 3, 7));
-        assert_eq!(&f.y[..5], &[0, 1, 2, 3, 4]);
-        assert_eq!(&f.y[5..10], &[8, 9, 10, 11, 12]);
-        // Chroma starts after 3 luma rows of 8; 3x2 chroma samples, Cb Cr interleaved.
-        assert_eq!(f.u, vec![24, 26, 28, 32, 34, 36]);
-        assert_eq!(f.v, vec![25, 27, 29, 33, 35, 37]);
-        // And back: the visible samples land where they came from, the padding stays zero.
-        let back = HostNv12::from_frame(&f, 8);
-        for (i, (&a, &b)) in back.data.iter().zip(&p.data).enumerate() {
-            let visible = if i < 24 { i % 8 < 5 } else { (i - 24) % 8 < 6 };
-            assert_eq!(a, if visible { b } else { 0 }, "byte {i}");
-        }
     }
 
     #[test]
