@@ -44,6 +44,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POINTS = [0.5, 0.75, 1.0, 1.5]
 GOP_S = 2
 ANCHOR = "ffmpeg superfast zerolatency"
+LOW_OVERLAP = 0.5  # quality-range intersection over union below which a BD-rate gets a '*'
 
 
 def run_child(cmd, log):
@@ -222,7 +223,7 @@ def print_table(results, metrics):
     head = f"{'clip':<13} {'contender':<29} {'profile':<21}"
     for m in metrics:
         label = {"psnr_y": "PSNR-Y", "ssim_db": "SSIM", "vmaf": "VMAF"}[m]
-        head += f" {('BD ' + label + ' r1/r2/r3'):>24}"
+        head += f" {('BD ' + label + ' r1/r2/r3'):>27}"
     head += f" {'rate@1x':>9} {'wall s':>7} {'CPU s':>7} {'wall/anc':>8} {'CPU/anc':>8} {'RT':>5}"
     print(head)
     names = list(next(iter(clips.values()))["contenders"])
@@ -235,8 +236,9 @@ def print_table(results, metrics):
             profile = "/".join(sorted({x["profile"] for x in cells}))
             line = f"{name:<13} {cn:<29} {profile:<21}"
             for m in metrics:
-                bds = "anchor" if cn == ANCHOR else " ".join(fmt_bd(x[f"bd_{m}"]) for x in cells)
-                line += f" {bds:>24}"
+                bds = "anchor" if cn == ANCHOR else " ".join(
+                    fmt_bd(x[f"bd_{m}"]) + ("*" if x[f"overlap_{m}"] < LOW_OVERLAP else "") for x in cells)
+                line += f" {bds:>27}"
             acc = [x["rate_vs_target"] for x in cells]
             line += (f" {min(acc):4.2f}-{max(acc):4.2f} {row['wall_s']:7.3f} {row['cpu_s']:7.3f}"
                      f" {row['wall_ratio']:8.2f} {row['cpu_ratio']:8.2f} {row['rt_ratio']:5.2f}")
@@ -249,11 +251,13 @@ def print_table(results, metrics):
         line = f"{'all (mean)':<13} {cn:<29} {'':<21}"
         for m in metrics:
             vals = [x[f"bd_{m}"] for r in per for x in r["rungs"].values() if x[f"bd_{m}"] is not None]
-            line += f" {fmt_bd(statistics.mean(vals) if vals else None):>24}"
+            line += f" {fmt_bd(statistics.mean(vals) if vals else None):>27}"
         wall = sum(r["wall_s"] for r in per) / sum(c["contenders"][ANCHOR]["wall_s"] for c in clips.values())
         cpu = sum(r["cpu_s"] for r in per) / sum(c["contenders"][ANCHOR]["cpu_s"] for c in clips.values())
         line += f" {'':>9} {'':>7} {'':>7} {wall:8.2f} {cpu:8.2f}"
         print(line)
+    print(f"* the two curves share under {LOW_OVERLAP:.0%} of their joint quality range (intersection over"
+          " union): the BD-rate holds only over the part they share")
     for name, why in dict(results["skipped"]).items():
         print(f"SKIPPED {name}: {why}")
 
