@@ -61,9 +61,11 @@ pub(crate) struct RenditionOutput {
     tracks: Vec<AudioTrack>,
     /// Copied PES waiting for the video to reach their time.
     pending: VecDeque<CopiedPes>,
-    /// Per kept picture not yet muxed (its PTS): the copied PES due by it when it was kept,
-    /// muxed right before its access unit.
-    due: VecDeque<(i64, Vec<CopiedPes>)>,
+    /// Copied PES set aside for kept pictures not yet muxed, in order.
+    set_aside: VecDeque<CopiedPes>,
+    /// Per kept picture not yet muxed: its PTS and how many of `set_aside` (from the front) were
+    /// due by it when it was kept, muxed right before its access unit.
+    due: VecDeque<(i64, usize)>,
     pub(crate) stats: RenditionStats,
     /// No picture kept yet in this segment: the next kept one is an IDR.
     first: bool,
@@ -83,6 +85,7 @@ impl RenditionOutput {
             sink,
             tracks: Vec::new(),
             pending: VecDeque::new(),
+            set_aside: VecDeque::new(),
             due: VecDeque::new(),
             stats: RenditionStats { name: name.to_string(), ..Default::default() },
             first: true,
@@ -115,9 +118,10 @@ impl RenditionOutput {
             }
             Decision::Keep { keyframe } => {
                 self.first = false;
-                let mut due = Vec::new();
+                let mut due = 0;
                 while self.pending.front().is_some_and(|c| c.ext_pts.is_none_or(|p| p <= pts)) {
-                    due.extend(self.pending.pop_front());
+                    self.set_aside.extend(self.pending.pop_front());
+                    due += 1;
                 }
                 self.due.push_back((pts, due));
                 Some(keyframe)
@@ -137,7 +141,7 @@ impl RenditionOutput {
         let muxer = rendition.muxer_for(&self.tracks);
         while self.due.front().is_some_and(|(p, _)| *p <= pts) {
             let (_, due) = self.due.pop_front().expect("front exists");
-            self.stats.copied_pes += write_copied(muxer, due, &mut self.out);
+            self.stats.copied_pes += write_copied(muxer, self.set_aside.drain(..due), &mut self.out);
         }
         let pts33 = wrap33(pts);
         muxer.write_video(data, pts33, pts33, keyframe, &mut self.out);
@@ -167,7 +171,8 @@ impl RenditionOutput {
     /// sink failure the sink is told that instead.
     pub(crate) fn finish(mut self, rendition: &mut Rendition) -> Result<RenditionStats, TranscodeError> {
         let muxer = rendition.muxer_for(&self.tracks);
-        let rest = self.due.drain(..).flat_map(|(_, due)| due).chain(self.pending.drain(..));
+        self.due.clear();
+        let rest = self.set_aside.drain(..).chain(self.pending.drain(..));
         self.stats.copied_pes += write_copied(muxer, rest, &mut self.out);
         let r = self.emit().and_then(|()| {
             let r = self.sink.finish(&self.stats);
