@@ -104,15 +104,15 @@ impl Intake {
     }
 
     /// The end of the input: a truncated last packet or a missing program fails the segment.
+    /// The demuxer completes what it holds even when the segment has already failed, so its
+    /// counts ([`Intake::demuxer`]) cover every byte that was pushed.
     pub fn end_input(&mut self) {
         if self.input_ended {
             return;
         }
         self.input_ended = true;
-        if self.error.is_none()
-            && let Err(e) = self.demux.finish()
-        {
-            self.fail(e.into());
+        if let Err(e) = self.demux.finish() {
+            self.fail(e.into()); // the first failure stays
         }
     }
 
@@ -216,6 +216,12 @@ impl Intake {
 
     pub fn error(&self) -> Option<&TranscodeError> {
         self.error.as_ref()
+    }
+
+    /// The demuxer: the program and what it saw of each stream (every byte pushed before a
+    /// failure is demuxed).
+    pub fn demuxer(&self) -> &Demuxer {
+        &self.demux
     }
 
     /// The first SPS seen.

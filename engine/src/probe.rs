@@ -105,24 +105,25 @@ pub fn decode_video(data: &[u8]) -> Result<Vec<Frame>, TranscodeError> {
 }
 
 /// Inspects a whole segment: the stream table as the demuxer sees it, then the same intake,
-/// decode and verdict as a transcode.
+/// decode and verdict as a transcode (the segment is demuxed once, by the intake).
 pub fn probe(data: &[u8]) -> ProbeReport {
-    let (program, pes, demux, _) = demux_all(data);
+    let (_, intake, verdict) = decode_all(data);
+    let demuxer = intake.demuxer();
+    let program = demuxer.program().map(|p| (**p).clone());
     let streams = program
         .iter()
         .flat_map(|p| &p.streams)
         .map(|s| {
-            let of_stream = pes.iter().filter(|p| p.pid == s.pid);
+            let tally = demuxer.tally(s.pid);
             StreamReport {
                 pid: s.pid,
                 stream_type: s.stream_type,
                 codec: stream_type::name(s.stream_type),
-                pes_packets: of_stream.clone().count() as u64,
-                first_pts: of_stream.filter_map(|p| p.pts).next(),
+                pes_packets: tally.pes_packets,
+                first_pts: tally.first_pts,
             }
         })
         .collect();
-    let (_, intake, verdict) = decode_all(data);
     let report = verdict.as_ref().map_or_else(|_| intake.report().clone(), Clone::clone);
     ProbeReport {
         program,
@@ -131,7 +132,7 @@ pub fn probe(data: &[u8]) -> ProbeReport {
         access_units: report.access_units,
         idr_frames: intake.idr_units(),
         frames_decoded: report.frames_decoded,
-        demux,
+        demux: demuxer.stats().clone(),
         verdict: verdict.map(|_| ()),
     }
 }

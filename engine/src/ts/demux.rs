@@ -116,6 +116,14 @@ pub struct DemuxStats {
     pub packets_before_program: u64,
 }
 
+/// What the demuxer saw of one PID's PES packets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PesTally {
+    pub pes_packets: u64,
+    /// PTS of the first PES that carried one.
+    pub first_pts: Option<u64>,
+}
+
 #[derive(Debug, Default)]
 struct SectionBuf {
     data: Vec<u8>,
@@ -146,6 +154,7 @@ pub struct Demuxer {
     pids: HashMap<u16, PidState>,
     events: VecDeque<DemuxEvent>,
     stats: DemuxStats,
+    tallies: HashMap<u16, PesTally>,
     synced: bool,
 }
 
@@ -160,6 +169,11 @@ impl Demuxer {
 
     pub fn program(&self) -> Option<&Arc<ProgramInfo>> {
         self.program.as_ref()
+    }
+
+    /// The PES packets seen on `pid` so far.
+    pub fn tally(&self, pid: u16) -> PesTally {
+        self.tallies.get(&pid).copied().unwrap_or_default()
     }
 
     /// Feeds bytes; parsed events are queued for [`Demuxer::poll`].
@@ -340,6 +354,9 @@ impl Demuxer {
         match parse_pes(pid, data, random_access, damaged) {
             Some(pes) => {
                 self.stats.pes_packets += 1;
+                let t = self.tallies.entry(pid).or_default();
+                t.pes_packets += 1;
+                t.first_pts = t.first_pts.or(pes.pts);
                 self.events.push_back(DemuxEvent::Pes(pes));
             }
             None => self.stats.bad_pes_headers += 1,

@@ -11,7 +11,7 @@ pub mod demux;
 pub mod mux;
 pub mod packet;
 
-pub use demux::{DemuxError, DemuxEvent, DemuxStats, Demuxer, ElementaryStream, Pes, ProgramInfo};
+pub use demux::{DemuxError, DemuxEvent, DemuxStats, Demuxer, ElementaryStream, Pes, PesTally, ProgramInfo};
 pub use mux::{AudioTrack, Muxer, MuxerConfig};
 pub use packet::{PACKET_SIZE, SYNC_BYTE};
 
