@@ -25,11 +25,14 @@
 pub mod context;
 pub mod driver;
 mod error;
+#[cfg(test)]
+mod fake_calls;
 pub mod ladder_device;
 pub mod memory;
 pub mod nvdec;
 pub mod nvenc;
 pub mod nvrtc;
 mod rung_pools;
+mod video_library;
 
 pub use error::{CudaError, ReleaseFailures, release_failures};

@@ -27,7 +27,8 @@ use nvidia_video_codec_sdk::sys::cuviddec as dec;
 use nvidia_video_codec_sdk::sys::nvcuvid as cuvid;
 
 use super::context::DeviceContext;
-use super::error::{CudaError, cuda_driver_present, video_library_missing};
+use super::error::CudaError;
+use super::video_library::VideoLibrary;
 
 pub(crate) mod result;
 
@@ -70,57 +71,42 @@ impl std::fmt::Debug for CuvidFns {
     }
 }
 
-/// The cuvid entry points, from the driver ([`CuvidApi::load`]) or a test double.
+/// The cuvid entry points, from the driver ([`CuvidApi::load`]) or a test double. `Send` and
+/// `Sync` as its parts are: cuvid entry points may be called from any thread (each decoder's
+/// calls are serialised through `&mut NvDecoder`).
+#[derive(Debug)]
 pub struct CuvidApi {
     fns: CuvidFns,
-    _lib: Option<libloading::Library>,
-}
-
-// SAFETY: only immutable function pointers into the driver; cuvid entry points may be called
-// from any thread (each decoder's calls are serialised through `&mut NvDecoder`).
-unsafe impl Send for CuvidApi {}
-// SAFETY: as above.
-unsafe impl Sync for CuvidApi {}
-
-impl std::fmt::Debug for CuvidApi {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CuvidApi").field("driver", &self._lib.is_some()).finish()
-    }
+    /// Keeps the library mapped while `fns` are in use.
+    _lib: VideoLibrary,
 }
 
 impl CuvidApi {
     /// Loads `libnvcuvid.so.1` and resolves the entry points. No driver: `NoDriver`.
     pub fn load() -> Result<Arc<CuvidApi>, CudaError> {
-        // SAFETY: loading the NVIDIA decode library runs its initialisers, which need nothing
-        // from us; the handle is kept as long as the function pointers.
-        let lib = unsafe { libloading::Library::new(LIB) }
-            .map_err(|e| video_library_missing(LIB, e.to_string(), cuda_driver_present()))?;
-        macro_rules! sym {
-            ($name:literal, $ty:ty) => {
-                // SAFETY: the symbol has this C signature in cuviddec.h / nvcuvid.h (SDK 12.1);
-                // the pointer is only used while `lib` lives (it moves into the CuvidApi).
-                *unsafe { lib.get::<$ty>(concat!($name, "\0").as_bytes()) }
-                    .map_err(|_| CudaError::MissingSymbol { lib: LIB, symbol: $name })?
-            };
-        }
-        let fns = CuvidFns {
-            create_parser: sym!("cuvidCreateVideoParser", CreateParserFn),
-            parse: sym!("cuvidParseVideoData", ParseFn),
-            destroy_parser: sym!("cuvidDestroyVideoParser", DestroyParserFn),
-            create_decoder: sym!("cuvidCreateDecoder", CreateDecoderFn),
-            decode: sym!("cuvidDecodePicture", DecodeFn),
-            map: sym!("cuvidMapVideoFrame64", MapFn),
-            unmap: sym!("cuvidUnmapVideoFrame64", UnmapFn),
-            destroy_decoder: sym!("cuvidDestroyDecoder", DestroyDecoderFn),
-            caps: sym!("cuvidGetDecoderCaps", CapsFn),
+        let lib = VideoLibrary::open(LIB)?;
+        // SAFETY: each symbol has this C signature in cuviddec.h / nvcuvid.h (SDK 12.1); the
+        // pointers are used only while `lib` is open (it moves into the CuvidApi beside them).
+        let fns = unsafe {
+            CuvidFns {
+                create_parser: lib.symbol("cuvidCreateVideoParser")?,
+                parse: lib.symbol("cuvidParseVideoData")?,
+                destroy_parser: lib.symbol("cuvidDestroyVideoParser")?,
+                create_decoder: lib.symbol("cuvidCreateDecoder")?,
+                decode: lib.symbol("cuvidDecodePicture")?,
+                map: lib.symbol("cuvidMapVideoFrame64")?,
+                unmap: lib.symbol("cuvidUnmapVideoFrame64")?,
+                destroy_decoder: lib.symbol("cuvidDestroyDecoder")?,
+                caps: lib.symbol("cuvidGetDecoderCaps")?,
+            }
         };
-        Ok(Arc::new(CuvidApi { fns, _lib: Some(lib) }))
+        Ok(Arc::new(CuvidApi { fns, _lib: lib }))
     }
 
     /// Entry points from elsewhere: the recording fake in tests (a test double of the driver).
     #[cfg(test)]
     pub(crate) fn from_fns(fns: CuvidFns) -> Arc<CuvidApi> {
-        Arc::new(CuvidApi { fns, _lib: None })
+        Arc::new(CuvidApi { fns, _lib: VideoLibrary::none(LIB) })
     }
 
     /// What NVDEC on `ctx`'s GPU can do for 8-bit 4:2:0 H.264 (binds `ctx` on this thread).

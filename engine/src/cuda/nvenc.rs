@@ -32,7 +32,8 @@ use nvidia_video_codec_sdk::sys::nvEncodeAPI as sys;
 use sys::GUID;
 
 use super::context::DeviceContext;
-use super::error::{CudaError, cuda_driver_present, video_library_missing};
+use super::error::CudaError;
+use super::video_library::VideoLibrary;
 
 pub(crate) mod result;
 use result::Submitted;
@@ -51,7 +52,7 @@ type CreateInstanceFn = unsafe extern "C" fn(*mut sys::NV_ENCODE_API_FUNCTION_LI
 pub struct NvencApi {
     fns: sys::NV_ENCODE_API_FUNCTION_LIST,
     /// Keeps the library mapped while the table's pointers are in use.
-    _lib: Option<libloading::Library>,
+    _lib: VideoLibrary,
 }
 
 // SAFETY: the table is immutable after loading and holds only function pointers into the
@@ -63,27 +64,21 @@ unsafe impl Sync for NvencApi {}
 
 impl std::fmt::Debug for NvencApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NvencApi").field("driver", &self._lib.is_some()).finish()
+        f.debug_struct("NvencApi").field("lib", &self._lib).finish()
     }
 }
 
 impl NvencApi {
     /// Loads `libnvidia-encode.so.1` and fills the function table. No driver: `NoDriver`.
     pub fn load() -> Result<Arc<NvencApi>, CudaError> {
-        // SAFETY: loading the NVIDIA encode library runs its initialisers, which have no
-        // preconditions on our side; the handle lives in the returned value as long as the table.
-        let lib = unsafe { libloading::Library::new(LIB) }
-            .map_err(|e| video_library_missing(LIB, e.to_string(), cuda_driver_present()))?;
+        let lib = VideoLibrary::open(LIB)?;
         // SAFETY: the symbols have these C signatures in nvEncodeAPI.h (SDK 12.1); the returned
-        // function pointers are only used while `lib` is alive (it moves into the NvencApi).
+        // function pointers are only used while `lib` is open (it moves into the NvencApi).
         let (max_version, create) = unsafe {
-            let max = lib
-                .get::<GetMaxVersionFn>(b"NvEncodeAPIGetMaxSupportedVersion\0")
-                .map_err(|_| CudaError::MissingSymbol { lib: LIB, symbol: "NvEncodeAPIGetMaxSupportedVersion" })?;
-            let create = lib
-                .get::<CreateInstanceFn>(b"NvEncodeAPICreateInstance\0")
-                .map_err(|_| CudaError::MissingSymbol { lib: LIB, symbol: "NvEncodeAPICreateInstance" })?;
-            (*max, *create)
+            (
+                lib.symbol::<GetMaxVersionFn>("NvEncodeAPIGetMaxSupportedVersion")?,
+                lib.symbol::<CreateInstanceFn>("NvEncodeAPICreateInstance")?,
+            )
         };
         let mut version = 0u32;
         // SAFETY: `version` is a valid out-pointer for the call's duration.
@@ -104,14 +99,14 @@ impl NvencApi {
         if st != 0 {
             return Err(CudaError::Nvenc { api: "NvEncodeAPICreateInstance", status: format!("status {st}") });
         }
-        Ok(Arc::new(NvencApi { fns, _lib: Some(lib) }))
+        Ok(Arc::new(NvencApi { fns, _lib: lib }))
     }
 
     /// A table filled by someone else: the recording fake in tests (a test double of the driver,
     /// the one boundary that cannot run here).
     #[cfg(test)]
     pub(crate) fn from_table(fns: sys::NV_ENCODE_API_FUNCTION_LIST) -> Arc<NvencApi> {
-        Arc::new(NvencApi { fns, _lib: None })
+        Arc::new(NvencApi { fns, _lib: VideoLibrary::none(LIB) })
     }
 }
 

@@ -29,6 +29,10 @@ use nvidia_video_codec_sdk::sys::nvcuvid as cuvid;
 
 use super::CuvidFns;
 use crate::cuda::context::double;
+use crate::cuda::fake_calls::Ledger;
+
+/// This double's calls on this thread.
+const CALLS: Ledger = Ledger("nvdec");
 
 const INVALID_VALUE: u32 = 1;
 const INVALID_CONTEXT: u32 = 201;
@@ -73,13 +77,10 @@ struct Parser {
 
 #[derive(Default)]
 struct State {
-    log: Vec<String>,
     format: Option<Format>,
     format_sent: bool,
     delay: usize,
-    fail: HashMap<&'static str, u32>,
     parsers: HashMap<usize, Parser>,
-    live: HashMap<&'static str, i64>,
     next: usize,
     decoders: HashMap<usize, Decoder>,
 }
@@ -90,6 +91,7 @@ thread_local! {
 
 pub fn reset(format: Format, delay: usize) {
     STATE.with(|s| *s.borrow_mut() = State { format: Some(format), delay, ..State::default() });
+    CALLS.reset();
 }
 
 /// The stream changes format at the next picture (a new sequence header).
@@ -101,12 +103,13 @@ pub fn change_format(format: Format) {
     });
 }
 
+/// Makes the next call of `api` answer `code`.
 pub fn fail(api: &'static str, code: u32) {
-    STATE.with(|s| s.borrow_mut().fail.insert(api, code));
+    CALLS.fail_next(api, code);
 }
 
 pub fn log() -> Vec<String> {
-    STATE.with(|s| s.borrow().log.clone())
+    CALLS.log()
 }
 
 /// Whether `ptr` is a picture mapped now (by any decoder of this thread).
@@ -114,26 +117,15 @@ pub fn is_mapped(ptr: u64) -> bool {
     STATE.with(|s| s.borrow().decoders.values().any(|d| d.mapped.contains(&ptr)))
 }
 
+/// Resources of a kind currently alive: "parser", "decoder", "mapping".
 pub fn live(kind: &'static str) -> i64 {
-    STATE.with(|s| s.borrow().live.get(kind).copied().unwrap_or(0))
-}
-
-fn call(api: &'static str, detail: String) -> u32 {
-    STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        s.log.push(if detail.is_empty() { api.to_string() } else { format!("{api}({detail})") });
-        s.fail.remove(api).unwrap_or(0)
-    })
-}
-
-fn count(kind: &'static str, d: i64) {
-    STATE.with(|s| *s.borrow_mut().live.entry(kind).or_insert(0) += d);
+    CALLS.live(kind)
 }
 
 unsafe extern "C" fn create_parser(p: *mut cuvid::CUvideoparser, params: *mut cuvid::CUVIDPARSERPARAMS) -> u32 {
     // SAFETY: the caller passes valid parameters (using them is what the double checks).
     let params = unsafe { &*params };
-    let code = call("cuvidCreateVideoParser", format!("clock {}", params.ulClockRate));
+    let code = CALLS.record("cuvidCreateVideoParser", format!("clock {}", params.ulClockRate));
     if code != 0 {
         return code;
     }
@@ -156,7 +148,7 @@ unsafe extern "C" fn create_parser(p: *mut cuvid::CUvideoparser, params: *mut cu
         // SAFETY: valid out-pointer from the caller.
         unsafe { *p = h as cuvid::CUvideoparser };
     });
-    count("parser", 1);
+    CALLS.count("parser", 1);
     0
 }
 
@@ -164,7 +156,7 @@ unsafe extern "C" fn parse(p: cuvid::CUvideoparser, pkt: *mut cuvid::CUVIDSOURCE
     // SAFETY: valid packet from the caller.
     let pkt = unsafe { &*pkt };
     let eos = pkt.flags & cuvid::CUvideopacketflags::CUVID_PKT_ENDOFSTREAM as u64 != 0;
-    let code = call(
+    let code = CALLS.record(
         "cuvidParseVideoData",
         if eos { "EOS".into() } else { format!("{} bytes pts {}", pkt.payload_size, pkt.timestamp) },
     );
@@ -272,21 +264,21 @@ fn display_now(h: usize, fire: Vec<(c_int, i64)>) {
 }
 
 unsafe extern "C" fn destroy_parser(p: cuvid::CUvideoparser) -> u32 {
-    let code = call("cuvidDestroyVideoParser", String::new());
+    let code = CALLS.record("cuvidDestroyVideoParser", String::new());
     if code != 0 {
         return code;
     }
     if STATE.with(|s| s.borrow_mut().parsers.remove(&(p as usize))).is_none() {
         return INVALID_HANDLE;
     }
-    count("parser", -1);
+    CALLS.count("parser", -1);
     0
 }
 
 unsafe extern "C" fn create_decoder(d: *mut dec::CUvideodecoder, ci: *mut dec::CUVIDDECODECREATEINFO) -> u32 {
     // SAFETY: valid create-info from the caller.
     let ci = unsafe { &*ci };
-    let code = call(
+    let code = CALLS.record(
         "cuvidCreateDecoder",
         format!(
             "{}x{} -> {}x{}, {} surfaces",
@@ -317,14 +309,14 @@ unsafe extern "C" fn create_decoder(d: *mut dec::CUvideodecoder, ci: *mut dec::C
     });
     // SAFETY: valid out-pointer from the caller.
     unsafe { *d = h as dec::CUvideodecoder };
-    count("decoder", 1);
+    CALLS.count("decoder", 1);
     0
 }
 
 unsafe extern "C" fn decode(d: dec::CUvideodecoder, pic: *mut dec::CUVIDPICPARAMS) -> u32 {
     // SAFETY: valid picture parameters from the parser.
     let idx = unsafe { (*pic).CurrPicIdx };
-    let code = call("cuvidDecodePicture", format!("{idx}"));
+    let code = CALLS.record("cuvidDecodePicture", format!("{idx}"));
     if code != 0 {
         return code;
     }
@@ -346,7 +338,7 @@ unsafe extern "C" fn map(
 ) -> u32 {
     // SAFETY: valid processing parameters from the caller.
     let stream = unsafe { (*vpp).output_stream } as usize;
-    let code = call("cuvidMapVideoFrame64", format!("{idx} on {stream:#x}"));
+    let code = CALLS.record("cuvidMapVideoFrame64", format!("{idx} on {stream:#x}"));
     if code != 0 {
         return code;
     }
@@ -366,13 +358,13 @@ unsafe extern "C" fn map(
             *ptr = addr;
             *pitch = 2048;
         }
-        count("mapping", 1);
+        CALLS.count("mapping", 1);
     }
     code
 }
 
 unsafe extern "C" fn unmap(d: dec::CUvideodecoder, ptr: u64) -> u32 {
-    let code = call("cuvidUnmapVideoFrame64", format!("{ptr:#x}"));
+    let code = CALLS.record("cuvidUnmapVideoFrame64", format!("{ptr:#x}"));
     if code != 0 {
         return code;
     }
@@ -387,13 +379,13 @@ unsafe extern "C" fn unmap(d: dec::CUvideodecoder, ptr: u64) -> u32 {
         },
     });
     if code == 0 {
-        count("mapping", -1);
+        CALLS.count("mapping", -1);
     }
     code
 }
 
 unsafe extern "C" fn destroy_decoder(d: dec::CUvideodecoder) -> u32 {
-    let code = call("cuvidDestroyDecoder", String::new());
+    let code = CALLS.record("cuvidDestroyDecoder", String::new());
     if code != 0 {
         return code;
     }
@@ -411,7 +403,7 @@ unsafe extern "C" fn destroy_decoder(d: dec::CUvideodecoder) -> u32 {
         }
     });
     if code == 0 {
-        count("decoder", -1);
+        CALLS.count("decoder", -1);
     }
     code
 }
@@ -426,7 +418,7 @@ unsafe extern "C" fn caps(c: *mut dec::CUVIDDECODECAPS) -> u32 {
     c.nNumNVDECs = 7;
     c.nMaxWidth = 4096;
     c.nMaxHeight = 4096;
-    call("cuvidGetDecoderCaps", String::new())
+    CALLS.record("cuvidGetDecoderCaps", String::new())
 }
 
 pub fn fns() -> CuvidFns {

@@ -14,6 +14,13 @@ fn check(api: &'static str, code: u32) -> Result<(), CudaError> {
     if code == 0 { Ok(()) } else { Err(CudaError::Cuvid { api, code }) }
 }
 
+/// A create call that writes the new handle through its out-pointer: the handle.
+fn created<H>(api: &'static str, call: impl FnOnce(*mut *mut H) -> u32) -> Result<*mut H, CudaError> {
+    let mut handle = std::ptr::null_mut();
+    check(api, call(&mut handle))?;
+    Ok(handle)
+}
+
 /// `cuvidCreateVideoParser`.
 ///
 /// # Safety
@@ -22,33 +29,8 @@ pub(crate) unsafe fn create_parser(
     api: &CuvidApi,
     params: &mut cuvid::CUVIDPARSERPARAMS,
 ) -> Result<cuvid::CUvideoparser, CudaError> {
-    let mut parser = std::ptr::null_mut();
     // SAFETY: valid out-pointer and parameters; the user data outlives the parser (contract).
-    check("cuvidCreateVideoParser", unsafe { (api.fns.create_parser)(&mut parser, params) })?;
-    Ok(parser)
-}
-
-/// `cuvidParseVideoData`: the parser's callbacks run inside this call.
-///
-/// # Safety
-/// `parser` is live; its callbacks' user data is not borrowed elsewhere during the call.
-pub(crate) unsafe fn parse_video_data(
-    api: &CuvidApi,
-    parser: cuvid::CUvideoparser,
-    pkt: &mut cuvid::CUVIDSOURCEDATAPACKET,
-) -> Result<(), CudaError> {
-    // SAFETY: live parser and a valid packet whose payload outlives the call (the parser copies
-    // what it keeps) (contract).
-    check("cuvidParseVideoData", unsafe { (api.fns.parse)(parser, pkt) })
-}
-
-/// `cuvidDestroyVideoParser`.
-///
-/// # Safety
-/// `parser` is live and destroyed once.
-pub(crate) unsafe fn destroy_parser(api: &CuvidApi, parser: cuvid::CUvideoparser) -> Result<(), CudaError> {
-    // SAFETY: a live parser (contract).
-    check("cuvidDestroyVideoParser", unsafe { (api.fns.destroy_parser)(parser) })
+    created("cuvidCreateVideoParser", |parser| unsafe { (api.fns.create_parser)(parser, params) })
 }
 
 /// `cuvidCreateDecoder` on the context current on this thread (it must be current: NVIDIA's
@@ -57,24 +39,9 @@ pub(crate) fn create_decoder(
     api: &CuvidApi,
     ci: &mut dec::CUVIDDECODECREATEINFO,
 ) -> Result<dec::CUvideodecoder, CudaError> {
-    let mut d = std::ptr::null_mut();
     // SAFETY: valid out-pointer and create-info for the call; no handle is involved (without a
     // current context the driver answers an error).
-    check("cuvidCreateDecoder", unsafe { (api.fns.create_decoder)(&mut d, ci) })?;
-    Ok(d)
-}
-
-/// `cuvidDecodePicture`.
-///
-/// # Safety
-/// `decoder` is live; `pic` is the parser's picture parameters for it, valid for the call.
-pub(crate) unsafe fn decode_picture(
-    api: &CuvidApi,
-    decoder: dec::CUvideodecoder,
-    pic: *mut dec::CUVIDPICPARAMS,
-) -> Result<(), CudaError> {
-    // SAFETY: live decoder and parameters (contract).
-    check("cuvidDecodePicture", unsafe { (api.fns.decode)(decoder, pic) })
+    created("cuvidCreateDecoder", |decoder| unsafe { (api.fns.create_decoder)(decoder, ci) })
 }
 
 /// `cuvidMapVideoFrame64`: the picture's device address and pitch, valid until unmapped.
@@ -93,27 +60,52 @@ pub(crate) unsafe fn map_video_frame(
     Ok((ptr, pitch))
 }
 
-/// `cuvidUnmapVideoFrame64`.
-///
-/// # Safety
-/// `ptr` was mapped by [`map_video_frame`] on `decoder`, is unmapped once, and no work reading
-/// it is still queued.
-pub(crate) unsafe fn unmap_video_frame(
-    api: &CuvidApi,
-    decoder: dec::CUvideodecoder,
-    ptr: u64,
-) -> Result<(), CudaError> {
-    // SAFETY: a live mapping of a live decoder (contract).
-    check("cuvidUnmapVideoFrame64", unsafe { (api.fns.unmap)(decoder, ptr) })
+/// The cuvid calls on a live parser or decoder that answer only a status. Each keeps its own
+/// documentation and `# Safety`.
+macro_rules! status_calls {
+    ($($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $entry:literal $field:ident;)*) => {$(
+        $(#[$doc])*
+        pub(crate) unsafe fn $name(api: &CuvidApi, $($arg: $ty),*) -> Result<(), CudaError> {
+            // SAFETY: live handles and arguments valid for the call, as this function's `# Safety`
+            // requires of its caller.
+            check($entry, unsafe { (api.fns.$field)($($arg),*) })
+        }
+    )*};
 }
 
-/// `cuvidDestroyDecoder` (its context current, nothing of it mapped).
-///
-/// # Safety
-/// `decoder` is live and destroyed once.
-pub(crate) unsafe fn destroy_decoder(api: &CuvidApi, decoder: dec::CUvideodecoder) -> Result<(), CudaError> {
-    // SAFETY: a live decoder (contract).
-    check("cuvidDestroyDecoder", unsafe { (api.fns.destroy_decoder)(decoder) })
+status_calls! {
+    /// `cuvidParseVideoData`: the parser's callbacks run inside this call.
+    ///
+    /// # Safety
+    /// `parser` is live; its callbacks' user data is not borrowed elsewhere during the call;
+    /// the packet's payload outlives the call (the parser copies what it keeps).
+    fn parse_video_data(parser: cuvid::CUvideoparser, pkt: &mut cuvid::CUVIDSOURCEDATAPACKET)
+        => "cuvidParseVideoData" parse;
+
+    /// `cuvidDestroyVideoParser`.
+    ///
+    /// # Safety
+    /// `parser` is live and destroyed once.
+    fn destroy_parser(parser: cuvid::CUvideoparser) => "cuvidDestroyVideoParser" destroy_parser;
+
+    /// `cuvidDecodePicture`.
+    ///
+    /// # Safety
+    /// `decoder` is live; `pic` is the parser's picture parameters for it, valid for the call.
+    fn decode_picture(decoder: dec::CUvideodecoder, pic: *mut dec::CUVIDPICPARAMS) => "cuvidDecodePicture" decode;
+
+    /// `cuvidUnmapVideoFrame64`.
+    ///
+    /// # Safety
+    /// `ptr` was mapped by [`map_video_frame`] on `decoder`, is unmapped once, and no work reading
+    /// it is still queued.
+    fn unmap_video_frame(decoder: dec::CUvideodecoder, ptr: u64) => "cuvidUnmapVideoFrame64" unmap;
+
+    /// `cuvidDestroyDecoder` (its context current, nothing of it mapped).
+    ///
+    /// # Safety
+    /// `decoder` is live and destroyed once.
+    fn destroy_decoder(decoder: dec::CUvideodecoder) => "cuvidDestroyDecoder" destroy_decoder;
 }
 
 /// `cuvidGetDecoderCaps` on the context current on this thread.

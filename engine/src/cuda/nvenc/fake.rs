@@ -27,6 +27,10 @@ use nvidia_video_codec_sdk::sys::nvEncodeAPI as sys;
 use sys::NVENCSTATUS;
 
 use crate::cuda::context::double::{self as cuda, Alloc};
+use crate::cuda::fake_calls::Ledger;
+
+/// This double's calls on this thread.
+const CALLS: Ledger = Ledger("nvenc");
 
 /// NVENC statuses as the `u32`s the double's entry points return (a status may also be one this
 /// SDK does not know: the result layer must cope).
@@ -48,16 +52,12 @@ mod st {
 
 #[derive(Default)]
 struct State {
-    log: Vec<String>,
-    fail: HashMap<&'static str, (u32, u32)>,
-    calls: HashMap<&'static str, u32>,
     hold_back: u32,
     next_handle: usize,
     /// bitstream handle -> (pts, idr, frameIdx)
     submitted: HashMap<usize, (u64, bool, u32)>,
     queued: Vec<usize>,
     locked: Vec<u8>,
-    live: HashMap<&'static str, i64>,
     sessions: HashMap<usize, Session>,
 }
 
@@ -88,13 +88,30 @@ fn on_session(e: *mut c_void, f: impl FnOnce(&mut Session) -> u32) -> u32 {
         let s = &mut *s;
         match s.sessions.get_mut(&(e as usize)) {
             Some(session) if session.ctx != cuda::current() => {
-                s.log.push(format!("refused: context {:#x} not current", session.ctx));
+                CALLS.note(format!("refused: context {:#x} not current", session.ctx));
                 st::NV_ENC_ERR_INVALID_CALL
             }
             Some(session) => f(session),
             None => st::NV_ENC_ERR_INVALID_ENCODERDEVICE,
         }
     })
+}
+
+/// A call on open session `e`: recorded (a scripted failure answers first), then `f` on the
+/// session's bookkeeping, as [`on_session`].
+fn session_call(api: &'static str, detail: String, e: *mut c_void, f: impl FnOnce(&mut Session) -> u32) -> u32 {
+    match CALLS.record(api, detail) {
+        st::NV_ENC_SUCCESS => on_session(e, f),
+        failed => failed,
+    }
+}
+
+/// `st`, with one more (`d` = 1) or one fewer (-1) resource of `kind` alive when it succeeded.
+fn counted(kind: &'static str, d: i64, st: u32) -> u32 {
+    if st == st::NV_ENC_SUCCESS {
+        CALLS.count(kind, d);
+    }
+    st
 }
 
 /// A device buffer double for the encoder's inputs: a block of the memory double (allocated as
@@ -146,11 +163,12 @@ thread_local! {
 /// Clears the log and the script for this thread.
 pub fn reset() {
     STATE.with(|s| *s.borrow_mut() = State::default());
+    CALLS.reset();
 }
 
 /// The calls made so far on this thread.
 pub fn log() -> Vec<String> {
-    STATE.with(|s| s.borrow().log.clone())
+    CALLS.log()
 }
 
 /// Makes the `nth` (1-based) call of `api` fail with `status`.
@@ -160,7 +178,7 @@ pub fn fail(api: &'static str, nth: u32, status: NVENCSTATUS) {
 
 /// As [`fail`], with any status number (one a newer driver might return).
 pub fn fail_raw(api: &'static str, nth: u32, status: u32) {
-    STATE.with(|s| s.borrow_mut().fail.insert(api, (nth, status)));
+    CALLS.fail(api, nth, status);
 }
 
 /// The first `n` pictures produce no output yet (as with B-frames).
@@ -171,23 +189,7 @@ pub fn hold_back(n: u32) {
 /// Resources of a kind currently alive (created minus released): "session", "registration",
 /// "bitstream", "mapping".
 pub fn live(kind: &'static str) -> i64 {
-    STATE.with(|s| s.borrow().live.get(kind).copied().unwrap_or(0))
-}
-
-fn call(api: &'static str, detail: String) -> u32 {
-    STATE.with(|s| {
-        let mut s = s.borrow_mut();
-        s.log.push(if detail.is_empty() { api.to_string() } else { format!("{api}({detail})") });
-        let n = {
-            let c = s.calls.entry(api).or_insert(0);
-            *c += 1;
-            *c
-        };
-        match s.fail.get(api) {
-            Some(&(nth, status)) if nth == n => status,
-            _ => st::NV_ENC_SUCCESS,
-        }
-    })
+    CALLS.live(kind)
 }
 
 fn handle() -> *mut c_void {
@@ -198,17 +200,13 @@ fn handle() -> *mut c_void {
     })
 }
 
-fn count(kind: &'static str, d: i64) {
-    STATE.with(|s| *s.borrow_mut().live.entry(kind).or_insert(0) += d);
-}
-
 unsafe extern "C" fn open(p: *mut sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS, enc: *mut *mut c_void) -> u32 {
     // SAFETY: the caller passes valid pointers (that is what the double checks by using them).
     let p = unsafe { &*p };
     if p.device.is_null() {
         return st::NV_ENC_ERR_INVALID_PTR;
     }
-    let st = call(
+    let st = CALLS.record(
         "nvEncOpenEncodeSessionEx",
         format!("cuda={}", p.deviceType == sys::NV_ENC_DEVICE_TYPE::NV_ENC_DEVICE_TYPE_CUDA),
     );
@@ -219,7 +217,7 @@ unsafe extern "C" fn open(p: *mut sys::NV_ENC_OPEN_ENCODE_SESSION_EX_PARAMS, enc
         unsafe { *enc = h };
         let session = Session { ctx: p.device as usize, ..Session::default() };
         STATE.with(|s| s.borrow_mut().sessions.insert(h as usize, session));
-        count("session", 1);
+        CALLS.count("session", 1);
     }
     st
 }
@@ -231,7 +229,7 @@ unsafe extern "C" fn preset(
     tuning: sys::NV_ENC_TUNING_INFO,
     cfg: *mut sys::NV_ENC_PRESET_CONFIG,
 ) -> u32 {
-    let st = call("nvEncGetEncodePresetConfigEx", format!("{tuning:?}"));
+    let st = CALLS.record("nvEncGetEncodePresetConfigEx", format!("{tuning:?}"));
     // SAFETY: valid out-struct from the caller; the version must have been set.
     let cfg = unsafe { &mut *cfg };
     if cfg.version != sys::NV_ENC_PRESET_CONFIG_VER {
@@ -246,7 +244,7 @@ unsafe extern "C" fn init(_e: *mut c_void, p: *mut sys::NV_ENC_INITIALIZE_PARAMS
     let p = unsafe { &*p };
     // SAFETY: as above.
     let c = unsafe { &*p.encodeConfig };
-    call(
+    CALLS.record(
         "nvEncInitializeEncoder",
         format!(
             "{}x{} {}/{} cbr={} gop={}",
@@ -263,20 +261,16 @@ unsafe extern "C" fn init(_e: *mut c_void, p: *mut sys::NV_ENC_INITIALIZE_PARAMS
 unsafe extern "C" fn streams(_e: *mut c_void, i: sys::NV_ENC_CUSTREAM_PTR, o: sys::NV_ENC_CUSTREAM_PTR) -> u32 {
     // SAFETY: NVENC reads a CUstream from each pointer; so does the double.
     let (i, o) = unsafe { (*(i as *const usize), *(o as *const usize)) };
-    call("nvEncSetIOCudaStreams", format!("{i:#x},{o:#x}"))
+    CALLS.record("nvEncSetIOCudaStreams", format!("{i:#x},{o:#x}"))
 }
 
 unsafe extern "C" fn register(e: *mut c_void, r: *mut sys::NV_ENC_REGISTER_RESOURCE) -> u32 {
     // SAFETY: valid parameters from the caller.
     let r = unsafe { &mut *r };
     let addr = r.resourceToRegister as usize;
-    let st = call("nvEncRegisterResource", format!("pitch {}", r.pitch));
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
     let h = handle();
     let (width, height, pitch) = (r.width as usize, r.height as usize, r.pitch as usize);
-    let st = on_session(e, |s| {
+    let st = session_call("nvEncRegisterResource", format!("pitch {}", r.pitch), e, |s| {
         if s.registered.values().any(|&a| a == addr) {
             return st::NV_ENC_ERR_RESOURCE_REGISTER_FAILED; // registered twice
         }
@@ -308,18 +302,11 @@ unsafe extern "C" fn register(e: *mut c_void, r: *mut sys::NV_ENC_REGISTER_RESOU
         r.registeredResource = h;
         st::NV_ENC_SUCCESS
     });
-    if st == st::NV_ENC_SUCCESS {
-        count("registration", 1);
-    }
-    st
+    counted("registration", 1, st)
 }
 
 unsafe extern "C" fn unregister(e: *mut c_void, r: sys::NV_ENC_REGISTERED_PTR) -> u32 {
-    let st = call("nvEncUnregisterResource", String::new());
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
-    let st = on_session(e, |s| {
+    let st = session_call("nvEncUnregisterResource", String::new(), e, |s| {
         if !s.registered.contains_key(&(r as usize)) {
             st::NV_ENC_ERR_RESOURCE_NOT_REGISTERED
         } else if s.mapped.values().any(|&reg| reg == r as usize) {
@@ -329,36 +316,22 @@ unsafe extern "C" fn unregister(e: *mut c_void, r: sys::NV_ENC_REGISTERED_PTR) -
             st::NV_ENC_SUCCESS
         }
     });
-    if st == st::NV_ENC_SUCCESS {
-        count("registration", -1);
-    }
-    st
+    counted("registration", -1, st)
 }
 
 unsafe extern "C" fn create_bitstream(e: *mut c_void, b: *mut sys::NV_ENC_CREATE_BITSTREAM_BUFFER) -> u32 {
-    let st = call("nvEncCreateBitstreamBuffer", String::new());
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
     let h = handle();
-    let st = on_session(e, |s| {
+    let st = session_call("nvEncCreateBitstreamBuffer", String::new(), e, |s| {
         s.bitstreams.insert(h as usize);
         // SAFETY: valid out-struct from the caller.
         unsafe { (*b).bitstreamBuffer = h };
         st::NV_ENC_SUCCESS
     });
-    if st == st::NV_ENC_SUCCESS {
-        count("bitstream", 1);
-    }
-    st
+    counted("bitstream", 1, st)
 }
 
 unsafe extern "C" fn destroy_bitstream(e: *mut c_void, b: sys::NV_ENC_OUTPUT_PTR) -> u32 {
-    let st = call("nvEncDestroyBitstreamBuffer", String::new());
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
-    let st = on_session(e, |s| {
+    let st = session_call("nvEncDestroyBitstreamBuffer", String::new(), e, |s| {
         if s.locked.contains(&(b as usize)) {
             st::NV_ENC_ERR_LOCK_BUSY
         } else if s.bitstreams.remove(&(b as usize)) {
@@ -367,22 +340,15 @@ unsafe extern "C" fn destroy_bitstream(e: *mut c_void, b: sys::NV_ENC_OUTPUT_PTR
             st::NV_ENC_ERR_INVALID_PARAM
         }
     });
-    if st == st::NV_ENC_SUCCESS {
-        count("bitstream", -1);
-    }
-    st
+    counted("bitstream", -1, st)
 }
 
 unsafe extern "C" fn map(e: *mut c_void, m: *mut sys::NV_ENC_MAP_INPUT_RESOURCE) -> u32 {
-    let st = call("nvEncMapInputResource", String::new());
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
+    let h = handle();
     // SAFETY: valid parameters from the caller.
     let m = unsafe { &mut *m };
     let reg = m.registeredResource as usize;
-    let h = handle();
-    let st = on_session(e, |s| {
+    let st = session_call("nvEncMapInputResource", String::new(), e, |s| {
         if !s.registered.contains_key(&reg) {
             return st::NV_ENC_ERR_RESOURCE_NOT_REGISTERED;
         }
@@ -394,18 +360,11 @@ unsafe extern "C" fn map(e: *mut c_void, m: *mut sys::NV_ENC_MAP_INPUT_RESOURCE)
         m.mappedBufferFmt = sys::NV_ENC_BUFFER_FORMAT::NV_ENC_BUFFER_FORMAT_NV12;
         st::NV_ENC_SUCCESS
     });
-    if st == st::NV_ENC_SUCCESS {
-        count("mapping", 1);
-    }
-    st
+    counted("mapping", 1, st)
 }
 
 unsafe extern "C" fn unmap(e: *mut c_void, m: sys::NV_ENC_INPUT_PTR) -> u32 {
-    let st = call("nvEncUnmapInputResource", String::new());
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
-    let st = on_session(e, |s| {
+    let st = session_call("nvEncUnmapInputResource", String::new(), e, |s| {
         if s.held.contains_key(&(m as usize)) {
             // The encoder still holds its picture: NvEncoder unmaps an input only after locking
             // its picture's bitstream (GetEncodedPacket), FFmpeg only after that or after the EOS
@@ -417,10 +376,7 @@ unsafe extern "C" fn unmap(e: *mut c_void, m: sys::NV_ENC_INPUT_PTR) -> u32 {
             st::NV_ENC_ERR_RESOURCE_NOT_MAPPED
         }
     });
-    if st == st::NV_ENC_SUCCESS {
-        count("mapping", -1);
-    }
-    st
+    counted("mapping", -1, st)
 }
 
 unsafe extern "C" fn encode(e: *mut c_void, p: *mut sys::NV_ENC_PIC_PARAMS) -> u32 {
@@ -433,12 +389,8 @@ unsafe extern "C" fn encode(e: *mut c_void, p: *mut sys::NV_ENC_PIC_PARAMS) -> u
     } else {
         format!("#{} pts {}{}", p.frameIdx, p.inputTimeStamp, if idr { " IDR" } else { "" })
     };
-    let st = call("nvEncEncodePicture", detail);
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
     let (input, output) = (p.inputBuffer as usize, p.outputBitstream as usize);
-    let st = on_session(e, |s| {
+    let st = session_call("nvEncEncodePicture", detail, e, |s| {
         if eos {
             s.held.clear(); // EOS: the encoder emits (and lets go of) everything it holds
             st::NV_ENC_SUCCESS
@@ -479,11 +431,7 @@ unsafe extern "C" fn lock(e: *mut c_void, l: *mut sys::NV_ENC_LOCK_BITSTREAM) ->
             session.held.retain(|_, b| *b != buffer);
         }
     });
-    let st = call("nvEncLockBitstream", String::new());
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
-    let st = on_session(e, |s| {
+    let st = session_call("nvEncLockBitstream", String::new(), e, |s| {
         if !s.bitstreams.contains(&buffer) || !s.locked.insert(buffer) {
             st::NV_ENC_ERR_LOCK_BUSY
         } else {
@@ -513,11 +461,9 @@ unsafe extern "C" fn lock(e: *mut c_void, l: *mut sys::NV_ENC_LOCK_BITSTREAM) ->
 }
 
 unsafe extern "C" fn unlock(e: *mut c_void, b: sys::NV_ENC_OUTPUT_PTR) -> u32 {
-    let st = call("nvEncUnlockBitstream", String::new());
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
-    on_session(e, |s| if s.locked.remove(&(b as usize)) { st::NV_ENC_SUCCESS } else { st::NV_ENC_ERR_INVALID_PARAM })
+    session_call("nvEncUnlockBitstream", String::new(), e, |s| {
+        if s.locked.remove(&(b as usize)) { st::NV_ENC_SUCCESS } else { st::NV_ENC_ERR_INVALID_PARAM }
+    })
 }
 
 unsafe extern "C" fn reconfigure(e: *mut c_void, r: *mut sys::NV_ENC_RECONFIGURE_PARAMS) -> u32 {
@@ -525,19 +471,13 @@ unsafe extern "C" fn reconfigure(e: *mut c_void, r: *mut sys::NV_ENC_RECONFIGURE
     let c = unsafe { &*(*r).reInitEncodeParams.encodeConfig };
     // SAFETY: as above.
     let (num, den) = unsafe { ((*r).reInitEncodeParams.frameRateNum, (*r).reInitEncodeParams.frameRateDen) };
-    let st = call("nvEncReconfigureEncoder", format!("{num}/{den} cbr={}", c.rcParams.averageBitRate));
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
-    on_session(e, |_| st::NV_ENC_SUCCESS)
+    session_call("nvEncReconfigureEncoder", format!("{num}/{den} cbr={}", c.rcParams.averageBitRate), e, |_| {
+        st::NV_ENC_SUCCESS
+    })
 }
 
 unsafe extern "C" fn destroy(e: *mut c_void) -> u32 {
-    let st = call("nvEncDestroyEncoder", String::new());
-    if st != st::NV_ENC_SUCCESS {
-        return st;
-    }
-    let st = on_session(e, |s| {
+    let st = session_call("nvEncDestroyEncoder", String::new(), e, |s| {
         // NVIDIA's order: unmap and unregister the inputs and destroy the bitstream buffers first.
         if s.mapped.is_empty() && s.registered.is_empty() && s.bitstreams.is_empty() {
             st::NV_ENC_SUCCESS
@@ -547,7 +487,7 @@ unsafe extern "C" fn destroy(e: *mut c_void) -> u32 {
     });
     if st == st::NV_ENC_SUCCESS {
         STATE.with(|s| s.borrow_mut().sessions.remove(&(e as usize)));
-        count("session", -1);
+        CALLS.count("session", -1);
     }
     st
 }

@@ -188,21 +188,6 @@ pub(crate) unsafe fn preset_config(
     Ok(p.presetCfg)
 }
 
-/// `nvEncInitializeEncoder`.
-///
-/// # Safety
-/// `enc` is a live session; `init.encodeConfig` points to a config that lives as long as the
-/// session (NVENC keeps the pointer).
-pub(crate) unsafe fn initialize(
-    api: &NvencApi,
-    enc: Session,
-    init: &mut sys::NV_ENC_INITIALIZE_PARAMS,
-) -> Result<(), CudaError> {
-    let init_fn = entry!(api, nvEncInitializeEncoder, fn(Session, *mut sys::NV_ENC_INITIALIZE_PARAMS));
-    // SAFETY: live session and parameters (contract).
-    ok("nvEncInitializeEncoder", unsafe { init_fn(enc, init) })
-}
-
 /// `nvEncSetIOCudaStreams`: NVENC reads its input after, and writes its output on, the CUstream
 /// at each pointer.
 ///
@@ -248,20 +233,6 @@ pub(crate) unsafe fn register_resource(
     Ok(r.registeredResource)
 }
 
-/// `nvEncUnregisterResource` (the resource must not be mapped).
-///
-/// # Safety
-/// `reg` came from [`register_resource`] on `enc` and is unregistered once.
-pub(crate) unsafe fn unregister_resource(
-    api: &NvencApi,
-    enc: Session,
-    reg: sys::NV_ENC_REGISTERED_PTR,
-) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncUnregisterResource, fn(Session, sys::NV_ENC_REGISTERED_PTR));
-    // SAFETY: a live registration of this session (contract).
-    ok("nvEncUnregisterResource", unsafe { f(enc, reg) })
-}
-
 /// `nvEncCreateBitstreamBuffer`.
 ///
 /// # Safety
@@ -277,20 +248,6 @@ pub(crate) unsafe fn create_bitstream_buffer(
     // SAFETY: live session and a valid parameter struct for the call.
     ok("nvEncCreateBitstreamBuffer", unsafe { create(enc, &mut b) })?;
     Ok(b.bitstreamBuffer)
-}
-
-/// `nvEncDestroyBitstreamBuffer` (the buffer must not be locked).
-///
-/// # Safety
-/// `bs` came from [`create_bitstream_buffer`] on `enc` and is destroyed once.
-pub(crate) unsafe fn destroy_bitstream_buffer(
-    api: &NvencApi,
-    enc: Session,
-    bs: sys::NV_ENC_OUTPUT_PTR,
-) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncDestroyBitstreamBuffer, fn(Session, sys::NV_ENC_OUTPUT_PTR));
-    // SAFETY: a live bitstream buffer of this session (contract).
-    ok("nvEncDestroyBitstreamBuffer", unsafe { f(enc, bs) })
 }
 
 /// `nvEncMapInputResource`: the mapped input and its buffer format.
@@ -310,21 +267,6 @@ pub(crate) unsafe fn map_input_resource(
     // SAFETY: live session and registration (contract).
     ok("nvEncMapInputResource", unsafe { map_fn(enc, &mut m) })?;
     Ok((m.mappedResource, m.mappedBufferFmt))
-}
-
-/// `nvEncUnmapInputResource`.
-///
-/// # Safety
-/// `mapped` came from [`map_input_resource`] on `enc` and is unmapped once, after NVENC is done
-/// with its picture (read back, or never to be).
-pub(crate) unsafe fn unmap_input_resource(
-    api: &NvencApi,
-    enc: Session,
-    mapped: sys::NV_ENC_INPUT_PTR,
-) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncUnmapInputResource, fn(Session, sys::NV_ENC_INPUT_PTR));
-    // SAFETY: a live mapping of this session (contract).
-    ok("nvEncUnmapInputResource", unsafe { f(enc, mapped) })
 }
 
 /// What `nvEncEncodePicture` said of a picture.
@@ -392,33 +334,61 @@ pub(crate) unsafe fn lock_bitstream(
     Ok(l)
 }
 
-/// `nvEncUnlockBitstream`.
-///
-/// # Safety
-/// `bs` was locked by [`lock_bitstream`] on `enc`; nothing borrows its data any more.
-pub(crate) unsafe fn unlock_bitstream(
-    api: &NvencApi,
-    enc: Session,
-    bs: sys::NV_ENC_OUTPUT_PTR,
-) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncUnlockBitstream, fn(Session, sys::NV_ENC_OUTPUT_PTR));
-    // SAFETY: a locked buffer of this session (contract).
-    ok("nvEncUnlockBitstream", unsafe { f(enc, bs) })
+/// The result-layer functions of NVENC's commonest shape: an entry point that takes the session
+/// and one argument and answers only a status. Each keeps its own documentation and `# Safety`.
+macro_rules! session_fns {
+    ($($(#[$doc:meta])* fn $name:ident($arg:ident: $ty:ty) => $entry:ident($cty:ty);)*) => {$(
+        $(#[$doc])*
+        pub(crate) unsafe fn $name(api: &NvencApi, enc: Session, $arg: $ty) -> Result<(), CudaError> {
+            let f = entry!(api, $entry, fn(Session, $cty));
+            // SAFETY: a live session and an argument valid for the call, as this function's
+            // `# Safety` requires of its caller.
+            ok(stringify!($entry), unsafe { f(enc, $arg) })
+        }
+    )*};
 }
 
-/// `nvEncReconfigureEncoder`.
-///
-/// # Safety
-/// `enc` is a live session; the config `r.reInitEncodeParams.encodeConfig` points to outlives
-/// the session.
-pub(crate) unsafe fn reconfigure(
-    api: &NvencApi,
-    enc: Session,
-    r: &mut sys::NV_ENC_RECONFIGURE_PARAMS,
-) -> Result<(), CudaError> {
-    let f = entry!(api, nvEncReconfigureEncoder, fn(Session, *mut sys::NV_ENC_RECONFIGURE_PARAMS));
-    // SAFETY: live session and parameters (contract).
-    ok("nvEncReconfigureEncoder", unsafe { f(enc, r) })
+session_fns! {
+    /// `nvEncInitializeEncoder`.
+    ///
+    /// # Safety
+    /// `enc` is a live session; `init.encodeConfig` points to a config that lives as long as the
+    /// session (NVENC keeps the pointer).
+    fn initialize(init: &mut sys::NV_ENC_INITIALIZE_PARAMS)
+        => nvEncInitializeEncoder(*mut sys::NV_ENC_INITIALIZE_PARAMS);
+
+    /// `nvEncReconfigureEncoder`.
+    ///
+    /// # Safety
+    /// `enc` is a live session; the config `r.reInitEncodeParams.encodeConfig` points to outlives
+    /// the session.
+    fn reconfigure(r: &mut sys::NV_ENC_RECONFIGURE_PARAMS)
+        => nvEncReconfigureEncoder(*mut sys::NV_ENC_RECONFIGURE_PARAMS);
+
+    /// `nvEncUnregisterResource` (the resource must not be mapped).
+    ///
+    /// # Safety
+    /// `reg` came from [`register_resource`] on `enc` and is unregistered once.
+    fn unregister_resource(reg: sys::NV_ENC_REGISTERED_PTR) => nvEncUnregisterResource(sys::NV_ENC_REGISTERED_PTR);
+
+    /// `nvEncDestroyBitstreamBuffer` (the buffer must not be locked).
+    ///
+    /// # Safety
+    /// `bs` came from [`create_bitstream_buffer`] on `enc` and is destroyed once.
+    fn destroy_bitstream_buffer(bs: sys::NV_ENC_OUTPUT_PTR) => nvEncDestroyBitstreamBuffer(sys::NV_ENC_OUTPUT_PTR);
+
+    /// `nvEncUnmapInputResource`.
+    ///
+    /// # Safety
+    /// `mapped` came from [`map_input_resource`] on `enc` and is unmapped once, after NVENC is
+    /// done with its picture (read back, or never to be).
+    fn unmap_input_resource(mapped: sys::NV_ENC_INPUT_PTR) => nvEncUnmapInputResource(sys::NV_ENC_INPUT_PTR);
+
+    /// `nvEncUnlockBitstream`.
+    ///
+    /// # Safety
+    /// `bs` was locked by [`lock_bitstream`] on `enc`; nothing borrows its data any more.
+    fn unlock_bitstream(bs: sys::NV_ENC_OUTPUT_PTR) => nvEncUnlockBitstream(sys::NV_ENC_OUTPUT_PTR);
 }
 
 /// `nvEncDestroyEncoder`. NVIDIA's order (NvEncoder::DestroyEncoder): every input unmapped and

@@ -38,6 +38,14 @@ fn open(c: EncoderConfig) -> Result<Encoder, CudaError> {
     open_with(c, &inputs(2))
 }
 
+/// A fresh double that holds back the first `b_frames` pictures, as a B-frame encoder does, and
+/// a session configured for them.
+fn open_holding_back(b_frames: u32) -> Encoder {
+    fake::reset();
+    fake::hold_back(b_frames);
+    open(EncoderConfig { b_frames, ..cfg() }).expect("open")
+}
+
 #[test]
 fn a_session_runs_in_nvencs_documented_order_and_releases_everything() {
     fake::reset();
@@ -99,9 +107,7 @@ fn a_session_runs_in_nvencs_documented_order_and_releases_everything() {
 
 #[test]
 fn held_back_pictures_come_out_in_order_with_a_later_one_or_at_eos() {
-    fake::reset();
-    fake::hold_back(1);
-    let mut enc = open(EncoderConfig { b_frames: 1, ..cfg() }).expect("open");
+    let mut enc = open_holding_back(1);
     let pts = std::cell::RefCell::new(Vec::new());
     let mut out = |f: EncodedFrame<'_>| pts.borrow_mut().push(f.pts);
     enc.encode(0, 100, true, &mut out).expect("0");
@@ -295,9 +301,7 @@ fn the_nvenc_double_refuses_what_nvenc_forbids() {
 /// An input whose picture NVENC still holds is not mapped again (NVENC refuses a second map).
 #[test]
 fn an_input_still_being_encoded_is_refused_before_the_driver() {
-    fake::reset();
-    fake::hold_back(1);
-    let mut enc = open(EncoderConfig { b_frames: 1, ..cfg() }).expect("open");
+    let mut enc = open_holding_back(1);
     enc.encode(0, 100, true, &mut |_| ()).expect("held back");
     let maps = fake::log().iter().filter(|l| l.starts_with("nvEncMapInputResource")).count();
     let e = enc.encode(0, 200, false, &mut |_| ()).expect_err("input 0 is NVENC's");
@@ -420,9 +424,7 @@ fn a_refused_bitrate_change_keeps_the_config() {
 /// (the double refuses to unmap an input whose picture the encoder holds).
 #[test]
 fn drop_sends_eos_before_unmapping_inputs_in_flight() {
-    fake::reset();
-    fake::hold_back(2);
-    let mut enc = open(EncoderConfig { b_frames: 2, ..cfg() }).expect("open");
+    let mut enc = open_holding_back(2);
     enc.encode(0, 0, true, &mut |_| ()).expect("held");
     enc.encode(1, 1, false, &mut |_| ()).expect("held");
     let failures = thread_release_failures();
