@@ -260,6 +260,14 @@ pub struct DeviceCaps {
     pub encode: String,
 }
 
+impl DeviceCaps {
+    /// A GPU that decodes and scales itself and encodes on its NVENC (`nvenc`) or on the CPU.
+    pub fn gpu(id: &str, name: &str, nvenc: bool) -> DeviceCaps {
+        let on = |gpu: bool| if gpu { "gpu" } else { "cpu" }.to_string();
+        DeviceCaps { id: id.into(), name: name.into(), decode: on(true), scale: on(true), encode: on(nvenc) }
+    }
+}
+
 /// Opens a stream's session for a ladder: the CPU engine by default; the binary supplies one
 /// that places sessions on GPUs (the control plane knows nothing of CUDA).
 #[derive(Clone)]

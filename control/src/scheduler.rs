@@ -393,6 +393,15 @@ mod tests {
         Duration::from_secs(s)
     }
 
+    /// A scheduler with an 8 s deadline and these transcoders (id, capacity), and the time now.
+    fn with_transcoders(transcoders: &[(TranscoderId, u32)]) -> (Instant, Scheduler) {
+        let mut s = Scheduler::new(secs(8));
+        for &(id, capacity) in transcoders {
+            s.add_transcoder(id, capacity);
+        }
+        (Instant::now(), s)
+    }
+
     #[test]
     fn placement_prefers_lowest_relative_load_then_larger_capacity() {
         let now = Instant::now();
@@ -417,9 +426,7 @@ mod tests {
 
     #[test]
     fn idle_streams_are_forgotten_unless_a_segment_runs() {
-        let t0 = Instant::now();
-        let mut s = Scheduler::new(secs(8));
-        s.add_transcoder(1, 4);
+        let (t0, mut s) = with_transcoders(&[(1, 4)]);
         let (a, _) = s.place("a", t0).expect("a");
         s.finish(a);
         let (_b, _) = s.place("b", t0).expect("b"); // still running
@@ -432,10 +439,7 @@ mod tests {
 
     #[test]
     fn affinity_keeps_a_stream_on_its_transcoder_until_full_or_gone() {
-        let now = Instant::now();
-        let mut s = Scheduler::new(secs(8));
-        s.add_transcoder(1, 2);
-        s.add_transcoder(2, 2);
+        let (now, mut s) = with_transcoders(&[(1, 2), (2, 2)]);
         let (_, on) = s.place("live", now).expect("place");
         // Another stream goes to the idle peer.
         let (_, other_on) = s.place("other", now).expect("place");
@@ -452,10 +456,8 @@ mod tests {
 
     #[test]
     fn a_transcoder_that_fails_tasks_gets_new_work_last_for_a_doubling_cool_down() {
-        let t0 = Instant::now();
-        let mut s = Scheduler::new(secs(8));
-        s.add_transcoder(1, 8); // preferred on ties: larger capacity
-        s.add_transcoder(2, 1);
+        // 1 is preferred on ties: the larger capacity.
+        let (t0, mut s) = with_transcoders(&[(1, 8), (2, 1)]);
         let (a, on) = s.place("a", t0).expect("a");
         assert_eq!(on, 1);
         // 1 breaks the task: retried on 2, and 1 is on probation for 5 s.
@@ -492,9 +494,7 @@ mod tests {
 
     #[test]
     fn disconnect_retries_unstarted_tasks_and_fails_started_ones() {
-        let now = Instant::now();
-        let mut s = Scheduler::new(secs(8));
-        s.add_transcoder(1, 4);
+        let (now, mut s) = with_transcoders(&[(1, 4)]);
         let (a, _) = s.place("a", now).expect("a");
         let (b, _) = s.place("b", now).expect("b");
         s.add_transcoder(2, 4);
@@ -548,10 +548,7 @@ mod tests {
 
     #[test]
     fn only_transcoders_whose_capabilities_fit_are_chosen() {
-        let now = Instant::now();
-        let mut s = Scheduler::new(secs(8));
-        s.add_transcoder(1, 8);
-        s.add_transcoder(2, 2);
+        let (now, mut s) = with_transcoders(&[(1, 8), (2, 2)]);
         // 1 is a GPU capped at 1920x1080 outputs; 2 has no limit.
         s.set_capabilities(1, Capabilities { max_width: 1920, max_height: 1080, no_h264: false });
         let uhd = Need { width: 3840, height: 2160 };
@@ -574,11 +571,7 @@ mod tests {
 
     #[test]
     fn retries_keep_the_segments_needs() {
-        let now = Instant::now();
-        let mut s = Scheduler::new(secs(8));
-        s.add_transcoder(1, 1);
-        s.add_transcoder(2, 1);
-        s.add_transcoder(3, 4);
+        let (now, mut s) = with_transcoders(&[(1, 1), (2, 1), (3, 4)]);
         s.set_capabilities(3, Capabilities { max_width: 640, max_height: 360, no_h264: false });
         let need = Need { width: 1280, height: 720 };
         let (a, on) = s.place_fitting("a", need, now).expect("a");
@@ -590,9 +583,7 @@ mod tests {
 
     #[test]
     fn end_stream_names_the_transcoder_holding_its_sessions() {
-        let now = Instant::now();
-        let mut s = Scheduler::new(secs(8));
-        s.add_transcoder(7, 2);
+        let (now, mut s) = with_transcoders(&[(7, 2)]);
         let (t, _) = s.place("live", now).expect("place");
         s.finish(t);
         assert_eq!(s.end_stream("live"), Some(7));

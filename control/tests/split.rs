@@ -325,13 +325,7 @@ async fn mutual_tls_admits_only_the_pinned_client_certificate() {
 async fn transcoders_state_their_gpus_and_where_they_encode() {
     use zerohop_control::relay::{DeviceCaps, SessionFactory};
     let (node, fp) = orchestrator().await;
-    let h100 = DeviceCaps {
-        id: "cuda:0".into(),
-        name: "NVIDIA H100 80GB HBM3".into(),
-        decode: "gpu".into(),
-        scale: "gpu".into(),
-        encode: "cpu".into(),
-    };
+    let h100 = DeviceCaps::gpu("cuda:0", "NVIDIA H100 80GB HBM3", false);
     let cfg = TranscoderConfig {
         max_sessions: 2,
         sessions: SessionFactory::cpu().with_devices(vec![h100.clone()]),
