@@ -157,17 +157,6 @@ impl<D: LadderDevice> AccelSession<D> {
             decided: VecDeque::new(),
         }
     }
-
-    /// A whole segment at once.
-    pub fn transcode(
-        &mut self,
-        data: Bytes,
-        sinks: Vec<Box<dyn RenditionSink>>,
-    ) -> Result<SegmentReport, TranscodeError> {
-        let mut seg = self.begin(sinks);
-        seg.push(data)?;
-        seg.finish()
-    }
 }
 
 /// A segment in progress on an [`AccelSession`].

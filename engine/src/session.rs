@@ -149,26 +149,6 @@ impl Session {
             started: Instant::now(),
         })
     }
-
-    /// Transcodes a whole segment held in memory.
-    pub fn transcode(
-        &mut self,
-        data: Bytes,
-        sinks: Vec<Box<dyn RenditionSink>>,
-    ) -> Result<SegmentReport, TranscodeError> {
-        let mut seg = self.begin(sinks)?;
-        // Push in network-sized pieces so decoding overlaps with the (simulated) arrival.
-        const PIECE: usize = 64 * 1024;
-        let mut off = 0;
-        while off < data.len() {
-            let end = (off + PIECE).min(data.len());
-            if seg.push(data.slice(off..end)).is_err() {
-                break; // the error comes from finish()
-            }
-            off = end;
-        }
-        seg.finish()
-    }
 }
 
 impl Drop for Session {

@@ -19,6 +19,22 @@ pub trait StreamSession: Send {
     ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError>;
     /// What runs it: "cpu", "cuda:0", ...
     fn backend(&self) -> String;
+
+    /// Transcodes a whole segment held in memory, pushed in network-sized pieces so that
+    /// decoding overlaps with the (simulated) arrival, as a segment arriving over the network.
+    fn transcode(&mut self, data: Bytes, sinks: Vec<Box<dyn RenditionSink>>) -> Result<SegmentReport, TranscodeError> {
+        const PIECE: usize = 64 * 1024;
+        let mut seg = self.begin_segment(sinks)?;
+        let mut off = 0;
+        while off < data.len() {
+            let end = (off + PIECE).min(data.len());
+            if seg.push(data.slice(off..end)).is_err() {
+                break; // the error comes from finish()
+            }
+            off = end;
+        }
+        seg.finish()
+    }
 }
 
 /// A segment in progress on a [`StreamSession`]. Dropping it without `finish` abandons it.

@@ -150,7 +150,7 @@ mod cuda {
         use zerohop_engine::accel::AccelSession;
         use zerohop_engine::cuda::ladder_device::CudaLadderDevice;
         use zerohop_engine::probe::decode_video;
-        use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
+        use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig, StreamSession};
         if !has_driver() {
             eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
             return None;

@@ -28,7 +28,7 @@ use zerohop_control::framing::Kind;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Client, ClientError, Transport, Upload};
 use zerohop_engine::probe::decode_video;
-use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
+use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig, StreamSession};
 
 const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
 const SECRET: &str = "fault-soak-shared-secret"; // no spaces: `id secret` lines of --transcoder-secrets

@@ -13,7 +13,7 @@ use zerohop_control::headers;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::transcoder::{self, LinkError, TranscoderConfig};
 use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
-use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig};
+use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig, StreamSession};
 
 /// The ladder the tests push with.
 pub const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";

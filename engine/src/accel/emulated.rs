@@ -176,7 +176,7 @@ mod tests {
     use crate::accel::AccelSession;
     use crate::probe::decode_video;
     use crate::{ChannelSink, MemorySink, RenditionEvent, RenditionSink, Session, SessionConfig};
-    use crate::{Ladder, TranscodeError};
+    use crate::{Ladder, StreamSession, TranscodeError};
 
     const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
 
