@@ -6,6 +6,7 @@ mod bench;
 mod fixtures;
 mod gpu_cmd;
 mod ladder_cmd;
+mod loopback;
 mod node_cmd;
 mod part_file;
 mod probe_cmd;

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use zerohop_control::tls::{self, Trust};
-use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
+use zerohop_control::{Client, Node, Upload};
 
 use crate::fixtures::{SAMPLE, STREAM_SEQ0, STREAM_SEQ1, read_segments};
+use crate::loopback::loopback_tls;
 use crate::node_cmd::{TrustArgs, init_logs, runtime};
 use crate::push_output::SegmentOutput;
 
@@ -142,12 +142,10 @@ pub fn demo(out: PathBuf) -> Result<ExitCode> {
     init_logs();
     let rt = runtime()?;
     rt.block_on(async move {
-        let identity = tls::self_signed(&["localhost".into()])?;
-        let fp = identity.fingerprint();
-        let node = Node::start(NodeConfig::new("127.0.0.1:0".parse()?, Some(tls::server_config(identity)?))).await?;
+        let (cfg, transport, fp) = loopback_tls()?;
+        let node = Node::start(cfg).await?;
         let addr = node.local_addr();
         eprintln!("combined node on https://{addr} (HTTP/2, self-signed certificate SHA-256 {fp}), CPU backend, default ladder");
-        let transport = Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() };
         let mut client = Client::connect(&addr.to_string(), &transport, None).await?;
         let segments = DEMO.iter().map(|(l, d)| (l.to_string(), Bytes::from_static(d))).collect();
         let results = push_all(&mut client, "demo", segments, None, &out, 0).await?;

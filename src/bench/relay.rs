@@ -11,8 +11,9 @@ use zerohop_control::body::ChannelBody;
 use zerohop_control::framing::{self, Kind, SEGMENT};
 use zerohop_control::headers;
 use zerohop_control::node::TranscoderSecrets;
-use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Client, Node, NodeConfig, Transport, Upload};
+
+use crate::loopback::loopback_tls;
 
 use super::procstat::{cpu_time, threads_cpu_time};
 
@@ -41,14 +42,12 @@ impl RelayFigures {
 /// and a transcoder that only counts what it reads (no engine) answers each with an end record.
 /// Returns (GB/s, cores busy in this process, which holds all three parties).
 pub async fn throughput(tls_on: bool, mib: usize) -> Result<RelayFigures> {
-    let identity = tls::self_signed(&["localhost".into()])?;
-    let fp = identity.fingerprint();
-    let (transport, server) = if tls_on {
-        (Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() }, Some(tls::server_config(identity)?))
+    let (mut cfg, transport) = if tls_on {
+        let (cfg, transport, _) = loopback_tls()?;
+        (cfg, transport)
     } else {
-        (Transport::H2c, None)
+        (NodeConfig::new("127.0.0.1:0".parse()?, None), Transport::H2c)
     };
-    let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, server);
     cfg.max_sessions = 0;
     cfg.max_segment_bytes = 64 << 20;
     cfg.transcoders = TranscoderSecrets { shared: Some("relay".into()), ..Default::default() };

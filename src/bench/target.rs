@@ -6,10 +6,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use tokio::sync::watch;
 use zerohop_control::relay::SessionFactory;
-use zerohop_control::tls::{self, Trust};
 use zerohop_control::transcoder::{LinkError, TranscoderConfig};
-use zerohop_control::{Client, Node, NodeConfig, Transport};
+use zerohop_control::{Client, Node, Transport};
 use zerohop_engine::Ladder;
+
+use crate::loopback::loopback_tls;
 
 /// What the streams are pushed to: a combined node, or an orchestrator with remote
 /// transcoders dialling in over loopback TLS (split mode).
@@ -31,10 +32,7 @@ impl Target {
         transcoders: usize,
         factory: &SessionFactory,
     ) -> Result<Target> {
-        let identity = tls::self_signed(&["localhost".into()])?;
-        let fp = identity.fingerprint();
-        let transport = Transport::Tls { trust: Trust::Pin(fp), server_name: "localhost".into() };
-        let mut cfg = NodeConfig::new("127.0.0.1:0".parse()?, Some(tls::server_config(identity)?));
+        let (mut cfg, transport, _) = loopback_tls()?;
         cfg.default_ladder = ladder.clone();
         let secret = "bench transcoder secret".to_string();
         if transcoders == 0 {
