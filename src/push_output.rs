@@ -249,19 +249,32 @@ mod tests {
 
     use super::*;
 
-    /// A fresh directory `<tmp>/zerohop-push-output-<pid>-<n>/out`; the caller checks that
-    /// nothing appears beside `out`.
-    fn scratch() -> (PathBuf, PathBuf) {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let root = std::env::temp_dir().join(format!(
-            "zerohop-push-output-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&root);
-        let out = root.join("out");
-        std::fs::create_dir_all(&out).expect("scratch dir");
-        (root, out)
+    /// A fresh directory `<tmp>/zerohop-push-output-<pid>-<n>/out` (the test checks that nothing
+    /// appears beside `out`), removed with its root when dropped, whatever the test's outcome.
+    struct Scratch {
+        root: PathBuf,
+        out: PathBuf,
+    }
+
+    impl Scratch {
+        fn new() -> Scratch {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let root = std::env::temp_dir().join(format!(
+                "zerohop-push-output-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = std::fs::remove_dir_all(&root);
+            let out = root.join("out");
+            std::fs::create_dir_all(&out).expect("scratch dir");
+            Scratch { root, out }
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.root);
+        }
     }
 
     fn rec(kind: Kind, rendition: u8, payload: &[u8]) -> Record {
@@ -302,27 +315,26 @@ mod tests {
 
     #[test]
     fn a_completed_segment_is_renamed_into_place() {
-        let (root, out) = scratch();
+        let dir = Scratch::new();
         let head = [start(&["720p", "360p"]), rec(Kind::Chunk, 0, b"ab"), rec(Kind::Chunk, 1, b"c")];
-        let mut o = fed(&out, "s_0", &head);
+        let mut o = fed(&dir.out, "s_0", &head);
         o.record(&rec(Kind::Chunk, 0, b"d"));
-        assert_eq!(listing(&out), ["s_0_360p.ts.part", "s_0_720p.ts.part"], "written as .part first");
+        assert_eq!(listing(&dir.out), ["s_0_360p.ts.part", "s_0_720p.ts.part"], "written as .part first");
         o.record(&rec(Kind::Done, 0, b"{}"));
         o.record(&rec(Kind::Done, 1, b"{}"));
         o.record(&rec(Kind::End, SEGMENT, br#"{"status":"ok"}"#));
         let w = o.finish(true).expect("written");
         assert!(w.problems.is_empty(), "{:?}", w.problems);
-        assert_eq!(w.files, [out.join("s_0_360p.ts"), out.join("s_0_720p.ts")]);
-        assert_eq!(std::fs::read(out.join("s_0_720p.ts")).expect("read"), b"abd");
-        assert_eq!(listing(&out), ["s_0_360p.ts", "s_0_720p.ts"]);
-        let _ = std::fs::remove_dir_all(root);
+        assert_eq!(w.files, [dir.out.join("s_0_360p.ts"), dir.out.join("s_0_720p.ts")]);
+        assert_eq!(std::fs::read(dir.out.join("s_0_720p.ts")).expect("read"), b"abd");
+        assert_eq!(listing(&dir.out), ["s_0_360p.ts", "s_0_720p.ts"]);
     }
 
     #[test]
     fn a_failed_or_aborted_segment_leaves_no_file() {
-        let (root, out) = scratch();
+        let dir = Scratch::new();
         let o = fed(
-            &out,
+            &dir.out,
             "s_1",
             &[
                 start(&["720p", "360p"]),
@@ -331,39 +343,37 @@ mod tests {
                 rec(Kind::Error, 1, br#"{"code":"x"}"#),
             ],
         );
-        assert_eq!(listing(&out), ["s_1_720p.ts.part"], "the failed rendition's .part goes at once");
+        assert_eq!(listing(&dir.out), ["s_1_720p.ts.part"], "the failed rendition's .part goes at once");
         let w = o.finish(false).expect("no io error");
         assert!(w.files.is_empty());
-        assert!(listing(&out).is_empty());
+        assert!(listing(&dir.out).is_empty());
         // Dropped mid-segment (the connection went away): nothing either.
-        drop(fed(&out, "s_2", &[start(&["720p"]), rec(Kind::Chunk, 0, b"ab")]));
-        assert!(listing(&out).is_empty());
-        let _ = std::fs::remove_dir_all(root);
+        drop(fed(&dir.out, "s_2", &[start(&["720p"]), rec(Kind::Chunk, 0, b"ab")]));
+        assert!(listing(&dir.out).is_empty());
     }
 
     #[test]
     fn a_bad_name_is_refused_by_name_and_fails_the_segment() {
-        let (root, out) = scratch();
+        let dir = Scratch::new();
         let mut recs = vec![start(&["720p", "../../evil", "a/b", "360p", "360P"])];
         recs.extend((0..5).flat_map(|i| [rec(Kind::Chunk, i, b"x"), rec(Kind::Done, i, b"{}")]));
-        let o = fed(&out, "s_0", &recs);
-        assert_eq!(listing(&out), ["s_0_720p.ts.part"], "nothing is written for a refused name");
+        let o = fed(&dir.out, "s_0", &recs);
+        assert_eq!(listing(&dir.out), ["s_0_720p.ts.part"], "nothing is written for a refused name");
         let w = o.finish(true).expect("no io error");
         let all = w.problems.join("\n");
         for name in ["\"../../evil\"", "\"a/b\"", "\"360p\"", "\"360P\""] {
             assert!(all.contains(name), "{name} in {all}");
         }
         assert!(w.files.is_empty());
-        assert!(listing(&out).is_empty());
-        assert_eq!(listing(&root), ["out"]);
-        let _ = std::fs::remove_dir_all(root);
+        assert!(listing(&dir.out).is_empty());
+        assert_eq!(listing(&dir.root), ["out"]);
     }
 
     #[test]
     fn records_out_of_order_are_problems_not_panics() {
-        let (root, out) = scratch();
+        let dir = Scratch::new();
         let o = fed(
-            &out,
+            &dir.out,
             "s",
             &[
                 rec(Kind::Chunk, 0, b"early"),
@@ -377,10 +387,9 @@ mod tests {
         );
         let w = o.finish(true).expect("no io error");
         assert_eq!(w.problems.len(), 5, "{:?}", w.problems);
-        assert!(listing(&out).is_empty());
-        let w = SegmentOutput::new(&out, "s").finish(true).expect("no io error");
+        assert!(listing(&dir.out).is_empty());
+        let w = SegmentOutput::new(&dir.out, "s").finish(true).expect("no io error");
         assert_eq!(w.problems, ["no start record"]);
-        let _ = std::fs::remove_dir_all(root);
     }
 
     fn name() -> impl Strategy<Value = String> {
@@ -481,10 +490,8 @@ mod tests {
             recs in records(),
             server_ok in any::<bool>(),
         ) {
-            let (root, out) = scratch();
-            let r = check(&root, &out, &recs, server_ok);
-            let _ = std::fs::remove_dir_all(&root);
-            r?;
+            let dir = Scratch::new();
+            check(&dir.root, &dir.out, &recs, server_ok)?;
         }
 
         #[test]
@@ -492,7 +499,7 @@ mod tests {
             data in prop::collection::vec(any::<u8>(), 0..300),
             names in prop::collection::vec(name(), 0..4),
         ) {
-            let (root, out) = scratch();
+            let dir = Scratch::new();
             let mut stream = record(Kind::Start, SEGMENT, serde_json::json!({ "renditions": names }).to_string().as_bytes()).to_vec();
             stream.extend_from_slice(&data);
             let mut reader = RecordReader::new();
@@ -501,9 +508,7 @@ mod tests {
             while let Some(Ok(r)) = reader.poll() {
                 recs.push(r);
             }
-            let r = check(&root, &out, &recs, true);
-            let _ = std::fs::remove_dir_all(&root);
-            r?;
+            check(&dir.root, &dir.out, &recs, true)?;
         }
     }
 }
