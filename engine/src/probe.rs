@@ -136,3 +136,37 @@ pub fn probe(data: &[u8]) -> ProbeReport {
         verdict: verdict.map(|_| ()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The stream table from the intake's one demux is the one a separate full demux gives, for
+    /// inputs the engine takes and for those it refuses (the intake stops judging at the first
+    /// failure, yet its demuxer still reads every byte).
+    #[test]
+    fn the_stream_table_is_the_full_demuxs_whether_or_not_the_input_can_be_transcoded() {
+        for (name, transcodable) in [
+            ("h264_1080p30_high_bframes_aac.ts", true),
+            ("h264_480p30_4x3_mp3.ts", true),
+            ("hevc_320x240.ts", false),
+            ("h264_10bit.ts", false),
+            ("corrupt_truncated.ts", true),
+            ("audio_only.ts", false),
+        ] {
+            let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures").join(name);
+            let data = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let r = probe(&data);
+            assert_eq!(r.verdict.is_ok(), transcodable, "{name}: {:?}", r.verdict);
+            let (program, pes, demux, _) = demux_all(&data);
+            assert_eq!(r.program, program, "{name}");
+            assert_eq!(r.demux, demux, "{name}");
+            assert!(!r.streams.is_empty(), "{name}");
+            for s in &r.streams {
+                let of_stream: Vec<&Pes> = pes.iter().filter(|p| p.pid == s.pid).collect();
+                assert_eq!(s.pes_packets, of_stream.len() as u64, "{name} PID {}", s.pid);
+                assert_eq!(s.first_pts, of_stream.iter().find_map(|p| p.pts), "{name} PID {}", s.pid);
+            }
+        }
+    }
+}
