@@ -70,8 +70,6 @@ pub mod code {
     pub const BAD_SEQUENCE: &str = "bad_sequence";
     /// `DELETE` of a stream this node does not hold (never seen, already ended, or expired).
     pub const NO_SUCH_STREAM: &str = "no_such_stream";
-    /// A transcoder linking with an id that another live link already has.
-    pub const TRANSCODER_ID_IN_USE: &str = "transcoder_id_in_use";
     /// A transcoder whose link protocol version this orchestrator does not take.
     pub const LINK_VERSION: &str = "link_version_unsupported";
 }
@@ -102,7 +100,6 @@ const CONTROL: &[(&str, Fault, StatusCode)] = &[
     (code::METHOD_NOT_ALLOWED, Fault::Broadcaster, StatusCode::METHOD_NOT_ALLOWED),
     (code::BAD_SEQUENCE, Fault::Broadcaster, StatusCode::BAD_REQUEST),
     (code::NO_SUCH_STREAM, Fault::Broadcaster, StatusCode::NOT_FOUND),
-    (code::TRANSCODER_ID_IN_USE, Fault::Broadcaster, StatusCode::CONFLICT),
     (code::LINK_VERSION, Fault::Broadcaster, StatusCode::BAD_REQUEST),
 ];
 
@@ -264,7 +261,6 @@ mod tests {
             (code::METHOD_NOT_ALLOWED, StatusCode::METHOD_NOT_ALLOWED),
             (code::BAD_SEQUENCE, StatusCode::BAD_REQUEST),
             (code::NO_SUCH_STREAM, StatusCode::NOT_FOUND),
-            (code::TRANSCODER_ID_IN_USE, StatusCode::CONFLICT),
         ] {
             let e = NodeError::new(c, "");
             assert_eq!((e.status(), e.retry_after()), (s, None), "{c}");

@@ -18,6 +18,9 @@ pub enum ToTranscoder {
     Task { task: u64, stream: String, seq: String, ladder: Ladder },
     /// The broadcaster ended `stream`: free its sessions.
     EndStream { stream: String },
+    /// The last line of a link that a new link with the same transcoder id replaced: the
+    /// addresses the orchestrator saw this link (`old`) and the new one (`new`) come from.
+    Replaced { old: String, new: String },
 }
 
 /// Transcoder -> orchestrator: a live load report.
@@ -68,6 +71,7 @@ impl ToTranscoder {
                 line(json!({"task": task, "stream": stream, "seq": seq, "profiles": ladder.to_json()}))
             }
             ToTranscoder::EndStream { stream } => line(json!({"end_stream": stream})),
+            ToTranscoder::Replaced { old, new } => line(json!({"replaced": {"old": old, "new": new}})),
         }
     }
 
@@ -76,6 +80,10 @@ impl ToTranscoder {
         let v: serde_json::Value = serde_json::from_slice(line).ok()?;
         if let Some(stream) = v.get("end_stream").and_then(|s| s.as_str()) {
             return Some(ToTranscoder::EndStream { stream: stream.to_string() });
+        }
+        if let Some(r) = v.get("replaced") {
+            let addr = |k: &str| r.get(k).and_then(|a| a.as_str()).map(str::to_string);
+            return Some(ToTranscoder::Replaced { old: addr("old")?, new: addr("new")? });
         }
         let task = v.get("task")?.as_u64()?;
         let stream = v.get("stream")?.as_str()?.to_string();
@@ -159,9 +167,16 @@ mod tests {
         assert_eq!(ToTranscoder::parse(&t.encode()), Some(t));
         let e = ToTranscoder::EndStream { stream: "live".into() };
         assert_eq!(ToTranscoder::parse(&e.encode()), Some(e));
-        for junk in
-            [&b"{}"[..], b"[1,2]", b"{\"task\":1}", b"{\"task\":-1,\"stream\":\"a\",\"profiles\":\"[]\"}", b"\xff"]
-        {
+        let r = ToTranscoder::Replaced { old: "10.0.0.1:40000".into(), new: "10.0.0.2:40001".into() };
+        assert_eq!(ToTranscoder::parse(&r.encode()), Some(r));
+        for junk in [
+            &b"{}"[..],
+            b"[1,2]",
+            b"{\"task\":1}",
+            b"{\"replaced\":{\"old\":\"a\"}}",
+            b"{\"task\":-1,\"stream\":\"a\",\"profiles\":\"[]\"}",
+            b"\xff",
+        ] {
             assert_eq!(ToTranscoder::parse(junk), None, "{junk:?}");
         }
         let r = Report { capacity: 4, load: 2 };

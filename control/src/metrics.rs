@@ -21,6 +21,7 @@ pub const TRANSCODER_STREAMS: &str = "zerohop_transcoder_streams_open";
 pub const TRANSCODERS: &str = "zerohop_transcoders_connected";
 pub const RETRIES: &str = "zerohop_segment_retries_total";
 pub const AUTH_FAILURES: &str = "zerohop_transcoder_auth_failures_total";
+pub const LINK_TAKEOVERS: &str = "zerohop_link_takeovers_total";
 pub const CONNECTIONS: &str = "zerohop_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "zerohop_connections_refused_total";
 pub const ORCHESTRATORS_LINKED: &str = "zerohop_orchestrators_linked";
@@ -96,6 +97,10 @@ fn describe() {
         "Connections closed by a limit: too_many_connections (per address or in all) or header_timeout."
     );
     metrics::describe_counter!(AUTH_FAILURES, "Transcoder connections refused for a bad id or secret.");
+    metrics::describe_counter!(
+        LINK_TAKEOVERS,
+        "Transcoder links closed because a new link with the same id replaced them (their tasks failed over)."
+    );
     metrics::describe_counter!(
         FRAMES_DECODED,
         "Pictures the engine decoded (where it ran: in process or on a transcoder)."

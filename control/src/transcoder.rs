@@ -83,6 +83,12 @@ const SESSION_IDLE: Duration = Duration::from_secs(60);
 enum Attempt {
     Stopped,
     Lost(String),
+    /// The orchestrator closed this link for a new one with our id, from `new` (it saw this one
+    /// come from `old`).
+    Replaced {
+        old: String,
+        new: String,
+    },
 }
 
 /// What the links of one transcoder share: the segments it runs now (whichever orchestrator
@@ -173,18 +179,42 @@ pub async fn run_shared(
 ) -> Result<(), LinkError> {
     let sessions: Sessions = Arc::default();
     let mut backoff = Duration::from_millis(250);
+    // Times in a row this link was replaced by another with our id.
+    let mut replaced = 0u32;
     loop {
         let began = Instant::now();
         match attempt(&config, &sessions, &mut stop, &shared).await? {
             Attempt::Stopped => return Ok(()),
-            Attempt::Lost(why) => tracing::warn!(orch = %config.orch_addr, reason = %why, "link to orchestrator lost"),
+            Attempt::Lost(why) => {
+                replaced = 0;
+                tracing::warn!(orch = %config.orch_addr, reason = %why, "link to orchestrator lost");
+                if began.elapsed() > Duration::from_secs(30) {
+                    backoff = Duration::from_millis(250);
+                }
+            }
+            // A link that hears it was replaced was alive: what replaced it is most likely
+            // another box (or process) with our id, so the backoff keeps growing (no reset).
+            Attempt::Replaced { old, new } => {
+                replaced += 1;
+                let orch = &config.orch_addr;
+                let id = &config.id;
+                if replaced == 1 {
+                    tracing::warn!(
+                        %orch, %id, this_link = %old, new_link = %new,
+                        "the orchestrator closed this link: a new link with this transcoder id came from {new}; \
+                         reconnecting. If {new} is not this box re-linking, two transcoders share the id {id:?}: \
+                         give each its own --transcoder-id"
+                    );
+                } else {
+                    tracing::error!(
+                        %orch, %id, this_link = %old, new_link = %new, replaced,
+                        "this link was replaced {replaced} times in a row by links with the same id from elsewhere \
+                         (last from {new}): two transcoders share the id {id:?}; give each its own --transcoder-id"
+                    );
+                }
+            }
         }
-        if began.elapsed() > Duration::from_secs(30) {
-            backoff = Duration::from_millis(250);
-        }
-        // Full jitter: a random wait in [backoff/2, backoff].
-        let jitter = jitter_fraction();
-        let wait = backoff.mul_f64(0.5 + jitter / 2.0);
+        let wait = jittered(backoff, jitter_fraction());
         tracing::info!(wait_ms = wait.as_millis() as u64, "reconnecting");
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
@@ -194,10 +224,23 @@ pub async fn run_shared(
     }
 }
 
-/// A number in [0, 1) from the clock's low bits: enough to spread reconnects.
+/// The wait before redialling: a random share of `backoff` in [backoff/2, backoff] (`fraction`
+/// in [0, 1)), so transcoders cut off together do not all dial back at the same instant.
+fn jittered(backoff: Duration, fraction: f64) -> Duration {
+    backoff.mul_f64(0.5 + fraction.clamp(0.0, 1.0) / 2.0)
+}
+
+/// A uniform number in [0, 1) from the operating system's RNG; the middle, 0.5, in the unlikely
+/// case that it cannot be read (the backoff still doubles).
 fn jitter_fraction() -> f64 {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    f64::from(nanos.wrapping_mul(2_654_435_761) % 1_000_000) / 1_000_000.0
+    match getrandom::u64() {
+        // The top 53 bits: every value an f64 in [0, 1) holds at this spacing, equally likely.
+        Ok(r) => (r >> 11) as f64 / (1u64 << 53) as f64,
+        Err(e) => {
+            tracing::debug!(error = %e, "no random bytes for the reconnect jitter; waiting 3/4 of the backoff");
+            0.5
+        }
+    }
 }
 
 async fn attempt(
@@ -257,7 +300,7 @@ async fn attempt(
             return Ok(Attempt::Lost(format!("link refused with 400: {message}")));
         }
         s => {
-            // Say why (a 409 names the id already linked): the operator reads this, not the status.
+            // Say why: the operator reads this, not the status.
             let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
             let why = String::from_utf8_lossy(&body).trim().to_string();
             tracing::warn!(orch = %config.orch_addr, status = %s, %why, "the orchestrator refused the link");
@@ -277,7 +320,7 @@ async fn attempt(
     });
     let mut tasks = resp.into_body();
     let mut lines = LineReader::default();
-    let result = loop {
+    let result = 'link: loop {
         let frame = tokio::select! {
             f = tasks.frame() => f,
             _ = stop.changed() => break Attempt::Stopped,
@@ -295,6 +338,7 @@ async fn attempt(
             let Ok(line) = line else { break };
             let (task, stream, ladder) = match ToTranscoder::parse(&line) {
                 Some(ToTranscoder::Task { task, stream, ladder, .. }) => (task, stream, ladder),
+                Some(ToTranscoder::Replaced { old, new }) => break 'link Attempt::Replaced { old, new },
                 Some(ToTranscoder::EndStream { stream }) => {
                     // The broadcaster ended the stream: free its sessions unless a task still runs.
                     let mut map = sessions.lock();
@@ -407,4 +451,30 @@ async fn run_task(
     let resp = client.send(req).await.map_err(|e| e.to_string())?;
     let _ = forward.await;
     if resp.status() == StatusCode::OK { Ok(()) } else { Err(format!("results refused with {}", resp.status())) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_is_uniform_in_its_range_and_the_wait_stays_within_the_backoff() {
+        let draws: Vec<f64> = (0..10_000).map(|_| jitter_fraction()).collect();
+        assert!(draws.iter().all(|f| (0.0..1.0).contains(f)), "a fraction outside [0, 1)");
+        let distinct: std::collections::BTreeSet<u64> = draws.iter().map(|f| f.to_bits()).collect();
+        assert!(distinct.len() > 9_900, "{} distinct values in 10000 draws", distinct.len());
+        // Each tenth of [0, 1) holds about 1000 of them (binomial, sd 30): far outside 800..1200
+        // only when the numbers are not uniform.
+        let mut tenths = [0u32; 10];
+        for f in &draws {
+            tenths[(f * 10.0) as usize] += 1;
+        }
+        assert!(tenths.iter().all(|&n| (800..1200).contains(&n)), "tenths {tenths:?}");
+        let backoff = Duration::from_secs(8);
+        for f in draws.iter().copied().chain([0.0, 0.999_999_999, -1.0, 2.0]) {
+            let wait = jittered(backoff, f);
+            assert!(wait >= backoff / 2 && wait <= backoff, "{f}: {wait:?}");
+        }
+        assert_eq!(jittered(backoff, 0.0), backoff / 2);
+    }
 }

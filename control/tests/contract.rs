@@ -1,7 +1,8 @@
 //! The HTTP contract of `doc/openapi.yaml`, request by request: 405 with `Allow` for a method a
 //! path does not serve, 404 `no_such_stream` for a stream the node does not hold, 400
 //! `bad_sequence` for a sequence number that is not a non-negative integer, one link per
-//! transcoder id, and every error code the node can send listed in the spec.
+//! transcoder id (a new link replaces the old, whose segment fails over), and every error code
+//! the node can send listed in the spec.
 //! (`contract/schemathesis.sh` fuzzes the same spec against a live node.)
 
 mod common;
@@ -14,6 +15,7 @@ use common::{LADDER, connect, fixture, spawn_transcoder, start_node, transcoder_
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use zerohop_control::body::ChannelBody;
+use zerohop_control::link::{LineReader, ToTranscoder};
 use zerohop_control::node::TranscoderSecrets;
 use zerohop_control::{Client, Upload, headers};
 
@@ -119,60 +121,138 @@ async fn deleting_a_stream_the_node_does_not_hold_is_404_no_such_stream() {
     node.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_second_transcoder_with_a_linked_id_is_refused_409_and_the_first_keeps_working() {
-    const SECRET: &str = "correct-horse-battery-staple";
-    let (node, fp) = start_node(|cfg| {
+const LINK_SECRET: &str = "correct-horse-battery-staple";
+
+/// A node without sessions of its own that admits transcoder `t-a`.
+async fn orchestrator() -> (zerohop_control::Node, String) {
+    start_node(|cfg| {
         cfg.max_sessions = 0;
-        cfg.transcoders = TranscoderSecrets::parse_secrets(&format!("t-a {SECRET}\n")).expect("secrets");
+        cfg.transcoders = TranscoderSecrets::parse_secrets(&format!("t-a {LINK_SECRET}\n")).expect("secrets");
     })
-    .await;
+    .await
+}
+
+/// A bare link as transcoder `t-a` with capacity 1 (a transcoder that takes tasks and runs
+/// none): its task lines, and the sender of its report body (kept, or the link ends).
+struct RawLink {
+    _client: Client,
+    _reports: tokio::sync::mpsc::Sender<Result<http_body::Frame<Bytes>, std::io::Error>>,
+    tasks: hyper::body::Incoming,
+    lines: LineReader,
+}
+
+impl RawLink {
+    async fn open(addr: &str, fp: &str) -> RawLink {
+        let client = Client::connect(addr, &transport(fp), None).await.expect("dial");
+        let (reports, body) = ChannelBody::channel(1);
+        let req = client
+            .request(Method::POST, "/v1/transcoders/link")
+            .header(headers::TRANSCODER_ID, "t-a")
+            .header(http::header::AUTHORIZATION, format!("Bearer {LINK_SECRET}"))
+            .header(headers::CAPACITY, 1)
+            .body(body)
+            .expect("request");
+        let resp = client.send(req).await.expect("answer");
+        assert_eq!(resp.status(), StatusCode::OK, "a link with a valid secret is taken");
+        RawLink { _client: client, _reports: reports, tasks: resp.into_body(), lines: LineReader::default() }
+    }
+
+    /// The next message on the link; `None` once the orchestrator ended it.
+    async fn next(&mut self) -> Option<ToTranscoder> {
+        loop {
+            if let Some(line) = self.lines.poll() {
+                return Some(ToTranscoder::parse(&line.expect("a line")).expect("a known message"));
+            }
+            match self.tasks.frame().await {
+                Some(Ok(f)) => self.lines.push(&f.into_data().unwrap_or_default()),
+                Some(Err(_)) | None => return None,
+            }
+        }
+    }
+}
+
+/// `GET /v1/transcoders`: each linked transcoder's name and address.
+async fn listed(c: &mut Client) -> Vec<(String, String)> {
+    let (_, body) = c.get("/v1/transcoders").await.expect("list");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    let name = |t: &serde_json::Value, k: &str| t[k].as_str().unwrap_or_default().to_string();
+    v["transcoders"].as_array().expect("list").iter().map(|t| (name(t, "name"), name(t, "peer"))).collect()
+}
+
+/// `zerohop_link_takeovers_total` in this process (every node of this test binary counts there).
+fn takeovers() -> f64 {
+    zerohop_control::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix("zerohop_link_takeovers_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_link_with_a_linked_id_replaces_the_old_one_and_its_segment_fails_over_to_it() {
+    let (node, fp) = orchestrator().await;
     let addr = node.local_addr().to_string();
-    let (rt, _h) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", SECRET));
+    let mut old = RawLink::open(&addr, &fp).await;
     let mut c = connect(&node, &fp, None).await.expect("connect");
     common::wait_for_transcoders(&mut c, 1).await;
+    assert_eq!(listed(&mut c).await.len(), 1);
+    let before = takeovers();
 
-    // The same id again, with a valid secret: refused while the first link lives.
-    let dup = Client::connect(&addr, &transport(&fp), None).await.expect("dial");
-    let (_reports, body) = ChannelBody::channel(1);
-    let req = dup
-        .request(Method::POST, "/v1/transcoders/link")
-        .header(headers::TRANSCODER_ID, "t-a")
-        .header(http::header::AUTHORIZATION, format!("Bearer {SECRET}"))
-        .header(headers::CAPACITY, 1)
-        .body(body)
-        .expect("request");
-    let resp = dup.send(req).await.expect("answer");
-    assert_eq!(resp.status(), StatusCode::CONFLICT);
-    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-    let v: serde_json::Value = serde_json::from_slice(&bytes).expect("json");
-    assert_eq!(v["code"], "transcoder_id_in_use", "{v}");
-    assert!(v["message"].as_str().is_some_and(|m| m.contains("--transcoder-id")), "{v}");
+    // A segment placed on the old link, which never starts it.
+    let mut pusher = connect(&node, &fp, None).await.expect("connect");
+    let input = fixture("h264_360p25_baseline_noaudio.ts");
+    let push = tokio::spawn(async move { common::push_collect(&mut pusher, "s", 0, Upload::Full(input), || {}).await });
+    let Some(ToTranscoder::Task { .. }) = old.next().await else { panic!("the segment went to the only link") };
 
-    // One link for the id, and it still takes work.
-    let (_, listed) = c.get("/v1/transcoders").await.expect("list");
-    let listed: serde_json::Value = serde_json::from_slice(&listed).expect("json");
-    let names: Vec<&str> =
-        listed["transcoders"].as_array().expect("list").iter().filter_map(|t| t["name"].as_str()).collect();
-    assert_eq!(names, ["t-a"], "{listed}");
+    // The same id links again (a real transcoder, from another connection): it replaces the old
+    // link, whose last line says so and whose body then ends.
+    let (rt, _h) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", LINK_SECRET));
+    let Some(ToTranscoder::Replaced { old: was, new }) = old.next().await else {
+        panic!("the replaced link is told why")
+    };
+    assert_ne!(was, new, "two connections");
+    assert_eq!(old.next().await, None, "the replaced link ends");
+
+    // Its segment failed over to the new link and completed there, as a local session makes it.
+    let (o, outs) = push.await.expect("push task").expect("push");
+    assert!(o.ok(), "{o:?}");
+    let expected = common::local(fixture("h264_360p25_baseline_noaudio.ts"));
+    assert_eq!(outs.values().cloned().collect::<Vec<_>>(), expected, "the renditions");
+
+    // One link for the id: the new one.
+    assert_eq!(listed(&mut c).await, [("t-a".to_string(), new)]);
+    assert!(takeovers() > before, "the takeover is counted");
+    rt.shutdown_background();
+    node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transcoder_whose_link_was_replaced_links_again_and_replaces_the_other() {
+    let (node, fp) = orchestrator().await;
+    let addr = node.local_addr().to_string();
+    let (rt, _h) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", LINK_SECRET));
+    let mut c = connect(&node, &fp, None).await.expect("connect");
+    common::wait_for_transcoders(&mut c, 1).await;
+    let [(_, first)] = &listed(&mut c).await[..] else { panic!("one link") };
+    let first = first.clone();
+
+    // A second box with the same id takes the id over...
+    let mut other = RawLink::open(&addr, &fp).await;
+    let now = listed(&mut c).await;
+    assert!(now.len() == 1 && now[0].1 != first, "never two links for one id: {now:?}");
+    // ...and the transcoder it replaced links again (after its backoff) and takes it back: the
+    // two replace each other, one link at a time (the logs say to give each its own id).
+    let Some(ToTranscoder::Replaced { old, new }) = other.next().await else { panic!("replaced in turn") };
+    assert_ne!(old, new, "two connections");
+    assert_ne!(new, first, "the transcoder linked again, on a new connection");
+    assert_eq!(other.next().await, None, "the replaced link ends");
+    assert_eq!(listed(&mut c).await, [("t-a".to_string(), new)]);
+
+    // The transcoder still does the work.
     let input = fixture("h264_360p25_baseline_noaudio.ts");
     let o = c.push("s", 0, Some(LADDER), Upload::Full(input), |_| {}).await.expect("push");
     assert!(o.ok(), "{o:?}");
-
-    // Once the first is gone, the id links again.
     rt.shutdown_background();
-    common::wait_for_transcoders(&mut c, 0).await;
-    let (rt2, _h2) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", SECRET));
-    let mut linked = false;
-    for _ in 0..100 {
-        if common::transcoders(&mut c).await == 1 {
-            linked = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(linked, "t-a linked again once its old link ended");
-    rt2.shutdown_background();
     node.shutdown().await;
 }
 

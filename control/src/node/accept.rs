@@ -153,7 +153,7 @@ async fn serve_connection<IO>(
 {
     let seen = Arc::new(AtomicBool::new(false));
     let seen_in_service = seen.clone();
-    let who = Peer { ip: peer.ip(), client_cert };
+    let who = Peer { ip: peer.ip(), port: peer.port(), client_cert };
     let config = &state.config;
     let (keepalive, max_streams) = (config.keepalive, config.max_streams_per_connection);
     let header_timeout = config.header_timeout;

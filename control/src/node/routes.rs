@@ -98,7 +98,7 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
             ))
         }
         (&Method::POST, ["v1", "transcoders", "link"]) => match auth::transcoder(&state, req.headers(), &peer) {
-            Ok((name, credential)) => links::link(state, req, name, credential),
+            Ok((name, credential)) => links::link(state, req, name, credential, &peer),
             Err(r) => r,
         },
         (&Method::GET, ["v1", "tasks", id, "input"]) => match auth::transcoder(&state, req.headers(), &peer) {

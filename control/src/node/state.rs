@@ -2,7 +2,7 @@
 //! the remote tasks in flight, the transcoder links and who may connect.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Instant;
@@ -45,12 +45,19 @@ pub(super) struct Job {
 /// A transcoder's live link.
 pub(super) struct Link {
     pub name: String,
+    /// Where it came from (the address named when another link with its id replaces it).
+    pub peer: SocketAddr,
+    /// When it was made.
+    pub since: Instant,
+    /// Links of this id that replaced a live one in a row, this one included (0: it replaced
+    /// none); two boxes sharing an id take over from each other and count up.
+    pub takeovers: u32,
     /// What it says it runs on (capabilities header).
     pub backend: String,
     pub gpus: Vec<DeviceCaps>,
     pub credential: Credential,
     pub tasks: mpsc::Sender<Bytes>,
-    /// Ends the link (the transcoder was revoked).
+    /// Ends the link (the transcoder was revoked, or a new link with its id replaced it).
     pub close: watch::Sender<bool>,
 }
 
@@ -60,6 +67,8 @@ pub(super) struct State {
     pub streams: Mutex<HashMap<String, StreamSlot>>,
     /// Remote tasks in flight.
     pub jobs: Mutex<HashMap<TaskId, Job>>,
+    /// At most one per transcoder id (`Link::name`). Where both are held, `links` is locked
+    /// before `scheduler`, so a link and its scheduler entry come and go together.
     pub links: Mutex<HashMap<TranscoderId, Link>>,
     pub next_link: AtomicU64,
     /// Who may dial in; replaced by `Node::reload_transcoders` (SIGHUP) without a restart.
@@ -79,6 +88,8 @@ pub(super) struct State {
 
 impl State {
     pub fn new(config: NodeConfig) -> State {
+        // Counters at 0 from the start, so a scrape shows none happened rather than nothing.
+        metrics::counter!(m::LINK_TAKEOVERS).increment(0);
         let mut scheduler = Scheduler::new(config.task_deadline);
         if config.max_sessions > 0 {
             scheduler.add_local(LOCAL, config.max_sessions as u32);
@@ -125,6 +136,14 @@ impl State {
 #[derive(Debug, Clone)]
 pub(super) struct Peer {
     pub ip: IpAddr,
+    /// Its source port: with `ip`, names the connection in logs.
+    pub port: u16,
     /// SHA-256 of the client certificate it proved it holds (mutual TLS), if any.
     pub client_cert: Option<Arc<str>>,
+}
+
+impl Peer {
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::new(self.ip, self.port)
+    }
 }

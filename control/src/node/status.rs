@@ -8,18 +8,19 @@ use super::reply::{self, Resp};
 use super::state::State;
 
 pub(super) fn transcoders(state: &State) -> Resp {
-    let snapshot = state.scheduler.lock().snapshot(Instant::now());
+    // Links, then the scheduler (their lock order): one consistent view, one entry per link.
     let links = state.links.lock();
+    let snapshot = state.scheduler.lock().snapshot(Instant::now());
     let local = &state.config.sessions;
     let list: Vec<serde_json::Value> = snapshot
         .iter()
         .map(|t| {
-            let (name, backend, gpus) = if t.local {
-                ("local", local.backend.as_str(), local.devices.as_slice())
+            let (name, backend, gpus, peer) = if t.local {
+                ("local", local.backend.as_str(), local.devices.as_slice(), None)
             } else if let Some(l) = links.get(&t.id) {
-                (l.name.as_str(), l.backend.as_str(), l.gpus.as_slice())
+                (l.name.as_str(), l.backend.as_str(), l.gpus.as_slice(), Some(l.peer.to_string()))
             } else {
-                ("", "", &[][..])
+                ("", "", &[][..], None)
             };
             json!({
                 "id": t.id,
@@ -27,6 +28,7 @@ pub(super) fn transcoders(state: &State) -> Resp {
                 "backend": backend,
                 "gpus": gpus,
                 "local": t.local,
+                "peer": peer,
                 "capacity": t.capacity,
                 "load": t.load,
                 "tasks": t.tasks,
