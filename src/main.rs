@@ -3,6 +3,7 @@
 
 mod accel_cmd;
 mod bench;
+mod config;
 mod fixtures;
 mod gpu_cmd;
 mod ladder_cmd;
@@ -17,7 +18,7 @@ mod transcode_cmd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -49,7 +50,8 @@ fn long_version() -> &'static str {
 pub mod exit {
     /// A runtime error (the message says what).
     pub const ERROR: u8 = 1;
-    /// A usage error: clap's, for a flag or argument it cannot take.
+    /// A usage error: a flag or argument clap cannot take, or a setting from the environment or
+    /// the config file that cannot be taken.
     pub const USAGE: u8 = 2;
     /// No usable GPU (`gpu-info`, `hw-ci`).
     pub const NO_GPU: u8 = 3;
@@ -59,8 +61,11 @@ pub mod exit {
     pub const SEGMENTS_FAILED: u8 = 5;
 }
 
-const EXIT_STATUSES: &str = "Exit status: 0 ok; 1 runtime error; 2 usage error; 3 no usable GPU (gpu-info, hw-ci); \
-4 the input cannot be transcoded (probe); 5 some segments failed (transcode, push, demo).";
+const EXIT_STATUSES: &str = "Exit status: 0 ok; 1 runtime error; 2 usage error (a flag, a ZEROHOP_* variable or a config \
+file setting); 3 no usable GPU (gpu-info, hw-ci); 4 the input cannot be transcoded (probe); 5 some segments failed \
+(transcode, push, demo).\n\nSettings: the node commands (combined, orchestrator, transcoder) take every flag from the \
+environment too, as ZEROHOP_<FLAG> ([env: ...] beside each), and from a TOML file (--config FILE or ZEROHOP_CONFIG) \
+whose keys are the long flag names. Command line > environment > config file > default.";
 
 #[derive(Parser)]
 #[command(name = "zerohop", version, long_version = long_version(), about = "A video-miner node: live MPEG-TS segments in, a rendition ladder out.", after_help = EXIT_STATUSES)]
@@ -108,8 +113,40 @@ enum Command {
     },
 }
 
+/// The command line as clap sees it: the derive structs, with the environment names and
+/// `--config` of [`config::command`].
+fn cli_command() -> clap::Command {
+    config::command(Cli::command())
+}
+
+/// The command line, the environment and the config file, or the exit status of a usage error
+/// (already printed).
+fn parse_cli() -> Result<Cli, ExitCode> {
+    let matches = match config::matches(cli_command(), std::env::args_os().collect()) {
+        Ok(m) => m,
+        Err(config::Failure::Setting(e)) => {
+            eprintln!("error: {e}");
+            return Err(ExitCode::from(exit::USAGE));
+        }
+        Err(config::Failure::Clap { error, from_file }) => {
+            let _ = error.print();
+            if error.use_stderr() && !from_file.is_empty() {
+                eprintln!("note: the config file gave {}", from_file.join(" "));
+            }
+            return Err(ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(exit::USAGE)));
+        }
+    };
+    Cli::from_arg_matches(&matches).map_err(|e| {
+        let _ = e.print();
+        ExitCode::from(exit::USAGE)
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match parse_cli() {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     // Where speed matters, and only there, a build without OpenH264's assembly says so once.
     let speed_matters = matches!(
         cli.command,
@@ -145,12 +182,10 @@ fn main() -> ExitCode {
 
 #[cfg(test)]
 mod tests {
-    use clap::CommandFactory;
-
     /// Every flag and argument of every command says what it is for in `--help`.
     #[test]
     fn every_flag_and_argument_has_help() {
-        let cli = super::Cli::command();
+        let cli = super::cli_command();
         let mut missing = Vec::new();
         for sub in cli.get_subcommands() {
             for arg in sub.get_arguments() {

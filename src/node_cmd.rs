@@ -41,7 +41,8 @@ pub struct NodeArgs {
     /// `orchestrator`, which then uses remote transcoders only). Beyond all capacity: 503.
     #[arg(long)]
     pub max_sessions: Option<usize>,
-    /// Shared secret remote transcoders present (file; or env ZEROHOP_ORCH_SECRET).
+    /// File holding the shared secret remote transcoders present (its first line). Without it,
+    /// the secret itself from the environment (never the command line): [env: ZEROHOP_ORCH_SECRET]
     #[arg(long)]
     pub orch_secret_file: Option<PathBuf>,
     /// Per-transcoder secrets: lines of `id secret` (remove a line to revoke one transcoder).
@@ -57,7 +58,8 @@ pub struct NodeArgs {
     /// Default ladder for segments that name none (presets or JSON).
     #[arg(short, long)]
     pub profiles: Option<String>,
-    /// File holding the bearer token broadcasters must present (or env ZEROHOP_TOKEN).
+    /// File holding the bearer token broadcasters must present (its first line). Without it, the
+    /// token itself from the environment (never the command line): [env: ZEROHOP_TOKEN]
     #[arg(long, conflicts_with = "broadcaster_tokens")]
     pub token_file: Option<PathBuf>,
     /// Broadcasters that may push: lines of `name token [max-streams]`; a stream belongs to the
@@ -67,7 +69,9 @@ pub struct NodeArgs {
     /// Also serve /metrics, /healthz and /readyz over plain HTTP/1.1 here (Prometheus, probes).
     #[arg(long, alias = "monitor", value_parser = listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
-    #[command(flatten)]
+    // The in-process engine's backend: `combined` always has one, `orchestrator` only with
+    // --max-sessions > 0 (serve_node opens no session factory otherwise).
+    #[command(flatten, next_help_heading = "In-process engine (orchestrator: only with --max-sessions > 0)")]
     pub accel: crate::accel_cmd::AccelArgs,
     #[command(flatten)]
     pub limits: LimitArgs,
@@ -147,6 +151,7 @@ pub enum LogFormat {
 
 /// Logging options of the long-running commands.
 #[derive(Debug, clap::Args)]
+#[command(next_help_heading = "Logs")]
 pub struct LogArgs {
     /// Log format on stderr. RUST_LOG filters the events (default `info`; e.g.
     /// `RUST_LOG=zerohop_control=debug`).
@@ -221,10 +226,12 @@ pub fn runtime() -> Result<tokio::runtime::Runtime> {
 #[derive(Debug, clap::Args)]
 pub struct TranscoderArgs {
     /// The orchestrator, HOST:PORT (a host name is resolved at each dial). Repeat it to serve
-    /// several orchestrators at once: one link each, all sharing --max-sessions.
-    #[arg(long, value_parser = orch_addr, required = true)]
+    /// several orchestrators at once (or comma-separate them): one link each, all sharing
+    /// --max-sessions.
+    #[arg(long, value_parser = orch_addr, value_delimiter = ',', required = true)]
     pub orch_addr: Vec<String>,
-    /// File holding this transcoder's secret (or env ZEROHOP_ORCH_SECRET). Never on the command line.
+    /// File holding this transcoder's secret (its first line). Without it, the secret itself from
+    /// the environment (never the command line): [env: ZEROHOP_ORCH_SECRET]
     #[arg(long)]
     pub orch_secret_file: Option<PathBuf>,
     /// This transcoder's id, unique among the orchestrator's transcoders (default: the host name

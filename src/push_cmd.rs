@@ -34,7 +34,8 @@ pub struct PushArgs {
     pub profiles: Option<String>,
     #[command(flatten)]
     pub trust: TrustArgs,
-    /// File holding the bearer token (or env ZEROHOP_TOKEN).
+    /// File holding the bearer token (its first line). Without it, the token itself from the
+    /// environment (never the command line): [env: ZEROHOP_TOKEN]
     #[arg(long)]
     pub token_file: Option<PathBuf>,
     /// Upload pace: bytes per 10 ms (0: as fast as possible). Simulates a live encoder.

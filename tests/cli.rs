@@ -136,3 +136,46 @@ fn accel_cuda_without_a_gpu_fails_clearly_and_auto_falls_back_to_the_cpu() {
     assert!(!r.is_empty());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// The environment's names are in `--help`; a value from the environment is used, and a bad one
+/// names its variable; the secrets read from the environment are never echoed.
+#[test]
+fn settings_come_from_the_environment_too() {
+    let o = zerohop()
+        .args(["orchestrator", "--help"])
+        .env("ZEROHOP_ORCH_SECRET", "s3cret-orch")
+        .env("ZEROHOP_TOKEN", "s3cret-token")
+        .output()
+        .expect("run");
+    let help = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    for shown in [
+        "[env: ZEROHOP_SERVICE_ADDR=",
+        "[env: ZEROHOP_MAX_SESSIONS=",
+        "[env: ZEROHOP_CONFIG=",
+        "[env: ZEROHOP_ORCH_SECRET]",
+        "[env: ZEROHOP_TOKEN]",
+        "only with --max-sessions > 0",
+    ] {
+        assert!(help.contains(shown), "{shown} in {help}");
+    }
+    assert!(!help.contains("s3cret"), "a secret echoed: {help}");
+    let o = zerohop().arg("orchestrator").env("ZEROHOP_SERVICE_ADDR", "nowhere").output().expect("run");
+    assert_eq!(o.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("environment ZEROHOP_SERVICE_ADDR: invalid value \"nowhere\"") && err.contains("no port"),
+        "{err}"
+    );
+    // A good value is used: the orchestrator's check for transcoders comes after parsing, and a
+    // local engine (ZEROHOP_MAX_SESSIONS) lifts it; then the ladder named in the environment.
+    let o = zerohop().arg("orchestrator").env_remove("ZEROHOP_ORCH_SECRET").output().expect("run");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs transcoders"), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = zerohop()
+        .arg("orchestrator")
+        .env("ZEROHOP_MAX_SESSIONS", "1")
+        .env("ZEROHOP_PROFILES", "PfromEnv")
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("\"PfromEnv\""), "{}", String::from_utf8_lossy(&o.stderr));
+}
