@@ -269,6 +269,15 @@ mod tests {
             std::fs::create_dir_all(&out).expect("scratch dir");
             Scratch { root, out }
         }
+
+        /// A segment's output in `out` after `recs`.
+        fn fed(&self, prefix: &str, recs: &[Record]) -> SegmentOutput {
+            let mut o = SegmentOutput::new(&self.out, prefix);
+            for r in recs {
+                o.record(r);
+            }
+            o
+        }
     }
 
     impl Drop for Scratch {
@@ -283,15 +292,6 @@ mod tests {
 
     fn start(names: &[&str]) -> Record {
         rec(Kind::Start, SEGMENT, serde_json::json!({ "renditions": names }).to_string().as_bytes())
-    }
-
-    /// A segment's output after `recs`.
-    fn fed(out: &Path, prefix: &str, recs: &[Record]) -> SegmentOutput {
-        let mut o = SegmentOutput::new(out, prefix);
-        for r in recs {
-            o.record(r);
-        }
-        o
     }
 
     fn listing(dir: &Path) -> Vec<String> {
@@ -317,7 +317,7 @@ mod tests {
     fn a_completed_segment_is_renamed_into_place() {
         let dir = Scratch::new();
         let head = [start(&["720p", "360p"]), rec(Kind::Chunk, 0, b"ab"), rec(Kind::Chunk, 1, b"c")];
-        let mut o = fed(&dir.out, "s_0", &head);
+        let mut o = dir.fed("s_0", &head);
         o.record(&rec(Kind::Chunk, 0, b"d"));
         assert_eq!(listing(&dir.out), ["s_0_360p.ts.part", "s_0_720p.ts.part"], "written as .part first");
         o.record(&rec(Kind::Done, 0, b"{}"));
@@ -333,8 +333,7 @@ mod tests {
     #[test]
     fn a_failed_or_aborted_segment_leaves_no_file() {
         let dir = Scratch::new();
-        let o = fed(
-            &dir.out,
+        let o = dir.fed(
             "s_1",
             &[
                 start(&["720p", "360p"]),
@@ -348,7 +347,7 @@ mod tests {
         assert!(w.files.is_empty());
         assert!(listing(&dir.out).is_empty());
         // Dropped mid-segment (the connection went away): nothing either.
-        drop(fed(&dir.out, "s_2", &[start(&["720p"]), rec(Kind::Chunk, 0, b"ab")]));
+        drop(dir.fed("s_2", &[start(&["720p"]), rec(Kind::Chunk, 0, b"ab")]));
         assert!(listing(&dir.out).is_empty());
     }
 
@@ -357,7 +356,7 @@ mod tests {
         let dir = Scratch::new();
         let mut recs = vec![start(&["720p", "../../evil", "a/b", "360p", "360P"])];
         recs.extend((0..5).flat_map(|i| [rec(Kind::Chunk, i, b"x"), rec(Kind::Done, i, b"{}")]));
-        let o = fed(&dir.out, "s_0", &recs);
+        let o = dir.fed("s_0", &recs);
         assert_eq!(listing(&dir.out), ["s_0_720p.ts.part"], "nothing is written for a refused name");
         let w = o.finish(true).expect("no io error");
         let all = w.problems.join("\n");
@@ -372,8 +371,7 @@ mod tests {
     #[test]
     fn records_out_of_order_are_problems_not_panics() {
         let dir = Scratch::new();
-        let o = fed(
-            &dir.out,
+        let o = dir.fed(
             "s",
             &[
                 rec(Kind::Chunk, 0, b"early"),
@@ -446,9 +444,10 @@ mod tests {
     /// What must hold after any stream: nothing beside the output directory, no directory or
     /// `.part` inside it, files only under safe names, and files only for a clean segment,
     /// each holding exactly its rendition's chunks.
-    fn check(root: &Path, out: &Path, recs: &[Record], server_ok: bool) -> Result<(), TestCaseError> {
-        let w = fed(out, "s_0", recs).finish(server_ok).map_err(|e| TestCaseError::fail(e.to_string()))?;
-        prop_assert_eq!(listing(root), vec!["out".to_string()]);
+    fn check(dir: &Scratch, recs: &[Record], server_ok: bool) -> Result<(), TestCaseError> {
+        let w = dir.fed("s_0", recs).finish(server_ok).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let out = &dir.out;
+        prop_assert_eq!(listing(&dir.root), vec!["out".to_string()]);
         let files = listing(out);
         for f in &files {
             prop_assert!(!out.join(f).is_dir() && !f.ends_with(".part"), "{f:?}");
@@ -491,7 +490,7 @@ mod tests {
             server_ok in any::<bool>(),
         ) {
             let dir = Scratch::new();
-            check(&dir.root, &dir.out, &recs, server_ok)?;
+            check(&dir, &recs, server_ok)?;
         }
 
         #[test]
@@ -508,7 +507,7 @@ mod tests {
             while let Some(Ok(r)) = reader.poll() {
                 recs.push(r);
             }
-            check(&dir.root, &dir.out, &recs, true)?;
+            check(&dir, &recs, true)?;
         }
     }
 }
