@@ -202,17 +202,14 @@ mod cuda {
         Some((g, nvenc))
     }
 
-    /// Bytes of the NV12 rung pictures a CPU-encode run must have downloaded: one buffer per
-    /// encoded picture, with the pitch the driver gives a buffer of that width
-    /// (`cuMemAllocPitch` chooses it).
+    /// Bytes of the NV12 rung pictures a CPU-encode run must have downloaded: per encoded
+    /// picture, one `cuMemcpy2DAsync` of its luma and chroma rows from the device pitch into
+    /// packed page-locked host rows, each row the width rounded up to even (`HostNv12::row_bytes`).
     fn downloaded(r: &zerohop_engine::SegmentReport) -> u64 {
-        let gpu = Gpu::open(0).expect("GPU 0");
+        use zerohop_engine::accel::host_nv12::HostNv12;
         r.renditions
             .iter()
-            .map(|st| {
-                let pitch = gpu.alloc_nv12(st.width, st.height).expect("buffer").pitch() as u64;
-                st.frames_out * pitch * u64::from(st.height + st.height.div_ceil(2))
-            })
+            .map(|st| st.frames_out * HostNv12::len(HostNv12::row_bytes(st.width), st.height) as u64)
             .sum()
     }
 

@@ -37,7 +37,8 @@ struct Worker {
     thread: Option<JoinHandle<()>>,
     /// Jobs sent and not yet answered.
     pending: usize,
-    /// Buffers back from the worker, for the next pictures of this rung.
+    /// Buffers back from the worker, for the next pictures of this rung (at most what it had
+    /// in flight: `buffer_or` drops those of an old size).
     spare: VecDeque<HostNv12>,
     /// Answers taken and not yet handed out: access units in order, and the first error.
     ready: Vec<DeviceAu>,
@@ -78,14 +79,34 @@ impl HostEncoders {
         Ok(HostEncoders { workers })
     }
 
-    /// A buffer for the next picture of `rung`: a returned one when its size fits, else new.
+    /// A buffer for the next picture of `rung`: a returned one when its size fits, else new
+    /// (pageable).
     pub fn buffer(&mut self, rung: usize, width: u32, height: u32, pitch: usize) -> HostNv12 {
+        let new = || Ok::<_, std::convert::Infallible>(HostNv12::new(width, height, pitch));
+        match self.buffer_or(rung, (width, height, pitch), new) {
+            Ok(b) => b,
+        }
+    }
+
+    /// A buffer for the next picture of `rung` of `(width, height, pitch)`: a returned one of
+    /// that size, else one made by `new` (the GPU's pinned memory). Returned buffers of other
+    /// sizes are dropped (the rung's size changed), so a rung allocates once per size, and no
+    /// more buffers than it has pictures in flight.
+    pub fn buffer_or<E>(
+        &mut self,
+        rung: usize,
+        (width, height, pitch): (u32, u32, usize),
+        new: impl FnOnce() -> Result<HostNv12, E>,
+    ) -> Result<HostNv12, E> {
         let w = &mut self.workers[rung];
         take_answers(w, false);
-        match w.spare.iter().position(|b| (b.width, b.height, b.pitch) == (width, height, pitch)) {
-            Some(i) => w.spare.remove(i).expect("found"),
-            None => HostNv12::new(width, height, pitch),
-        }
+        w.spare.retain(|b| (b.width, b.height, b.pitch) == (width, height, pitch));
+        w.spare.pop_front().map_or_else(new, Ok)
+    }
+
+    /// Gives back a buffer `rung` took and will not encode (its picture was dropped).
+    pub fn give_back(&mut self, rung: usize, buf: HostNv12) {
+        self.workers[rung].spare.push_back(buf);
     }
 
     /// Queues `pic` for `rung` (an IDR when `keyframe`); returns the access units ready so far,
@@ -142,9 +163,7 @@ fn take_answers(w: &mut Worker, wait: bool) {
             }
         };
         w.pending -= 1;
-        if w.spare.len() <= QUEUE {
-            w.spare.push_back(buf);
-        }
+        w.spare.push_back(buf);
         match r {
             Ok(Some(au)) => w.ready.push(au),
             Ok(None) => {}

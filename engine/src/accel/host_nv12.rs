@@ -1,7 +1,72 @@
 //! An NV12 picture in host memory, laid out as a device's pitched buffer so one copy fills it:
 //! what a GPU without NVENC downloads for the CPU encoders (`accel::host_encode`).
+//!
+//! Its bytes are ordinary (pageable) memory on the CPU and emulated paths, and page-locked
+//! ("pinned") memory on the CUDA path ([`HostBytes`]): a device-to-host copy into pageable memory
+//! is synchronous in the CUDA driver whatever its `Async` name says (the driver API reference,
+//! "API synchronization behavior"), so the GPU downloads only into pinned buffers, allocated by
+//! the CUDA backend (`cuda::memory::PinnedHost`) and recycled by the encoders.
+
+use std::ops::{Deref, DerefMut};
 
 use crate::frame::Frame;
+
+/// Page-locked host memory owned by a GPU backend (freed by it, with its context), seen as
+/// bytes. Implementations hand out the same `len()` bytes every time.
+pub trait PinnedBytes: Send + std::fmt::Debug {
+    fn bytes(&self) -> &[u8];
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+/// Where a host picture's bytes live.
+#[derive(Debug)]
+pub enum HostBytes {
+    /// Ordinary heap memory: the CPU and emulated paths.
+    Pageable(Vec<u8>),
+    /// Memory the driver page-locked: what a GPU copies into asynchronously.
+    Pinned(Box<dyn PinnedBytes>),
+}
+
+impl HostBytes {
+    /// Whether a GPU can copy into these bytes without the driver staging (and blocking) it.
+    pub fn is_pinned(&self) -> bool {
+        matches!(self, HostBytes::Pinned(_))
+    }
+}
+
+impl Deref for HostBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            HostBytes::Pageable(v) => v,
+            HostBytes::Pinned(p) => p.bytes(),
+        }
+    }
+}
+
+impl DerefMut for HostBytes {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match self {
+            HostBytes::Pageable(v) => v,
+            HostBytes::Pinned(p) => p.bytes_mut(),
+        }
+    }
+}
+
+/// A clone is a pageable copy (pinned memory is the backend's to allocate).
+impl Clone for HostBytes {
+    fn clone(&self) -> HostBytes {
+        HostBytes::Pageable(self.to_vec())
+    }
+}
+
+/// Equal when the bytes are, wherever they live.
+impl PartialEq for HostBytes {
+    fn eq(&self, other: &HostBytes) -> bool {
+        **self == **other
+    }
+}
+impl Eq for HostBytes {}
 
 /// An NV12 picture in host memory, laid out as the device's buffers are (luma rows of `pitch`
 /// bytes, then `ceil(height / 2)` interleaved chroma rows), so one copy fills it.
@@ -10,13 +75,27 @@ pub struct HostNv12 {
     pub width: u32,
     pub height: u32,
     pub pitch: usize,
-    pub data: Vec<u8>,
+    pub data: HostBytes,
 }
 
 impl HostNv12 {
     pub fn new(width: u32, height: u32, pitch: usize) -> HostNv12 {
         assert!(pitch >= width as usize, "pitch {pitch} < width {width}");
-        HostNv12 { width, height, pitch, data: vec![0; Self::len(pitch, height)] }
+        HostNv12 { width, height, pitch, data: HostBytes::Pageable(vec![0; Self::len(pitch, height)]) }
+    }
+
+    /// A picture in pinned memory of exactly [`len`](Self::len)`(pitch, height)` bytes.
+    pub fn pinned(width: u32, height: u32, pitch: usize, bytes: Box<dyn PinnedBytes>) -> HostNv12 {
+        assert!(pitch >= width as usize, "pitch {pitch} < width {width}");
+        let len = bytes.bytes().len();
+        assert_eq!(len, Self::len(pitch, height), "{len} pinned bytes for a {width}x{height} picture of pitch {pitch}");
+        HostNv12 { width, height, pitch, data: HostBytes::Pinned(bytes) }
+    }
+
+    /// The bytes of one row a copy must fill for every luma and chroma row: the width rounded
+    /// up to even (a chroma row of an odd width holds `width + 1` bytes).
+    pub fn row_bytes(width: u32) -> usize {
+        2 * width.div_ceil(2) as usize
     }
 
     /// Bytes of a picture of this pitch and height.
@@ -84,7 +163,7 @@ mod tests {
         assert_eq!(f.v, vec![25, 27, 29, 33, 35, 37]);
         // And back: the visible samples land where they came from, the padding stays zero.
         let back = HostNv12::from_frame(&f, 8);
-        for (i, (&a, &b)) in back.data.iter().zip(&p.data).enumerate() {
+        for (i, (&a, &b)) in back.data.iter().zip(p.data.iter()).enumerate() {
             let visible = if i < 24 { i % 8 < 5 } else { (i - 24) % 8 < 6 };
             assert_eq!(a, if visible { b } else { 0 }, "byte {i}");
         }

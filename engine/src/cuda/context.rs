@@ -141,6 +141,86 @@ impl DeviceContext {
         }
     }
 
+    /// `cuMemHostAlloc` of `bytes` bytes of page-locked host memory, owned by this context (which
+    /// the caller has pushed). Not zeroed.
+    pub(crate) fn mem_host_alloc(&self, bytes: usize) -> Result<*mut u8, CudaError> {
+        match &self.kind {
+            Kind::Cuda { .. } => {
+                // SAFETY: the context is current (caller); flags 0: memory of this context,
+                // freed with `cuMemFreeHost` by `mem_free_host`.
+                let p =
+                    unsafe { cudarc::driver::result::malloc_host(bytes, 0) }.map_err(driver_error("cuMemHostAlloc"))?;
+                Ok(p.cast())
+            }
+            #[cfg(test)]
+            Kind::Double { ctx, .. } => double::host_alloc(*ctx, bytes),
+        }
+    }
+
+    /// `cuMemFreeHost` of page-locked memory of this context (the context pushed by the caller).
+    ///
+    /// # Safety
+    /// `ptr` came from [`mem_host_alloc`](Self::mem_host_alloc) on this context, is freed once,
+    /// nothing uses it any more, and no copy into it is still queued on the stream.
+    pub(crate) unsafe fn mem_free_host(&self, ptr: *mut u8) -> Result<(), CudaError> {
+        match &self.kind {
+            Kind::Cuda { .. } => {
+                // SAFETY: the caller's contract.
+                unsafe { cudarc::driver::result::free_host(ptr.cast()) }.map_err(driver_error("cuMemFreeHost"))
+            }
+            #[cfg(test)]
+            Kind::Double { ctx, .. } => double::host_free(*ctx, ptr),
+        }
+    }
+
+    /// `cuMemcpy2DAsync` of `copy` (device to host) on this context's stream (the context pushed
+    /// by the caller): queued after the work already on the stream, done by the next
+    /// [`sync`](Self::sync). Into page-locked memory it returns at once; into pageable memory
+    /// the driver copies synchronously (the driver API reference, "API synchronization
+    /// behavior"), which the double refuses.
+    ///
+    /// # Safety
+    /// The source rows are device memory of this context and the destination rows writable host
+    /// memory, both live and the destination neither read nor written by the host until the
+    /// stream has been synchronised.
+    pub(crate) unsafe fn memcpy_2d_dtoh_async(&self, copy: &Copy2d) -> Result<(), CudaError> {
+        match &self.kind {
+            Kind::Cuda { stream, .. } => {
+                use cudarc::driver::sys::{CUDA_MEMCPY2D, CUmemorytype};
+                // SAFETY: all-zero is a valid CUDA_MEMCPY2D (null pointers and arrays, zero
+                // offsets); the fields this copy uses are written below.
+                let mut m: CUDA_MEMCPY2D = unsafe { std::mem::zeroed() };
+                m.srcMemoryType = CUmemorytype::CU_MEMORYTYPE_DEVICE;
+                m.srcDevice = copy.src;
+                m.srcPitch = copy.src_pitch;
+                m.dstMemoryType = CUmemorytype::CU_MEMORYTYPE_HOST;
+                m.dstHost = copy.dst.cast();
+                m.dstPitch = copy.dst_pitch;
+                m.WidthInBytes = copy.width;
+                m.Height = copy.rows;
+                // SAFETY: the caller's contract; `m` outlives the call (the driver reads the
+                // descriptor before returning), the stream is this context's.
+                unsafe { cudarc::driver::sys::cuMemcpy2DAsync_v2(&m, stream.cu_stream()) }
+                    .result()
+                    .map_err(driver_error("cuMemcpy2DAsync"))
+            }
+            #[cfg(test)]
+            Kind::Double { ctx, stream } => double::memcpy_2d_dtoh_async(*ctx, *stream, copy),
+        }
+    }
+
+    /// `cuStreamSynchronize` of this context's stream: waits for every launch and copy queued on
+    /// it.
+    pub fn sync(&self) -> Result<(), CudaError> {
+        match &self.kind {
+            // SAFETY: the stream is live (this value holds its `Arc`).
+            Kind::Cuda { stream, .. } => unsafe { cudarc::driver::result::stream::synchronize(stream.cu_stream()) }
+                .map_err(driver_error("cuStreamSynchronize")),
+            #[cfg(test)]
+            Kind::Double { stream, .. } => double::sync(*stream),
+        }
+    }
+
     /// Makes the context current on this thread (a no-op when it already is); prefer
     /// [`push`](Self::push), which restores the thread's context after.
     pub fn bind(&self) -> Result<(), CudaError> {
@@ -186,6 +266,19 @@ impl DeviceContext {
     }
 }
 
+/// One pitched device-to-host copy (`cuMemcpy2DAsync`): `rows` rows of `width` bytes, from
+/// device memory at `src` (rows `src_pitch` bytes apart) to host memory at `dst` (rows
+/// `dst_pitch` bytes apart).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Copy2d {
+    pub src: u64,
+    pub src_pitch: usize,
+    pub dst: *mut u8,
+    pub dst_pitch: usize,
+    pub width: usize,
+    pub rows: usize,
+}
+
 /// The context made current by [`DeviceContext::push`]; dropping it pops it (on the thread that
 /// pushed it: not `Send`), restoring the thread's previous context. A failed pop is recorded.
 #[must_use = "the context is popped when this is dropped"]
@@ -225,7 +318,7 @@ pub(crate) mod double {
 
     use parking_lot::Mutex;
 
-    use super::{DeviceContext, Kind};
+    use super::{Copy2d, DeviceContext, Kind};
     use crate::cuda::CudaError;
 
     thread_local! {
@@ -349,5 +442,184 @@ pub(crate) mod double {
             Some(b) => Ok(f(&mut b.bytes)),
             None => Err(CudaError::Driver { api: "memory double", status: format!("no block at {addr:#x}") }),
         }
+    }
+
+    // Host memory and the stream. Page-locked ("pinned") host memory is host memory the double
+    // allocates itself and knows by address; any other host address is pageable. A
+    // device-to-host copy is queued on its stream and done at the stream's next sync, as in the
+    // driver, so code that reads a picture before synchronising reads stale bytes.
+
+    /// One block of page-locked host memory: its context and where it is.
+    struct HostBlock {
+        ctx: usize,
+        len: usize,
+    }
+
+    /// Live page-locked blocks by start address, and how many each context allocated in all.
+    #[derive(Default)]
+    struct Host {
+        blocks: HashMap<usize, HostBlock>,
+        allocated: HashMap<usize, u64>,
+    }
+
+    fn host() -> &'static Mutex<Host> {
+        static HOST: std::sync::OnceLock<Mutex<Host>> = std::sync::OnceLock::new();
+        HOST.get_or_init(Default::default)
+    }
+
+    /// What a stream has queued and done.
+    #[derive(Default)]
+    struct Stream {
+        queued: Vec<Copy2d>,
+        syncs: u64,
+        copies: u64,
+    }
+
+    // SAFETY: the raw destination in a queued `Copy2d` is only dereferenced by `sync`, under the
+    // streams' lock, while `host_free` refuses to free a block a queued copy writes into.
+    unsafe impl Send for Stream {}
+
+    fn streams() -> &'static Mutex<HashMap<usize, Stream>> {
+        static STREAMS: std::sync::OnceLock<Mutex<HashMap<usize, Stream>>> = std::sync::OnceLock::new();
+        STREAMS.get_or_init(Default::default)
+    }
+
+    /// A fresh handle for a context or stream double, so tests running at once on other
+    /// threads never share one (the stream and host-memory records are process-wide, as the
+    /// driver's are).
+    pub fn handle() -> usize {
+        static NEXT: AtomicU64 = AtomicU64::new(0x1_0000);
+        NEXT.fetch_add(0x10, Ordering::Relaxed) as usize
+    }
+
+    /// `cuMemHostAlloc` in the double: needs `ctx` current (the memory belongs to the current
+    /// context: the driver API reference for cuMemHostAlloc); the bytes are garbage, as the
+    /// driver's are (it does not clear them).
+    pub(super) fn host_alloc(ctx: usize, bytes: usize) -> Result<*mut u8, CudaError> {
+        if current() != ctx {
+            return Err(CudaError::Driver { api: "cuMemHostAlloc", status: "CUDA_ERROR_INVALID_CONTEXT".into() });
+        }
+        let ptr = Box::into_raw(vec![0xA5u8; bytes].into_boxed_slice()).cast::<u8>();
+        let mut h = host().lock();
+        h.blocks.insert(ptr as usize, HostBlock { ctx, len: bytes });
+        *h.allocated.entry(ctx).or_default() += 1;
+        Ok(ptr)
+    }
+
+    /// `cuMemFreeHost` in the double: a live block, its context current, and no copy into it
+    /// still queued (the driver would write into freed memory; NvDecoder and NvEncoder free their
+    /// host frames only after the stream work on them was synchronised).
+    pub(crate) fn host_free(ctx: usize, ptr: *mut u8) -> Result<(), CudaError> {
+        let mut h = host().lock();
+        let Some(block) = h.blocks.get(&(ptr as usize)) else {
+            return Err(CudaError::Driver { api: "cuMemFreeHost", status: "CUDA_ERROR_INVALID_VALUE".into() });
+        };
+        if block.ctx != ctx || current() != ctx {
+            return Err(CudaError::Driver { api: "cuMemFreeHost", status: "CUDA_ERROR_INVALID_CONTEXT".into() });
+        }
+        let (start, end) = (ptr as usize, ptr as usize + block.len);
+        let pending = streams().lock().values().flat_map(|s| &s.queued).any(|c| {
+            let at = c.dst as usize;
+            at >= start && at < end
+        });
+        if pending {
+            return Err(CudaError::Driver {
+                api: "cuMemFreeHost",
+                status: "a queued copy still writes into this memory (synchronise the stream first)".into(),
+            });
+        }
+        let len = block.len;
+        h.blocks.remove(&start);
+        // SAFETY: allocated by `host_alloc` as a boxed slice of `len` bytes at `ptr`, removed
+        // from the registry above, so freed once.
+        drop(unsafe { Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)) });
+        Ok(())
+    }
+
+    /// Page-locked blocks context `ctx` has allocated since the process started.
+    pub fn host_allocs(ctx: usize) -> u64 {
+        host().lock().allocated.get(&ctx).copied().unwrap_or(0)
+    }
+
+    /// Page-locked blocks of context `ctx` not yet freed.
+    pub fn host_live(ctx: usize) -> usize {
+        host().lock().blocks.values().filter(|b| b.ctx == ctx).count()
+    }
+
+    /// `cuMemcpy2DAsync` (device to host) in the double. Refused: a context other than `ctx`
+    /// current; a row wider than either pitch (the driver API reference for cuMemcpy2D:
+    /// WidthInBytes of each of Height rows, srcPitch/dstPitch apart); a source outside one live
+    /// device block of `ctx`; and a destination that is not page-locked memory. The last is
+    /// stricter than the driver on purpose: the driver API reference ("API synchronization
+    /// behavior") says a transfer from device to pageable host memory returns only once the copy
+    /// has completed, so a ladder "queued" into pageable memory is one blocking copy per rung,
+    /// the very cost of the old download; NvDecoder (Video Codec SDK) queues its planes with
+    /// cuMemcpy2DAsync on one stream and synchronises once per picture. The copy is done at the
+    /// stream's next [`sync`].
+    pub(super) fn memcpy_2d_dtoh_async(ctx: usize, stream: usize, c: &Copy2d) -> Result<(), CudaError> {
+        let refuse = |status: String| Err(CudaError::Driver { api: "cuMemcpy2DAsync", status });
+        if current() != ctx {
+            return refuse("CUDA_ERROR_INVALID_CONTEXT".into());
+        }
+        if c.rows == 0 || c.width == 0 || c.width > c.src_pitch || c.width > c.dst_pitch {
+            return refuse(format!(
+                "CUDA_ERROR_INVALID_VALUE ({} rows of {} bytes, pitches {} and {})",
+                c.rows, c.width, c.src_pitch, c.dst_pitch
+            ));
+        }
+        let src_span = (c.rows - 1) * c.src_pitch + c.width;
+        let inside = blocks()
+            .lock()
+            .iter()
+            .any(|(&at, b)| b.ctx == ctx && c.src >= at && c.src + src_span as u64 <= at + b.bytes.len() as u64);
+        if !inside {
+            return refuse(format!("CUDA_ERROR_INVALID_VALUE (source {:#x} + {src_span} bytes in no block)", c.src));
+        }
+        let dst_span = (c.rows - 1) * c.dst_pitch + c.width;
+        let at = c.dst as usize;
+        let pinned = host().lock().blocks.iter().any(|(&start, b)| at >= start && at + dst_span <= start + b.len);
+        if !pinned {
+            return refuse(
+                "destination is pageable host memory: the driver would copy synchronously (allocate it \
+                 with cuMemHostAlloc, PinnedHost)"
+                    .into(),
+            );
+        }
+        streams().lock().entry(stream).or_default().queued.push(*c);
+        Ok(())
+    }
+
+    /// `cuStreamSynchronize` in the double: does the stream's queued copies, in order, and counts
+    /// the sync. A copy whose source was freed before it ran is an error.
+    pub(super) fn sync(stream: usize) -> Result<(), CudaError> {
+        let mut streams = streams().lock();
+        let s = streams.entry(stream).or_default();
+        s.syncs += 1;
+        let device = blocks().lock();
+        for c in std::mem::take(&mut s.queued) {
+            let Some((at, b)) = device.iter().find(|(at, b)| c.src >= **at && c.src < **at + b.bytes.len() as u64)
+            else {
+                return Err(CudaError::Driver {
+                    api: "cuStreamSynchronize",
+                    status: format!("the source of a queued copy ({:#x}) was freed before it ran", c.src),
+                });
+            };
+            let offset = (c.src - at) as usize;
+            for row in 0..c.rows {
+                let from = &b.bytes[offset + row * c.src_pitch..][..c.width];
+                // SAFETY: `memcpy_2d_dtoh_async` checked that every destination row lies inside a
+                // live page-locked block, and `host_free` refuses a block while this copy is
+                // queued; the host does not touch the destination until this sync returns (the
+                // caller's contract with the driver).
+                unsafe { std::ptr::copy_nonoverlapping(from.as_ptr(), c.dst.add(row * c.dst_pitch), c.width) };
+            }
+            s.copies += 1;
+        }
+        Ok(())
+    }
+
+    /// Syncs of `stream` so far, and the copies they completed.
+    pub fn stream_syncs(stream: usize) -> (u64, u64) {
+        streams().lock().get(&stream).map_or((0, 0), |s| (s.syncs, s.copies))
     }
 }

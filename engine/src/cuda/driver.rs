@@ -20,12 +20,13 @@ use std::sync::{Arc, Mutex, OnceLock};
 use cudarc::driver::{CudaContext, CudaFunction, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg};
 use zerohop_kernels::{BLOCK, MAX_RUNGS, Nv12, ZhLadder, ZhPlane};
 
+use super::context::Copy2d;
 pub use super::context::DeviceContext;
 use super::error::{CudaError, driver_error};
-use super::memory::DeviceAllocation;
+use super::memory::{DeviceAllocation, PinnedHost};
 use super::nvdec::{CuvidApi, DecodeCaps, MappedFrame};
 use super::nvenc::{Encoder, EncoderConfig, InputBuffer, NvencApi, Preset};
-use crate::accel::host_encode::HostNv12;
+use crate::accel::host_nv12::HostNv12;
 
 /// Checks that the CUDA driver library loads and initialises. Never panics.
 pub fn driver() -> Result<(), CudaError> {
@@ -277,8 +278,24 @@ impl Gpu {
     /// One launch of the fused kernel from a mapped decoder picture into every buffer of `dst`,
     /// waited for: the picture may be unmapped as soon as this returns.
     pub fn scale_mapped(&self, src: &MappedFrame<'_>, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
+        self.scale_mapped_into(src, dst, &mut []).map(|_| ())
+    }
+
+    /// [`scale_mapped`](Self::scale_mapped), and then (the CPU-encode path) each scaled picture
+    /// `dst[i]` copied into `host[i]` (`host` empty, or one per buffer of `dst`): the launch and
+    /// every copy queued on the scaling stream and waited for with ONE sync
+    /// ([`download_ladder`]). Returns the bytes copied.
+    pub fn scale_mapped_into(
+        &self,
+        src: &MappedFrame<'_>,
+        dst: &mut [&mut DeviceNv12],
+        host: &mut [&mut HostNv12],
+    ) -> Result<u64, CudaError> {
         if !Arc::ptr_eq(src.context(), &self.device) {
             return Err(CudaError::Invalid("a picture decoded on another context".into()));
+        }
+        if !host.is_empty() && host.len() != dst.len() {
+            return Err(CudaError::Invalid(format!("{} host pictures for {} rung buffers", host.len(), dst.len())));
         }
         self.check_buffers(dst.iter().map(|d| &**d))?;
         let source = Source {
@@ -293,7 +310,17 @@ impl Gpu {
         // SAFETY: the mapped surface is pitch x surface_height x 3/2 bytes in this context and
         // stays mapped until the sync below; decoder surfaces and `dst` never overlap.
         unsafe { self.launch(source, dst) }?;
-        self.sync()
+        if host.is_empty() {
+            return self.sync().map(|()| 0);
+        }
+        let mut pairs: Vec<(&DeviceNv12, &mut HostNv12)> =
+            dst.iter().map(|d| &**d).zip(host.iter_mut().map(|h| &mut **h)).collect();
+        let copied = download_ladder(&self.device, &mut pairs);
+        if copied.is_err() {
+            // The launch reads the mapped picture: wait for it whatever failed after it.
+            let _ = self.sync();
+        }
+        copied
     }
 
     /// # Safety
@@ -349,36 +376,7 @@ impl Gpu {
 
     /// Waits for the scaling stream.
     pub fn sync(&self) -> Result<(), CudaError> {
-        self.stream.synchronize().map_err(driver_error("cuStreamSynchronize"))
-    }
-
-    /// Copies a scaled picture to the host, into a buffer of the same layout, and waits for
-    /// it: the CPU-encode path of GPUs without NVENC (the only picture copy zerohop makes, and
-    /// it is counted). Returns the bytes copied.
-    pub fn download(&self, src: &DeviceNv12, dst: &mut HostNv12) -> Result<u64, CudaError> {
-        self.check_buffers([src])?;
-        if (dst.width, dst.height, dst.pitch) != (src.width, src.height, src.pitch) || dst.data.len() != src.buf.len() {
-            return Err(CudaError::Invalid(format!(
-                "download of a {}x{} (pitch {}) picture into a {}x{} (pitch {}) buffer",
-                src.width, src.height, src.pitch, dst.width, dst.height, dst.pitch
-            )));
-        }
-        {
-            let _current = self.device.push()?;
-            // SAFETY: `src` is a live allocation of this (pushed) context of exactly
-            // `dst.data.len()` bytes (checked above); the copy is waited for before `dst` or
-            // `src` is released.
-            unsafe {
-                cudarc::driver::result::memcpy_dtoh_async(
-                    dst.data.as_mut_slice(),
-                    src.buf.device_ptr(),
-                    self.stream.cu_stream(),
-                )
-            }
-            .map_err(driver_error("cuMemcpyDtoHAsync"))?;
-        }
-        self.sync()?;
-        Ok(dst.data.len() as u64)
+        self.device.sync()
     }
 
     /// CHECKS ONLY (hw-ci's NVDEC = CPU decoder test in `tests/cuda_gpu.rs`; the pipeline never
@@ -513,7 +511,8 @@ impl DeviceNv12 {
     /// `pitch * height` bytes in. Never from a stream-ordered pool: NVENC registers it.
     pub fn alloc(ctx: &Arc<DeviceContext>, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
         let rows = height as usize + height.div_ceil(2) as usize;
-        let buf = DeviceAllocation::pitched(ctx, width as usize, rows)?;
+        // A chroma row holds 2 x ceil(width / 2) bytes: one more than the width when it is odd.
+        let buf = DeviceAllocation::pitched(ctx, HostNv12::row_bytes(width), rows)?;
         let pitch = buf.pitch();
         Ok(DeviceNv12 { buf: Arc::new(buf), width, height, pitch })
     }
@@ -554,9 +553,80 @@ unsafe impl InputBuffer for DeviceNv12 {
     }
 }
 
+/// A host picture of `width` x `height` in page-locked memory of `ctx`, rows packed (pitch
+/// [`HostNv12::row_bytes`]): what [`download_ladder`] copies a rung picture into.
+pub fn pinned_picture(ctx: &Arc<DeviceContext>, width: u32, height: u32) -> Result<HostNv12, CudaError> {
+    let pitch = HostNv12::row_bytes(width);
+    let bytes = PinnedHost::alloc(ctx, HostNv12::len(pitch, height))?;
+    Ok(HostNv12::pinned(width, height, pitch, Box::new(bytes)))
+}
+
+/// The CPU-encode path's download of one picture's rungs: for each `(device, host)` pair, one
+/// `cuMemcpy2DAsync` of the picture's luma and chroma rows (the same layout on both sides, so
+/// one 2D copy: device pitch to host pitch, the [`HostNv12::row_bytes`] of each row) on `ctx`'s
+/// stream, ordered after the kernel that wrote them, then ONE `cuStreamSynchronize` for the
+/// whole ladder (as NvDecoder queues a picture's planes with cuMemcpy2DAsync on its stream and
+/// synchronises once). Host pictures should be page-locked ([`pinned_picture`]): into pageable
+/// memory each copy is synchronous. Returns the bytes copied (what `frame_bytes` counts).
+pub fn download_ladder(ctx: &Arc<DeviceContext>, pairs: &mut [(&DeviceNv12, &mut HostNv12)]) -> Result<u64, CudaError> {
+    for (src, dst) in pairs.iter() {
+        if !Arc::ptr_eq(src.buf.context(), ctx) {
+            return Err(CudaError::Invalid("a device buffer of another GPU".into()));
+        }
+        let row = HostNv12::row_bytes(src.width);
+        if (dst.width, dst.height) != (src.width, src.height)
+            || dst.pitch < row
+            || dst.data.len() != HostNv12::len(dst.pitch, dst.height)
+        {
+            return Err(CudaError::Invalid(format!(
+                "download of a {}x{} picture into a {}x{} (pitch {}, {} bytes) buffer; make it with pinned_picture",
+                src.width,
+                src.height,
+                dst.width,
+                dst.height,
+                dst.pitch,
+                dst.data.len()
+            )));
+        }
+    }
+    if pairs.is_empty() {
+        return Ok(0);
+    }
+    let _current = ctx.push()?;
+    let (mut copied, mut queued) = (0u64, Ok(()));
+    for (src, dst) in pairs.iter_mut() {
+        let rows = src.height as usize + src.height.div_ceil(2) as usize;
+        let copy = Copy2d {
+            // SAFETY: handed to the driver while `src` is borrowed; the copy is waited for below.
+            src: unsafe { src.buf.device_ptr() },
+            src_pitch: src.pitch,
+            dst: dst.data.as_mut_ptr(),
+            dst_pitch: dst.pitch,
+            width: HostNv12::row_bytes(src.width),
+            rows,
+        };
+        // SAFETY: `src` is a live buffer of this (pushed) context of pitch x rows bytes, `dst` a
+        // host picture of dst_pitch x rows bytes (both checked above), each at least `width`
+        // bytes per row; both stay borrowed, and `dst` untouched, until the sync below, which
+        // runs whether or not a later copy is refused.
+        match unsafe { ctx.memcpy_2d_dtoh_async(&copy) } {
+            Ok(()) => copied += (copy.width * rows) as u64,
+            Err(e) => {
+                queued = Err(e);
+                break;
+            }
+        }
+    }
+    let synced = ctx.sync();
+    queued?;
+    synced?;
+    Ok(copied)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::accel::host_nv12::HostBytes;
     use crate::cuda::context::double::{self, Alloc};
     use crate::cuda::error::thread_release_failures;
     use crate::cuda::nvenc::fake;
@@ -597,6 +667,94 @@ mod tests {
         assert_eq!(double::block(addr), None, "unregistered, then freed");
         assert_eq!(thread_release_failures(), failures, "cuMemFree ran with its context current");
         assert_eq!(double::current(), 0xD0);
+    }
+
+    /// A device picture of `w` x `h` in `ctx` whose every byte says where it is (row, column).
+    fn painted(ctx: &Arc<DeviceContext>, w: u32, h: u32, seed: u8) -> DeviceNv12 {
+        let d = DeviceNv12::alloc(ctx, w, h).expect("alloc");
+        let pitch = d.pitch();
+        // SAFETY: only looked up in the memory double.
+        double::with_bytes(unsafe { d.allocation().device_ptr() }, |b| {
+            for (i, x) in b.iter_mut().enumerate() {
+                *x = ((i / pitch) as u8).wrapping_mul(7) ^ (i % pitch) as u8 ^ seed;
+            }
+        })
+        .expect("block");
+        d
+    }
+
+    /// Defect 8: the rungs of a picture are copied with one cuMemcpy2DAsync each, from the device
+    /// pitch to the host pitch, into page-locked memory, and waited for with one sync; the host
+    /// sees the bytes only after that sync (the double does the copies there).
+    #[test]
+    fn a_ladder_downloads_into_pinned_memory_with_one_sync() {
+        let (c, stream) = (double::handle(), double::handle());
+        let ctx = double::context(c, stream);
+        let sizes = [(640, 360), (427, 241)]; // an odd width and height too
+        let src: Vec<DeviceNv12> = sizes.iter().enumerate().map(|(i, &(w, h))| painted(&ctx, w, h, i as u8)).collect();
+        let mut host: Vec<HostNv12> =
+            sizes.iter().map(|&(w, h)| pinned_picture(&ctx, w, h).expect("page-locked")).collect();
+        assert!(host.iter().all(|p| p.data.is_pinned()));
+        assert_eq!(double::host_allocs(c), 2);
+        let mut pairs: Vec<(&DeviceNv12, &mut HostNv12)> = src.iter().zip(host.iter_mut()).collect();
+        let copied = download_ladder(&ctx, &mut pairs).expect("download");
+        assert_eq!(double::stream_syncs(stream), (1, 2), "one sync for both rungs' copies");
+        let mut want = 0;
+        for (i, (d, p)) in src.iter().zip(&host).enumerate() {
+            let (row, rows) = (HostNv12::row_bytes(d.width()), (d.height() + d.height().div_ceil(2)) as usize);
+            assert_eq!((p.pitch, p.data.len()), (row, row * rows), "rung {i}: rows packed on the host");
+            assert!(d.pitch() > row, "rung {i}: the device pitch is padded");
+            want += (row * rows) as u64;
+            for y in 0..rows {
+                for x in 0..row {
+                    let v = (y as u8).wrapping_mul(7) ^ x as u8 ^ i as u8;
+                    assert_eq!(p.data[y * row + x], v, "rung {i} row {y} byte {x}");
+                }
+            }
+        }
+        assert_eq!(copied, want, "the bytes that crossed the bus");
+        drop(host);
+        assert_eq!(double::host_live(c), 0);
+        assert_eq!(ctx.release_failures(), 0, "cuMemFreeHost with the context pushed");
+    }
+
+    /// The stream double's rules: an "async" copy into pageable memory is refused (the driver
+    /// would copy synchronously, see `double::memcpy_2d_dtoh_async`), and page-locked memory that
+    /// a queued copy still writes into cannot be freed before the stream is synchronised.
+    #[test]
+    fn the_stream_double_refuses_pageable_destinations_and_frees_under_a_queued_copy() {
+        let (c, stream) = (double::handle(), double::handle());
+        let ctx = double::context(c, stream);
+        let src = painted(&ctx, 64, 32, 1);
+        let mut pageable = HostNv12::new(64, 32, 64);
+        let e = download_ladder(&ctx, &mut [(&src, &mut pageable)]).expect_err("pageable");
+        assert!(
+            matches!(&e, CudaError::Driver { api: "cuMemcpy2DAsync", status } if status.contains("pageable")),
+            "{e}"
+        );
+        assert_eq!(double::stream_syncs(stream), (1, 0), "what was queued before the refusal is still waited for");
+        assert!(pageable.data.iter().all(|&b| b == 0), "nothing written");
+
+        let mut pinned = pinned_picture(&ctx, 64, 32).expect("page-locked");
+        let _current = ctx.push().expect("push");
+        let copy = Copy2d {
+            // SAFETY: only looked up in the memory double.
+            src: unsafe { src.allocation().device_ptr() },
+            src_pitch: src.pitch(),
+            dst: pinned.data.as_mut_ptr(),
+            dst_pitch: 64,
+            width: 64,
+            rows: 48,
+        };
+        // SAFETY: both live; synchronised below before either is touched or released.
+        unsafe { ctx.memcpy_2d_dtoh_async(&copy) }.expect("queued");
+        assert!(pinned.data.iter().all(|&b| b == 0), "not copied before the sync");
+        let HostBytes::Pinned(bytes) = &pinned.data else { panic!("pinned") };
+        let addr = bytes.bytes().as_ptr().cast_mut();
+        let e = double::host_free(c, addr).expect_err("a copy into it is queued");
+        assert!(e.to_string().contains("queued"), "{e}");
+        ctx.sync().expect("sync");
+        assert_eq!(pinned.data[64 + 5], 7 ^ 5 ^ 1, "copied at the sync");
     }
 
     /// Defect 1: only NO_ENCODE_DEVICE / UNSUPPORTED_DEVICE from opening a session mean "no

@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 
 use super::CudaError;
 use super::context::DeviceContext;
-use super::driver::{DeviceNv12, Gpu};
+use super::driver::{DeviceNv12, Gpu, pinned_picture};
 use super::nvdec::{CuvidApi, MappedFrame, NvDecoder};
 use super::nvenc::{Encoder, EncoderConfig, InputBuffer, NvencApi, Preset};
 use super::rung_pools::{self, RungPools};
@@ -119,8 +119,9 @@ fn probe_nvenc(gpu: &Gpu) -> Result<Arc<NvencApi>, CudaError> {
 }
 
 /// What the ladder needs of a GPU: its context, buffers, the fused kernel, and (for CPU
-/// encode) a download. [`Gpu`] is the real one; the tests below drive the whole device through a
-/// host-memory double of it, with the recording doubles of NVDEC and NVENC.
+/// encode) the download of the scaled pictures. [`Gpu`] is the real one; the tests below drive
+/// the whole device through a host-memory double of it, with the recording doubles of NVDEC and
+/// NVENC.
 pub trait LadderGpu: Send {
     /// A rung picture's buffer: an NVENC input (registrations keep its allocation).
     type Buffer: InputBuffer + Send;
@@ -128,11 +129,16 @@ pub trait LadderGpu: Send {
     fn context(&self) -> &Arc<DeviceContext>;
     /// An NV12 buffer for one rung picture.
     fn alloc(&self, width: u32, height: u32) -> Result<Self::Buffer, CudaError>;
-    /// One kernel launch from the mapped decoder picture into every buffer of `dst`, waited for
-    /// (the decoder picture is unmapped when the caller returns).
-    fn scale(&self, src: &MappedFrame<'_>, dst: &mut [&mut Self::Buffer]) -> Result<(), CudaError>;
-    /// Copies a buffer to the host (CPU encode); returns the bytes copied.
-    fn download(&self, buffer: &Self::Buffer, dst: &mut HostNv12) -> Result<u64, CudaError>;
+    /// One kernel launch from the mapped decoder picture into every buffer of `dst`, then (CPU
+    /// encode: `host` has one picture per buffer of `dst`, else it is empty) each buffer copied
+    /// into its host picture; all of it waited for with one sync (the decoder picture is
+    /// unmapped when the caller returns). Returns the bytes copied to the host.
+    fn scale(
+        &self,
+        src: &MappedFrame<'_>,
+        dst: &mut [&mut Self::Buffer],
+        host: &mut [&mut HostNv12],
+    ) -> Result<u64, CudaError>;
 }
 
 impl LadderGpu for Gpu {
@@ -143,11 +149,13 @@ impl LadderGpu for Gpu {
     fn alloc(&self, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
         self.alloc_nv12(width, height)
     }
-    fn scale(&self, m: &MappedFrame<'_>, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
-        self.scale_mapped(m, dst)
-    }
-    fn download(&self, b: &DeviceNv12, dst: &mut HostNv12) -> Result<u64, CudaError> {
-        Gpu::download(self, b, dst)
+    fn scale(
+        &self,
+        m: &MappedFrame<'_>,
+        dst: &mut [&mut DeviceNv12],
+        host: &mut [&mut HostNv12],
+    ) -> Result<u64, CudaError> {
+        self.scale_mapped_into(m, dst, host)
     }
 }
 
@@ -155,8 +163,9 @@ impl LadderGpu for Gpu {
 enum Encoders {
     /// One NVENC session per rung, in its [`RungPool`].
     Nvenc(Arc<NvencApi>),
-    /// The CPU, fed with pictures copied from the rung buffers.
-    Host(HostEncoders),
+    /// The CPU, fed with pictures copied from the rung buffers into page-locked host buffers
+    /// (recycled by the encoders), kept by rung and picture handle until encoded or released.
+    Host(HostEncoders, Vec<HashMap<usize, HostNv12>>),
 }
 
 /// NVENC input buffers per rung before the stream's format is known (see [`buffers_per_rung`]).
@@ -258,12 +267,15 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
         let ordinal = gpu.context().ordinal();
         let encoders = match nvenc {
             Some(api) => Encoders::Nvenc(api),
-            None => Encoders::Host(HostEncoders::new(rungs).map_err(|e| CudaError::Invalid(e.to_string()))?),
+            None => Encoders::Host(
+                HostEncoders::new(rungs).map_err(|e| CudaError::Invalid(e.to_string()))?,
+                (0..rungs).map(|_| HashMap::new()).collect(),
+            ),
         };
         let decoder = NvDecoder::new(cuvid, gpu.context())?;
         let name = match &encoders {
             Encoders::Nvenc(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, NVENC {preset:?})"),
-            Encoders::Host(_) => format!("cuda:{ordinal} (NVDEC, CUDA scale, CPU encode)"),
+            Encoders::Host(..) => format!("cuda:{ordinal} (NVDEC, CUDA scale, CPU encode)"),
         };
         Ok(CudaLadderDevice {
             name,
@@ -287,8 +299,8 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
     pub fn encoder_and_why(&self) -> String {
         match (&self.encoders, &self.cpu_encode_why) {
             (Encoders::Nvenc(_), _) => format!("NVENC ({:?})", self.preset),
-            (Encoders::Host(_), Some(why)) => format!("the CPU: {why}"),
-            (Encoders::Host(_), None) => "the CPU".into(),
+            (Encoders::Host(..), Some(why)) => format!("the CPU: {why}"),
+            (Encoders::Host(..), None) => "the CPU".into(),
         }
     }
 
@@ -307,7 +319,7 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
     ) -> Result<Vec<DevicePicture>, DeviceError> {
         let ctx = self.gpu.context().clone();
         let _current = ctx.push()?;
-        let CudaLadderDevice { gpu, decoder, rungs, .. } = self;
+        let CudaLadderDevice { gpu, decoder, rungs, encoders, traffic, .. } = self;
         let mut pics = Vec::new();
         let mut on_frame = |m: &MappedFrame<'_>| -> Result<(), CudaError> {
             // Pools made from here on hold what one parse call can release (defect: a fixed 4
@@ -318,18 +330,38 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
             // Only the rungs whose cadence keeps the picture get a buffer and a scaled copy.
             let want = plan(m.pts(), m.width(), m.height());
             let mut taken = vec![None; want.len()];
+            // CPU encode: a page-locked host picture per kept rung (recycled by the encoders),
+            // filled by the same launch-and-sync as the rung buffers.
+            let mut host = Vec::new();
             for (r, (pools, size)) in rungs.iter_mut().zip(&want).enumerate() {
                 let Some(size) = *size else { continue };
-                match pools.take(size, || gpu.alloc(size.0, size.1)) {
-                    Ok(handle) => taken[r] = Some(handle),
-                    Err(e) => {
-                        for (pools, handle) in rungs.iter_mut().zip(&taken) {
-                            if let Some(handle) = *handle {
-                                pools.release(handle);
-                            }
-                        }
-                        return Err(e);
+                let handle = pools.take(size, || gpu.alloc(size.0, size.1));
+                let picture = match (&handle, &mut *encoders) {
+                    (Ok(_), Encoders::Host(enc, _)) => {
+                        let (w, h) = size;
+                        Some(enc.buffer_or(r, (w, h, HostNv12::row_bytes(w)), || pinned_picture(gpu.context(), w, h)))
                     }
+                    _ => None,
+                };
+                let failed = match (handle, picture.transpose()) {
+                    (Ok(handle), Ok(picture)) => {
+                        taken[r] = Some(handle);
+                        host.extend(picture.map(|p| (r, p)));
+                        None
+                    }
+                    (Ok(handle), Err(e)) => {
+                        taken[r] = Some(handle);
+                        Some(e)
+                    }
+                    (Err(e), _) => Some(e),
+                };
+                if let Some(e) = failed {
+                    for (pools, handle) in rungs.iter_mut().zip(&taken) {
+                        if let Some(handle) = *handle {
+                            pools.release(handle);
+                        }
+                    }
+                    return Err(e);
                 }
             }
             let mut dst: Vec<&mut G::Buffer> = (rungs.iter_mut().zip(&taken))
@@ -338,7 +370,13 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
             // Waited for: the decoder surface is unmapped when this returns. No launch when no
             // rung keeps the picture.
             if !dst.is_empty() {
-                gpu.scale(m, &mut dst)?;
+                let mut pictures: Vec<&mut HostNv12> = host.iter_mut().map(|(_, p)| p).collect();
+                traffic.frame_bytes += gpu.scale(m, &mut dst, &mut pictures)?;
+            }
+            if let Encoders::Host(_, downloaded) = encoders {
+                for (r, picture) in host {
+                    downloaded[r].insert(taken[r].expect("kept"), picture);
+                }
             }
             pics.push(DevicePicture { pts: m.pts(), width: m.width(), height: m.height(), surfaces: taken });
             Ok(())
@@ -380,13 +418,12 @@ impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
             flush_pool(&mut old, &mut aus)?;
         }
         let nvenc = match &mut self.encoders {
-            Encoders::Host(host) => {
-                let d = &pool.surfaces[slot];
-                let (w, h, pitch) = d.dims();
-                let mut buf = host.buffer(rung, w, h, pitch);
-                let copied = self.gpu.download(d, &mut buf);
+            Encoders::Host(host, downloaded) => {
+                // Downloaded when it was scaled: the device buffer is free again.
                 Pools::<G::Buffer>::free(pool, slot);
-                self.traffic.frame_bytes += copied?;
+                let Some(buf) = downloaded[rung].remove(&surface) else {
+                    return Err(CudaError::Invalid(format!("no downloaded picture {surface} in rung {rung}")).into());
+                };
                 aus.extend(host.encode(rung, buf, pts, keyframe, s)?);
                 self.traffic.bitstream_out += aus.iter().map(|a| a.data.len() as u64).sum::<u64>();
                 return Ok(aus);
@@ -433,12 +470,17 @@ impl<G: LadderGpu> LadderDevice for CudaLadderDevice<G> {
 
     fn release(&mut self, rung: usize, surface: usize) {
         self.rungs[rung].release(surface);
+        if let Encoders::Host(host, downloaded) = &mut self.encoders
+            && let Some(buf) = downloaded[rung].remove(&surface)
+        {
+            host.give_back(rung, buf);
+        }
     }
 
     fn finish(&mut self, rung: usize) -> Result<Vec<DeviceAu>, DeviceError> {
         let mut aus = Vec::new();
         match &mut self.encoders {
-            Encoders::Host(host) => aus.extend(host.finish(rung)?),
+            Encoders::Host(host, _) => aus.extend(host.finish(rung)?),
             Encoders::Nvenc(_) => {
                 for pool in self.rungs[rung].all() {
                     flush_pool(pool, &mut aus)?;

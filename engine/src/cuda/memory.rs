@@ -1,4 +1,5 @@
-//! [`DeviceAllocation`]: device memory NVENC can register, owned by zerohop instead of cudarc.
+//! [`DeviceAllocation`]: device memory NVENC can register, owned by zerohop instead of cudarc;
+//! [`PinnedHost`]: page-locked host memory the CPU-encode path downloads into.
 //!
 //! cudarc's `CudaStream::alloc_zeros` allocates with `cuMemAllocAsync` (a stream-ordered memory
 //! pool) wherever the device supports pools, which is the normal case on Linux, and NVENC
@@ -8,10 +9,12 @@
 //! (NvEncoderCuda::AllocateInputBuffers / ReleaseCudaResources); so does this owner. NVENC
 //! registrations keep an `Arc` of it, so it is freed only after the last one is unregistered.
 
+use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::context::DeviceContext;
 use super::error::CudaError;
+use crate::accel::host_nv12::PinnedBytes;
 
 /// A pitched device allocation in one context, freed (with that context pushed) on drop.
 pub struct DeviceAllocation {
@@ -80,6 +83,79 @@ impl Drop for DeviceAllocation {
         // SAFETY: allocated by `pitched` in this context, freed once; NVENC registrations hold an
         // `Arc` of this owner, so none is left.
         let freed = unsafe { self.ctx.mem_free(self.ptr) };
+        self.ctx.record_release(freed);
+    }
+}
+
+/// Page-locked host memory (`cuMemHostAlloc`) of one context, freed (`cuMemFreeHost`, with that
+/// context pushed) on drop. A device-to-host `cuMemcpy2DAsync` into it is queued and returns at
+/// once; into pageable memory the driver copies synchronously (the CUDA driver API reference,
+/// "API synchronization behavior": a transfer from device to pageable host memory returns only
+/// once the copy has completed). Allocating it is slow (the driver locks the pages), so the
+/// CPU encoders recycle these buffers: one allocation per rung per size, not per picture.
+pub struct PinnedHost {
+    ctx: Arc<DeviceContext>,
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: `PinnedHost` owns its bytes exclusively (they are reached only through `&self` /
+// `&mut self`), and the driver frees page-locked memory from any thread once the context is
+// pushed, which `Drop` does.
+unsafe impl Send for PinnedHost {}
+// SAFETY: shared references only read the bytes.
+unsafe impl Sync for PinnedHost {}
+
+impl std::fmt::Debug for PinnedHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PinnedHost").field("len", &self.len).finish()
+    }
+}
+
+impl PinnedHost {
+    /// `len` bytes of page-locked memory of `ctx`, zeroed.
+    pub fn alloc(ctx: &Arc<DeviceContext>, len: usize) -> Result<PinnedHost, CudaError> {
+        if len == 0 {
+            return Err(CudaError::Invalid("a 0-byte page-locked allocation".into()));
+        }
+        let _current = ctx.push()?;
+        let ptr = ctx.mem_host_alloc(len)?;
+        let Some(ptr) = NonNull::new(ptr) else {
+            return Err(CudaError::Invalid("cuMemHostAlloc returned a null pointer".into()));
+        };
+        // From here on `Drop` frees it.
+        let p = PinnedHost { ctx: ctx.clone(), ptr, len };
+        // SAFETY: `len` writable bytes just allocated for this owner alone; the driver does not
+        // clear them, and they are read as `u8` only once written.
+        unsafe { p.ptr.as_ptr().write_bytes(0, len) };
+        Ok(p)
+    }
+
+    /// The context it belongs to.
+    pub fn context(&self) -> &Arc<DeviceContext> {
+        &self.ctx
+    }
+}
+
+impl PinnedBytes for PinnedHost {
+    fn bytes(&self) -> &[u8] {
+        // SAFETY: `len` initialised bytes owned by `self` (zeroed in `alloc`), borrowed with it.
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        // SAFETY: as `bytes`, borrowed exclusively with `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl Drop for PinnedHost {
+    /// `cuMemFreeHost` with the context pushed (whatever this thread had current is restored);
+    /// a failure is recorded on the context.
+    fn drop(&mut self) {
+        let _current = self.ctx.push_for_release();
+        // SAFETY: allocated by `alloc` in this context, freed once; every copy into it was
+        // synchronised by the download that queued it before the buffer was handed on.
+        let freed = unsafe { self.ctx.mem_free_host(self.ptr.as_ptr()) };
         self.ctx.record_release(freed);
     }
 }

@@ -16,6 +16,7 @@ use bytes::Bytes;
 use super::*;
 use crate::accel::AccelSession;
 use crate::cuda::context::double;
+use crate::cuda::driver::download_ladder;
 use crate::cuda::nvdec::fake::{self as cuvid_fake, Format};
 use crate::cuda::nvenc::fake as nvenc_fake;
 use crate::probe::decode_video;
@@ -52,7 +53,8 @@ struct FakeGpu {
 
 impl Default for FakeGpu {
     fn default() -> FakeGpu {
-        FakeGpu { ctx: double::context(0xC0, 0x5EA), unmapped_launches: AtomicU64::new(0) }
+        // Handles of its own: the stream and page-locked memory records are process-wide.
+        FakeGpu { ctx: double::context(double::handle(), double::handle()), unmapped_launches: AtomicU64::new(0) }
     }
 }
 
@@ -65,7 +67,12 @@ impl LadderGpu for FakeGpu {
         // The real allocator (cuMemAllocPitch in the memory double).
         DeviceNv12::alloc(&self.ctx, width, height)
     }
-    fn scale(&self, m: &MappedFrame<'_>, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
+    fn scale(
+        &self,
+        m: &MappedFrame<'_>,
+        dst: &mut [&mut DeviceNv12],
+        host: &mut [&mut HostNv12],
+    ) -> Result<u64, CudaError> {
         if cuvid_fake::live("mapping") != 1 {
             self.unmapped_launches.fetch_add(1, Ordering::Relaxed);
         }
@@ -76,7 +83,7 @@ impl LadderGpu for FakeGpu {
         if !Arc::ptr_eq(m.context(), &self.ctx) {
             return Err(CudaError::Invalid("a picture of another context".into()));
         }
-        for d in dst {
+        for d in dst.iter() {
             let luma = d.pitch() * d.height() as usize;
             // SAFETY: only looked up in the memory double.
             double::with_bytes(unsafe { d.allocation().device_ptr() }, |data| {
@@ -84,13 +91,14 @@ impl LadderGpu for FakeGpu {
                 data[luma..].fill(128);
             })?;
         }
-        Ok(())
-    }
-    fn download(&self, b: &DeviceNv12, dst: &mut HostNv12) -> Result<u64, CudaError> {
-        assert_eq!((dst.width, dst.height, dst.pitch), (b.width(), b.height(), b.pitch()));
-        // SAFETY: only looked up in the memory double.
-        double::with_bytes(unsafe { b.allocation().device_ptr() }, |data| dst.data.copy_from_slice(data))?;
-        Ok(dst.data.len() as u64)
+        // The real download (driver::download_ladder) into the host pictures, through the
+        // context double's cuMemcpy2DAsync and stream, then one sync, as `Gpu` does.
+        if host.is_empty() {
+            return self.ctx.sync().map(|()| 0);
+        }
+        let mut pairs: Vec<(&DeviceNv12, &mut HostNv12)> =
+            dst.iter().map(|d| &**d).zip(host.iter_mut().map(|h| &mut **h)).collect();
+        download_ladder(&self.ctx, &mut pairs)
     }
 }
 
@@ -145,6 +153,8 @@ fn nvenc_path_encodes_every_picture_from_device_buffers_and_keeps_its_sessions_a
         assert_eq!(nvenc_fake::live("mapping"), 0, "every NVENC input unmapped");
     }
     assert_eq!(s.device().gpu.unmapped_launches.load(Ordering::Relaxed), 0, "the kernel ran on mapped pictures");
+    let (syncs, copies) = double::stream_syncs(s.device().gpu.ctx.raw_stream() as usize);
+    assert_eq!((syncs, copies), (2 * n, 0), "one sync per picture (before its unmap), no picture copied");
     let log = nvenc_fake::log();
     assert_eq!(calls(&log, "nvEncOpenEncodeSessionEx"), 2, "one session per rung, kept across segments");
     // Both rungs' pictures are submitted before the oldest is locked (the output delay).
@@ -173,29 +183,52 @@ fn st_size(r: &crate::SegmentReport, i: usize) -> (u32, u32) {
     (r.renditions[i].width, r.renditions[i].height)
 }
 
+/// Defect 8: on the CPU-encode path every rung of a picture is copied into page-locked host
+/// memory with `cuMemcpy2DAsync` (the stream double refuses pageable destinations), after the
+/// kernel on the same stream, and ONE sync waits for the launch and all the copies (the old
+/// path synchronised the launch, then each rung's pageable download again). Host buffers are
+/// recycled: page-locked allocations are made once per rung and size, not per picture.
 #[test]
 fn cpu_encode_path_downloads_each_rung_picture_once_and_encodes_the_right_one() {
     let n = pictures();
     let mut s = session(false);
-    let (out, k) = sinks();
-    let r = s.transcode(fixture(), k).expect("segment");
-    assert!(nvenc_fake::log().is_empty(), "NVENC is not touched");
-    let t = r.device_traffic.expect("traffic");
-    let per_picture: u64 = [(640u32, 360u32), (320, 180)]
-        .iter()
-        .map(|&(w, h)| HostNv12::len((w as usize).next_multiple_of(double::PITCH_ALIGNMENT), h) as u64)
-        .sum();
-    assert_eq!(t.frame_bytes, n * per_picture, "one download per encoded rung picture");
-    for (i, o) in out.iter().enumerate() {
-        let frames = decode_video(&o.take()).expect("a real H.264 rendition");
-        assert_eq!(frames.len() as u64, n, "rendition {i}");
-        for f in &frames {
-            assert_eq!((f.width, f.height), st_size(&r, i));
-            let mean = f.y.iter().map(|&v| f64::from(v)).sum::<f64>() / f.y.len() as f64;
-            let want = f64::from(level(f.pts));
-            assert!((mean - want).abs() < 4.0, "rendition {i} pts {}: luma {mean:.1}, painted {want}", f.pts);
+    let (ctx, stream) = {
+        let c = &s.device().gpu.ctx;
+        (c.raw_context() as usize, c.raw_stream() as usize)
+    };
+    for seg in 0..2u64 {
+        let (out, k) = sinks();
+        let r = s.transcode(fixture(), k).expect("segment");
+        assert!(nvenc_fake::log().is_empty(), "NVENC is not touched");
+        let t = r.device_traffic.expect("traffic");
+        // Device pitch (the double's 512) to host pitch (the rows packed): the visible bytes of
+        // every row, once per encoded rung picture.
+        let per_picture: u64 =
+            [(640u32, 360u32), (320, 180)].iter().map(|&(w, h)| HostNv12::len(HostNv12::row_bytes(w), h) as u64).sum();
+        assert_eq!(t.frame_bytes, n * per_picture, "segment {seg}: one download per encoded rung picture");
+        let (syncs, copies) = double::stream_syncs(stream);
+        assert_eq!(copies, 2 * n * (seg + 1), "segment {seg}: a cuMemcpy2DAsync per rung picture, all completed");
+        assert_eq!(syncs, n * (seg + 1), "segment {seg}: one stream sync per picture for the launch and every rung");
+        for (i, o) in out.iter().enumerate() {
+            let frames = decode_video(&o.take()).expect("a real H.264 rendition");
+            assert_eq!(frames.len() as u64, n, "rendition {i}");
+            for f in &frames {
+                assert_eq!((f.width, f.height), st_size(&r, i));
+                let mean = f.y.iter().map(|&v| f64::from(v)).sum::<f64>() / f.y.len() as f64;
+                let want = f64::from(level(f.pts));
+                assert!((mean - want).abs() < 4.0, "rendition {i} pts {}: luma {mean:.1}, painted {want}", f.pts);
+            }
         }
     }
+    // Per rung, a picture needs a new buffer only while all it has are queued (3), being encoded
+    // (1) or just downloaded: at most 5 per rung, whatever the number of pictures.
+    let allocs = double::host_allocs(ctx);
+    assert!((2..=2 * 5).contains(&allocs), "{allocs} page-locked allocations for {} rung pictures", 4 * n);
+    let device_ctx = s.device().gpu.ctx.clone();
+    double::unbind();
+    drop(s);
+    assert_eq!(double::host_live(ctx), 0, "every page-locked buffer freed with the device");
+    assert_eq!(device_ctx.release_failures(), 0, "cuMemFreeHost ran with its context pushed");
 }
 
 #[test]
