@@ -9,7 +9,12 @@ COPY . .
 RUN cargo build --release --locked --bin zerohop && strip target/release/zerohop
 
 FROM debian:bookworm-slim
+# x264 is GPL-2.0+ and left out unless asked for: `docker build --build-arg WITH_X264=1 ...`
+# installs libx264-164, which zerohop then loads at run time (--cpu-encoder auto takes it; the
+# image and every process that loads x264 are then under the GPL). Without it: OpenH264.
+ARG WITH_X264=0
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+    $(if [ "$WITH_X264" = 1 ]; then echo libx264-164; fi) \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --home-dir /var/lib/zerohop --create-home zerohop
 COPY --from=build /src/target/release/zerohop /usr/local/bin/zerohop

@@ -106,6 +106,7 @@ fn encode(c: &mut Criterion) {
         g.bench_function(BenchmarkId::new("openh264_60_frames", name), |b| {
             b.iter(|| {
                 let mut e = H264Encoder::new(EncoderSettings {
+                    encoder: zerohop_engine::codec::CpuEncoder::OpenH264,
                     width: w,
                     height: h,
                     bitrate: 2_000_000,

@@ -71,6 +71,8 @@ pub struct AccelArgs {
     /// with low-latency tuning.
     #[arg(long, value_enum, default_value_t = NvencPreset::P1)]
     pub nvenc_preset: NvencPreset,
+    #[command(flatten)]
+    pub encoder: crate::encoder_args::EncoderArgs,
 }
 
 impl AccelArgs {

@@ -4,6 +4,7 @@
 mod accel_cmd;
 mod bench;
 mod config;
+mod encoder_args;
 mod fixtures;
 mod gpu_cmd;
 mod ladder_cmd;
@@ -41,6 +42,7 @@ fn long_version() -> &'static str {
         let mut text = LONG_VERSION.to_string();
         #[cfg(feature = "cuda")]
         text.push_str(&format!("\nkernels: {}", zerohop_engine::cuda::driver::kernel_form()));
+        text.push_str(&format!("\nCPU encoder (--cpu-encoder auto): {}", encoder_args::describe_auto()));
         text
     })
 }
@@ -158,6 +160,18 @@ fn main() -> ExitCode {
     );
     if speed_matters && let Some(w) = zerohop_engine::build_info::speed_warning() {
         eprintln!("\n{w}\n");
+    }
+    // The CPU encoder (--cpu-encoder) of the commands that encode: chosen once, said once.
+    let encoder = match &cli.command {
+        Command::Transcode(a) => Some(&a.encoder),
+        Command::Combined(a) | Command::Orchestrator(a) => Some(&a.accel.encoder),
+        Command::Transcoder(a) => Some(&a.accel.encoder),
+        Command::Bench(a) => Some(&a.accel.encoder),
+        _ => None,
+    };
+    if let Some(Err(e)) = encoder.map(encoder_args::EncoderArgs::apply) {
+        eprintln!("error: {e:#}");
+        return ExitCode::from(exit::ERROR);
     }
     let result = match cli.command {
         Command::Transcode(a) => transcode_cmd::transcode(a),

@@ -43,6 +43,7 @@ pub fn probe(input: &Path) -> Result<ExitCode> {
         println!("  pictures: {} access units, {} IDR, {} decoded", r.access_units, r.idr_frames, r.frames_decoded);
     }
     println!("  OpenH264 assembly: {}", zerohop_engine::build_info::OPENH264_ASM);
+    println!("  CPU encoder (--cpu-encoder auto): {}", crate::encoder_args::describe_auto());
     match &r.verdict {
         Ok(()) => {
             println!("  transcodable: yes");

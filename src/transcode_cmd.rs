@@ -48,6 +48,8 @@ pub struct TranscodeArgs {
     /// NVENC preset, p1 (fastest) to p7 (best quality), low-latency tuning.
     #[arg(long, value_enum, default_value_t = NvencPreset::P1)]
     pub nvenc_preset: NvencPreset,
+    #[command(flatten)]
+    pub encoder: crate::encoder_args::EncoderArgs,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -20,7 +20,7 @@ use bytes::Bytes;
 use crossbeam_channel::{Receiver, Sender, bounded};
 use parking_lot::Mutex;
 
-use crate::codec::H264Decoder;
+use crate::codec::{CpuEncoder, H264Decoder};
 use crate::error::TranscodeError;
 use crate::frame::Frame;
 use crate::intake::CopiedPes;
@@ -48,11 +48,20 @@ pub struct SessionConfig {
     pub input_queue: usize,
     /// Encoder threads per rendition.
     pub encoder_threads: u16,
+    /// The CPU encoder (default: the process's, [`CpuEncoder::process_default`]).
+    pub cpu_encoder: CpuEncoder,
 }
 
 impl SessionConfig {
     pub fn new(ladder: Ladder) -> SessionConfig {
-        SessionConfig { ladder, filter: ScaleFilter::default(), frame_queue: 4, input_queue: 64, encoder_threads: 1 }
+        SessionConfig {
+            ladder,
+            filter: ScaleFilter::default(),
+            frame_queue: 4,
+            input_queue: 64,
+            encoder_threads: 1,
+            cpu_encoder: CpuEncoder::process_default(),
+        }
     }
 }
 
@@ -107,7 +116,7 @@ impl Session {
         let mut renditions = Vec::new();
         for (i, profile) in config.ladder.profiles().iter().enumerate() {
             let (wtx, wrx) = bounded::<Work>(config.frame_queue.max(1));
-            let worker = RenditionWorker::new(profile.clone(), config.filter, config.encoder_threads);
+            let worker = RenditionWorker::new(profile.clone(), config.filter, config.encoder_threads, config.cpu_encoder);
             let handle = std::thread::Builder::new()
                 .name(format!("zerohop-r{i}-{}", profile.name))
                 .spawn(move || worker.run(wrx))

@@ -14,7 +14,7 @@ use crossbeam_channel::{Receiver, Sender, TryRecvError};
 
 pub use super::host_nv12::HostNv12;
 use super::{DeviceAu, DeviceError, RungSettings};
-use crate::codec::{EncoderSettings, H264Encoder};
+use crate::codec::{CpuEncoder, Encoder, EncoderSettings};
 
 /// Pictures queued per rung before `encode` blocks: enough to keep the worker busy while the
 /// GPU scales the next one, few enough to bound memory (a 1080p NV12 picture is 3 MiB).
@@ -57,14 +57,20 @@ impl std::fmt::Debug for HostEncoders {
 }
 
 impl HostEncoders {
+    /// One worker per rung, encoding with the process's CPU encoder (`--cpu-encoder`).
     pub fn new(rungs: usize) -> Result<HostEncoders, DeviceError> {
+        HostEncoders::with_encoder(rungs, CpuEncoder::process_default())
+    }
+
+    /// One worker per rung, encoding with `encoder`.
+    pub fn with_encoder(rungs: usize, encoder: CpuEncoder) -> Result<HostEncoders, DeviceError> {
         let mut workers = Vec::with_capacity(rungs);
         for rung in 0..rungs {
             let (jobs, job_rx) = crossbeam_channel::bounded::<Job>(QUEUE);
             let (done_tx, done) = crossbeam_channel::unbounded::<Done>();
             let thread = std::thread::Builder::new()
                 .name(format!("zh-host-enc-{rung}"))
-                .spawn(move || encode_loop(&job_rx, &done_tx))
+                .spawn(move || encode_loop(&job_rx, &done_tx, encoder))
                 .map_err(|e| host_error("spawn", e))?;
             workers.push(Worker {
                 jobs: Some(jobs),
@@ -174,17 +180,17 @@ fn take_answers(w: &mut Worker, wait: bool) {
     }
 }
 
-fn encode_loop(jobs: &Receiver<Job>, done: &Sender<Done>) {
-    let mut enc: Option<(H264Encoder, RungSettings)> = None;
+fn encode_loop(jobs: &Receiver<Job>, done: &Sender<Done>, encoder: CpuEncoder) {
+    let mut enc: Option<Encoder> = None;
     for job in jobs {
-        let r = encode_one(&mut enc, &job);
+        let r = encode_one(&mut enc, encoder, &job);
         if done.send((r, job.pic)).is_err() {
             return;
         }
     }
 }
 
-fn encode_one(enc: &mut Option<(H264Encoder, RungSettings)>, job: &Job) -> Result<Option<DeviceAu>, DeviceError> {
+fn encode_one(enc: &mut Option<Encoder>, encoder: CpuEncoder, job: &Job) -> Result<Option<DeviceAu>, DeviceError> {
     let s = &job.settings;
     if (job.pic.width, job.pic.height) != (s.width, s.height) {
         return Err(host_error(
@@ -192,18 +198,9 @@ fn encode_one(enc: &mut Option<(H264Encoder, RungSettings)>, job: &Job) -> Resul
             format!("picture {}x{} for a {}x{} rendition", job.pic.width, job.pic.height, s.width, s.height),
         ));
     }
-    // A new size or bitrate (first picture, the source changed, a new ladder): a new encoder,
-    // which starts with an IDR. A new frame rate (the cadence measures the source's per
-    // segment) goes to rate control without one.
-    if enc.as_ref().is_none_or(|(_, cur)| (cur.width, cur.height, cur.bitrate) != (s.width, s.height, s.bitrate)) {
-        *enc = None;
-        let settings = EncoderSettings { width: s.width, height: s.height, bitrate: s.bitrate, fps: s.fps, threads: 1 };
-        let e = H264Encoder::new(settings).map_err(|e| host_error("open", e))?;
-        *enc = Some((e, *s));
-    }
-    let (e, cur) = enc.as_mut().expect("opened above");
-    e.set_frame_rate(s.fps).map_err(|e| host_error("frame rate", e))?;
-    cur.fps = s.fps;
+    let settings =
+        EncoderSettings { width: s.width, height: s.height, bitrate: s.bitrate, fps: s.fps, threads: 1, encoder };
+    let e = crate::codec::ensure(enc, settings).map_err(|e| host_error("open", e))?;
     let frame = job.pic.to_frame(job.pts);
     let out = e.encode(&frame, job.keyframe).map_err(|e| host_error("encode", e))?;
     Ok(out.map(|e| DeviceAu { data: e.data, pts: e.pts, keyframe: e.keyframe }))

@@ -1,10 +1,17 @@
-//! CPU codecs: OpenH264 (bundled C++, built by `cargo build`) for H.264 decode and encode.
+//! CPU codecs: OpenH264 (bundled C++, built by `cargo build`) for H.264 decode and encode, and
+//! libx264 for encode where the machine has it (loaded at run time; [`choice`] says which
+//! encodes). [`ensure`] is the one way a rendition's encoder is opened or retuned.
 
+pub mod choice;
 pub mod decoder;
 pub mod encoder;
+pub mod open;
+pub mod x264;
 
+pub use choice::{CpuEncoder, CpuEncoderChoice, ResolvedEncoder, X264Preset, X264Unavailable};
 pub use decoder::H264Decoder;
 pub use encoder::{EncodedFrame, EncoderSettings, H264Encoder};
+pub use open::{Encoder, ensure};
 
 /// Errors of the codec layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

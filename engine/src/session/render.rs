@@ -6,7 +6,7 @@ use std::time::Instant;
 use crossbeam_channel::Receiver;
 
 use super::Work;
-use crate::codec::{EncoderSettings, H264Encoder};
+use crate::codec::{CpuEncoder, Encoder, EncoderSettings};
 use crate::error::TranscodeError;
 use crate::frame::Frame;
 use crate::profile::Profile;
@@ -16,8 +16,9 @@ use crate::scale::{ScaleFilter, Scaler};
 pub(super) struct RenditionWorker {
     rendition: Rendition,
     scaler: Scaler,
-    encoder: Option<H264Encoder>,
+    encoder: Option<Encoder>,
     encoder_threads: u16,
+    cpu_encoder: CpuEncoder,
 }
 
 /// A segment in progress on this worker.
@@ -27,12 +28,13 @@ struct InProgress {
 }
 
 impl RenditionWorker {
-    pub(super) fn new(profile: Profile, filter: ScaleFilter, encoder_threads: u16) -> Self {
+    pub(super) fn new(profile: Profile, filter: ScaleFilter, encoder_threads: u16, cpu_encoder: CpuEncoder) -> Self {
         RenditionWorker {
             rendition: Rendition::new(profile),
             scaler: Scaler::new(filter),
             encoder: None,
             encoder_threads,
+            cpu_encoder,
         }
     }
 
@@ -108,19 +110,15 @@ impl RenditionWorker {
         let (w, h) = self.rendition.profile.output_size(f.width, f.height);
         // The rung's frame rate as the cadence knows it now (it measures the source's per
         // segment): rate control budgets each picture as bitrate / fps.
-        let fps = self.rendition.cadence.output_fps();
-        match self.encoder.as_mut() {
-            Some(e) if (e.settings().width, e.settings().height) == (w, h) => e.set_frame_rate(fps)?,
-            _ => {
-                self.encoder = Some(H264Encoder::new(EncoderSettings {
-                    width: w,
-                    height: h,
-                    bitrate: self.rendition.profile.bitrate,
-                    fps,
-                    threads: self.encoder_threads,
-                })?);
-            }
-        }
+        let settings = EncoderSettings {
+            width: w,
+            height: h,
+            bitrate: self.rendition.profile.bitrate,
+            fps: self.rendition.cadence.output_fps(),
+            threads: self.encoder_threads,
+            encoder: self.cpu_encoder,
+        };
+        crate::codec::ensure(&mut self.encoder, settings)?;
         out.set_size(w, h);
 
         let t = Instant::now();
@@ -134,7 +132,7 @@ impl RenditionWorker {
         out.stats.scale_time += t.elapsed();
 
         let t = Instant::now();
-        let encoder = self.encoder.as_mut().expect("created above");
+        let encoder = self.encoder.as_mut().expect("ensured above");
         let Some(enc) = encoder.encode(pic, keyframe)? else {
             return Ok(());
         };
