@@ -136,7 +136,9 @@ pub fn matches(cmd: Command, argv: Vec<OsString>) -> Result<ArgMatches, Failure>
         built.build();
         let sub = built.find_subcommand(name).expect("the subcommand clap just matched");
         check_env(sub, given).map_err(Failure::Setting)?;
-        if let Some(file) = given.get_one::<PathBuf>(CONFIG) {
+        // Only the node commands have --config.
+        let file = if NODE_COMMANDS.contains(&name) { given.get_one::<PathBuf>(CONFIG) } else { None };
+        if let Some(file) = file {
             let text = std::fs::read_to_string(file).map_err(|e| {
                 Failure::Setting(SettingError { origin: Origin::File(file.clone()), message: e.to_string() })
             })?;
