@@ -533,6 +533,34 @@ mod tests {
         assert!(e.starts_with("config file /etc/zerohop.toml: not TOML: TOML parse error at line 1"), "{e}");
     }
 
+    /// Every command goes through the two passes, with or without a config file of its own.
+    #[test]
+    fn every_command_parses_through_matches() {
+        let dir = std::env::temp_dir().join(format!("zerohop-config-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let file = dir.join("node.toml");
+        std::fs::write(&file, "[transcoder]\norch-addr = \"a.example:1\"\n").expect("write");
+        let file = file.to_string_lossy().into_owned();
+        for argv in [
+            &["presets"][..],
+            &["probe", "x.ts"],
+            &["transcode", "--accel", "cpu"],
+            &["push", "a.ts", "--insecure-h2c"],
+            &["gpu-info"],
+            &["demo"],
+            &["bench", "--repeat", "1"],
+            &["combined", "--max-sessions", "1"],
+            &["orchestrator", "--config", &file],
+            &["transcoder", "--config", &file],
+        ] {
+            let full = std::iter::once("zerohop").chain(argv.iter().copied()).map(OsString::from).collect();
+            if let Err(e) = matches(crate::cli_command(), full) {
+                panic!("{argv:?}: {e:?}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// deploy/zerohop.example.toml is taken by every node command, so README's example cannot rot.
     #[test]
     fn the_example_file_is_valid_for_every_node_command() {
