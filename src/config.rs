@@ -271,9 +271,14 @@ fn setting_args(sub: &Command, key: &str, value: &DeValue<'_>) -> Result<(String
     }
     let arg = sub
         .get_arguments()
-        .find(|a| a.get_long() == Some(key) && !matches!(key, "help" | "version"))
+        .find(|a| {
+            !matches!(key, "help" | "version")
+                && (a.get_long() == Some(key) || a.get_all_aliases().is_some_and(|aliases| aliases.contains(&key)))
+        })
         .ok_or_else(|| UNKNOWN.to_string())?;
     let id = arg.get_id().to_string();
+    // An alias (`monitor` for `metrics-addr`) is given to clap as the flag itself.
+    let key = arg.get_long().unwrap_or(key);
     let example = |v: &str| format!("{key} = {v}");
     if matches!(arg.get_action(), ArgAction::SetTrue) {
         return match value {
@@ -460,6 +465,8 @@ mod tests {
         let got =
             args("transcoder", "gpus = \"0,1\"\norch-addr = [\"a.example:1\", \"b.example:2\"]\n").expect("valid");
         assert_eq!(got, ["--gpus=0", "--gpus=1", "--orch-addr=a.example:1", "--orch-addr=b.example:2"]);
+        // A flag's alias is a key too.
+        assert_eq!(args("combined", "monitor = \":9935\"").expect("valid"), ["--metrics-addr=:9935"]);
     }
 
     #[test]
