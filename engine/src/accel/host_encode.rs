@@ -287,4 +287,32 @@ mod tests {
         assert_eq!(aus.len(), 1);
         assert!(aus[0].keyframe);
     }
+
+    /// A rung's buffers come back from its worker and are handed out again: page-locked ones
+    /// (the GPU path) are made once per size, not per picture, and a size no longer asked for
+    /// is let go.
+    #[test]
+    fn buffers_are_recycled_per_size_and_an_old_size_is_let_go() {
+        let mut enc = HostEncoders::new(1).expect("workers");
+        let mut made = 0;
+        for n in 0..24 {
+            let p = enc
+                .buffer_or(0, (64, 64, 64), || {
+                    made += 1;
+                    Ok::<_, DeviceError>(HostNv12::new(64, 64, 64))
+                })
+                .expect("buffer");
+            enc.encode(0, p, n * 3000, n == 0, &settings(64, 64)).expect("encode");
+        }
+        enc.finish(0).expect("finish");
+        // A new buffer is made only while every one is queued (QUEUE), being encoded or answered.
+        assert!(made <= QUEUE + 2, "{made} buffers made for 24 pictures");
+        let spare = enc.workers[0].spare.len();
+        assert_eq!(spare, made, "every buffer came back");
+        let p = enc.buffer(0, 32, 32, 64);
+        assert_eq!(enc.workers[0].spare.len(), 0, "the 64x64 buffers are let go when the size changes");
+        enc.give_back(0, p);
+        let again = enc.buffer_or(0, (32, 32, 64), || Err(host_error("test", "a new buffer was made")));
+        assert!(again.is_ok(), "a given-back buffer is handed out again");
+    }
 }
