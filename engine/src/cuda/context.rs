@@ -492,9 +492,10 @@ pub(crate) mod double {
         NEXT.fetch_add(0x10, Ordering::Relaxed) as usize
     }
 
-    /// `cuMemHostAlloc` in the double: needs `ctx` current (the memory belongs to the current
-    /// context: the driver API reference for cuMemHostAlloc); the bytes are garbage, as the
-    /// driver's are (it does not clear them).
+    /// `cuMemHostAlloc` in the double: needs `ctx` current (the driver API reference for
+    /// cuMemHostAlloc: without CU_MEMHOSTALLOC_PORTABLE the memory is pinned only for "the
+    /// [context] that performed the allocation", so there must be one); the bytes are garbage,
+    /// as the driver's are (it does not clear them).
     pub(super) fn host_alloc(ctx: usize, bytes: usize) -> Result<*mut u8, CudaError> {
         if current() != ctx {
             return Err(CudaError::Driver { api: "cuMemHostAlloc", status: "CUDA_ERROR_INVALID_CONTEXT".into() });
@@ -506,9 +507,11 @@ pub(crate) mod double {
         Ok(ptr)
     }
 
-    /// `cuMemFreeHost` in the double: a live block, its context current, and no copy into it
-    /// still queued (the driver would write into freed memory; NvDecoder and NvEncoder free their
-    /// host frames only after the stream work on them was synchronised).
+    /// `cuMemFreeHost` in the double: a live block, its context current (zerohop frees every
+    /// child with its context pushed, as NvDecoder's destructor pushes its context around the
+    /// frees of its frames), and no copy into it still queued: the driver API reference ("API
+    /// synchronization behavior") lets an async copy into pinned memory return before it is
+    /// done, so freeing the destination first would have the DMA write into freed memory.
     pub(crate) fn host_free(ctx: usize, ptr: *mut u8) -> Result<(), CudaError> {
         let mut h = host().lock();
         let Some(block) = h.blocks.get(&(ptr as usize)) else {

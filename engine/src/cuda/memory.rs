@@ -91,8 +91,9 @@ impl Drop for DeviceAllocation {
 /// context pushed) on drop. A device-to-host `cuMemcpy2DAsync` into it is queued and returns at
 /// once; into pageable memory the driver copies synchronously (the CUDA driver API reference,
 /// "API synchronization behavior": a transfer from device to pageable host memory returns only
-/// once the copy has completed). Allocating it is slow (the driver locks the pages), so the
-/// CPU encoders recycle these buffers: one allocation per rung per size, not per picture.
+/// once the copy has completed). Page-locking is costly and the driver API reference for
+/// cuMemHostAlloc advises using it "sparingly ... for staging areas", so the CPU encoders recycle
+/// these buffers: one allocation per rung per size, not per picture.
 pub struct PinnedHost {
     ctx: Arc<DeviceContext>,
     ptr: NonNull<u8>,
