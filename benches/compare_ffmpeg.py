@@ -30,7 +30,8 @@ Both get the same input: ffmpeg the clip's whole MPEG-TS, zerohop its 2 s segmen
 bytes, cut at the IDRs) as one stream. GOP 2 s for both (one IDR per segment).
 
 Usage: benches/compare_ffmpeg.py [--clips bigbuckbunny,bikes,carphone] [--runs N] [--json OUT]
-       [--zerohop target/release/zerohop] [--threads 2]
+       [--zerohop target/release/zerohop] [--threads 2] [--only "zerohop x264 superfast,..."]
+       [--reference-scaler bicubic]
 Skips (exit 0, with a message) where ffmpeg is not installed. The BD-rate code has its own
 check: python3 benches/bdrate.py --self-test.
 """
@@ -268,6 +269,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="timed runs of the 1x ladder per contender (after the RD pass)")
     ap.add_argument("--threads", type=int, default=2, help="ffmpeg's -threads")
     ap.add_argument("--json", help="write every point and time here")
+    ap.add_argument("--only", help="comma-separated contender names to run (the anchor always runs)")
     ap.add_argument("--zerohop", default=os.path.join(ROOT, "target/release/zerohop"))
     ap.add_argument("--reference-scaler", default="bicubic",
                     help="ffmpeg scale flags that make the reference (default: ffmpeg's bicubic, what the ffmpeg "
@@ -280,6 +282,14 @@ def main():
         subprocess.run(["cargo", "build", "--release", "--quiet", "-p", "zerohop"], cwd=ROOT, check=True)
     clips = bench_media.prepare(args.clips.split(","))
     conts, skipped = contenders(args.zerohop)
+    if args.only:
+        keep = set(args.only.split(",")) | {ANCHOR}
+        unknown = keep - {c.name for c in conts} - {n for n, _ in skipped}
+        if unknown:
+            ap.error(f"--only: no contender {', '.join(sorted(unknown))}; they are: "
+                     + ", ".join(c.name for c in conts))
+        conts = [c for c in conts if c.name in keep]
+        skipped = [(n, why) for n, why in skipped if n in keep]
     for name, why in skipped:
         print(f"SKIPPED {name}: {why}", file=sys.stderr)
     metrics = ["psnr_y", "ssim_db"] + (["vmaf"] if rd_quality.has_vmaf() else [])
@@ -293,7 +303,7 @@ def main():
     # Others may rebuild target/release while this runs: every run uses one copy of the binary.
     args.zerohop = shutil.copy2(args.zerohop, os.path.join(tmp, "zerohop"))
     results["zerohop_version"] = subprocess.run([args.zerohop, "--version"], stdout=subprocess.PIPE,
-                                                text=True).stdout.strip()
+                                                text=True).stdout.strip().splitlines()[0]
     rd_quality.REFERENCE_SCALER = args.reference_scaler
     results["reference_scaler"] = args.reference_scaler
     try:
