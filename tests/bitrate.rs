@@ -78,7 +78,7 @@ fn one_segment(backend: Backend, name: &str, in_fps: f64, half: u32) {
     check(&mut *session, backend, name, in_fps, f64::from(half).min(in_fps));
 }
 
-on_every_backend! {
+on_every_backend_and_encoder! {
 fn every_rung_on_target_at_25_fps(backend) {
     one_segment(backend, "h264_360p25_grain.ts", 25.0, 30);
 }
@@ -91,8 +91,12 @@ fn every_rung_on_target_at_60_fps(backend) {
     one_segment(backend, "h264_360p60_grain.ts", 60.0, 30);
 }
 
+on_every_backend! {
 /// One stream whose rate changes between segments: 25, then 60, then 25 fps again. Each
 /// segment's rungs are on target (the encoders follow the rate; none stays at the first one).
+/// OpenH264 only: x264, retuned in place, gives 0.73x on the 25 fps segment after the 60 fps
+/// one in its unreduced rungs (its ABR carries the 60 fps pictures' history across
+/// x264_encoder_reconfig); steady rates are within 10% above. Open work.
 fn every_rung_on_target_when_the_rate_changes_between_segments(backend) {
     let ladder = ladder(30);
     let mut session = backend.open(&ladder);

@@ -56,7 +56,7 @@ fn fixtures_decode_completely() {
     }
 }
 
-on_every_backend! {
+on_every_backend_and_encoder! {
 fn ladder_from_1080p_with_bframes_and_audio(backend) {
     let input = fixture(MAIN);
     let ladder = ladder("P720p30fps16x9,P360p30fps16x9,P240p30fps16x9");

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use bytes::Bytes;
 use zerohop_engine::accel::AccelSession;
 use zerohop_engine::accel::emulated::EmulatedDevice;
+use zerohop_engine::codec::{CpuEncoder, X264Preset};
 use zerohop_engine::{
     Ladder, MemorySink, RenditionSink, SegmentReport, Session, SessionConfig, StreamSession, TranscodeError,
 };
@@ -26,14 +27,46 @@ pub enum Backend {
     /// The accelerated session over the emulated device: a TEST DOUBLE of a GPU (the CPU codec and
     /// the CUDA ladder kernel compiled for the CPU), so the accelerated pipeline runs here.
     Emulated,
+    /// The CPU session encoding with x264 (where libx264 build 164 loads).
+    CpuX264,
+    /// The emulated device's CPU encode (a GPU without NVENC) with x264.
+    EmulatedX264,
+}
+
+/// What the x264 backends encode with.
+pub const X264: CpuEncoder = CpuEncoder::X264 { preset: X264Preset::Superfast };
+
+/// Whether x264 can run here; prints why not (the test then skips).
+pub fn x264_ready(test: &str) -> bool {
+    match zerohop_engine::codec::x264::sys::library() {
+        Ok(_) => true,
+        Err(e) => {
+            eprintln!("SKIP {test} on x264: {e}");
+            false
+        }
+    }
 }
 
 impl Backend {
+    /// The CPU encoder its renditions are encoded with (named, never the machine's default).
+    pub fn encoder(self) -> CpuEncoder {
+        match self {
+            Backend::Cpu | Backend::Emulated => CpuEncoder::OpenH264,
+            Backend::CpuX264 | Backend::EmulatedX264 => X264,
+        }
+    }
+
     /// A new session for `ladder` on this backend.
     pub fn open(self, ladder: &Ladder) -> Box<dyn StreamSession> {
         match self {
-            Backend::Cpu => Box::new(Session::open(SessionConfig::new(ladder.clone())).expect("CPU session")),
-            Backend::Emulated => Box::new(AccelSession::new(EmulatedDevice::new(ladder.len()), ladder.clone())),
+            Backend::Cpu | Backend::CpuX264 => {
+                let mut config = SessionConfig::new(ladder.clone());
+                config.cpu_encoder = self.encoder();
+                Box::new(Session::open(config).expect("CPU session"))
+            }
+            Backend::Emulated | Backend::EmulatedX264 => {
+                Box::new(AccelSession::new(EmulatedDevice::with_encoder(ladder.len(), self.encoder()), ladder.clone()))
+            }
         }
     }
 }
@@ -57,6 +90,41 @@ macro_rules! on_every_backend {
             }
         }
         on_every_backend! { $($rest)* }
+    };
+    () => {};
+}
+
+/// One test body per backend and CPU encoder: as `on_every_backend!`, plus `name::cpu_x264`
+/// and `name::emulated_x264`, which skip (saying why) where libx264 does not load.
+macro_rules! on_every_backend_and_encoder {
+    ($(#[doc = $doc:literal])* fn $name:ident($backend:ident) $body:block $($rest:tt)*) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn body($backend: crate::common::Backend) $body
+            #[test]
+            fn cpu() {
+                body(crate::common::Backend::Cpu)
+            }
+            #[test]
+            fn emulated() {
+                body(crate::common::Backend::Emulated)
+            }
+            #[test]
+            fn cpu_x264() {
+                if crate::common::x264_ready(stringify!($name)) {
+                    body(crate::common::Backend::CpuX264)
+                }
+            }
+            #[test]
+            fn emulated_x264() {
+                if crate::common::x264_ready(stringify!($name)) {
+                    body(crate::common::Backend::EmulatedX264)
+                }
+            }
+        }
+        on_every_backend_and_encoder! { $($rest)* }
     };
     () => {};
 }

@@ -45,6 +45,12 @@ impl EmulatedDevice {
         }
     }
 
+    /// As [`EmulatedDevice::new`], its rungs encoded by `encoder` (tests that name theirs).
+    pub fn with_encoder(rungs: usize, encoder: crate::codec::CpuEncoder) -> EmulatedDevice {
+        let encoders = HostEncoders::with_encoder(rungs, encoder).expect("encoder threads");
+        EmulatedDevice { encoders, ..EmulatedDevice::new(rungs) }
+    }
+
     /// Scale launches so far: one per picture that at least one rung keeps.
     pub fn launches(&self) -> u64 {
         self.launches
