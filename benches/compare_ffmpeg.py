@@ -210,6 +210,24 @@ def bench_clip(clip, conts, args, tmp, results):
         "contenders": rows}
 
 
+def means(results, metrics):
+    """Per contender run on every clip: the mean BD-rate over every clip and rung (the CTC's average
+    of per-sequence figures) and the summed wall and CPU seconds over the anchor's."""
+    clips = results["clips"]
+    names = list(next(iter(clips.values()))["contenders"])
+    for cn in names:
+        per = [c["contenders"][cn] for c in clips.values() if cn in c["contenders"]]
+        if len(per) != len(clips) or cn == ANCHOR:
+            continue
+        bds = []
+        for m in metrics:
+            vals = [x[f"bd_{m}"] for r in per for x in r["rungs"].values() if x[f"bd_{m}"] is not None]
+            bds.append(statistics.mean(vals) if vals else None)
+        wall = sum(r["wall_s"] for r in per) / sum(c["contenders"][ANCHOR]["wall_s"] for c in clips.values())
+        cpu = sum(r["cpu_s"] for r in per) / sum(c["contenders"][ANCHOR]["cpu_s"] for c in clips.values())
+        yield cn, bds, wall, cpu
+
+
 def print_table(results, metrics):
     clips = results["clips"]
     print(f"BD-rate per rung vs {ANCHOR} (PCHIP over ln rate; 4 points per rung at "
@@ -244,23 +262,31 @@ def print_table(results, metrics):
             line += (f" {min(acc):4.2f}-{max(acc):4.2f} {row['wall_s']:7.3f} {row['cpu_s']:7.3f}"
                      f" {row['wall_ratio']:8.2f} {row['cpu_ratio']:8.2f} {row['rt_ratio']:5.2f}")
             print(line)
-    # Mean over every clip and rung (the CTC's average of per-sequence BD-rates), summed times.
-    for cn in names:
-        per = [c["contenders"][cn] for c in clips.values() if cn in c["contenders"]]
-        if len(per) != len(clips) or cn == ANCHOR:
-            continue
-        line = f"{'all (mean)':<13} {cn:<29} {'':<21}"
-        for m in metrics:
-            vals = [x[f"bd_{m}"] for r in per for x in r["rungs"].values() if x[f"bd_{m}"] is not None]
-            line += f" {fmt_bd(statistics.mean(vals) if vals else None):>27}"
-        wall = sum(r["wall_s"] for r in per) / sum(c["contenders"][ANCHOR]["wall_s"] for c in clips.values())
-        cpu = sum(r["cpu_s"] for r in per) / sum(c["contenders"][ANCHOR]["cpu_s"] for c in clips.values())
-        line += f" {'':>9} {'':>7} {'':>7} {wall:8.2f} {cpu:8.2f}"
-        print(line)
+    for cn, bds, wall, cpu in means(results, metrics):
+        line = f"{'all (mean)':<13} {cn:<29} {'':<21}" + "".join(f" {fmt_bd(b):>27}" for b in bds)
+        print(line + f" {'':>9} {'':>7} {'':>7} {wall:8.2f} {cpu:8.2f}")
     print(f"* the two curves share under {LOW_OVERLAP:.0%} of their joint quality range (intersection over"
           " union): the BD-rate holds only over the part they share")
     for name, why in dict(results["skipped"]).items():
         print(f"SKIPPED {name}: {why}")
+
+
+def print_markdown(results, metrics):
+    """The same figures as a Markdown table (README's "The engine")."""
+    labels = {"psnr_y": "PSNR-Y", "ssim_db": "SSIM", "vmaf": "VMAF"}
+    print("| clip | contender | " + " | ".join(f"BD-rate {labels[m]} r1 / r2 / r3" for m in metrics)
+          + " | wall s | CPU s | wall / anchor | CPU / anchor |")
+    print("|---|---|" + "---|" * len(metrics) + "---|---|---|---|")
+    for name, c in results["clips"].items():
+        for cn, row in c["contenders"].items():
+            cells = list(row["rungs"].values())
+            bds = ["anchor" if cn == ANCHOR else " / ".join(
+                fmt_bd(x[f"bd_{m}"]) + ("*" if x[f"overlap_{m}"] < LOW_OVERLAP else "") for x in cells)
+                for m in metrics]
+            print(f"| {name} | {cn} | " + " | ".join(bds) + f" | {row['wall_s']:.2f} | {row['cpu_s']:.2f}"
+                  f" | {row['wall_ratio']:.2f} | {row['cpu_ratio']:.2f} |")
+    for cn, bds, wall, cpu in means(results, metrics):
+        print(f"| all clips (mean) | {cn} | " + " | ".join(fmt_bd(b) for b in bds) + f" | | | {wall:.2f} | {cpu:.2f} |")
 
 
 def main():
@@ -269,6 +295,7 @@ def main():
     ap.add_argument("--runs", type=int, default=3, help="timed runs of the 1x ladder per contender (after the RD pass)")
     ap.add_argument("--threads", type=int, default=2, help="ffmpeg's -threads")
     ap.add_argument("--json", help="write every point and time here")
+    ap.add_argument("--markdown", action="store_true", help="also print the figures as a Markdown table")
     ap.add_argument("--only", help="comma-separated contender names to run (the anchor always runs)")
     ap.add_argument("--zerohop", default=os.path.join(ROOT, "target/release/zerohop"))
     ap.add_argument("--reference-scaler", default="bicubic",
@@ -313,6 +340,9 @@ def main():
         shutil.rmtree(tmp, ignore_errors=True)
     results["load_after"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
     print_table(results, metrics)
+    if args.markdown:
+        print()
+        print_markdown(results, metrics)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=1)
