@@ -90,6 +90,7 @@ fn every_rung_on_target_at_50_fps(backend) {
 fn every_rung_on_target_at_60_fps(backend) {
     one_segment(backend, "h264_360p60_grain.ts", 60.0, 30);
 }
+}
 
 on_every_backend! {
 /// One stream whose rate changes between segments: 25, then 60, then 25 fps again. Each

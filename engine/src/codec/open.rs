@@ -9,14 +9,15 @@ use crate::frame::Frame;
 /// An open CPU H.264 encoder: the one [`EncoderSettings::encoder`] names.
 #[derive(Debug)]
 pub enum Encoder {
-    OpenH264(H264Encoder),
+    /// Boxed: OpenH264's encoder is kilobytes, x264's a pointer.
+    OpenH264(Box<H264Encoder>),
     X264(X264Encoder),
 }
 
 impl Encoder {
     pub fn open(settings: EncoderSettings) -> Result<Encoder, CodecError> {
         Ok(match settings.encoder {
-            CpuEncoder::OpenH264 => Encoder::OpenH264(H264Encoder::new(settings)?),
+            CpuEncoder::OpenH264 => Encoder::OpenH264(Box::new(H264Encoder::new(settings)?)),
             CpuEncoder::X264 { preset } => Encoder::X264(X264Encoder::new(settings, preset)?),
         })
     }

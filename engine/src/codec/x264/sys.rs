@@ -46,6 +46,13 @@ const PARAM_I_WIDTH: usize = 28;
 const PARAM_I_HEIGHT: usize = 32;
 const PARAM_I_CSP: usize = 36;
 
+// x264_param_t is 1024 bytes, 8-aligned, in build 164 (sizeof/alignof from a C program with
+// x264.h): the buffer holds it, and the fields written directly lie inside it (where they lie is
+// checked by encoding: codec::open's tests decode pictures of the size set).
+const _: () = assert!(
+    std::mem::size_of::<X264Param>() >= 1024 && std::mem::align_of::<X264Param>() >= 8 && PARAM_I_CSP + 4 <= 1024
+);
+
 impl std::fmt::Debug for X264Param {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("x264_param_t")
@@ -262,7 +269,7 @@ pub fn library() -> Result<&'static Library, LoadError> {
 
 #[cfg(test)]
 mod tests {
-    use std::mem::{align_of, offset_of, size_of};
+    use std::mem::{offset_of, size_of};
 
     use super::*;
 
@@ -293,11 +300,6 @@ mod tests {
         assert_eq!(offset_of!(X264Picture, hrd_timing), 176);
         assert_eq!(offset_of!(X264Picture, extra_sei), 208);
         assert_eq!(offset_of!(X264Picture, opaque), 232);
-        // x264_param_t is 1024 bytes, 8-aligned, in build 164: the buffer must hold it (the
-        // fields written into it directly are checked by encoding: codec::open's tests decode
-        // pictures of the size set).
-        assert!(size_of::<X264Param>() >= 1024 && align_of::<X264Param>() >= 8);
-        assert!(PARAM_I_CSP + 4 <= 1024);
     }
 
     #[test]
