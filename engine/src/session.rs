@@ -116,7 +116,8 @@ impl Session {
         let mut renditions = Vec::new();
         for (i, profile) in config.ladder.profiles().iter().enumerate() {
             let (wtx, wrx) = bounded::<Work>(config.frame_queue.max(1));
-            let worker = RenditionWorker::new(profile.clone(), config.filter, config.encoder_threads, config.cpu_encoder);
+            let worker =
+                RenditionWorker::new(profile.clone(), config.filter, config.encoder_threads, config.cpu_encoder);
             let handle = std::thread::Builder::new()
                 .name(format!("zerohop-r{i}-{}", profile.name))
                 .spawn(move || worker.run(wrx))
