@@ -15,8 +15,8 @@ pub enum Gop {
     Intra,
 }
 
-/// H.264 profile requested for a rendition. The CPU encoder (OpenH264) writes Constrained
-/// Baseline whatever is asked; the CUDA backend honours it.
+/// H.264 profile requested for a rendition. The CPU encoders write what they write whatever is
+/// asked (x264 High, OpenH264 Constrained Baseline); the CUDA backend honours it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum CodecProfile {
     #[default]
