@@ -96,9 +96,15 @@ impl EncoderArgs {
     }
 }
 
-/// What `--cpu-encoder auto` comes to on this machine, for `probe` and `--version --verbose`.
+/// What `--cpu-encoder auto` comes to on this machine, for `probe` and `--version --verbose`;
+/// with `ZEROHOP_CPU_ENCODER=openh264` in the environment, that (x264 is not loaded: whoever
+/// opted out of it gets no process that loads it).
 pub fn describe_auto() -> String {
-    match EncoderArgs::default().resolve() {
+    let mut args = EncoderArgs::default();
+    if std::env::var("ZEROHOP_CPU_ENCODER").is_ok_and(|v| v.eq_ignore_ascii_case("openh264")) {
+        args.cpu_encoder = CpuEncoderArg::Openh264;
+    }
+    match args.resolve() {
         Ok(r) => format!("{} ({})", r.encoder.name(), r.why),
         Err(e) => format!("none ({e:#})"),
     }

@@ -74,6 +74,28 @@ fn openh264_asked_for_never_loads_x264() {
     assert_eq!(profile_of(&out), 66);
 }
 
+/// With x264 installed, a process told `--cpu-encoder openh264` (or running a command that does
+/// not encode) never loads it: glibc's loader, asked to (`LD_DEBUG=libs`), lists every library
+/// it looks for.
+#[test]
+fn a_process_that_opted_out_never_loads_x264() {
+    let out = out_dir("opted_out");
+    for what in ["transcode --cpu-encoder openh264", "presets"] {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_zerohop"));
+        if what == "presets" {
+            c.arg("presets");
+        } else {
+            c.arg("transcode").arg(common::fixture_path(INPUT)).args(["-p", "P240p30fps16x9", "-o"]).arg(&out);
+            c.args(["--cpu-encoder", "openh264"]);
+        }
+        let o = c.env("LD_DEBUG", "libs").env_remove("ZEROHOP_X264_LIB").output().expect("runs");
+        let err = stderr(&o);
+        assert!(o.status.success(), "{what}: {err}");
+        assert!(err.contains("libc.so"), "{what}: the loader lists what it loads (glibc): {err}");
+        assert!(!err.contains("libx264"), "{what}: x264 was looked for");
+    }
+}
+
 #[test]
 fn x264_where_installed_writes_high_profile() {
     if !common::x264_ready("x264_where_installed_writes_high_profile") {
