@@ -151,6 +151,11 @@ pub fn demo(out: PathBuf) -> Result<ExitCode> {
         let segments = DEMO.iter().map(|(l, d)| (l.to_string(), Bytes::from_static(d))).collect();
         let results = push_all(&mut client, "demo", segments, None, &out, 0).await?;
         node.shutdown().await;
-        Ok(summary(&results, &out))
+        let code = summary(&results, &out);
+        // The ratios above are what this build can do; say so when it is the slow build.
+        if let Some(why) = zerohop_engine::build_info::slow_build_note() {
+            println!("{why}");
+        }
+        Ok(code)
     })
 }

@@ -17,3 +17,15 @@ pub fn speed_warning() -> Option<String> {
         )
     })
 }
+
+/// One line for a summary of measured speed (the demo's real-time ratios) from a build without
+/// OpenH264's assembly: why the figures are slow and how to get the fast build, or `None`.
+pub fn slow_build_note() -> Option<String> {
+    (!openh264_has_asm()).then(|| {
+        format!(
+            "note: these real-time ratios come from a build without OpenH264's assembly ({OPENH264_ASM}): \
+             decoding and OpenH264 encoding run 1.3-2.8x slower than they can. For the fast build: \
+             apt-get install nasm && cargo clean -p openh264-sys2 && cargo build --release"
+        )
+    })
+}
