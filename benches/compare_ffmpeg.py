@@ -281,7 +281,7 @@ def print_markdown(results, metrics):
         for cn, row in c["contenders"].items():
             cells = list(row["rungs"].values())
             bds = ["anchor" if cn == ANCHOR else " / ".join(
-                fmt_bd(x[f"bd_{m}"]) + ("*" if x[f"overlap_{m}"] < LOW_OVERLAP else "") for x in cells)
+                fmt_bd(x[f"bd_{m}"]) + ("\\*" if x[f"overlap_{m}"] < LOW_OVERLAP else "") for x in cells)
                 for m in metrics]
             print(f"| {name} | {cn} | " + " | ".join(bds) + f" | {row['wall_s']:.2f} | {row['cpu_s']:.2f}"
                   f" | {row['wall_ratio']:.2f} | {row['cpu_ratio']:.2f} |")
