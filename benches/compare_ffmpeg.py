@@ -39,9 +39,10 @@ check: python3 benches/bdrate.py --self-test.
 """
 import argparse, json, math, os, shutil, statistics, subprocess, sys, tempfile, time
 
-import bdrate
-import bench_media
-import rd_quality
+sys.dont_write_bytecode = True  # no benches/__pycache__ in the working tree
+import bdrate  # noqa: E402
+import bench_media  # noqa: E402
+import rd_quality  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POINTS = [0.5, 0.75, 1.0, 1.5]
