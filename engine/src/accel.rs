@@ -321,6 +321,7 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         while let Some(ev) = self.intake.poll() {
             match ev {
                 IntakeEvent::Layout(tracks) => self.outs.iter_mut().for_each(|o| o.set_tracks(tracks.clone())),
+                IntakeEvent::Rate(fps) => self.session.rungs.iter_mut().for_each(|r| r.cadence.declare_rate(fps)),
                 IntakeEvent::Copied(c) => self.outs.iter_mut().for_each(|o| o.copy(c.clone())),
                 IntakeEvent::Video(unit) => self.video(unit),
             }

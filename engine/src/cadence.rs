@@ -32,6 +32,8 @@ pub struct Cadence {
     /// The source's frame interval: this segment's, once it has two pictures, else the last
     /// segment's, so a stream whose rate changes between segments is followed.
     in_interval: Option<f64>,
+    /// The interval the next segment's SPS declares (VUI timing), taken at its first picture.
+    declared_interval: Option<f64>,
 }
 
 impl Cadence {
@@ -45,6 +47,16 @@ impl Cadence {
             last_in_pts: None,
             segment_interval: None,
             in_interval: None,
+            declared_interval: None,
+        }
+    }
+
+    /// The frame rate the next segment's SPS declares (its VUI timing), told before that
+    /// segment's first picture: the rate holds from the first picture on, where otherwise the
+    /// last segment's would until the second (measured PTS steps still win once there are two).
+    pub fn declare_rate(&mut self, fps: f64) {
+        if fps.is_finite() && fps > 0.0 {
+            self.declared_interval = Some(TICKS_PER_SECOND as f64 / fps);
         }
     }
 
@@ -55,6 +67,10 @@ impl Cadence {
             // A new segment measures its own rate (the last one's stands until it can).
             self.last_in_pts = None;
             self.segment_interval = None;
+            // What the segment's SPS declares stands until its pictures can be measured.
+            if let Some(d) = self.declared_interval.take() {
+                self.in_interval = Some(d);
+            }
         }
         if let Some(last) = self.last_in_pts {
             let d = (pts - last) as f64;
@@ -142,6 +158,28 @@ mod tests {
         assert!(kept.iter().all(|i| i % 2 == 0), "{kept:?}");
         assert_eq!(keys, [0, 60], "a keyframe every second, at the same source pictures");
         assert!((c.output_fps() - 30.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_declared_rate_holds_from_the_segments_first_picture_until_pictures_are_measured() {
+        let p = profile(r#"[{"name":"a","width":640,"height":360,"bitrate":800000,"gop":"1"}]"#);
+        let mut c = Cadence::new(&p);
+        c.declare_rate(25.0);
+        c.decide(0, true);
+        assert!((c.output_fps() - 25.0).abs() < 1e-9, "declared, before a second picture");
+        c.decide(3600, false);
+        // The next segment declares 60 but its pictures come 30 a second: measurement wins.
+        c.declare_rate(60.0);
+        c.decide(100_000, true);
+        assert!((c.output_fps() - 60.0).abs() < 1e-9, "the new declaration at the first picture");
+        c.decide(103_000, false);
+        assert!((c.output_fps() - 30.0).abs() < 1e-9, "{}", c.output_fps());
+        // A declaration is used once: a segment that declares nothing starts at the last rate.
+        c.decide(200_000, true);
+        assert!((c.output_fps() - 30.0).abs() < 1e-9);
+        c.declare_rate(f64::NAN);
+        c.decide(300_000, true);
+        assert!((c.output_fps() - 30.0).abs() < 1e-9, "a nonsense rate is ignored");
     }
 
     #[test]

@@ -46,6 +46,9 @@ pub enum IntakeEvent {
     /// The program's copied streams, once per segment (a PMT change mid-segment keeps the first
     /// layout).
     Layout(Vec<AudioTrack>),
+    /// The frame rate the segment's first SPS declares (VUI timing), before its first unit:
+    /// encoders can be set for it from the first picture on, not from the second.
+    Rate(f64),
     Video(VideoUnit),
     Copied(CopiedPes),
 }
@@ -59,6 +62,8 @@ pub struct Intake {
     unwrap: HashMap<u16, Unwrapper>,
     last_au_pts: Option<i64>,
     sps: Option<SpsInfo>,
+    /// A unit held back for one poll while the [`IntakeEvent::Rate`] before it goes out.
+    held: Option<VideoUnit>,
     idr_units: u64,
     report: SegmentReport,
     error: Option<TranscodeError>,
@@ -82,6 +87,7 @@ impl Intake {
             unwrap: HashMap::new(),
             last_au_pts: None,
             sps: None,
+            held: None,
             idr_units: 0,
             report: SegmentReport::default(),
             error: None,
@@ -118,6 +124,9 @@ impl Intake {
 
     /// The next event, or `None` when more bytes are needed or the segment has failed.
     pub fn poll(&mut self) -> Option<IntakeEvent> {
+        if let Some(unit) = self.held.take() {
+            return Some(IntakeEvent::Video(unit));
+        }
         while self.error.is_none() {
             match self.demux.poll()? {
                 DemuxEvent::Program(p) => {
@@ -135,7 +144,13 @@ impl Intake {
                 }
                 DemuxEvent::Pes(pes) => {
                     if Some(pes.pid) == self.video_pid {
+                        let first_sps = self.sps.is_none();
                         if let Some(unit) = self.video(pes) {
+                            // The segment's first SPS declares a rate: say it before the unit.
+                            if let Some(fps) = self.sps.as_ref().and_then(|s| s.fps).filter(|_| first_sps) {
+                                self.held = Some(unit);
+                                return Some(IntakeEvent::Rate(fps));
+                            }
                             return Some(IntakeEvent::Video(unit));
                         }
                     } else if let Some(&index) = self.tracks.get(&pes.pid) {
@@ -360,6 +375,20 @@ mod tests {
         assert_eq!(intake.sps().map(|s| (s.width, s.height)), Some((1280, 720)));
         let (small, _) = run(&data, 1000);
         assert_eq!(whole.len(), small.len(), "chunking changes nothing");
+    }
+
+    #[test]
+    fn the_rate_the_sps_declares_comes_once_right_before_the_first_unit() {
+        for (name, fps) in [("h264_360p25_grain.ts", 25.0), ("h264_360p60_grain.ts", 60.0)] {
+            let data = fixture(name);
+            let (events, _) = run(&data, 1000);
+            let rates: Vec<usize> = (0..events.len()).filter(|&i| matches!(events[i], IntakeEvent::Rate(_))).collect();
+            assert_eq!(rates.len(), 1, "{name}: once per segment");
+            let i = rates[0];
+            assert!(matches!(events[i], IntakeEvent::Rate(r) if (r - fps).abs() < 1e-6), "{name}: {:?}", events[i]);
+            let first_video = events.iter().position(|e| matches!(e, IntakeEvent::Video(_)));
+            assert_eq!(first_video, Some(i + 1), "{name}: right before the first unit");
+        }
     }
 
     #[test]

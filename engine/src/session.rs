@@ -79,6 +79,8 @@ pub(crate) enum Work {
     },
     /// The program's copied streams, once the PMT is known.
     Tracks(Vec<AudioTrack>),
+    /// The frame rate the segment's SPS declares, before its first picture.
+    Rate(f64),
     Frame(Arc<Frame>),
     Copied(CopiedPes),
     End {

@@ -200,7 +200,7 @@ fn encode_one(enc: &mut Option<Encoder>, encoder: CpuEncoder, job: &Job) -> Resu
     }
     let settings =
         EncoderSettings { width: s.width, height: s.height, bitrate: s.bitrate, fps: s.fps, threads: 1, encoder };
-    let e = crate::codec::ensure(enc, settings).map_err(|e| host_error("open", e))?;
+    let e = crate::codec::ensure(enc, settings, job.keyframe).map_err(|e| host_error("open", e))?;
     let frame = job.pic.to_frame(job.pts);
     let out = e.encode(&frame, job.keyframe).map_err(|e| host_error("encode", e))?;
     Ok(out.map(|e| DeviceAu { data: e.data, pts: e.pts, keyframe: e.keyframe }))

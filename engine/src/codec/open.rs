@@ -48,11 +48,15 @@ impl Encoder {
 
 /// The encoder in `slot`, made to encode `want`: a new one (which starts with an IDR) when
 /// there is none or anything but the frame rate differs (size, bitrate, encoder, threads); the
-/// frame rate alone goes to the open encoder's rate control in place.
-pub fn ensure(slot: &mut Option<Encoder>, want: EncoderSettings) -> Result<&mut Encoder, CodecError> {
+/// frame rate alone goes to the open encoder's rate control in place. `idr`: the next picture
+/// is an IDR anyway; x264 then takes a new rate by a new encoder, which costs nothing there,
+/// because its rate control carries the old rate's history across `x264_encoder_reconfig`
+/// (a 25 fps segment after a 60 fps one came out at 0.73x its bitrate, retuned in place).
+pub fn ensure(slot: &mut Option<Encoder>, want: EncoderSettings, idr: bool) -> Result<&mut Encoder, CodecError> {
     let same_but_rate = |have: &EncoderSettings| EncoderSettings { fps: have.fps, ..want } == *have;
+    let fresh_for_rate = |e: &Encoder| idr && matches!(e, Encoder::X264(_)) && e.settings().fps != want.fps;
     match slot {
-        Some(e) if same_but_rate(e.settings()) => e.set_frame_rate(want.fps)?,
+        Some(e) if same_but_rate(e.settings()) && !fresh_for_rate(e) => e.set_frame_rate(want.fps)?,
         _ => {
             *slot = None; // the old one closes before the new one opens
             *slot = Some(Encoder::open(want)?);
@@ -133,7 +137,7 @@ pub(crate) mod tests {
             let mut f = f.clone();
             f.pts = (i as f64 * 90_000.0 / fps).round() as i64;
             let rate = if i == 0 { opened_at } else { fps };
-            let e = ensure(&mut slot, settings(encoder, 160, 96, 600_000, rate)).expect("encoder");
+            let e = ensure(&mut slot, settings(encoder, 160, 96, 600_000, rate), false).expect("encoder");
             let au = e.encode(&f, i == 0).expect("encode").expect("no skipped pictures");
             bytes += au.data.len();
         }
@@ -179,7 +183,7 @@ pub(crate) mod tests {
             let mut slot = None;
             let mut aus = Vec::new();
             for f in &frames {
-                let e = ensure(&mut slot, settings(encoder, w, h, 400_000, 30.0)).expect("encoder");
+                let e = ensure(&mut slot, settings(encoder, w, h, 400_000, 30.0), false).expect("encoder");
                 aus.push(e.encode(f, asked.contains(&f.pts)).expect("encode").expect("a picture per picture"));
             }
             let name = encoder.name();
@@ -225,14 +229,14 @@ pub(crate) mod tests {
             let frames = moving(64, 48, 3, 3000);
             let mut slot = None;
             let name = encoder.name();
-            let e = ensure(&mut slot, settings(encoder, 64, 48, 100_000, 30.0)).expect("open");
+            let e = ensure(&mut slot, settings(encoder, 64, 48, 100_000, 30.0), true).expect("open");
             assert!(e.encode(&frames[0], true).expect("encode").expect("picture").keyframe);
             // A new rate: the same encoder, no IDR.
-            let e = ensure(&mut slot, settings(encoder, 64, 48, 100_000, 50.0)).expect("retune");
+            let e = ensure(&mut slot, settings(encoder, 64, 48, 100_000, 50.0), false).expect("retune");
             assert_eq!(e.settings().fps, 50.0, "{name}");
             assert!(!e.encode(&frames[1], false).expect("encode").expect("picture").keyframe, "{name}");
             // A new bitrate: a new encoder, which starts with an IDR.
-            let e = ensure(&mut slot, settings(encoder, 64, 48, 200_000, 50.0)).expect("reopen");
+            let e = ensure(&mut slot, settings(encoder, 64, 48, 200_000, 50.0), false).expect("reopen");
             assert_eq!(e.settings().bitrate, 200_000, "{name}");
             assert!(e.encode(&frames[2], false).expect("encode").expect("picture").keyframe, "{name}: a new encoder");
         }

@@ -102,6 +102,7 @@ impl DecodeWorker {
         while let Some(ev) = s.intake.poll() {
             match ev {
                 IntakeEvent::Layout(tracks) => self.broadcast(|| Work::Tracks(tracks.clone())),
+                IntakeEvent::Rate(fps) => self.broadcast(|| Work::Rate(fps)),
                 IntakeEvent::Copied(c) => self.broadcast(|| Work::Copied(c.clone())),
                 IntakeEvent::Video(unit) => self.video(s, unit),
             }

@@ -46,6 +46,7 @@ impl RenditionWorker {
                     let out = RenditionOutput::new(&self.rendition.profile.name, sink, started);
                     seg = Some(InProgress { out, error: None });
                 }
+                Work::Rate(fps) => self.rendition.cadence.declare_rate(fps),
                 Work::Tracks(tracks) => {
                     if let Some(s) = seg.as_mut() {
                         s.out.set_tracks(tracks);
@@ -118,7 +119,7 @@ impl RenditionWorker {
             threads: self.encoder_threads,
             encoder: self.cpu_encoder,
         };
-        crate::codec::ensure(&mut self.encoder, settings)?;
+        crate::codec::ensure(&mut self.encoder, settings, keyframe)?;
         out.set_size(w, h);
 
         let t = Instant::now();
