@@ -20,35 +20,12 @@ pub enum CpuEncoderArg {
     Openh264,
 }
 
-/// `--x264-preset`: x264's own presets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum X264PresetArg {
-    Ultrafast,
-    #[default]
-    Superfast,
-    Veryfast,
-    Faster,
-    Fast,
-    Medium,
-    Slow,
-    Slower,
-    Veryslow,
-}
-
-impl From<X264PresetArg> for X264Preset {
-    fn from(p: X264PresetArg) -> X264Preset {
-        match p {
-            X264PresetArg::Ultrafast => X264Preset::Ultrafast,
-            X264PresetArg::Superfast => X264Preset::Superfast,
-            X264PresetArg::Veryfast => X264Preset::Veryfast,
-            X264PresetArg::Faster => X264Preset::Faster,
-            X264PresetArg::Fast => X264Preset::Fast,
-            X264PresetArg::Medium => X264Preset::Medium,
-            X264PresetArg::Slow => X264Preset::Slow,
-            X264PresetArg::Slower => X264Preset::Slower,
-            X264PresetArg::Veryslow => X264Preset::Veryslow,
-        }
-    }
+/// `--x264-preset`: one of x264's own presets, by its name (the engine's list, so the two never
+/// drift apart).
+fn x264_preset() -> impl clap::builder::TypedValueParser<Value = X264Preset> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(X264Preset::ALL.map(X264Preset::name))
+        .map(|name| X264Preset::ALL.into_iter().find(|p| p.name() == name).expect("a possible value is a preset"))
 }
 
 /// Which CPU encoder makes the renditions.
@@ -62,13 +39,13 @@ pub struct EncoderArgs {
     pub cpu_encoder: CpuEncoderArg,
     /// x264's preset (speed against quality per bit); always with zerolatency tuning (no
     /// B-frames, no lookahead).
-    #[arg(long, value_enum, default_value_t = X264PresetArg::Superfast)]
-    pub x264_preset: X264PresetArg,
+    #[arg(long, value_parser = x264_preset(), default_value = "superfast")]
+    pub x264_preset: X264Preset,
 }
 
 impl Default for EncoderArgs {
     fn default() -> Self {
-        EncoderArgs { cpu_encoder: CpuEncoderArg::Auto, x264_preset: X264PresetArg::Superfast }
+        EncoderArgs { cpu_encoder: CpuEncoderArg::Auto, x264_preset: X264Preset::Superfast }
     }
 }
 
@@ -83,7 +60,7 @@ impl EncoderArgs {
 
     /// What this machine makes of the options (opens libx264 unless openh264 was asked).
     pub fn resolve(&self) -> Result<ResolvedEncoder> {
-        Ok(self.choice().resolve(self.x264_preset.into())?)
+        Ok(self.choice().resolve(self.x264_preset)?)
     }
 
     /// Resolves the options, says on stderr which encoder encodes and why, and makes it the

@@ -71,24 +71,38 @@ impl Backend {
     }
 }
 
-/// One test body per backend: `on_every_backend! { fn name(backend) { ... } }` makes
-/// `name::cpu` and `name::emulated`.
-macro_rules! on_every_backend {
-    ($(#[doc = $doc:literal])* fn $name:ident($backend:ident) $body:block $($rest:tt)*) => {
+/// Runs a test body on `backend`; an x264 backend is skipped (saying why) where libx264 does
+/// not load.
+#[allow(dead_code)]
+pub fn run_on(backend: Backend, test: &str, body: fn(Backend)) {
+    if !matches!(backend, Backend::CpuX264 | Backend::EmulatedX264) || x264_ready(test) {
+        body(backend)
+    }
+}
+
+/// The module of one test body with a `#[test]` per listed backend (`case => Backend`).
+macro_rules! tests_on {
+    ([$($case:ident => $variant:ident),*] $(#[doc = $doc:literal])* fn $name:ident($backend:ident) $body:block) => {
         $(#[doc = $doc])*
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             fn body($backend: crate::common::Backend) $body
-            #[test]
-            fn cpu() {
-                body(crate::common::Backend::Cpu)
-            }
-            #[test]
-            fn emulated() {
-                body(crate::common::Backend::Emulated)
-            }
+            $(
+                #[test]
+                fn $case() {
+                    crate::common::run_on(crate::common::Backend::$variant, stringify!($name), body)
+                }
+            )*
         }
+    };
+}
+
+/// One test body per backend: `on_every_backend! { fn name(backend) { ... } }` makes
+/// `name::cpu` and `name::emulated`.
+macro_rules! on_every_backend {
+    ($(#[doc = $doc:literal])* fn $name:ident($backend:ident) $body:block $($rest:tt)*) => {
+        tests_on! { [cpu => Cpu, emulated => Emulated] $(#[doc = $doc])* fn $name($backend) $body }
         on_every_backend! { $($rest)* }
     };
     () => {};
@@ -98,31 +112,9 @@ macro_rules! on_every_backend {
 /// and `name::emulated_x264`, which skip (saying why) where libx264 does not load.
 macro_rules! on_every_backend_and_encoder {
     ($(#[doc = $doc:literal])* fn $name:ident($backend:ident) $body:block $($rest:tt)*) => {
-        $(#[doc = $doc])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-            fn body($backend: crate::common::Backend) $body
-            #[test]
-            fn cpu() {
-                body(crate::common::Backend::Cpu)
-            }
-            #[test]
-            fn emulated() {
-                body(crate::common::Backend::Emulated)
-            }
-            #[test]
-            fn cpu_x264() {
-                if crate::common::x264_ready(stringify!($name)) {
-                    body(crate::common::Backend::CpuX264)
-                }
-            }
-            #[test]
-            fn emulated_x264() {
-                if crate::common::x264_ready(stringify!($name)) {
-                    body(crate::common::Backend::EmulatedX264)
-                }
-            }
+        tests_on! {
+            [cpu => Cpu, emulated => Emulated, cpu_x264 => CpuX264, emulated_x264 => EmulatedX264]
+            $(#[doc = $doc])* fn $name($backend) $body
         }
         on_every_backend_and_encoder! { $($rest)* }
     };
