@@ -493,22 +493,28 @@ mod tests {
             "config file /etc/zerohop.toml, line 3: key \"max-sessions\": invalid value \"four\": invalid digit found in \
              string; write a whole number, e.g. max-sessions = 4"
         );
-        let e = args("combined", "accel = \"gpu\"").expect_err("bad");
-        assert!(e.ends_with("invalid value \"gpu\"; write one of cpu, cuda, auto, e.g. accel = \"cpu\""), "{e}");
-        let e = args("combined", "task-deadline = \"soon\"").expect_err("bad");
-        assert!(e.ends_with("write a number, e.g. task-deadline = 8"), "{e}");
-        let e = args("combined", "service-addr = \"http://x:1\"").expect_err("bad");
-        assert!(e.contains("is a URL; write IP:PORT"), "the parser's own hint: {e}");
-        let e = args("combined", "insecure-h2c = \"yes\"").expect_err("bad");
-        assert!(e.ends_with("a string is not a boolean; write insecure-h2c = true or insecure-h2c = false"), "{e}");
-        let e = args("combined", "service-addr = [\":1\", \":2\"]").expect_err("bad");
-        assert!(e.contains("takes one value, not a list"), "{e}");
-        let e = args("transcoder", "orch-addr = []").expect_err("bad");
-        assert!(e.contains("an empty list"), "{e}");
-        let e = args("combined", "data-dir = 1979-05-27").expect_err("bad");
-        assert!(e.contains("a date is not a setting's value"), "{e}");
-        let e = args("combined", "config = \"other.toml\"").expect_err("bad");
-        assert!(e.contains("cannot name another"), "{e}");
+        // What each value is refused with (the end of the message, or a part of it).
+        for (command, toml, says) in [
+            (
+                "combined",
+                "accel = \"gpu\"",
+                "invalid value \"gpu\"; write one of cpu, cuda, auto, e.g. accel = \"cpu\"",
+            ),
+            ("combined", "task-deadline = \"soon\"", "write a number, e.g. task-deadline = 8"),
+            ("combined", "service-addr = \"http://x:1\"", "is a URL; write IP:PORT"),
+            (
+                "combined",
+                "insecure-h2c = \"yes\"",
+                "a string is not a boolean; write insecure-h2c = true or insecure-h2c = false",
+            ),
+            ("combined", "service-addr = [\":1\", \":2\"]", "takes one value, not a list"),
+            ("transcoder", "orch-addr = []", "an empty list"),
+            ("combined", "data-dir = 1979-05-27", "a date is not a setting's value"),
+            ("combined", "config = \"other.toml\"", "cannot name another"),
+        ] {
+            let e = args(command, toml).expect_err(toml);
+            assert!(e.contains(says), "{toml}: {e}");
+        }
     }
 
     #[test]
