@@ -54,7 +54,10 @@ impl Encoder {
 /// (a 25 fps segment after a 60 fps one came out at 0.73x its bitrate, retuned in place).
 pub fn ensure(slot: &mut Option<Encoder>, want: EncoderSettings, idr: bool) -> Result<&mut Encoder, CodecError> {
     let same_but_rate = |have: &EncoderSettings| EncoderSettings { fps: have.fps, ..want } == *have;
-    let fresh_for_rate = |e: &Encoder| idr && matches!(e, Encoder::X264(_)) && e.settings().fps != want.fps;
+    // A rate the encoder would retune to (x264's own threshold, not PTS rounding's wobble).
+    let fresh_for_rate = |e: &Encoder| {
+        idr && matches!(e, Encoder::X264(_)) && (e.settings().fps - want.fps).abs() >= super::x264::FPS_EPSILON
+    };
     match slot {
         Some(e) if same_but_rate(e.settings()) && !fresh_for_rate(e) => e.set_frame_rate(want.fps)?,
         _ => {

@@ -36,7 +36,7 @@ const VBV_SECONDS: f64 = 1.0;
 /// 25 fps); at 0.5 it is within the 10% every rung is held to.
 const VBV_INIT: &str = "0.5";
 /// A change of frame rate smaller than this is not passed on.
-const FPS_EPSILON: f64 = 0.01;
+pub(crate) const FPS_EPSILON: f64 = 0.01;
 
 /// An x264 encoder for one rendition.
 pub struct X264Encoder {
