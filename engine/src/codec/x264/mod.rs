@@ -14,7 +14,9 @@
 //! OpenH264, the encoder keeps the rate it was opened with and a new rate reaches rate control
 //! as a bitrate (and VBV rate) scaled to the same bits per picture, which reconfig does take
 //! (the VBV buffer keeps its size in bits):
-//! [`X264Encoder::set_frame_rate`], in place, no IDR.
+//! [`X264Encoder::set_frame_rate`], in place, no IDR. Where the picture is an IDR anyway (a
+//! segment's first, whose SPS declared a new rate), [`super::ensure`] opens a new encoder
+//! instead: x264's rate control carries the old rate's history across a reconfig.
 //!
 //! x264 is GPL-2.0-or-later; a process that loads it is a work based on it (README, Licence).
 
