@@ -196,7 +196,7 @@ pub mod placement {
 
     use bytes::Bytes;
     use zerohop_control::relay::{DeviceCaps, SessionFactory};
-    use zerohop_engine::{Ladder, RenditionSink, SegmentInput, SegmentReport, StreamSession, TranscodeError};
+    use zerohop_engine::{Ladder, SegmentInput, SegmentReport, Sinks, StreamSession, TranscodeError};
 
     /// One device's open sessions and what went through it.
     #[derive(Debug, Default)]
@@ -263,10 +263,7 @@ pub mod placement {
         fn ladder(&self) -> &Ladder {
             self.inner().ladder()
         }
-        fn begin_segment(
-            &mut self,
-            sinks: Vec<Box<dyn RenditionSink>>,
-        ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
+        fn begin_segment(&mut self, sinks: Sinks) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
             let inner = self.inner.as_deref_mut().expect("present until dropped").begin_segment(sinks)?;
             Ok(Box::new(Counted { inner, load: self.load.clone() }))
         }
@@ -426,9 +423,8 @@ mod tests {
         drop(d);
         // A segment's pictures are counted on its device once it completes.
         let input = bytes::Bytes::from_static(include_bytes!("../tests/fixtures/h264_360p25_baseline_noaudio.ts"));
-        let sinks =
-            (0..2).map(|_| Box::new(zerohop_engine::MemorySink::new()) as Box<dyn zerohop_engine::RenditionSink>);
-        let mut seg = a.begin_segment(sinks.collect()).expect("segment");
+        let (_, sinks) = zerohop_engine::MemorySink::ladder(2);
+        let mut seg = a.begin_segment(sinks).expect("segment");
         seg.push(input).expect("push");
         let r = seg.finish().expect("finish");
         assert!(r.frames_decoded > 0);

@@ -25,7 +25,7 @@ use crate::error::{TranscodeError, panic_message};
 use crate::intake::{Intake, IntakeEvent, VideoUnit};
 use crate::profile::Ladder;
 use crate::rendition::{Rendition, RenditionOutput};
-use crate::sink::RenditionSink;
+use crate::sink::Sinks;
 pub use crate::stats::DeviceTraffic;
 use crate::stats::SegmentReport;
 use crate::stream::{SegmentInput, StreamSession};
@@ -139,7 +139,7 @@ impl<D: LadderDevice> AccelSession<D> {
     }
 
     /// Starts a segment; `sinks` has one sink per rendition.
-    pub fn begin(&mut self, sinks: Vec<Box<dyn RenditionSink>>) -> AccelSegment<'_, D> {
+    pub fn begin(&mut self, sinks: Sinks) -> AccelSegment<'_, D> {
         assert_eq!(sinks.len(), self.rungs.len(), "one sink per rendition");
         let intake = Intake::new();
         let started = intake.started();
@@ -407,10 +407,7 @@ impl<D: LadderDevice> StreamSession for AccelSession<D> {
     fn ladder(&self) -> &Ladder {
         &self.ladder
     }
-    fn begin_segment(
-        &mut self,
-        sinks: Vec<Box<dyn RenditionSink>>,
-    ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
+    fn begin_segment(&mut self, sinks: Sinks) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
         Ok(Box::new(self.begin(sinks)))
     }
     fn backend(&self) -> String {

@@ -44,6 +44,6 @@ pub use error::{Fault, TranscodeError};
 pub use frame::Frame;
 pub use profile::{Gop, Ladder, Profile};
 pub use session::{Segment, Session, SessionConfig};
-pub use sink::{ChannelSink, MemorySink, RenditionEvent, RenditionSink};
+pub use sink::{ChannelSink, MemorySink, RenditionEvent, RenditionSink, Sinks};
 pub use stats::{InputInfo, RenditionStats, SegmentReport};
 pub use stream::{SegmentInput, StreamSession};

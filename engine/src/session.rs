@@ -26,7 +26,7 @@ use crate::frame::Frame;
 use crate::intake::CopiedPes;
 use crate::profile::Ladder;
 use crate::scale::ScaleFilter;
-use crate::sink::RenditionSink;
+use crate::sink::{RenditionSink, Sinks};
 use crate::stats::{RenditionStats, SegmentReport};
 use crate::stream::{SegmentInput, StreamSession};
 use crate::ts::AudioTrack;
@@ -66,7 +66,7 @@ impl SessionConfig {
 }
 
 pub(crate) enum Input {
-    Begin { sinks: Vec<Box<dyn RenditionSink>>, done: Sender<Result<SegmentReport, TranscodeError>> },
+    Begin { sinks: Sinks, done: Sender<Result<SegmentReport, TranscodeError>> },
     Data(Bytes),
     End,
     Abandon,
@@ -135,32 +135,6 @@ impl Session {
             .map_err(|e| TranscodeError::WorkerLost { worker: format!("decode: {e}") })?;
         Ok(Session { input: Some(tx), decode: Some(decode), failed, busy: Arc::new(AtomicBool::new(false)), ladder })
     }
-
-    pub fn ladder(&self) -> &Ladder {
-        &self.ladder
-    }
-
-    /// Starts a segment; `sinks` has one entry per rendition, in ladder order (panics
-    /// otherwise: that is a programming error, not bad input).
-    pub fn begin(&mut self, sinks: Vec<Box<dyn RenditionSink>>) -> Result<Segment, TranscodeError> {
-        assert_eq!(sinks.len(), self.ladder.len(), "one sink per rendition of the ladder");
-        if self.busy.swap(true, Ordering::AcqRel) {
-            return Err(TranscodeError::SegmentInProgress);
-        }
-        *self.failed.lock() = None;
-        let lost = || TranscodeError::WorkerLost { worker: "decode".into() };
-        let input = self.input.clone().ok_or_else(lost)?;
-        let (done_tx, done_rx) = bounded(1);
-        input.send(Input::Begin { sinks, done: done_tx }).map_err(|_| lost())?;
-        Ok(Segment {
-            input,
-            done: done_rx,
-            failed: self.failed.clone(),
-            busy: self.busy.clone(),
-            ended: false,
-            started: Instant::now(),
-        })
-    }
 }
 
 impl Drop for Session {
@@ -227,11 +201,26 @@ impl StreamSession for Session {
     fn ladder(&self) -> &Ladder {
         &self.ladder
     }
-    fn begin_segment(
-        &mut self,
-        sinks: Vec<Box<dyn RenditionSink>>,
-    ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
-        Ok(Box::new(self.begin(sinks)?))
+    /// `sinks` has one entry per rendition, in ladder order (panics otherwise: that is a
+    /// programming error, not bad input).
+    fn begin_segment(&mut self, sinks: Sinks) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
+        assert_eq!(sinks.len(), self.ladder.len(), "one sink per rendition of the ladder");
+        if self.busy.swap(true, Ordering::AcqRel) {
+            return Err(TranscodeError::SegmentInProgress);
+        }
+        *self.failed.lock() = None;
+        let lost = || TranscodeError::WorkerLost { worker: "decode".into() };
+        let input = self.input.clone().ok_or_else(lost)?;
+        let (done_tx, done_rx) = bounded(1);
+        input.send(Input::Begin { sinks, done: done_tx }).map_err(|_| lost())?;
+        Ok(Box::new(Segment {
+            input,
+            done: done_rx,
+            failed: self.failed.clone(),
+            busy: self.busy.clone(),
+            ended: false,
+            started: Instant::now(),
+        }))
     }
     fn backend(&self) -> String {
         "cpu".into()

@@ -11,6 +11,9 @@ use parking_lot::Mutex;
 use crate::error::TranscodeError;
 use crate::stats::RenditionStats;
 
+/// One sink per rendition of a ladder, in ladder order: where a segment's renditions go.
+pub type Sinks = Vec<Box<dyn RenditionSink>>;
+
 /// Where a rendition's bytes go.
 pub trait RenditionSink: Send {
     /// A chunk of whole 188-byte TS packets, in order.
@@ -33,6 +36,13 @@ impl MemorySink {
     }
     pub fn take(&self) -> Vec<u8> {
         std::mem::take(&mut self.0.lock())
+    }
+    /// `n` memory sinks (one per rendition) and the same sinks boxed for a segment: keep the
+    /// first to read what the segment wrote.
+    pub fn ladder(n: usize) -> (Vec<MemorySink>, Sinks) {
+        let kept: Vec<MemorySink> = (0..n).map(|_| MemorySink::new()).collect();
+        let boxed = kept.iter().map(|s| Box::new(s.clone()) as Box<dyn RenditionSink>).collect();
+        (kept, boxed)
     }
 }
 

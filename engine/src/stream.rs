@@ -6,23 +6,20 @@ use bytes::Bytes;
 
 use crate::error::TranscodeError;
 use crate::profile::Ladder;
-use crate::sink::RenditionSink;
+use crate::sink::Sinks;
 use crate::stats::SegmentReport;
 
 /// A stream's session on any backend.
 pub trait StreamSession: Send {
     fn ladder(&self) -> &Ladder;
     /// Starts a segment (one sink per rendition, in ladder order).
-    fn begin_segment(
-        &mut self,
-        sinks: Vec<Box<dyn RenditionSink>>,
-    ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError>;
+    fn begin_segment(&mut self, sinks: Sinks) -> Result<Box<dyn SegmentInput + '_>, TranscodeError>;
     /// What runs it: "cpu", "cuda:0", ...
     fn backend(&self) -> String;
 
     /// Transcodes a whole segment held in memory, pushed in network-sized pieces so that
     /// decoding overlaps with the (simulated) arrival, as a segment arriving over the network.
-    fn transcode(&mut self, data: Bytes, sinks: Vec<Box<dyn RenditionSink>>) -> Result<SegmentReport, TranscodeError> {
+    fn transcode(&mut self, data: Bytes, sinks: Sinks) -> Result<SegmentReport, TranscodeError> {
         const PIECE: usize = 64 * 1024;
         let mut seg = self.begin_segment(sinks)?;
         let mut off = 0;

@@ -150,7 +150,7 @@ mod cuda {
         use zerohop_engine::accel::AccelSession;
         use zerohop_engine::cuda::ladder_device::CudaLadderDevice;
         use zerohop_engine::probe::decode_video;
-        use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig, StreamSession};
+        use zerohop_engine::{Ladder, MemorySink, Session, SessionConfig, StreamSession};
         if !has_driver() {
             eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
             return None;
@@ -168,16 +168,11 @@ mod cuda {
         let nvenc = device.encodes_on_nvenc();
         eprintln!("{encode:?}: {device:?}, encoding on {}", device.encoder_and_why());
         let input = bytes::Bytes::from(fixture("h264_1080p30_high_bframes_aac.ts"));
-        let sinks = |n: usize| -> (Vec<MemorySink>, Vec<Box<dyn RenditionSink>>) {
-            let m: Vec<MemorySink> = (0..n).map(|_| MemorySink::new()).collect();
-            let b = m.iter().map(|s| Box::new(s.clone()) as Box<dyn RenditionSink>).collect();
-            (m, b)
-        };
         let mut gpu = AccelSession::new(device, ladder.clone());
-        let (g_out, s) = sinks(ladder.len());
+        let (g_out, s) = MemorySink::ladder(ladder.len());
         let g = gpu.transcode(input.clone(), s).expect("GPU ladder");
         let mut cpu = Session::open(SessionConfig::new(ladder.clone())).expect("cpu");
-        let (c_out, s) = sinks(ladder.len());
+        let (c_out, s) = MemorySink::ladder(ladder.len());
         let c = cpu.transcode(input, s).expect("CPU ladder");
         assert_eq!(g.frames_decoded, c.frames_decoded, "NVDEC decodes every picture the CPU does");
         for i in 0..ladder.len() {

@@ -48,25 +48,12 @@ pub fn scale_ladder(src: &Nv12, dst: &mut [Nv12], block: (u32, u32)) -> Result<(
     for d in dst.iter() {
         check(d, true)?;
     }
-    let empty = ZhPlane { y: std::ptr::null_mut(), uv: std::ptr::null_mut(), pitch: 0, width: 0, height: 0 };
-    let mut p = ZhLadder {
-        src_y: src.y.as_ptr(),
-        src_uv: src.uv.as_ptr(),
-        src_pitch: src.pitch as i32,
-        src_width: src.width as i32,
-        src_height: src.height as i32,
-        rungs: dst.len() as i32,
-        dst: [empty; MAX_RUNGS],
-    };
-    for (slot, d) in p.dst.iter_mut().zip(dst.iter_mut()) {
-        *slot = ZhPlane {
-            y: d.y.as_mut_ptr(),
-            uv: d.uv.as_mut_ptr(),
-            pitch: d.pitch as i32,
-            width: d.width as i32,
-            height: d.height as i32,
-        };
-    }
+    // The source is only read: its `*mut` comes from a shared borrow and is never written.
+    let source = ZhPlane::new(src.y.as_ptr().cast_mut(), src.uv.as_ptr().cast_mut(), src.pitch, src.width, src.height);
+    let p = ZhLadder::new(
+        source,
+        dst.iter_mut().map(|d| ZhPlane::new(d.y.as_mut_ptr(), d.uv.as_mut_ptr(), d.pitch, d.width, d.height)),
+    );
     let (gx, gy, _) = p.grid(block);
     // SAFETY: every pointer in `p` comes from a live Vec borrowed for this call (`src` shared,
     // each `dst` exclusive, so no output aliases an input or another output); `check` proved each

@@ -95,7 +95,36 @@ pub struct ZhLadder {
     pub dst: [ZhPlane; MAX_RUNGS],
 }
 
+impl ZhPlane {
+    /// A picture of `width` x `height` at `y` (luma) and `uv` (interleaved chroma), `pitch`
+    /// bytes a row.
+    pub fn new(y: *mut u8, uv: *mut u8, pitch: usize, width: u32, height: u32) -> ZhPlane {
+        ZhPlane { y, uv, pitch: pitch as i32, width: width as i32, height: height as i32 }
+    }
+}
+
 impl ZhLadder {
+    /// The parameters of one launch: `src` (read only, though a plane's pointers are `*mut`)
+    /// scaled into each plane of `dst`. Each launcher checks `dst` holds 1 to [`MAX_RUNGS`]
+    /// planes, in its own error type; more are not written.
+    pub fn new(src: ZhPlane, dst: impl IntoIterator<Item = ZhPlane>) -> ZhLadder {
+        let empty = ZhPlane::new(std::ptr::null_mut(), std::ptr::null_mut(), 0, 0, 0);
+        let mut p = ZhLadder {
+            src_y: src.y,
+            src_uv: src.uv,
+            src_pitch: src.pitch,
+            src_width: src.width,
+            src_height: src.height,
+            rungs: 0,
+            dst: [empty; MAX_RUNGS],
+        };
+        for (slot, d) in p.dst.iter_mut().zip(dst) {
+            *slot = d;
+            p.rungs += 1;
+        }
+        p
+    }
+
     /// The launch grid for `block` threads per block: x/y cover the largest rung's chroma
     /// quads, z the rungs.
     pub fn grid(&self, block: (u32, u32)) -> (u32, u32, u32) {
@@ -156,6 +185,19 @@ impl Nv12 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The parameter block counts the planes it holds, keeps at most MAX_RUNGS, and its grid
+    /// covers the largest rung's chroma quads.
+    #[test]
+    fn the_parameter_block_holds_each_rung_and_sizes_its_grid() {
+        let plane = |w, h| ZhPlane::new(std::ptr::null_mut(), std::ptr::null_mut(), 2048, w, h);
+        let p = ZhLadder::new(plane(1920, 1080), [plane(1280, 720), plane(642, 362)]);
+        assert_eq!((p.rungs, p.src_width, p.src_height, p.src_pitch), (2, 1920, 1080, 2048));
+        assert_eq!((p.dst[1].width, p.dst[1].height, p.dst[2].width), (642, 362, 0));
+        assert_eq!(p.grid((32, 8)), (20, 45, 2));
+        let many = ZhLadder::new(plane(64, 64), (0..MAX_RUNGS + 3).map(|_| plane(16, 16)));
+        assert_eq!(many.rungs as usize, MAX_RUNGS);
+    }
 
     const FAKE: &[(u32, &[u8])] = &[(75, b"75"), (80, b"80"), (86, b"86"), (89, b"89"), (90, b"90")];
 

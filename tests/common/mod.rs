@@ -7,9 +7,7 @@ use bytes::Bytes;
 use zerohop_engine::accel::AccelSession;
 use zerohop_engine::accel::emulated::EmulatedDevice;
 use zerohop_engine::codec::{CpuEncoder, X264Preset};
-use zerohop_engine::{
-    Ladder, MemorySink, RenditionSink, SegmentReport, Session, SessionConfig, StreamSession, TranscodeError,
-};
+use zerohop_engine::{Ladder, MemorySink, SegmentReport, Session, SessionConfig, Sinks, StreamSession, TranscodeError};
 
 pub fn fixture_path(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -140,8 +138,7 @@ pub fn transcode_in(
     session: &mut dyn StreamSession,
     data: Bytes,
 ) -> (Result<SegmentReport, TranscodeError>, Vec<Vec<u8>>) {
-    let sinks: Vec<MemorySink> = (0..session.ladder().len()).map(|_| MemorySink::new()).collect();
-    let boxed = sinks.iter().map(|s| Box::new(s.clone()) as Box<dyn RenditionSink>).collect();
+    let (sinks, boxed) = MemorySink::ladder(session.ladder().len());
     let r = transcode_with(session, data, boxed);
     (r, sinks.iter().map(MemorySink::take).collect())
 }
@@ -151,7 +148,7 @@ pub fn transcode_in(
 pub fn transcode_with(
     session: &mut dyn StreamSession,
     data: Bytes,
-    sinks: Vec<Box<dyn RenditionSink>>,
+    sinks: Sinks,
 ) -> Result<SegmentReport, TranscodeError> {
     let backend = session.backend();
     let mut seg = session.begin_segment(sinks)?;

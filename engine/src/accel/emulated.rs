@@ -191,12 +191,6 @@ mod tests {
         Bytes::from(std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
     }
 
-    fn sinks(n: usize) -> (Vec<MemorySink>, Vec<Box<dyn RenditionSink>>) {
-        let m: Vec<MemorySink> = (0..n).map(|_| MemorySink::new()).collect();
-        let b = m.iter().map(|s| Box::new(s.clone()) as Box<dyn RenditionSink>).collect();
-        (m, b)
-    }
-
     /// Mean luma PSNR of `a` against `b` (same sizes, same picture count).
     fn psnr(a: &[Frame], b: &[Frame]) -> f64 {
         assert_eq!(a.len(), b.len());
@@ -216,10 +210,10 @@ mod tests {
         for name in ["h264_720p30_main_slices_aac.ts", "h264_360p25_baseline_noaudio.ts"] {
             let input = fixture(name);
             let mut accel = AccelSession::new(EmulatedDevice::new(ladder.len()), ladder.clone());
-            let (gpu_out, s) = sinks(ladder.len());
+            let (gpu_out, s) = MemorySink::ladder(ladder.len());
             let report = accel.transcode(input.clone(), s).expect(name);
             let mut cpu = Session::open(SessionConfig::new(ladder.clone())).expect("cpu session");
-            let (cpu_out, s) = sinks(ladder.len());
+            let (cpu_out, s) = MemorySink::ladder(ladder.len());
             let cpu_report = cpu.transcode(input.clone(), s).expect("cpu");
 
             assert_eq!(report.frames_decoded, cpu_report.frames_decoded, "{name}: pictures decoded");
@@ -259,7 +253,7 @@ mod tests {
         let mut accel = AccelSession::new(EmulatedDevice::new(1), ladder.clone());
         let mut kept = 0;
         for seq in 0..2 {
-            let (out, s) = sinks(1);
+            let (out, s) = MemorySink::ladder(1);
             let r = accel.transcode(fixture("h264_360p25_baseline_noaudio.ts"), s).expect("segment");
             let st = &r.renditions[0];
             assert!(st.frames_dropped > 0 && st.frames_out + st.frames_dropped == st.frames_in, "{seq}: {st:?}");
@@ -277,7 +271,7 @@ mod tests {
         let input = fixture("h264_720p30_main_slices_aac.ts");
         let fresh = {
             let mut accel = AccelSession::new(EmulatedDevice::new(2), ladder.clone());
-            let (out, s) = sinks(2);
+            let (out, s) = MemorySink::ladder(2);
             let r = accel.transcode(input.clone(), s).expect("fresh session");
             (r, out.iter().map(|o| decode_video(&o.take()).expect("decode").len()).collect::<Vec<_>>())
         };
@@ -292,7 +286,7 @@ mod tests {
             assert!(matches!(events.last(), Some(RenditionEvent::Failed(_))), "the sinks were told: {events:?}");
         }
         assert_eq!(accel.device().in_use(), vec![0, 0], "every surface came back");
-        let (out, s) = sinks(2);
+        let (out, s) = MemorySink::ladder(2);
         let r = accel.transcode(input, s).expect("the next segment");
         for (i, o) in out.iter().enumerate() {
             let (a, b) = (&r.renditions[i], &fresh.0.renditions[i]);
@@ -312,18 +306,18 @@ mod tests {
             ("audio_only.ts", "no_video"),
             ("garbage.ts", "not_transport_stream"),
         ] {
-            let (_, s) = sinks(2);
+            let (_, s) = MemorySink::ladder(2);
             let e = accel.transcode(fixture(name), s).expect_err(name);
             assert_eq!(e.code(), code, "{name}: {e}");
         }
         // The device refuses a session: a typed error naming the API; the next segment works.
         accel.device.fail_encode_rung = Some(1);
-        let (_, s) = sinks(2);
+        let (_, s) = MemorySink::ladder(2);
         let e = accel.transcode(fixture("h264_360p25_baseline_noaudio.ts"), s).expect_err("session limit");
         assert_eq!(e.code(), "gpu_session_limit");
         assert!(matches!(&e, TranscodeError::Device { api, .. } if api == "nvEncOpenEncodeSessionEx"), "{e}");
         accel.device.fail_encode_rung = None;
-        let (out, s) = sinks(2);
+        let (out, s) = MemorySink::ladder(2);
         accel.transcode(fixture("h264_360p25_baseline_noaudio.ts"), s).expect("recovered");
         assert!(!out[1].take().is_empty());
     }

@@ -339,27 +339,22 @@ impl Gpu {
         let Some(kernel) = &self.ladder else {
             return Err(CudaError::Invalid("this GPU handle was opened without kernels".into()));
         };
-        let empty = ZhPlane { y: std::ptr::null_mut(), uv: std::ptr::null_mut(), pitch: 0, width: 0, height: 0 };
-        let mut p = ZhLadder {
-            src_y: src.ptr as *const u8,
-            src_uv: (src.ptr + u64::from(src.pitch) * u64::from(src.rows)) as *const u8,
-            src_pitch: src.pitch as i32,
-            src_width: src.width as i32,
-            src_height: src.height as i32,
-            rungs: dst.len() as i32,
-            dst: [empty; MAX_RUNGS],
-        };
-        for (slot, d) in p.dst.iter_mut().zip(dst.iter()) {
-            // SAFETY: written by the launch below while `dst` is borrowed (see `src`).
-            let base = unsafe { d.buf.device_ptr() };
-            *slot = ZhPlane {
-                y: base as *mut u8,
-                uv: (base + (d.pitch * d.height as usize) as u64) as *mut u8,
-                pitch: d.pitch as i32,
-                width: d.width as i32,
-                height: d.height as i32,
-            };
-        }
+        let source = ZhPlane::new(
+            src.ptr as *mut u8,
+            (src.ptr + u64::from(src.pitch) * u64::from(src.rows)) as *mut u8,
+            src.pitch as usize,
+            src.width,
+            src.height,
+        );
+        let p = ZhLadder::new(
+            source,
+            dst.iter().map(|d| {
+                // SAFETY: written by the launch below while `dst` is borrowed (see `src`).
+                let base = unsafe { d.buf.device_ptr() };
+                let uv = base + (d.pitch * d.height as usize) as u64;
+                ZhPlane::new(base as *mut u8, uv as *mut u8, d.pitch, d.width, d.height)
+            }),
+        );
         let grid = p.grid(BLOCK);
         let cfg = LaunchConfig { grid_dim: grid, block_dim: (BLOCK.0, BLOCK.1, 1), shared_mem_bytes: 0 };
         let arg = LadderArg(p);

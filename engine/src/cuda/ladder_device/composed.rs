@@ -20,7 +20,7 @@ use crate::cuda::driver::download_ladder;
 use crate::cuda::nvdec::fake::{self as cuvid_fake, Format};
 use crate::cuda::nvenc::fake as nvenc_fake;
 use crate::probe::decode_video;
-use crate::{Ladder, MemorySink, RenditionSink, StreamSession};
+use crate::{Ladder, MemorySink, StreamSession};
 
 /// 640x360 at 25 fps, baseline, no audio.
 const FIXTURE: &str = "h264_360p25_baseline_noaudio.ts";
@@ -123,12 +123,6 @@ fn session_with(nvenc: bool, delay: usize) -> AccelSession<CudaLadderDevice<Fake
     AccelSession::new(device, ladder())
 }
 
-fn sinks() -> (Vec<MemorySink>, Vec<Box<dyn RenditionSink>>) {
-    let m: Vec<MemorySink> = (0..2).map(|_| MemorySink::new()).collect();
-    let b = m.iter().map(|s| Box::new(s.clone()) as Box<dyn RenditionSink>).collect();
-    (m, b)
-}
-
 fn calls(log: &[String], prefix: &str) -> usize {
     log.iter().filter(|l| l.starts_with(prefix)).count()
 }
@@ -138,7 +132,7 @@ fn nvenc_path_encodes_every_picture_from_device_buffers_and_keeps_its_sessions_a
     let n = pictures();
     let mut s = session(true);
     for seg in 0..2 {
-        let (_, k) = sinks();
+        let (_, k) = MemorySink::ladder(2);
         let r = s.transcode(fixture(), k).expect("segment");
         assert_eq!(r.frames_decoded, n, "segment {seg}");
         for st in &r.renditions {
@@ -197,7 +191,7 @@ fn cpu_encode_path_downloads_each_rung_picture_once_and_encodes_the_right_one() 
         (c.raw_context() as usize, c.raw_stream() as usize)
     };
     for seg in 0..2u64 {
-        let (out, k) = sinks();
+        let (out, k) = MemorySink::ladder(2);
         let r = s.transcode(fixture(), k).expect("segment");
         assert!(nvenc_fake::log().is_empty(), "NVENC is not touched");
         let t = r.device_traffic.expect("traffic");
@@ -235,7 +229,7 @@ fn cpu_encode_path_downloads_each_rung_picture_once_and_encodes_the_right_one() 
 fn a_size_change_mid_segment_flushes_the_old_sessions_and_loses_no_picture() {
     let mut s = session(true);
     let input = fixture();
-    let (_, k) = sinks();
+    let (_, k) = MemorySink::ladder(2);
     let mut seg = s.begin(k);
     // TS packets are 188 bytes: cut on a packet boundary near the middle.
     let half = input.len() / 2 / 188 * 188;
@@ -269,7 +263,7 @@ fn a_flush_that_releases_the_whole_dpb_finds_a_buffer_for_every_picture() {
     for nvenc in [true, false] {
         // The double's stream needs 5 decode surfaces (min_num_decode_surfaces): the DPB.
         let mut s = session_with(nvenc, 5);
-        let (_, k) = sinks();
+        let (_, k) = MemorySink::ladder(2);
         let r = s.transcode(fixture(), k).expect("segment");
         assert_eq!(r.frames_decoded, pictures(), "nvenc {nvenc}");
         for st in &r.renditions {
