@@ -12,44 +12,13 @@ use zerohop_control::relay::SessionFactory;
 use zerohop_engine::scale::ScaleFilter;
 use zerohop_engine::{Ladder, Session, SessionConfig, StreamSession};
 
+use crate::encoder_args::GpuOptions;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Accel {
     Cpu,
     Cuda,
     Auto,
-}
-
-/// Where a GPU session encodes: `--gpu-encode auto|nvenc|cpu`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum GpuEncode {
-    /// NVENC where the GPU has one; GPUs without (H100, H200, A100) decode and scale on the GPU
-    /// and encode on the CPU.
-    #[default]
-    Auto,
-    /// NVENC, or refuse to start.
-    Nvenc,
-    /// Decode and scale on the GPU, encode on the CPU, even where NVENC exists.
-    Cpu,
-}
-
-/// NVENC's preset: `--nvenc-preset p1..p7` (P1 fastest, P7 best quality).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
-pub enum NvencPreset {
-    #[default]
-    P1,
-    P2,
-    P3,
-    P4,
-    P5,
-    P6,
-    P7,
-}
-
-/// How GPU sessions are opened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct GpuOptions {
-    pub encode: GpuEncode,
-    pub preset: NvencPreset,
 }
 
 /// Which backend runs the sessions (combined node, transcoder).
@@ -63,44 +32,13 @@ pub struct AccelArgs {
     /// pixel-rate load and stays there.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub gpus: Vec<usize>,
-    /// Where GPU sessions encode: auto (NVENC where the GPU has one; GPUs without, such as
-    /// H100/H200/A100, decode and scale on the GPU and encode on the CPU), nvenc, cpu.
-    #[arg(long, value_enum, default_value_t = GpuEncode::Auto)]
-    pub gpu_encode: GpuEncode,
-    /// NVENC preset, p1 (fastest, the default for live segments) to p7 (best quality); always
-    /// with low-latency tuning.
-    #[arg(long, value_enum, default_value_t = NvencPreset::P1)]
-    pub nvenc_preset: NvencPreset,
     #[command(flatten)]
     pub encoder: crate::encoder_args::EncoderArgs,
 }
 
 impl AccelArgs {
     pub fn gpu_options(&self) -> GpuOptions {
-        GpuOptions { encode: self.gpu_encode, preset: self.nvenc_preset }
-    }
-}
-
-#[cfg(feature = "cuda")]
-impl From<GpuOptions> for zerohop_engine::cuda::ladder_device::LadderOptions {
-    fn from(o: GpuOptions) -> Self {
-        use zerohop_engine::cuda::ladder_device::EncodeOn;
-        use zerohop_engine::cuda::nvenc::Preset;
-        let encode = match o.encode {
-            GpuEncode::Auto => EncodeOn::Auto,
-            GpuEncode::Nvenc => EncodeOn::Nvenc,
-            GpuEncode::Cpu => EncodeOn::Host,
-        };
-        let preset = match o.preset {
-            NvencPreset::P1 => Preset::P1,
-            NvencPreset::P2 => Preset::P2,
-            NvencPreset::P3 => Preset::P3,
-            NvencPreset::P4 => Preset::P4,
-            NvencPreset::P5 => Preset::P5,
-            NvencPreset::P6 => Preset::P6,
-            NvencPreset::P7 => Preset::P7,
-        };
-        zerohop_engine::cuda::ladder_device::LadderOptions { encode, preset }
+        self.encoder.gpu_options()
     }
 }
 
@@ -370,6 +308,7 @@ mod gpu {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::encoder_args::{GpuEncode, NvencPreset};
     use zerohop_engine::TranscodeError;
 
     #[test]

@@ -13,7 +13,7 @@ use clap::ValueEnum;
 use zerohop_engine::scale::ScaleFilter;
 use zerohop_engine::{Ladder, RenditionSink, RenditionStats, SegmentReport, TranscodeError};
 
-use crate::accel_cmd::{Accel, GpuEncode, GpuOptions, NvencPreset};
+use crate::accel_cmd::Accel;
 use crate::fixtures::{SAMPLE, SAMPLE_NAME};
 use crate::part_file::PartFile;
 
@@ -41,13 +41,6 @@ pub struct TranscodeArgs {
     /// GPU ordinal for --accel cuda/auto.
     #[arg(long, default_value_t = 0)]
     pub gpu: usize,
-    /// Where the GPU session encodes: auto (NVENC, or the CPU on GPUs without one), nvenc,
-    /// cpu.
-    #[arg(long, value_enum, default_value_t = GpuEncode::Auto)]
-    pub gpu_encode: GpuEncode,
-    /// NVENC preset, p1 (fastest) to p7 (best quality), low-latency tuning.
-    #[arg(long, value_enum, default_value_t = NvencPreset::P1)]
-    pub nvenc_preset: NvencPreset,
     #[command(flatten)]
     pub encoder: crate::encoder_args::EncoderArgs,
 }
@@ -133,7 +126,7 @@ pub fn transcode(a: TranscodeArgs) -> Result<ExitCode> {
     })?;
     let out = a.out.as_path();
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let options = GpuOptions { encode: a.gpu_encode, preset: a.nvenc_preset };
+    let options = a.encoder.gpu_options();
     let mut session = crate::accel_cmd::open_session(&ladder, a.filter.into(), a.accel, a.gpu, options)?;
     eprintln!("backend: {}", session.backend());
     let jobs: Vec<(String, Option<PathBuf>)> = if a.inputs.is_empty() {
