@@ -525,34 +525,42 @@ mod tests {
             "config file /etc/zerohop.toml, line 1: key \"max-session\": not a setting of `zerohop combined`; did you \
              mean \"max-sessions\"?"
         );
-        let e = args("orchestrator", "transcoder-id = \"t1\"").expect_err("unknown");
-        assert!(
-            e.ends_with(
-                "not a setting of `zerohop orchestrator` but of `zerohop transcoder`: put it under [transcoder]"
+        // Refused with a message ending so: the command the key belongs to, or where the keys are
+        // listed.
+        for (command, toml, ending) in [
+            (
+                "orchestrator",
+                "transcoder-id = \"t1\"",
+                "not a setting of `zerohop orchestrator` but of `zerohop transcoder`: put it under [transcoder]",
             ),
-            "{e}"
-        );
-        let e = args("combined", "colour = true").expect_err("unknown");
-        assert!(e.ends_with("`zerohop combined --help` lists them"), "{e}");
-        let e = args("combined", "[limits]\nkeepalive = 5\n").expect_err("unknown");
-        assert!(e.contains("key \"limits\""), "{e}");
+            ("combined", "colour = true", "`zerohop combined --help` lists them"),
+            (
+                "combined",
+                "[limits]\nkeepalive = 5\n",
+                "key \"limits\": not a setting of `zerohop combined`; `zerohop combined --help` lists them",
+            ),
+        ] {
+            let e = args(command, toml).expect_err(toml);
+            assert!(e.ends_with(ending), "{toml}: {e}");
+        }
     }
 
     #[test]
     fn a_setting_twice_or_a_file_that_is_not_toml_is_an_error() {
-        let e = args("combined", "max-sessions = 1\nmax_sessions = 2\n").expect_err("twice");
-        assert!(e.contains("the same setting as"), "{e}");
-        let e = args("combined", "max-sessions = ").expect_err("not TOML");
-        assert!(e.starts_with("config file /etc/zerohop.toml: not TOML: TOML parse error at line 1"), "{e}");
+        for (toml, says) in [
+            ("max-sessions = 1\nmax_sessions = 2\n", "the same setting as"),
+            ("max-sessions = ", "config file /etc/zerohop.toml: not TOML: TOML parse error at line 1"),
+        ] {
+            let e = args("combined", toml).expect_err(toml);
+            assert!(e.contains(says), "{toml}: {e}");
+        }
     }
 
     /// Every command goes through the two passes, with or without a config file of its own.
     #[test]
     fn every_command_parses_through_matches() {
-        let dir = std::env::temp_dir().join(format!("zerohop-config-unit-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let file = dir.join("node.toml");
-        std::fs::write(&file, "[transcoder]\norch-addr = \"a.example:1\"\n").expect("write");
+        let dir = crate::scratch::ScratchDir::new("config-unit");
+        let file = dir.file("node.toml", "[transcoder]\norch-addr = \"a.example:1\"\n");
         let file = file.to_string_lossy().into_owned();
         for argv in [
             &["presets"][..],
@@ -571,7 +579,6 @@ mod tests {
                 panic!("{argv:?}: {e:?}");
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// deploy/zerohop.example.toml is taken by every node command, so README's example cannot rot.

@@ -14,6 +14,8 @@ mod part_file;
 mod probe_cmd;
 mod push_cmd;
 mod push_output;
+#[cfg(test)]
+mod scratch;
 mod transcode_cmd;
 
 use std::path::PathBuf;

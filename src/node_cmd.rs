@@ -544,20 +544,17 @@ mod host_name_tests {
 
     #[test]
     fn the_default_transcoder_id_is_the_host_name_or_an_error_asking_for_one() {
-        let dir = std::env::temp_dir().join(format!("zerohop-host-name-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let named = dir.join("named");
-        std::fs::write(&named, "gpu-box-7\n").expect("write");
+        let dir = crate::scratch::ScratchDir::new("host-name");
+        let named = dir.file("named", "gpu-box-7\n");
         assert_eq!(host_name(&named).expect("a name"), "gpu-box-7");
         for unnamed in ["", "(none)\n"] {
             std::fs::write(&named, unnamed).expect("write");
             let e = host_name(&named).expect_err("no name").to_string();
             assert!(e.contains("--transcoder-id"), "{e}");
         }
-        let e = host_name(&dir.join("missing")).expect_err("no file").to_string();
+        let e = host_name(&dir.path().join("missing")).expect_err("no file").to_string();
         assert!(e.contains("--transcoder-id"), "{e}");
         // This machine's kernel has a name (what the transcoder uses by default).
         assert!(!host_name(std::path::Path::new(HOST_NAME)).expect("this host's name").is_empty());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

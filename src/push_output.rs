@@ -242,30 +242,23 @@ impl SegmentOutput {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
 
     use proptest::prelude::*;
     use zerohop_control::framing::{Kind, Record, RecordReader, SEGMENT, record};
 
     use super::*;
 
-    /// A fresh directory `<tmp>/zerohop-push-output-<pid>-<n>/out` (the test checks that nothing
-    /// appears beside `out`), removed with its root when dropped, whatever the test's outcome.
+    /// A fresh directory `<scratch>/out` (the test checks that nothing appears beside `out`),
+    /// removed with its root when dropped, whatever the test's outcome.
     struct Scratch {
-        root: PathBuf,
+        root: crate::scratch::ScratchDir,
         out: PathBuf,
     }
 
     impl Scratch {
         fn new() -> Scratch {
-            static N: AtomicU32 = AtomicU32::new(0);
-            let root = std::env::temp_dir().join(format!(
-                "zerohop-push-output-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = std::fs::remove_dir_all(&root);
-            let out = root.join("out");
+            let root = crate::scratch::ScratchDir::new("push-output");
+            let out = root.path().join("out");
             std::fs::create_dir_all(&out).expect("scratch dir");
             Scratch { root, out }
         }
@@ -277,12 +270,6 @@ mod tests {
                 o.record(r);
             }
             o
-        }
-    }
-
-    impl Drop for Scratch {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_dir_all(&self.root);
         }
     }
 
@@ -365,7 +352,7 @@ mod tests {
         }
         assert!(w.files.is_empty());
         assert!(listing(&dir.out).is_empty());
-        assert_eq!(listing(&dir.root), ["out"]);
+        assert_eq!(listing(dir.root.path()), ["out"]);
     }
 
     #[test]
@@ -447,7 +434,7 @@ mod tests {
     fn check(dir: &Scratch, recs: &[Record], server_ok: bool) -> Result<(), TestCaseError> {
         let w = dir.fed("s_0", recs).finish(server_ok).map_err(|e| TestCaseError::fail(e.to_string()))?;
         let out = &dir.out;
-        prop_assert_eq!(listing(&dir.root), vec!["out".to_string()]);
+        prop_assert_eq!(listing(dir.root.path()), vec!["out".to_string()]);
         let files = listing(out);
         for f in &files {
             prop_assert!(!out.join(f).is_dir() && !f.ends_with(".part"), "{f:?}");
