@@ -4,9 +4,6 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 
-/// Exit status when no GPU can be used (distinct from failures).
-pub const NO_GPU: u8 = 3;
-
 #[derive(Debug, clap::Args)]
 pub struct GpuInfoArgs {
     /// Open up to this many NVENC sessions per GPU to find the real limit (0: skip).
@@ -26,7 +23,7 @@ pub struct GpuInfoArgs {
 #[cfg(not(feature = "cuda"))]
 pub fn gpu_info(_a: GpuInfoArgs) -> Result<ExitCode> {
     println!("this zerohop was built without the CUDA backend: rebuild with `cargo build --release --features cuda`");
-    Ok(ExitCode::from(NO_GPU))
+    Ok(ExitCode::from(crate::exit::Exit::NoGpu))
 }
 
 #[cfg(feature = "cuda")]
@@ -37,12 +34,12 @@ pub fn gpu_info(a: GpuInfoArgs) -> Result<ExitCode> {
         Ok(g) => g,
         Err(e) => {
             println!("no usable GPU: {e} [{}]", e.code());
-            return Ok(ExitCode::from(NO_GPU));
+            return Ok(ExitCode::from(crate::exit::Exit::NoGpu));
         }
     };
     if gpus.is_empty() {
         println!("the CUDA driver sees no GPU");
-        return Ok(ExitCode::from(NO_GPU));
+        return Ok(ExitCode::from(crate::exit::Exit::NoGpu));
     }
     let mut failed = false;
     let mut report: Vec<serde_json::Value> = Vec::new();

@@ -5,6 +5,7 @@ mod accel_cmd;
 mod bench;
 mod config;
 mod encoder_args;
+mod exit;
 mod fixtures;
 mod gpu_cmd;
 mod ladder_cmd;
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use exit::Exit;
 
 const LONG_VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -53,30 +55,17 @@ fn long_version() -> &'static str {
     })
 }
 
-/// Exit statuses, the same for every command (README, Command line).
-#[allow(dead_code)]
-pub mod exit {
-    /// A runtime error (the message says what).
-    pub const ERROR: u8 = 1;
-    /// A usage error: a flag or argument clap cannot take, or a setting from the environment or
-    /// the config file that cannot be taken.
-    pub const USAGE: u8 = 2;
-    /// No usable GPU (`gpu-info`, `hw-ci`).
-    pub const NO_GPU: u8 = 3;
-    /// The input cannot be transcoded (`probe`).
-    pub const NOT_TRANSCODABLE: u8 = 4;
-    /// Some segments failed (`transcode`, `push`, `demo`); the others were written.
-    pub const SEGMENTS_FAILED: u8 = 5;
+/// After `--help`: the exit statuses, and where settings come from.
+fn after_help() -> String {
+    format!("{}\n\n{SETTINGS}", Exit::statuses())
 }
 
-const EXIT_STATUSES: &str = "Exit status: 0 ok; 1 runtime error; 2 usage error (a flag, a ZEROHOP_* variable or a config \
-file setting); 3 no usable GPU (gpu-info, hw-ci); 4 the input cannot be transcoded (probe); 5 some segments failed \
-(transcode, push, demo).\n\nSettings: the node commands (combined, orchestrator, transcoder) take every flag from the \
+const SETTINGS: &str = "Settings: the node commands (combined, orchestrator, transcoder) take every flag from the \
 environment too, as ZEROHOP_<FLAG> ([env: ...] beside each), and from a TOML file (--config FILE or ZEROHOP_CONFIG) \
 whose keys are the long flag names. Command line > environment > config file > default.";
 
 #[derive(Parser)]
-#[command(name = "zerohop", version, long_version = long_version(), about = "A video-miner node: live MPEG-TS segments in, a rendition ladder out.", after_help = EXIT_STATUSES)]
+#[command(name = "zerohop", version, long_version = long_version(), about = "A video-miner node: live MPEG-TS segments in, a rendition ladder out.", after_help = after_help())]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -134,19 +123,19 @@ fn parse_cli() -> Result<Cli, ExitCode> {
         Ok(m) => m,
         Err(config::Failure::Setting(e)) => {
             eprintln!("error: {e}");
-            return Err(ExitCode::from(exit::USAGE));
+            return Err(ExitCode::from(Exit::Usage));
         }
         Err(config::Failure::Clap { error, from_file }) => {
             let _ = error.print();
             if error.use_stderr() && !from_file.is_empty() {
                 eprintln!("note: the config file gave {}", from_file.join(" "));
             }
-            return Err(ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(exit::USAGE)));
+            return Err(ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(Exit::Usage as u8)));
         }
     };
     Cli::from_arg_matches(&matches).map_err(|e| {
         let _ = e.print();
-        ExitCode::from(exit::USAGE)
+        ExitCode::from(Exit::Usage)
     })
 }
 
@@ -177,7 +166,7 @@ fn main() -> ExitCode {
     };
     if let Some(Err(e)) = encoder.map(encoder_args::EncoderArgs::apply) {
         eprintln!("error: {e:#}");
-        return ExitCode::from(exit::ERROR);
+        return ExitCode::from(Exit::Error);
     }
     let result = match cli.command {
         Command::Transcode(a) => transcode_cmd::transcode(a),
@@ -195,17 +184,19 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(exit::ERROR)
+            ExitCode::from(Exit::Error)
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::{Exit, cli_command};
+
     /// Every flag and argument of every command says what it is for in `--help`.
     #[test]
     fn every_flag_and_argument_has_help() {
-        let cli = super::cli_command();
+        let cli = cli_command();
         let mut missing = Vec::new();
         for sub in cli.get_subcommands() {
             for arg in sub.get_arguments() {
@@ -219,11 +210,10 @@ mod tests {
     }
 
     #[test]
-    fn help_lists_every_exit_status() {
-        use super::exit::*;
-        for code in [0, ERROR, USAGE, NO_GPU, SEGMENTS_FAILED] {
-            assert!(super::EXIT_STATUSES.contains(&format!(" {code} ")), "{code}");
-        }
-        assert_eq!(USAGE, 2, "clap's own usage exit status");
+    fn help_ends_with_the_exit_statuses_and_usage_is_clap_s_status() {
+        let help = cli_command().render_long_help().to_string();
+        assert!(help.contains(&Exit::statuses()), "{help}");
+        let e = cli_command().try_get_matches_from(["zerohop", "--no-such-flag"]).expect_err("usage");
+        assert_eq!(e.exit_code(), Exit::Usage as i32, "clap's own usage exit status");
     }
 }

@@ -51,7 +51,7 @@ pub fn probe(input: &Path) -> Result<ExitCode> {
         }
         Err(e) => {
             println!("  transcodable: no [{}] {e}", e.code());
-            Ok(ExitCode::from(crate::exit::NOT_TRANSCODABLE))
+            Ok(ExitCode::from(crate::exit::Exit::NotTranscodable))
         }
     }
 }

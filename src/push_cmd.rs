@@ -118,7 +118,7 @@ fn summary(results: &[Pushed], out: &Path) -> ExitCode {
     let ok = results.iter().filter(|r| r.ok).count();
     let files: usize = results.iter().map(|r| r.files.len()).sum();
     println!("{ok} of {} segment(s) ok; {files} rendition file(s) in {}", results.len(), out.display());
-    if ok == results.len() { ExitCode::SUCCESS } else { ExitCode::from(crate::exit::SEGMENTS_FAILED) }
+    if ok == results.len() { ExitCode::SUCCESS } else { ExitCode::from(crate::exit::Exit::SegmentsFailed) }
 }
 
 pub fn push(a: PushArgs) -> Result<ExitCode> {

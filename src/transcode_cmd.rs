@@ -232,7 +232,7 @@ fn report(t: &Tally, n: usize, elapsed: Duration, out: &Path) -> Result<ExitCode
     );
     if t.failed > 0 {
         eprintln!("{} of {n} segment(s) failed", t.failed);
-        return Ok(ExitCode::from(crate::exit::SEGMENTS_FAILED));
+        return Ok(ExitCode::from(crate::exit::Exit::SegmentsFailed));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -2,18 +2,9 @@
 //! that decide whether the engine can transcode a stream.
 #![forbid(unsafe_code)]
 
+use h264_reader::nal::UnitType;
 use h264_reader::nal::sps::{FrameMbsFlags, SeqParameterSet};
 use h264_reader::rbsp::{BitReader, decode_nal};
-
-/// NAL unit types (H.264 table 7-1) the engine looks at.
-pub mod nal_type {
-    pub const SLICE: u8 = 1;
-    pub const IDR: u8 = 5;
-    pub const SEI: u8 = 6;
-    pub const SPS: u8 = 7;
-    pub const PPS: u8 = 8;
-    pub const AUD: u8 = 9;
-}
 
 /// Iterates the NAL units (without start codes) of an Annex B byte stream.
 pub fn nal_units(data: &[u8]) -> impl Iterator<Item = &[u8]> {
@@ -174,13 +165,14 @@ pub struct AccessUnitInfo {
 pub fn inspect_access_unit(au: &[u8]) -> AccessUnitInfo {
     let mut info = AccessUnitInfo::default();
     for nal in nal_units(au) {
-        match nal[0] & 0x1F {
-            nal_type::SPS if info.sps.is_none() => info.sps = Some(parse_sps(nal)),
-            nal_type::IDR => {
+        // H.264 table 7-1; five bits, so never out of range.
+        match UnitType::for_id(nal[0] & 0x1F) {
+            Ok(UnitType::SeqParameterSet) if info.sps.is_none() => info.sps = Some(parse_sps(nal)),
+            Ok(UnitType::SliceLayerWithoutPartitioningIdr) => {
                 info.idr = true;
                 info.has_picture = true;
             }
-            nal_type::SLICE => info.has_picture = true,
+            Ok(UnitType::SliceLayerWithoutPartitioningNonIdr) => info.has_picture = true,
             _ => {}
         }
     }

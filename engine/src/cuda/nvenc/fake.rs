@@ -331,14 +331,15 @@ unsafe extern "C" fn create_bitstream(e: *mut c_void, b: *mut sys::NV_ENC_CREATE
 }
 
 unsafe extern "C" fn destroy_bitstream(e: *mut c_void, b: sys::NV_ENC_OUTPUT_PTR) -> u32 {
+    let b = b as usize;
     let st = session_call("nvEncDestroyBitstreamBuffer", String::new(), e, |s| {
-        if s.locked.contains(&(b as usize)) {
-            st::NV_ENC_ERR_LOCK_BUSY
-        } else if s.bitstreams.remove(&(b as usize)) {
-            st::NV_ENC_SUCCESS
-        } else {
-            st::NV_ENC_ERR_INVALID_PARAM
+        if s.locked.contains(&b) {
+            return st::NV_ENC_ERR_LOCK_BUSY; // unlock first
         }
+        if !s.bitstreams.remove(&b) {
+            return st::NV_ENC_ERR_INVALID_PARAM; // not a buffer of this session
+        }
+        st::NV_ENC_SUCCESS
     });
     counted("bitstream", -1, st)
 }
