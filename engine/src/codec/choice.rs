@@ -9,7 +9,7 @@
 
 use std::sync::OnceLock;
 
-use super::x264::sys::{self, LoadError};
+use super::x264::sys::{self, LoadError, LoadFailure};
 
 /// x264's speed/quality preset (`x264 --preset`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -144,9 +144,11 @@ impl CpuEncoderChoice {
                     if self == CpuEncoderChoice::Auto { "--cpu-encoder auto" } else { "--cpu-encoder x264" }
                 ),
             }),
-            (CpuEncoderChoice::X264, Err(e)) => Err(X264Unavailable(
-                e.unwrap_or_else(|| LoadError::NotFound { name: sys::library_name(), detail: "not tried".into() }),
-            )),
+            (CpuEncoderChoice::X264, Err(e)) => {
+                Err(X264Unavailable(e.unwrap_or_else(|| {
+                    LoadError::new(&sys::library_name(), LoadFailure::NotFound("not tried".into()))
+                })))
+            }
             (CpuEncoderChoice::Auto, Err(e)) => Ok(ResolvedEncoder {
                 encoder: CpuEncoder::OpenH264,
                 why: format!(

@@ -189,15 +189,33 @@ impl std::fmt::Debug for Library {
     }
 }
 
-/// Why libx264 cannot be used.
+/// Why libx264 cannot be used: the library tried (the name or path asked for) and what was
+/// wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LoadError {
-    #[error("{name} could not be opened ({detail})")]
-    NotFound { name: String, detail: String },
-    #[error("found libx264 build {found} ({name}), zerohop has bindings for build {X264_BUILD}")]
-    OtherBuild { name: String, found: u32 },
-    #[error("{name} has no {symbol} ({detail}): not a usable libx264 build {X264_BUILD}")]
-    Missing { name: String, symbol: &'static str, detail: String },
+#[error("{name}: {why}")]
+pub struct LoadError {
+    pub name: String,
+    pub why: LoadFailure,
+}
+
+/// What was wrong with the library tried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadFailure {
+    /// The dynamic loader could not open it (its words).
+    #[error("could not be opened ({0})")]
+    NotFound(String),
+    /// Another libx264 build: its entry points have other layouts.
+    #[error("libx264 build {0}; zerohop has bindings for build {X264_BUILD}")]
+    OtherBuild(u32),
+    /// Not libx264, or a broken one.
+    #[error("no {symbol} ({detail}): not a usable libx264 build {X264_BUILD}")]
+    Missing { symbol: &'static str, detail: String },
+}
+
+impl LoadError {
+    pub fn new(name: &str, why: LoadFailure) -> LoadError {
+        LoadError { name: name.into(), why }
+    }
 }
 
 impl Library {
@@ -207,27 +225,27 @@ impl Library {
         // SAFETY: loading libx264 runs its initialisers, which only set up x264's own static
         // tables (no threads, no handlers); the library stays loaded while `Library` lives.
         let lib = unsafe { libloading::Library::new(name) }
-            .map_err(|e| LoadError::NotFound { name: name.into(), detail: e.to_string() })?;
+            .map_err(|e| LoadError::new(name, LoadFailure::NotFound(e.to_string())))?;
         let open_symbol = format!("x264_encoder_open_{X264_BUILD}");
         // SAFETY: the symbol is looked up, not called; its type is checked by the build
         // number in its name (x264.h: "x264_encoder_open_##X264_BUILD").
         let encoder_open = unsafe { lib.get::<EncoderOpen>(open_symbol.as_bytes()) }.map(|s| *s);
         let Ok(encoder_open) = encoder_open else {
-            return Err(match other_build(&lib) {
-                Some(found) => LoadError::OtherBuild { name: name.into(), found },
-                None => LoadError::Missing {
-                    name: name.into(),
+            let why = match other_build(&lib) {
+                Some(found) => LoadFailure::OtherBuild(found),
+                None => LoadFailure::Missing {
                     symbol: "x264_encoder_open_164",
                     detail: "no x264_encoder_open_<build> at all".into(),
                 },
-            });
+            };
+            return Err(LoadError::new(name, why));
         };
         macro_rules! get {
             ($symbol:literal) => {
                 // SAFETY: a build-164 library (its open symbol says so) exports this function
                 // with the signature declared above, from that build's x264.h.
                 *unsafe { lib.get(concat!($symbol, "\0").as_bytes()) }.map_err(|e: libloading::Error| {
-                    LoadError::Missing { name: name.into(), symbol: $symbol, detail: e.to_string() }
+                    LoadError::new(name, LoadFailure::Missing { symbol: $symbol, detail: e.to_string() })
                 })?
             };
         }
@@ -305,7 +323,7 @@ mod tests {
     #[test]
     fn a_library_that_does_not_exist_is_an_error_naming_it() {
         let e = Library::open("/nonexistent/libx264.so.164").expect_err("no such file");
-        assert!(matches!(e, LoadError::NotFound { .. }), "{e}");
+        assert!(matches!(e.why, LoadFailure::NotFound(_)), "{e}");
         assert!(e.to_string().contains("/nonexistent/libx264.so.164"), "{e}");
     }
 
@@ -313,6 +331,6 @@ mod tests {
     fn a_library_without_x264_symbols_is_refused() {
         // libc is on every Linux machine and has no x264_encoder_open_<build>.
         let e = Library::open("libc.so.6").expect_err("libc is not libx264");
-        assert!(matches!(e, LoadError::Missing { .. } | LoadError::NotFound { .. }), "{e}");
+        assert!(matches!(e.why, LoadFailure::Missing { .. } | LoadFailure::NotFound(_)), "{e}");
     }
 }
