@@ -23,7 +23,10 @@ pub struct Broadcaster {
 impl std::fmt::Debug for Broadcaster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the token.
-        f.debug_struct("Broadcaster").field("name", &self.name).field("max_streams", &self.max_streams).finish()
+        f.debug_struct("Broadcaster")
+            .field("name", &self.name)
+            .field("max_streams", &self.max_streams)
+            .finish_non_exhaustive()
     }
 }
 

@@ -119,7 +119,10 @@ pub struct AccelSession<D: LadderDevice> {
 
 impl<D: LadderDevice> std::fmt::Debug for AccelSession<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AccelSession").field("device", &self.device.describe()).field("ladder", &self.ladder).finish()
+        f.debug_struct("AccelSession")
+            .field("device", &self.device.describe())
+            .field("ladder", &self.ladder)
+            .finish_non_exhaustive()
     }
 }
 

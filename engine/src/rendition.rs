@@ -75,7 +75,7 @@ pub(crate) struct RenditionOutput {
 
 impl std::fmt::Debug for RenditionOutput {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RenditionOutput").field("stats", &self.stats).finish()
+        f.debug_struct("RenditionOutput").field("stats", &self.stats).finish_non_exhaustive()
     }
 }
 

@@ -103,7 +103,7 @@ pub struct Session {
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("renditions", &self.ladder.len()).finish()
+        f.debug_struct("Session").field("renditions", &self.ladder.len()).finish_non_exhaustive()
     }
 }
 
@@ -161,7 +161,7 @@ pub struct Segment {
 
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Segment").field("started", &self.started).finish()
+        f.debug_struct("Segment").field("started", &self.started).finish_non_exhaustive()
     }
 }
 

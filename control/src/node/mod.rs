@@ -58,7 +58,7 @@ pub struct Node {
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Node").field("addr", &self.addr).finish()
+        f.debug_struct("Node").field("addr", &self.addr).finish_non_exhaustive()
     }
 }
 

@@ -52,7 +52,7 @@ impl std::fmt::Debug for DeviceContext {
         f.debug_struct("DeviceContext")
             .field("ordinal", &self.ordinal)
             .field("release_failures", &self.release_failures())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

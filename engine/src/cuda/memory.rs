@@ -17,17 +17,12 @@ use super::error::CudaError;
 use crate::accel::host_nv12::PinnedBytes;
 
 /// A pitched device allocation in one context, freed (with that context pushed) on drop.
+#[derive(Debug)]
 pub struct DeviceAllocation {
     ctx: Arc<DeviceContext>,
     ptr: u64,
     bytes: usize,
     pitch: usize,
-}
-
-impl std::fmt::Debug for DeviceAllocation {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DeviceAllocation").field("bytes", &self.bytes).field("pitch", &self.pitch).finish()
-    }
 }
 
 impl DeviceAllocation {
@@ -94,6 +89,7 @@ impl Drop for DeviceAllocation {
 /// once the copy has completed). Page-locking is costly and the driver API reference for
 /// cuMemHostAlloc advises using it "sparingly ... for staging areas", so the CPU encoders recycle
 /// these buffers: one allocation per rung per size, not per picture.
+#[derive(Debug)]
 pub struct PinnedHost {
     ctx: Arc<DeviceContext>,
     ptr: NonNull<u8>,
@@ -106,12 +102,6 @@ pub struct PinnedHost {
 unsafe impl Send for PinnedHost {}
 // SAFETY: shared references only read the bytes.
 unsafe impl Sync for PinnedHost {}
-
-impl std::fmt::Debug for PinnedHost {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PinnedHost").field("len", &self.len).finish()
-    }
-}
 
 impl PinnedHost {
     /// `len` bytes of page-locked memory of `ctx`, zeroed.

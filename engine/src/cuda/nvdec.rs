@@ -438,7 +438,10 @@ unsafe impl Send for NvDecoder {}
 
 impl std::fmt::Debug for NvDecoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NvDecoder").field("format", &self.format()).field("decoded", &self.cb.pictures_decoded).finish()
+        f.debug_struct("NvDecoder")
+            .field("format", &self.format())
+            .field("decoded", &self.cb.pictures_decoded)
+            .finish_non_exhaustive()
     }
 }
 

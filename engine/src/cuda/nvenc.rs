@@ -64,7 +64,7 @@ unsafe impl Sync for NvencApi {}
 
 impl std::fmt::Debug for NvencApi {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NvencApi").field("lib", &self._lib).finish()
+        f.debug_struct("NvencApi").field("lib", &self._lib).finish_non_exhaustive()
     }
 }
 
@@ -239,7 +239,7 @@ impl std::fmt::Debug for Encoder {
             .field("inputs", &self.inputs.len())
             .field("bitstreams", &self.bitstreams.len())
             .field("pending", &self.pending.len())
-            .finish()
+            .finish_non_exhaustive()
     }
 }
 

@@ -185,7 +185,7 @@ pub struct Library {
 
 impl std::fmt::Debug for Library {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("x264::Library").field("name", &self.name).finish()
+        f.debug_struct("x264::Library").field("name", &self.name).finish_non_exhaustive()
     }
 }
 
