@@ -206,27 +206,26 @@ pub fn client_config_with(trust: &Trust, identity: Option<&Identity>) -> Result<
 /// certificate they accept.
 macro_rules! handshake_signatures_by_the_provider {
     () => {
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-        }
+        handshake_signatures_by_the_provider!(
+            verify_tls12_signature => rustls::crypto::verify_tls12_signature,
+            verify_tls13_signature => rustls::crypto::verify_tls13_signature
+        );
 
         fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
             self.provider.signature_verification_algorithms.supported_schemes()
         }
+    };
+    ($($method:ident => $verify:path),+) => {
+        $(
+            fn $method(
+                &self,
+                message: &[u8],
+                cert: &CertificateDer<'_>,
+                dss: &DigitallySignedStruct,
+            ) -> Result<HandshakeSignatureValid, rustls::Error> {
+                $verify(message, cert, dss, &self.provider.signature_verification_algorithms)
+            }
+        )+
     };
 }
 
