@@ -275,28 +275,16 @@ impl Gpu {
         unsafe { self.launch(source, dst) }
     }
 
-    /// One launch of the fused kernel from a mapped decoder picture into every buffer of `dst`,
-    /// waited for: the picture may be unmapped as soon as this returns.
-    pub fn scale_mapped(&self, src: &MappedFrame<'_>, dst: &mut [&mut DeviceNv12]) -> Result<(), CudaError> {
-        self.scale_mapped_into(src, dst, &mut []).map(|_| ())
-    }
-
-    /// [`scale_mapped`](Self::scale_mapped), and then (the CPU-encode path) each scaled picture
-    /// `dst[i]` copied into `host[i]` (`host` empty, or one per buffer of `dst`): the launch and
-    /// every copy queued on the scaling stream and waited for with ONE sync
-    /// ([`download_ladder`]). Returns the bytes copied.
-    pub fn scale_mapped_into(
-        &self,
-        src: &MappedFrame<'_>,
-        dst: &mut [&mut DeviceNv12],
-        host: &mut [&mut HostNv12],
-    ) -> Result<u64, CudaError> {
+    /// One launch of the fused kernel from a mapped decoder picture into the device buffer of
+    /// every rung of `rungs`, and then (the CPU-encode path) each rung with a host picture
+    /// copied into it: the launch and every copy queued on the scaling stream and waited for with
+    /// ONE sync ([`download_ladder`]), so the picture may be unmapped as soon as this returns.
+    /// Returns the bytes copied.
+    pub fn scale_mapped(&self, src: &MappedFrame<'_>, rungs: &mut [ScaleTarget<'_>]) -> Result<u64, CudaError> {
         if !Arc::ptr_eq(src.context(), &self.device) {
             return Err(CudaError::Invalid("a picture decoded on another context".into()));
         }
-        if !host.is_empty() && host.len() != dst.len() {
-            return Err(CudaError::Invalid(format!("{} host pictures for {} rung buffers", host.len(), dst.len())));
-        }
+        let mut dst: Vec<&mut DeviceNv12> = rungs.iter_mut().map(|t| &mut *t.device).collect();
         self.check_buffers(dst.iter().map(|d| &**d))?;
         let source = Source {
             // SAFETY: read only by the launch below, which is waited for before this returns,
@@ -309,12 +297,11 @@ impl Gpu {
         };
         // SAFETY: the mapped surface is pitch x surface_height x 3/2 bytes in this context and
         // stays mapped until the sync below; decoder surfaces and `dst` never overlap.
-        unsafe { self.launch(source, dst) }?;
-        if host.is_empty() {
+        unsafe { self.launch(source, &mut dst) }?;
+        let mut pairs = downloads(rungs);
+        if pairs.is_empty() {
             return self.sync().map(|()| 0);
         }
-        let mut pairs: Vec<(&DeviceNv12, &mut HostNv12)> =
-            dst.iter().map(|d| &**d).zip(host.iter_mut().map(|h| &mut **h)).collect();
         let copied = download_ladder(&self.device, &mut pairs);
         if copied.is_err() {
             // The launch reads the mapped picture: wait for it whatever failed after it.
@@ -554,6 +541,19 @@ pub fn pinned_picture(ctx: &Arc<DeviceContext>, width: u32, height: u32) -> Resu
     let pitch = HostNv12::row_bytes(width);
     let bytes = PinnedHost::alloc(ctx, HostNv12::len(pitch, height))?;
     Ok(HostNv12::pinned(width, height, pitch, Box::new(bytes)))
+}
+
+/// One rung of a picture to scale into: its device buffer and, on the CPU-encode path, the host
+/// picture it is then downloaded into.
+#[derive(Debug)]
+pub struct ScaleTarget<'a, B = DeviceNv12> {
+    pub device: &'a mut B,
+    pub host: Option<&'a mut HostNv12>,
+}
+
+/// The rungs of `rungs` that download, as [`download_ladder`] takes them.
+pub fn downloads<'r>(rungs: &'r mut [ScaleTarget<'_>]) -> Vec<(&'r DeviceNv12, &'r mut HostNv12)> {
+    rungs.iter_mut().filter_map(|t| Some((&*t.device, &mut **t.host.as_mut()?))).collect()
 }
 
 /// The CPU-encode path's download of one picture's rungs: for each `(device, host)` pair, one

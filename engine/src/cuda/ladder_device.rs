@@ -26,7 +26,7 @@ use parking_lot::Mutex;
 
 use super::CudaError;
 use super::context::DeviceContext;
-use super::driver::{DeviceNv12, Gpu, pinned_picture};
+use super::driver::{DeviceNv12, Gpu, ScaleTarget, pinned_picture};
 use super::nvdec::{CuvidApi, MappedFrame, NvDecoder};
 use super::nvenc::{Encoder, EncoderConfig, InputBuffer, NvencApi, Preset};
 use super::rung_pools::{self, RungPools};
@@ -129,16 +129,11 @@ pub trait LadderGpu: Send {
     fn context(&self) -> &Arc<DeviceContext>;
     /// An NV12 buffer for one rung picture.
     fn alloc(&self, width: u32, height: u32) -> Result<Self::Buffer, CudaError>;
-    /// One kernel launch from the mapped decoder picture into every buffer of `dst`, then (CPU
-    /// encode: `host` has one picture per buffer of `dst`, else it is empty) each buffer copied
-    /// into its host picture; all of it waited for with one sync (the decoder picture is
-    /// unmapped when the caller returns). Returns the bytes copied to the host.
-    fn scale(
-        &self,
-        src: &MappedFrame<'_>,
-        dst: &mut [&mut Self::Buffer],
-        host: &mut [&mut HostNv12],
-    ) -> Result<u64, CudaError>;
+    /// One kernel launch from the mapped decoder picture into the device buffer of every rung
+    /// of `rungs`, then (CPU encode) each rung's buffer copied into its host picture; all of it
+    /// waited for with one sync (the decoder picture is unmapped when the caller returns).
+    /// Returns the bytes copied to the host.
+    fn scale(&self, src: &MappedFrame<'_>, rungs: &mut [ScaleTarget<'_, Self::Buffer>]) -> Result<u64, CudaError>;
 }
 
 impl LadderGpu for Gpu {
@@ -149,13 +144,8 @@ impl LadderGpu for Gpu {
     fn alloc(&self, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
         self.alloc_nv12(width, height)
     }
-    fn scale(
-        &self,
-        m: &MappedFrame<'_>,
-        dst: &mut [&mut DeviceNv12],
-        host: &mut [&mut HostNv12],
-    ) -> Result<u64, CudaError> {
-        self.scale_mapped_into(m, dst, host)
+    fn scale(&self, src: &MappedFrame<'_>, rungs: &mut [ScaleTarget<'_>]) -> Result<u64, CudaError> {
+        self.scale_mapped(src, rungs)
     }
 }
 
@@ -364,14 +354,18 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
                     return Err(e);
                 }
             }
-            let mut dst: Vec<&mut G::Buffer> = (rungs.iter_mut().zip(&taken))
-                .filter_map(|(p, h)| Some(p.surface_mut((*h)?).expect("just taken")))
-                .collect();
+            // Each kept rung's buffer, with its host picture on the CPU-encode path.
+            let mut pictures = host.iter_mut().peekable();
+            let mut targets = Vec::new();
+            for (r, (p, h)) in rungs.iter_mut().zip(&taken).enumerate() {
+                let Some(h) = *h else { continue };
+                let host = pictures.next_if(|(hr, _)| *hr == r).map(|(_, p)| p);
+                targets.push(ScaleTarget { device: p.surface_mut(h).expect("just taken"), host });
+            }
             // Waited for: the decoder surface is unmapped when this returns. No launch when no
             // rung keeps the picture.
-            if !dst.is_empty() {
-                let mut pictures: Vec<&mut HostNv12> = host.iter_mut().map(|(_, p)| p).collect();
-                traffic.frame_bytes += gpu.scale(m, &mut dst, &mut pictures)?;
+            if !targets.is_empty() {
+                traffic.frame_bytes += gpu.scale(m, &mut targets)?;
             }
             if let Encoders::Host(_, downloaded) = encoders {
                 for (r, picture) in host {

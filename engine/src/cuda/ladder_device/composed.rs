@@ -16,7 +16,7 @@ use bytes::Bytes;
 use super::*;
 use crate::accel::AccelSession;
 use crate::cuda::context::double;
-use crate::cuda::driver::download_ladder;
+use crate::cuda::driver::{download_ladder, downloads};
 use crate::cuda::nvdec::fake::{self as cuvid_fake, Format};
 use crate::cuda::nvenc::fake as nvenc_fake;
 use crate::probe::decode_video;
@@ -67,12 +67,7 @@ impl LadderGpu for FakeGpu {
         // The real allocator (cuMemAllocPitch in the memory double).
         DeviceNv12::alloc(&self.ctx, width, height)
     }
-    fn scale(
-        &self,
-        m: &MappedFrame<'_>,
-        dst: &mut [&mut DeviceNv12],
-        host: &mut [&mut HostNv12],
-    ) -> Result<u64, CudaError> {
+    fn scale(&self, m: &MappedFrame<'_>, rungs: &mut [ScaleTarget<'_>]) -> Result<u64, CudaError> {
         if cuvid_fake::live("mapping") != 1 {
             self.unmapped_launches.fetch_add(1, Ordering::Relaxed);
         }
@@ -83,7 +78,7 @@ impl LadderGpu for FakeGpu {
         if !Arc::ptr_eq(m.context(), &self.ctx) {
             return Err(CudaError::Invalid("a picture of another context".into()));
         }
-        for d in dst.iter() {
+        for d in rungs.iter().map(|t| &*t.device) {
             let luma = d.pitch() * d.height() as usize;
             // SAFETY: only looked up in the memory double.
             double::with_bytes(unsafe { d.allocation().device_ptr() }, |data| {
@@ -93,11 +88,10 @@ impl LadderGpu for FakeGpu {
         }
         // The real download (driver::download_ladder) into the host pictures, through the
         // context double's cuMemcpy2DAsync and stream, then one sync, as `Gpu` does.
-        if host.is_empty() {
+        let mut pairs = downloads(rungs);
+        if pairs.is_empty() {
             return self.ctx.sync().map(|()| 0);
         }
-        let mut pairs: Vec<(&DeviceNv12, &mut HostNv12)> =
-            dst.iter().map(|d| &**d).zip(host.iter_mut().map(|h| &mut **h)).collect();
         download_ladder(&self.ctx, &mut pairs)
     }
 }
