@@ -35,6 +35,8 @@ pub const MAX_DECODER_THREADS: u16 = 3;
 struct RawDecoder {
     ptr: *mut ISVCDecoder,
     vtbl: ISVCDecoderVtbl,
+    /// Decoding threads asked for.
+    threads: u16,
 }
 
 // SAFETY: the decoder object is used by one thread at a time (`&mut self` for every call); its
@@ -70,7 +72,7 @@ impl RawDecoder {
             return Err(init("the decoder's vtable lacks an entry".into()));
         }
         // From here on `Drop` uninitialises and destroys.
-        let mut d = RawDecoder { ptr, vtbl };
+        let mut d = RawDecoder { ptr, vtbl, threads };
         let mut n = i32::from(threads.min(MAX_DECODER_THREADS));
         if n > 1 {
             // Before Initialize, which creates one decoding context per thread.
@@ -125,12 +127,11 @@ impl Drop for RawDecoder {
 /// An OpenH264 decoder. One per stream; it keeps references across segments.
 pub struct H264Decoder {
     raw: RawDecoder,
-    threads: u16,
 }
 
 impl std::fmt::Debug for H264Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "H264Decoder({} threads)", self.threads)
+        write!(f, "H264Decoder({} threads)", self.raw.threads)
     }
 }
 
@@ -148,13 +149,12 @@ impl H264Decoder {
     /// from its single-threaded (and ffmpeg's) decode, and can deadlock; the engine decodes
     /// with one thread (`tests/decode_threads.rs` re-checks a newer OpenH264 with `--ignored`).
     pub fn with_threads(threads: u16) -> Result<H264Decoder, CodecError> {
-        let threads = threads.clamp(1, MAX_DECODER_THREADS);
-        Ok(H264Decoder { raw: RawDecoder::new(threads)?, threads })
+        Ok(H264Decoder { raw: RawDecoder::new(threads.clamp(1, MAX_DECODER_THREADS))? })
     }
 
     /// Decoding threads asked for (OpenH264 may use fewer on a machine with fewer CPUs).
     pub fn threads(&self) -> u16 {
-        self.threads
+        self.raw.threads
     }
 
     /// Decodes one access unit (Annex B) presented at `pts`; pictures that become ready, in
