@@ -13,7 +13,6 @@
 //! `libcuda` (and for run-time compilation `libnvrtc`) can be loaded and returns
 //! [`CudaError::NoDriver`] otherwise.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -23,9 +22,9 @@ use zerohop_kernels::{BLOCK, MAX_RUNGS, Nv12, ZhLadder, ZhPlane};
 use super::context::Copy2d;
 pub use super::context::DeviceContext;
 use super::error::{CudaError, driver_error};
-use super::memory::{DeviceAllocation, PinnedHost};
+pub use super::memory::{DeviceNv12, pinned_picture};
 use super::nvdec::{CuvidApi, DecodeCaps, MappedFrame};
-use super::nvenc::{Encoder, EncoderConfig, InputBuffer, NvencApi, Preset};
+use super::nvenc::{Encoder, EncoderConfig, NvencApi, Preset};
 use crate::accel::host_nv12::HostNv12;
 
 /// Checks that the CUDA driver library loads and initialises. Never panics.
@@ -254,7 +253,7 @@ impl Gpu {
 
     fn check_buffers<'b>(&self, bufs: impl IntoIterator<Item = &'b DeviceNv12>) -> Result<(), CudaError> {
         for b in bufs {
-            if !Arc::ptr_eq(b.buf.context(), &self.device) {
+            if !Arc::ptr_eq(b.allocation().context(), &self.device) {
                 return Err(CudaError::Invalid("a device buffer of another GPU".into()));
             }
         }
@@ -267,7 +266,7 @@ impl Gpu {
         self.check_buffers(std::iter::once(src).chain(dst.iter().map(|d| &**d)))?;
         // SAFETY: read by the launch below while `src` is borrowed; work on the buffer is ordered
         // on this stream and its free (`cuMemFree`) waits for the device.
-        let ptr = unsafe { src.buf.device_ptr() };
+        let ptr = unsafe { src.allocation().device_ptr() };
         let source = Source { ptr, pitch: src.pitch as u32, rows: src.height, width: src.width, height: src.height };
         // SAFETY: `src` is a live buffer of this context of pitch x height x 3/2 bytes, borrowed
         // for the call and freed (cudarc) only after the stream's work on it; `dst` are distinct
@@ -337,7 +336,7 @@ impl Gpu {
             source,
             dst.iter().map(|d| {
                 // SAFETY: written by the launch below while `dst` is borrowed (see `src`).
-                let base = unsafe { d.buf.device_ptr() };
+                let base = unsafe { d.allocation().device_ptr() };
                 let uv = base + (d.pitch * d.height as usize) as u64;
                 ZhPlane::new(base as *mut u8, uv as *mut u8, d.pitch, d.width, d.height)
             }),
@@ -439,7 +438,7 @@ impl Gpu {
     /// pipeline's.
     pub fn scale_host(&self, src: &Nv12, sizes: &[(u32, u32)]) -> Result<Vec<Nv12>, CudaError> {
         let dev_src = self.alloc_nv12(src.width, src.height)?;
-        let mut host = vec![0u8; dev_src.buf.len()];
+        let mut host = vec![0u8; dev_src.allocation().len()];
         for r in 0..src.height as usize {
             host[r * dev_src.pitch..][..src.width as usize]
                 .copy_from_slice(&src.y[r * src.pitch..][..src.width as usize]);
@@ -453,7 +452,7 @@ impl Gpu {
             let _current = self.device.push()?;
             // SAFETY: `dev_src` is a live allocation of this (pushed) context of `host.len()`
             // bytes; the copy is synchronous.
-            unsafe { cudarc::driver::result::memcpy_htod_sync(dev_src.buf.device_ptr(), &host) }
+            unsafe { cudarc::driver::result::memcpy_htod_sync(dev_src.allocation().device_ptr(), &host) }
                 .map_err(driver_error("cuMemcpyHtoD"))?;
         }
         let mut dsts = sizes.iter().map(|&(w, h)| self.alloc_nv12(w, h)).collect::<Result<Vec<_>, _>>()?;
@@ -462,10 +461,10 @@ impl Gpu {
         self.sync()?;
         let _current = self.device.push()?;
         for d in &dsts {
-            let mut bytes = vec![0u8; d.buf.len()];
+            let mut bytes = vec![0u8; d.allocation().len()];
             // SAFETY: a live allocation of this (pushed) context of `bytes.len()` bytes, written
             // by the launch above, which was waited for; the copy is synchronous.
-            unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, d.buf.device_ptr()) }
+            unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, d.allocation().device_ptr()) }
                 .map_err(driver_error("cuMemcpyDtoH"))?;
             let mut pic = Nv12::new(d.width, d.height, d.pitch, 0);
             let luma = d.pitch * d.height as usize;
@@ -475,72 +474,6 @@ impl Gpu {
         }
         Ok(out)
     }
-}
-
-/// An NV12 picture in device memory (an NVENC input buffer or a test picture): the owner of its
-/// allocation, which NVENC registrations share (see [`InputBuffer`]).
-#[derive(Debug)]
-pub struct DeviceNv12 {
-    buf: Arc<DeviceAllocation>,
-    width: u32,
-    height: u32,
-    pitch: usize,
-}
-
-impl DeviceNv12 {
-    /// An NV12 buffer of `width` x `height` in `ctx`, zeroed: `cuMemAllocPitch` (as
-    /// NvEncoderCuda::AllocateInputBuffers), with the pitch the driver chose; chroma starts
-    /// `pitch * height` bytes in. Never from a stream-ordered pool: NVENC registers it.
-    pub fn alloc(ctx: &Arc<DeviceContext>, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
-        let rows = height as usize + height.div_ceil(2) as usize;
-        // A chroma row holds 2 x ceil(width / 2) bytes: one more than the width when it is odd.
-        let buf = DeviceAllocation::pitched(ctx, HostNv12::row_bytes(width), rows)?;
-        let pitch = buf.pitch();
-        Ok(DeviceNv12 { buf: Arc::new(buf), width, height, pitch })
-    }
-
-    /// The allocation (tests look it up in the memory double).
-    pub fn allocation(&self) -> &Arc<DeviceAllocation> {
-        &self.buf
-    }
-
-    pub fn width(&self) -> u32 {
-        self.width
-    }
-    pub fn height(&self) -> u32 {
-        self.height
-    }
-    /// Bytes per row (chroma starts `pitch * height` bytes in).
-    pub fn pitch(&self) -> usize {
-        self.pitch
-    }
-}
-
-// SAFETY: `device_ptr` is the start of the allocation, pitch x (height + ceil(height / 2))
-// bytes in its context; it is freed only when the last clone of its `Arc` (the buffer's own, and
-// one per NVENC registration) is dropped.
-unsafe impl InputBuffer for DeviceNv12 {
-    fn dims(&self) -> (u32, u32, usize) {
-        (self.width, self.height, self.pitch)
-    }
-    fn allocation(&self) -> Arc<dyn Any + Send + Sync> {
-        self.buf.clone()
-    }
-    fn made_on(&self, ctx: &DeviceContext) -> bool {
-        self.buf.context().raw_context() == ctx.raw_context()
-    }
-    unsafe fn device_ptr(&self) -> u64 {
-        // SAFETY: the caller's contract (handed to the driver while the allocation is held).
-        unsafe { self.buf.device_ptr() }
-    }
-}
-
-/// A host picture of `width` x `height` in page-locked memory of `ctx`, rows packed (pitch
-/// [`HostNv12::row_bytes`]): what [`download_ladder`] copies a rung picture into.
-pub fn pinned_picture(ctx: &Arc<DeviceContext>, width: u32, height: u32) -> Result<HostNv12, CudaError> {
-    let pitch = HostNv12::row_bytes(width);
-    let bytes = PinnedHost::alloc(ctx, HostNv12::len(pitch, height))?;
-    Ok(HostNv12::pinned(width, height, pitch, Box::new(bytes)))
 }
 
 /// One rung of a picture to scale into: its device buffer and, on the CPU-encode path, the host
@@ -565,7 +498,7 @@ pub fn downloads<'r>(rungs: &'r mut [ScaleTarget<'_>]) -> Vec<(&'r DeviceNv12, &
 /// memory each copy is synchronous. Returns the bytes copied (what `frame_bytes` counts).
 pub fn download_ladder(ctx: &Arc<DeviceContext>, pairs: &mut [(&DeviceNv12, &mut HostNv12)]) -> Result<u64, CudaError> {
     for (src, dst) in pairs.iter() {
-        if !Arc::ptr_eq(src.buf.context(), ctx) {
+        if !Arc::ptr_eq(src.allocation().context(), ctx) {
             return Err(CudaError::Invalid("a device buffer of another GPU".into()));
         }
         let row = HostNv12::row_bytes(src.width);
@@ -593,7 +526,7 @@ pub fn download_ladder(ctx: &Arc<DeviceContext>, pairs: &mut [(&DeviceNv12, &mut
         let rows = src.height as usize + src.height.div_ceil(2) as usize;
         let copy = Copy2d {
             // SAFETY: handed to the driver while `src` is borrowed; the copy is waited for below.
-            src: unsafe { src.buf.device_ptr() },
+            src: unsafe { src.allocation().device_ptr() },
             src_pitch: src.pitch,
             dst: dst.data.as_mut_ptr(),
             dst_pitch: dst.pitch,

@@ -1,5 +1,6 @@
-//! [`DeviceAllocation`]: device memory NVENC can register, owned by zerohop instead of cudarc;
-//! [`PinnedHost`]: page-locked host memory the CPU-encode path downloads into.
+//! [`DeviceAllocation`]: device memory NVENC can register, owned by zerohop instead of cudarc, and
+//! [`DeviceNv12`], an NV12 picture in it; [`PinnedHost`]: page-locked host memory the CPU-encode
+//! path downloads into ([`pinned_picture`]).
 //!
 //! cudarc's `CudaStream::alloc_zeros` allocates with `cuMemAllocAsync` (a stream-ordered memory
 //! pool) wherever the device supports pools, which is the normal case on Linux, and NVENC
@@ -9,12 +10,14 @@
 //! (NvEncoderCuda::AllocateInputBuffers / ReleaseCudaResources); so does this owner. NVENC
 //! registrations keep an `Arc` of it, so it is freed only after the last one is unregistered.
 
+use std::any::Any;
 use std::ptr::NonNull;
 use std::sync::Arc;
 
 use super::context::DeviceContext;
 use super::error::CudaError;
-use crate::accel::host_nv12::PinnedBytes;
+use super::nvenc::InputBuffer;
+use crate::accel::host_nv12::{HostNv12, PinnedBytes};
 
 /// A pitched device allocation in one context, freed (with that context pushed) on drop.
 #[derive(Debug)]
@@ -149,4 +152,71 @@ impl Drop for PinnedHost {
         let freed = unsafe { self.ctx.mem_free_host(self.ptr.as_ptr()) };
         self.ctx.record_release(freed);
     }
+}
+
+/// An NV12 picture in device memory (an NVENC input buffer or a test picture): the owner of its
+/// allocation, which NVENC registrations share (see [`InputBuffer`]).
+#[derive(Debug)]
+pub struct DeviceNv12 {
+    buf: Arc<DeviceAllocation>,
+    // Read by the launcher and the download in `driver`; set only here.
+    pub(super) width: u32,
+    pub(super) height: u32,
+    pub(super) pitch: usize,
+}
+
+impl DeviceNv12 {
+    /// An NV12 buffer of `width` x `height` in `ctx`, zeroed: `cuMemAllocPitch` (as
+    /// NvEncoderCuda::AllocateInputBuffers), with the pitch the driver chose; chroma starts
+    /// `pitch * height` bytes in. Never from a stream-ordered pool: NVENC registers it.
+    pub fn alloc(ctx: &Arc<DeviceContext>, width: u32, height: u32) -> Result<DeviceNv12, CudaError> {
+        let rows = height as usize + height.div_ceil(2) as usize;
+        // A chroma row holds 2 x ceil(width / 2) bytes: one more than the width when it is odd.
+        let buf = DeviceAllocation::pitched(ctx, HostNv12::row_bytes(width), rows)?;
+        let pitch = buf.pitch();
+        Ok(DeviceNv12 { buf: Arc::new(buf), width, height, pitch })
+    }
+
+    /// The allocation (tests look it up in the memory double).
+    pub fn allocation(&self) -> &Arc<DeviceAllocation> {
+        &self.buf
+    }
+
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+    /// Bytes per row (chroma starts `pitch * height` bytes in).
+    pub fn pitch(&self) -> usize {
+        self.pitch
+    }
+}
+
+// SAFETY: `device_ptr` is the start of the allocation, pitch x (height + ceil(height / 2))
+// bytes in its context; it is freed only when the last clone of its `Arc` (the buffer's own, and
+// one per NVENC registration) is dropped.
+unsafe impl InputBuffer for DeviceNv12 {
+    fn dims(&self) -> (u32, u32, usize) {
+        (self.width, self.height, self.pitch)
+    }
+    fn allocation(&self) -> Arc<dyn Any + Send + Sync> {
+        self.buf.clone()
+    }
+    fn made_on(&self, ctx: &DeviceContext) -> bool {
+        self.buf.context().raw_context() == ctx.raw_context()
+    }
+    unsafe fn device_ptr(&self) -> u64 {
+        // SAFETY: the caller's contract (handed to the driver while the allocation is held).
+        unsafe { self.buf.device_ptr() }
+    }
+}
+
+/// A host picture of `width` x `height` in page-locked memory of `ctx`, rows packed (pitch
+/// [`HostNv12::row_bytes`]): what [`download_ladder`] copies a rung picture into.
+pub fn pinned_picture(ctx: &Arc<DeviceContext>, width: u32, height: u32) -> Result<HostNv12, CudaError> {
+    let pitch = HostNv12::row_bytes(width);
+    let bytes = PinnedHost::alloc(ctx, HostNv12::len(pitch, height))?;
+    Ok(HostNv12::pinned(width, height, pitch, Box::new(bytes)))
 }

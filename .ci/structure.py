@@ -1,0 +1,135 @@
+#!/usr/bin/env python3
+"""Issue 12's structural rules, checked: no source file of engine/src, control/src or src over 600
+lines before its tests, and no import circle between modules, by `use` or by path (`crate::`,
+`super::`, `self::`), tests excluded. `crate::X` where the root re-exports X leads to the module X
+comes from. A parent naming its own child by bare name (`child::X`) is not counted: a module and
+the children it declares are one unit, as the Rust book's layout has it."""
+import os, re, sys
+from itertools import chain
+
+LIMIT = 600
+CRATES = {"engine/src": "lib.rs", "control/src": "lib.rs", "src": "main.rs", "kernels/src": "lib.rs"}
+SIZE_CHECKED = ("engine/src", "control/src", "src")
+
+def strip_tests(text):
+    """The file up to its first `#[cfg(test)]` item (tests sit at the end by habit) and with
+    comments removed."""
+    m = re.search(r"^\s*#\[cfg\(test\)\]", text, re.M)
+    body = text[: m.start()] if m else text
+    body = re.sub(r"//[^\n]*", "", body)
+    return body
+
+def modules(root, top):
+    """module path (tuple) -> file, for the crate at root."""
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if not f.endswith(".rs"):
+                continue
+            rel = os.path.relpath(os.path.join(dirpath, f), root)
+            parts = rel[:-3].split(os.sep)
+            if rel == top:
+                parts = []
+            elif parts[-1] == "mod":
+                parts = parts[:-1]
+            out[tuple(parts)] = os.path.join(root, rel)
+    return out
+
+def resolve(mods, path):
+    """The longest module prefix of `path` (a tuple of names)."""
+    for n in range(len(path), -1, -1):
+        if tuple(path[:n]) in mods:
+            return tuple(path[:n])
+    return ()
+
+PATH = re.compile(r"\b(crate|super|self)((?:::\w+)+)")
+GROUP = re.compile(r"\buse\s+(crate|super|self)((?:::\w+)*)::\{([^;]*)\};", re.S)
+
+REEXPORT = re.compile(r"^\s*pub use (\w+(?:::\w+)*?)(?:::\{([^;]*)\}|::(\w+));", re.M)
+
+def root_names(mods):
+    """What the crate root re-exports (`pub use a::b::{X, Y}`): name -> the module it comes from,
+    so that `crate::X` leads to where X lives, not to the root."""
+    out = {}
+    text = strip_tests(open(mods[()], encoding="utf-8").read())
+    for path, group, single in REEXPORT.findall(text):
+        src = resolve(mods, path.split("::"))
+        for name in (re.findall(r"\w+", group) if group else [single]):
+            out[name] = src
+    return out
+
+def edges(mods):
+    g = {m: set() for m in mods}
+    names = root_names(mods)
+    for mod, file in mods.items():
+        text = strip_tests(open(file, encoding="utf-8").read())
+        is_dir_mod = file.endswith("mod.rs") or file.endswith(("lib.rs", "main.rs"))
+        def base(kw):
+            if kw == "crate":
+                return ()
+            here = mod if is_dir_mod else mod  # `self` is this module either way
+            if kw == "self":
+                return here
+            return here[:-1]  # super
+        targets = []
+        for kw, rest in PATH.findall(text):
+            targets.append(base(kw) + tuple(rest.strip(":").split("::")))
+        for kw, rest, inner in GROUP.findall(text):
+            prefix = base(kw) + tuple(x for x in rest.split("::") if x)
+            for item in re.findall(r"(\w+(?:::\w+)*)", inner):
+                targets.append(prefix + tuple(item.split("::")))
+        for t in targets:
+            if len(t) >= 1 and t[0] in names and tuple(t[:1]) not in mods:
+                t = names[t[0]] + tuple(t[1:])
+            r = resolve(mods, list(t))
+            if r != mod:
+                g[mod].add(r)
+    return g
+
+def cycles(g):
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on, out, n = {}, {}, [], set(), [], [0]
+    def visit(v):
+        index[v] = low[v] = n[0]; n[0] += 1; stack.append(v); on.add(v)
+        for w in g[v]:
+            if w not in index:
+                visit(w); low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop(); on.discard(w); comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(comp)
+    sys.setrecursionlimit(10000)
+    for v in g:
+        if v not in index:
+            visit(v)
+    return out
+
+def main():
+    bad = 0
+    for root in SIZE_CHECKED:
+        for dirpath, _, files in os.walk(root):
+            for f in files:
+                if f.endswith(".rs"):
+                    p = os.path.join(dirpath, f)
+                    lines = strip_tests(open(p, encoding="utf-8").read()).count("\n")
+                    if lines > LIMIT:
+                        print(f"{p}: {lines} lines before its tests (at most {LIMIT})")
+                        bad += 1
+    for root, top in CRATES.items():
+        mods = modules(root, top)
+        for comp in cycles(edges(mods)):
+            names = sorted("::".join(m) or "(crate root)" for m in comp)
+            print(f"{root}: import circle between {', '.join(names)}")
+            bad += 1
+    if bad:
+        sys.exit(1)
+    print("structure: no file over", LIMIT, "lines before its tests; no import circle")
+
+if __name__ == "__main__":
+    main()
