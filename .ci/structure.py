@@ -3,7 +3,8 @@
 lines before its tests, and no import circle between modules, by `use` or by path (`crate::`,
 `super::`, `self::`), tests excluded. `crate::X` where the root re-exports X leads to the module X
 comes from. A parent naming its own child by bare name (`child::X`) is not counted: a module and
-the children it declares are one unit, as the Rust book's layout has it."""
+the children it declares are one unit, as the Rust book's layout has it. Inline modules (`mod x {`
+inside a file) are not modules of their own here: their paths count for the file."""
 import os, re, sys
 from itertools import chain
 
@@ -11,10 +12,13 @@ LIMIT = 600
 CRATES = {"engine/src": "lib.rs", "control/src": "lib.rs", "src": "main.rs", "kernels/src": "lib.rs"}
 SIZE_CHECKED = ("engine/src", "control/src", "src")
 
+TESTS = re.compile(r"^#\[cfg\(test\)\]\s*\n(?:#\[[^\n]*\]\s*\n)*(?:pub(?:\([\w:]+\))? )?mod \w+ \{", re.M)
+
 def strip_tests(text):
-    """The file up to its first `#[cfg(test)]` item (tests sit at the end by habit) and with
-    comments removed."""
-    m = re.search(r"^\s*#\[cfg\(test\)\]", text, re.M)
+    """The file up to its inline test module (a top-level `#[cfg(test)] mod x {`, at the end by
+    habit) and with comments removed. A `#[cfg(test)]` on anything else (`mod x;`, an item
+    inside an impl) does not cut the file."""
+    m = TESTS.search(text)
     body = text[: m.start()] if m else text
     body = re.sub(r"//[^\n]*", "", body)
     return body
@@ -63,14 +67,10 @@ def edges(mods):
     names = root_names(mods)
     for mod, file in mods.items():
         text = strip_tests(open(file, encoding="utf-8").read())
-        is_dir_mod = file.endswith("mod.rs") or file.endswith(("lib.rs", "main.rs"))
         def base(kw):
             if kw == "crate":
                 return ()
-            here = mod if is_dir_mod else mod  # `self` is this module either way
-            if kw == "self":
-                return here
-            return here[:-1]  # super
+            return mod if kw == "self" else mod[:-1]  # super
         targets = []
         for kw, rest in PATH.findall(text):
             targets.append(base(kw) + tuple(rest.strip(":").split("::")))

@@ -547,13 +547,10 @@ mod tests {
 
     #[test]
     fn a_setting_twice_or_a_file_that_is_not_toml_is_an_error() {
-        for (toml, says) in [
-            ("max-sessions = 1\nmax_sessions = 2\n", "the same setting as"),
-            ("max-sessions = ", "config file /etc/zerohop.toml: not TOML: TOML parse error at line 1"),
-        ] {
-            let e = args("combined", toml).expect_err(toml);
-            assert!(e.contains(says), "{toml}: {e}");
-        }
+        let e = args("combined", "max-sessions = 1\nmax_sessions = 2\n").expect_err("twice");
+        assert!(e.contains("the same setting as"), "{e}");
+        let e = args("combined", "max-sessions = ").expect_err("not TOML");
+        assert!(e.starts_with("config file /etc/zerohop.toml: not TOML: TOML parse error at line 1"), "{e}");
     }
 
     /// Every command goes through the two passes, with or without a config file of its own.

@@ -267,7 +267,8 @@ impl Gpu {
         // SAFETY: read by the launch below while `src` is borrowed; work on the buffer is ordered
         // on this stream and its free (`cuMemFree`) waits for the device.
         let ptr = unsafe { src.allocation().device_ptr() };
-        let source = Source { ptr, pitch: src.pitch as u32, rows: src.height, width: src.width, height: src.height };
+        let source =
+            Source { ptr, pitch: src.pitch() as u32, rows: src.height(), width: src.width(), height: src.height() };
         // SAFETY: `src` is a live buffer of this context of pitch x height x 3/2 bytes, borrowed
         // for the call and freed (cudarc) only after the stream's work on it; `dst` are distinct
         // (`&mut`) from it and from each other.
@@ -337,8 +338,8 @@ impl Gpu {
             dst.iter().map(|d| {
                 // SAFETY: written by the launch below while `dst` is borrowed (see `src`).
                 let base = unsafe { d.allocation().device_ptr() };
-                let uv = base + (d.pitch * d.height as usize) as u64;
-                ZhPlane::new(base as *mut u8, uv as *mut u8, d.pitch, d.width, d.height)
+                let uv = base + (d.pitch() * d.height() as usize) as u64;
+                ZhPlane::new(base as *mut u8, uv as *mut u8, d.pitch(), d.width(), d.height())
             }),
         );
         let grid = p.grid(BLOCK);
@@ -440,13 +441,13 @@ impl Gpu {
         let dev_src = self.alloc_nv12(src.width, src.height)?;
         let mut host = vec![0u8; dev_src.allocation().len()];
         for r in 0..src.height as usize {
-            host[r * dev_src.pitch..][..src.width as usize]
+            host[r * dev_src.pitch()..][..src.width as usize]
                 .copy_from_slice(&src.y[r * src.pitch..][..src.width as usize]);
         }
-        let luma = dev_src.pitch * src.height as usize;
+        let luma = dev_src.pitch() * src.height as usize;
         let cw = 2 * src.width.div_ceil(2) as usize;
         for r in 0..src.height.div_ceil(2) as usize {
-            host[luma + r * dev_src.pitch..][..cw].copy_from_slice(&src.uv[r * src.pitch..][..cw]);
+            host[luma + r * dev_src.pitch()..][..cw].copy_from_slice(&src.uv[r * src.pitch..][..cw]);
         }
         {
             let _current = self.device.push()?;
@@ -466,10 +467,10 @@ impl Gpu {
             // by the launch above, which was waited for; the copy is synchronous.
             unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, d.allocation().device_ptr()) }
                 .map_err(driver_error("cuMemcpyDtoH"))?;
-            let mut pic = Nv12::new(d.width, d.height, d.pitch, 0);
-            let luma = d.pitch * d.height as usize;
+            let mut pic = Nv12::new(d.width(), d.height(), d.pitch(), 0);
+            let luma = d.pitch() * d.height() as usize;
             pic.y.copy_from_slice(&bytes[..luma]);
-            pic.uv.copy_from_slice(&bytes[luma..luma + d.pitch * d.height.div_ceil(2) as usize]);
+            pic.uv.copy_from_slice(&bytes[luma..luma + d.pitch() * d.height().div_ceil(2) as usize]);
             out.push(pic);
         }
         Ok(out)
@@ -501,15 +502,15 @@ pub fn download_ladder(ctx: &Arc<DeviceContext>, pairs: &mut [(&DeviceNv12, &mut
         if !Arc::ptr_eq(src.allocation().context(), ctx) {
             return Err(CudaError::Invalid("a device buffer of another GPU".into()));
         }
-        let row = HostNv12::row_bytes(src.width);
-        if (dst.width, dst.height) != (src.width, src.height)
+        let row = HostNv12::row_bytes(src.width());
+        if (dst.width, dst.height) != (src.width(), src.height())
             || dst.pitch < row
             || dst.data.len() != HostNv12::len(dst.pitch, dst.height)
         {
             return Err(CudaError::Invalid(format!(
                 "download of a {}x{} picture into a {}x{} (pitch {}, {} bytes) buffer; make it with pinned_picture",
-                src.width,
-                src.height,
+                src.width(),
+                src.height(),
                 dst.width,
                 dst.height,
                 dst.pitch,
@@ -523,14 +524,14 @@ pub fn download_ladder(ctx: &Arc<DeviceContext>, pairs: &mut [(&DeviceNv12, &mut
     let _current = ctx.push()?;
     let (mut copied, mut queued) = (0u64, Ok(()));
     for (src, dst) in pairs.iter_mut() {
-        let rows = src.height as usize + src.height.div_ceil(2) as usize;
+        let rows = src.height() as usize + src.height().div_ceil(2) as usize;
         let copy = Copy2d {
             // SAFETY: handed to the driver while `src` is borrowed; the copy is waited for below.
             src: unsafe { src.allocation().device_ptr() },
-            src_pitch: src.pitch,
+            src_pitch: src.pitch(),
             dst: dst.data.as_mut_ptr(),
             dst_pitch: dst.pitch,
-            width: HostNv12::row_bytes(src.width),
+            width: HostNv12::row_bytes(src.width()),
             rows,
         };
         // SAFETY: `src` is a live buffer of this (pushed) context of pitch x rows bytes, `dst` a

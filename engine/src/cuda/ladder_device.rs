@@ -362,6 +362,8 @@ impl<G: LadderGpu> CudaLadderDevice<G> {
                 let host = pictures.next_if(|(hr, _)| *hr == r).map(|(_, p)| p);
                 targets.push(ScaleTarget { device: p.surface_mut(h).expect("just taken"), host });
             }
+            // Host pictures are made only for kept rungs (above), so each found its rung.
+            debug_assert!(pictures.next().is_none(), "a host picture for a rung not kept");
             // Waited for: the decoder surface is unmapped when this returns. No launch when no
             // rung keeps the picture.
             if !targets.is_empty() {

@@ -159,10 +159,9 @@ impl Drop for PinnedHost {
 #[derive(Debug)]
 pub struct DeviceNv12 {
     buf: Arc<DeviceAllocation>,
-    // Read by the launcher and the download in `driver`; set only here.
-    pub(super) width: u32,
-    pub(super) height: u32,
-    pub(super) pitch: usize,
+    width: u32,
+    height: u32,
+    pitch: usize,
 }
 
 impl DeviceNv12 {

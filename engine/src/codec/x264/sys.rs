@@ -205,7 +205,7 @@ pub enum LoadFailure {
     #[error("could not be opened ({0})")]
     NotFound(String),
     /// Another libx264 build: its entry points have other layouts.
-    #[error("libx264 build {0}; zerohop has bindings for build {X264_BUILD}")]
+    #[error("is libx264 build {0}, but zerohop has bindings for build {X264_BUILD}")]
     OtherBuild(u32),
     /// Not libx264, or a broken one.
     #[error("no {symbol} ({detail}): not a usable libx264 build {X264_BUILD}")]

@@ -109,12 +109,17 @@ fn session(nvenc: bool) -> AccelSession<CudaLadderDevice<FakeGpu>> {
 
 /// With a parser that holds `delay` pictures back (released together at the end of a segment).
 fn session_with(nvenc: bool, delay: usize) -> AccelSession<CudaLadderDevice<FakeGpu>> {
+    session_for(nvenc, delay, ladder())
+}
+
+fn session_for(nvenc: bool, delay: usize, ladder: Ladder) -> AccelSession<CudaLadderDevice<FakeGpu>> {
     cuvid_fake::reset(format(640, 360), delay);
     nvenc_fake::reset();
     let nvenc = nvenc.then(|| NvencApi::from_table(nvenc_fake::table()));
     let cuvid = CuvidApi::from_fns(cuvid_fake::fns());
-    let device = CudaLadderDevice::with_parts(FakeGpu::default(), cuvid, nvenc, 2, Preset::P1).expect("device");
-    AccelSession::new(device, ladder())
+    let device =
+        CudaLadderDevice::with_parts(FakeGpu::default(), cuvid, nvenc, ladder.len(), Preset::P1).expect("device");
+    AccelSession::new(device, ladder)
 }
 
 fn calls(log: &[String], prefix: &str) -> usize {
@@ -217,6 +222,36 @@ fn cpu_encode_path_downloads_each_rung_picture_once_and_encodes_the_right_one() 
     drop(s);
     assert_eq!(double::host_live(ctx), 0, "every page-locked buffer freed with the device");
     assert_eq!(device_ctx.release_failures(), 0, "cuMemFreeHost ran with its context pushed");
+}
+
+/// A rung at a lower rate keeps only some pictures: each kept rung gets its own host picture
+/// (the sizes differ, so a wrong pairing would be refused by the download), and a rung that
+/// skips a picture neither downloads nor encodes it.
+#[test]
+fn cpu_encode_path_pairs_each_kept_rung_with_its_own_host_picture_at_a_lower_rate() {
+    let ladder: Ladder = r#"[{"name":"a","width":640,"height":360,"bitrate":600000},
+        {"name":"b","width":320,"height":180,"bitrate":300000,"fps":10}]"#
+        .parse()
+        .expect("ladder");
+    let mut s = session_for(false, 0, ladder);
+    let stream = s.device().gpu.ctx.raw_stream() as usize;
+    let (out, k) = MemorySink::ladder(2);
+    let r = s.transcode(fixture(), k).expect("segment");
+    let (a, b) = (r.renditions[0].frames_out, r.renditions[1].frames_out);
+    assert_eq!(a, pictures(), "the full-rate rung keeps every picture");
+    assert!(b > 0 && 3 * b < 2 * a, "the 10 fps rung keeps fewer of the 25 fps pictures: {b} of {a}");
+    let (syncs, copies) = double::stream_syncs(stream);
+    assert_eq!((syncs, copies), (a, a + b), "one sync per picture, a download per kept rung picture");
+    for (i, o) in out.iter().enumerate() {
+        let frames = decode_video(&o.take()).expect("a real H.264 rendition");
+        assert_eq!(frames.len() as u64, [a, b][i], "rendition {i}");
+        for f in &frames {
+            assert_eq!((f.width, f.height), st_size(&r, i));
+            let mean = f.y.iter().map(|&v| f64::from(v)).sum::<f64>() / f.y.len() as f64;
+            let want = f64::from(level(f.pts));
+            assert!((mean - want).abs() < 4.0, "rendition {i} pts {}: luma {mean:.1}, painted {want}", f.pts);
+        }
+    }
 }
 
 #[test]
