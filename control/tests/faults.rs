@@ -158,12 +158,35 @@ async fn push(c: &mut Client, seq: u64, data: Bytes) -> Result<(PushOutcome, Ren
     push_collect(c, &format!("s{seq}"), seq, Upload::Full(data), || {}).await
 }
 
-/// The renditions are complete and byte-identical to the engine's own output.
-fn assert_complete(outs: &Renditions, expected: &[Vec<u8>], frames: usize) {
-    assert_eq!(outs.len(), expected.len(), "every rendition arrived");
-    for (i, bytes) in outs {
-        assert!(bytes == &expected[usize::from(*i)], "rendition {i} differs from the local engine's output");
-        assert_eq!(decode_video(bytes).expect("decode").len(), frames);
+/// The test segment with what a complete answer to it is: the engine's own output, and the
+/// source's picture count.
+struct Reference {
+    input: Bytes,
+    expected: Vec<Vec<u8>>,
+    frames: usize,
+}
+
+impl Reference {
+    fn segment() -> Reference {
+        let input = fixture(SEGMENT_FILE);
+        Reference { expected: local(input.clone()), frames: decode_video(&input).expect("source").len(), input }
+    }
+
+    /// The renditions are complete and byte-identical to the engine's own output.
+    fn assert_complete(&self, outs: &Renditions) {
+        assert_eq!(outs.len(), self.expected.len(), "every rendition arrived");
+        for (i, bytes) in outs {
+            assert!(bytes == &self.expected[usize::from(*i)], "rendition {i} differs from the local engine's output");
+            assert_eq!(decode_video(bytes).expect("decode").len(), self.frames);
+        }
+    }
+
+    /// The node serves the segment as `seq` now: ok, complete, byte-identical. `what` names the
+    /// case in a failure.
+    async fn assert_served(&self, c: &mut Client, seq: u64, what: &str) {
+        let (o, outs) = push(c, seq, self.input.clone()).await.expect("push");
+        assert!(o.ok(), "{what}: {o:?}");
+        self.assert_complete(&outs);
     }
 }
 
@@ -192,16 +215,14 @@ async fn good_and_rogue(how: Misbehaviour) -> Pair {
 /// deadline; the segment completes on a healthy transcoder, complete and identical.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_or_garbage_sending_transcoder_is_failed_over_before_any_byte_is_sent() {
-    let input = fixture(SEGMENT_FILE);
-    let expected = local(input.clone());
-    let frames = decode_video(&input).expect("source").len();
+    let r = Reference::segment();
     for how in [Misbehaviour::StallBeforeInput, Misbehaviour::Garbage] {
         let Pair { node, mut c, good, mut rogue_tasks } = good_and_rogue(how).await;
 
-        let (o, outs) = push(&mut c, 0, input.clone()).await.expect("push");
+        let (o, outs) = push(&mut c, 0, r.input.clone()).await.expect("push");
         assert!(rogue_tasks.try_recv().is_ok(), "{how:?}: placement chose the rogue (larger capacity) first");
         assert!(o.ok(), "{how:?}: {o:?}");
-        assert_complete(&outs, &expected, frames);
+        r.assert_complete(&outs);
         if matches!(how, Misbehaviour::StallBeforeInput) {
             assert!(o.ttlb >= DEADLINE, "{how:?}: the retry waited for the deadline ({:?})", o.ttlb);
         } else {
@@ -209,9 +230,7 @@ async fn a_stalled_or_garbage_sending_transcoder_is_failed_over_before_any_byte_
         }
         // The node goes on serving; new work goes to the healthy transcoder while the rogue
         // is on probation.
-        let (o, outs) = push(&mut c, 1, input.clone()).await.expect("push");
-        assert!(o.ok(), "{how:?}: {o:?}");
-        assert_complete(&outs, &expected, frames);
+        r.assert_served(&mut c, 1, &format!("{how:?}")).await;
         good.shutdown_background();
         node.shutdown().await;
     }
@@ -222,11 +241,11 @@ async fn a_stalled_or_garbage_sending_transcoder_is_failed_over_before_any_byte_
 /// stream that ends as if complete.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transcoder_failing_after_its_first_chunk_ends_the_segment_with_an_error() {
-    let input = fixture(SEGMENT_FILE);
+    let r = Reference::segment();
     for how in [Misbehaviour::ChunkThenGarbage, Misbehaviour::StallAfterChunk] {
         let Pair { node, mut c, good, mut rogue_tasks } = good_and_rogue(how).await;
 
-        let (o, outs) = push(&mut c, 0, input.clone()).await.expect("an in-band error, not a broken response");
+        let (o, outs) = push(&mut c, 0, r.input.clone()).await.expect("an in-band error, not a broken response");
         assert!(rogue_tasks.try_recv().is_ok(), "{how:?}: the rogue had the task");
         assert!(!o.ok(), "{how:?}: must not look complete: {o:?}");
         assert_eq!(error_code(&o), Some("transcoder_lost"), "{how:?}: {o:?}");
@@ -236,9 +255,7 @@ async fn a_transcoder_failing_after_its_first_chunk_ends_the_segment_with_an_err
             assert!(o.ttlb >= DEADLINE, "{how:?}: ended by the deadline ({:?})", o.ttlb);
         }
         // The next segment of the stream goes elsewhere and completes.
-        let (o, outs) = push(&mut c, 1, input.clone()).await.expect("push");
-        assert!(o.ok(), "{how:?}: {o:?}");
-        assert_complete(&outs, &local(input.clone()), decode_video(&input).expect("source").len());
+        r.assert_served(&mut c, 1, &format!("{how:?}")).await;
         good.shutdown_background();
         node.shutdown().await;
     }
@@ -258,15 +275,11 @@ async fn transcoders_reconnect_to_a_restarted_orchestrator_and_resume() {
     let listen = first.local_addr();
     let addr = listen.to_string();
     let good = good_transcoder(&addr, &fp);
-    let input = fixture(SEGMENT_FILE);
-    let expected = local(input.clone());
-    let frames = decode_video(&input).expect("source").len();
+    let r = Reference::segment();
     {
         let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
         wait_for_transcoders(&mut c, 1).await;
-        let (o, outs) = push(&mut c, 0, input.clone()).await.expect("push");
-        assert!(o.ok(), "{o:?}");
-        assert_complete(&outs, &expected, frames);
+        r.assert_served(&mut c, 0, "before the restart").await;
     }
     // Kill the orchestrator: its runtime, listener and every connection go at once.
     drop(first);
@@ -289,9 +302,7 @@ async fn transcoders_reconnect_to_a_restarted_orchestrator_and_resume() {
     let mut c = Client::connect(&addr, &transport(&fp), None).await.expect("connect");
     wait_for_transcoders(&mut c, 1).await;
     eprintln!("transcoder back {:?} after the orchestrator restarted", restarted.elapsed());
-    let (o, outs) = push(&mut c, 1, input.clone()).await.expect("push");
-    assert!(o.ok(), "{o:?}");
-    assert_complete(&outs, &expected, frames);
+    r.assert_served(&mut c, 1, "after the restart").await;
     good.shutdown_background();
     node.shutdown().await;
 }
@@ -350,10 +361,7 @@ async fn a_broadcaster_hanging_up_mid_segment_gives_the_transcoder_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(freed, "the abandoned segment's transcoder was not freed within 2 s");
-    let input = fixture(SEGMENT_FILE);
-    let (o, outs) = push(&mut c, 7, input.clone()).await.expect("push");
-    assert!(o.ok(), "{o:?}");
-    assert_complete(&outs, &local(input.clone()), decode_video(&input).expect("source").len());
+    Reference::segment().assert_served(&mut c, 7, "after the hang-up").await;
     good.shutdown_background();
     node.shutdown().await;
 }
