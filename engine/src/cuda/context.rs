@@ -186,18 +186,7 @@ impl DeviceContext {
     pub(crate) unsafe fn memcpy_2d_dtoh_async(&self, copy: &Copy2d) -> Result<(), CudaError> {
         match &self.kind {
             Kind::Cuda { stream, .. } => {
-                use cudarc::driver::sys::{CUDA_MEMCPY2D, CUmemorytype};
-                // SAFETY: all-zero is a valid CUDA_MEMCPY2D (null pointers and arrays, zero
-                // offsets); the fields this copy uses are written below.
-                let mut m: CUDA_MEMCPY2D = unsafe { std::mem::zeroed() };
-                m.srcMemoryType = CUmemorytype::CU_MEMORYTYPE_DEVICE;
-                m.srcDevice = copy.src;
-                m.srcPitch = copy.src_pitch;
-                m.dstMemoryType = CUmemorytype::CU_MEMORYTYPE_HOST;
-                m.dstHost = copy.dst.cast();
-                m.dstPitch = copy.dst_pitch;
-                m.WidthInBytes = copy.width;
-                m.Height = copy.rows;
+                let m = copy.descriptor();
                 // SAFETY: the caller's contract; `m` outlives the call (the driver reads the
                 // descriptor before returning), the stream is this context's.
                 unsafe { cudarc::driver::sys::cuMemcpy2DAsync_v2(&m, stream.cu_stream()) }
@@ -262,6 +251,33 @@ impl DeviceContext {
     pub(crate) fn record_release(&self, r: Result<(), CudaError>) {
         if !record_release(r) {
             self.release_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Copy2d {
+    /// The driver's descriptor of this copy. Written out whole: `CUDA_MEMCPY2D` cannot be
+    /// zero-initialised in Rust, since its `CUmemorytype` fields have no zero value
+    /// (`std::mem::zeroed` aborts the process there, as the first GPU run showed).
+    fn descriptor(&self) -> cudarc::driver::sys::CUDA_MEMCPY2D {
+        use cudarc::driver::sys::{CUDA_MEMCPY2D, CUmemorytype};
+        CUDA_MEMCPY2D {
+            srcXInBytes: 0,
+            srcY: 0,
+            srcMemoryType: CUmemorytype::CU_MEMORYTYPE_DEVICE,
+            srcHost: std::ptr::null(),
+            srcDevice: self.src,
+            srcArray: std::ptr::null_mut(),
+            srcPitch: self.src_pitch,
+            dstXInBytes: 0,
+            dstY: 0,
+            dstMemoryType: CUmemorytype::CU_MEMORYTYPE_HOST,
+            dstHost: self.dst.cast(),
+            dstDevice: 0,
+            dstArray: std::ptr::null_mut(),
+            dstPitch: self.dst_pitch,
+            WidthInBytes: self.width,
+            Height: self.rows,
         }
     }
 }
@@ -624,5 +640,23 @@ pub(crate) mod double {
     /// Syncs of `stream` so far, and the copies they completed.
     pub fn stream_syncs(stream: usize) -> (u64, u64) {
         streams().lock().get(&stream).map_or((0, 0), |s| (s.syncs, s.copies))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The first GPU run aborted here: the descriptor was `mem::zeroed()`, which Rust refuses for
+    /// a struct whose memory-type enums have no zero value. Built with no driver.
+    #[test]
+    fn the_copy_descriptor_is_device_to_host_with_both_pitches() {
+        let mut host = [0u8; 64];
+        let c = Copy2d { src: 0x7000, src_pitch: 512, dst: host.as_mut_ptr(), dst_pitch: 16, width: 12, rows: 3 };
+        let m = c.descriptor();
+        use cudarc::driver::sys::CUmemorytype::{CU_MEMORYTYPE_DEVICE, CU_MEMORYTYPE_HOST};
+        assert_eq!((m.srcMemoryType, m.srcDevice, m.srcPitch), (CU_MEMORYTYPE_DEVICE, 0x7000, 512));
+        assert_eq!((m.dstMemoryType, m.dstHost.cast::<u8>(), m.dstPitch), (CU_MEMORYTYPE_HOST, host.as_mut_ptr(), 16));
+        assert_eq!((m.WidthInBytes, m.Height, m.srcXInBytes, m.srcY, m.dstXInBytes, m.dstY), (12, 3, 0, 0, 0, 0));
     }
 }
