@@ -46,7 +46,7 @@ unsafe impl Send for RawDecoder {}
 
 impl RawDecoder {
     fn new(threads: u16) -> Result<RawDecoder, CodecError> {
-        let init = |detail: String| CodecError::Init { call: "WelsCreateDecoder/Initialize", detail };
+        let init = |detail: String| CodecError::Init { call: "OpenH264 WelsCreateDecoder/Initialize", detail };
         let mut ptr: *mut ISVCDecoder = std::ptr::null_mut();
         // SAFETY: WelsCreateDecoder writes a new decoder object's address to the pointer, a live
         // local.

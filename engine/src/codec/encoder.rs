@@ -43,10 +43,6 @@ pub struct EncodedFrame {
 /// The frame rates OpenH264 accepts (`MIN_FRAME_RATE`, `MAX_FRAME_RATE` in `wels_const.h`).
 const OPENH264_FPS: (f64, f64) = (1.0, 60.0);
 
-/// A change of frame rate smaller than this is not passed on (PTS rounding moves the measured
-/// rate by less).
-const FPS_EPSILON: f64 = 0.01;
-
 /// What OpenH264 is told for `bitrate` at `fps`: (bitrate, frame rate) with the same bits per
 /// picture, the rate within what OpenH264 accepts.
 fn rate_control(bitrate: u32, fps: f64) -> (u32, f32) {
@@ -86,7 +82,7 @@ impl H264Encoder {
             .complexity(Complexity::Low)
             .num_threads(settings.threads);
         let mut inner = Encoder::with_api_config(OpenH264API::from_source(), config)
-            .map_err(|e| CodecError::Init { call: "WelsCreateSVCEncoder", detail: e.to_string() })?;
+            .map_err(|e| CodecError::Init { call: "OpenH264 WelsCreateSVCEncoder", detail: e.to_string() })?;
         // Frame skipping is off on purpose (every input picture must come out), which makes
         // OpenH264 warn on every initialisation; keep its log at errors only.
         let mut level: i32 = openh264_sys2::WELS_LOG_ERROR;
@@ -105,7 +101,7 @@ impl H264Encoder {
     /// Rate control follows `fps` from the next picture on; no new encoder, no IDR. A change
     /// smaller than a hundredth of a frame per second is ignored.
     pub fn set_frame_rate(&mut self, fps: f64) -> Result<(), CodecError> {
-        if (fps - self.settings.fps).abs() < FPS_EPSILON || !fps.is_finite() || fps <= 0.0 {
+        if !super::new_rate(self.settings.fps, fps) {
             return Ok(());
         }
         if !self.started {
@@ -124,7 +120,10 @@ impl H264Encoder {
         // (RcJudgeBitrateFpsUpdate).
         let rc = unsafe { raw.set_option(openh264_sys2::ENCODER_OPTION_FRAME_RATE, (&raw mut rate).cast()) };
         if rc != 0 {
-            return Err(CodecError::Init { call: "SetOption(FRAME_RATE)", detail: format!("{fps} fps: status {rc}") });
+            return Err(CodecError::Init {
+                call: "OpenH264 SetOption(FRAME_RATE)",
+                detail: format!("{fps} fps: status {rc}"),
+            });
         }
         if bitrate != old_bitrate {
             // The crate opens the layer with its maximum equal to its target, and OpenH264
@@ -144,7 +143,7 @@ impl H264Encoder {
                 let rc = unsafe { raw.set_option(option, (&raw mut info).cast()) };
                 if rc != 0 {
                     return Err(CodecError::Init {
-                        call: "SetOption(BITRATE)",
+                        call: "OpenH264 SetOption(BITRATE)",
                         detail: format!("{bitrate} b/s at {fps} fps: status {rc}"),
                     });
                 }

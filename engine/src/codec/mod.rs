@@ -13,10 +13,20 @@ pub use decoder::H264Decoder;
 pub use encoder::{EncodedFrame, EncoderSettings, H264Encoder};
 pub use open::{Encoder, ensure};
 
+/// Frame-rate changes smaller than this (frames per second) are PTS rounding's wobble, not a
+/// new rate: no encoder is retuned or reopened for them (x264's own threshold).
+const FPS_EPSILON: f64 = 0.01;
+
+/// Whether `want` is a usable rate other than `have`.
+fn new_rate(have: f64, want: f64) -> bool {
+    want.is_finite() && want > 0.0 && (want - have).abs() >= FPS_EPSILON
+}
+
 /// Errors of the codec layer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CodecError {
-    #[error("OpenH264 {call} failed: {detail}")]
+    /// Opening or configuring an encoder or decoder (`call` names the library's function).
+    #[error("{call} failed: {detail}")]
     Init { call: &'static str, detail: String },
     /// The decoder rejected a picture; with error concealment off it then drops every picture
     /// that references it, up to the next IDR.

@@ -37,6 +37,15 @@ impl Encoder {
         }
     }
 
+    /// Whether, at an IDR, this encoder is best replaced by a new one for `fps`: x264 opened at
+    /// another rate (even if since retuned to `fps`); never OpenH264, which retunes cleanly.
+    fn reopens_at_idr_for(&self, fps: f64) -> bool {
+        match self {
+            Encoder::OpenH264(_) => false,
+            Encoder::X264(e) => e.opened_at_other_rate(fps),
+        }
+    }
+
     /// Encodes one picture of the configured size; `keyframe` forces an IDR.
     pub fn encode(&mut self, frame: &Frame, keyframe: bool) -> Result<Option<EncodedFrame>, CodecError> {
         match self {
@@ -54,10 +63,7 @@ impl Encoder {
 /// (a 25 fps segment after a 60 fps one came out at 0.73x its bitrate, retuned in place).
 pub fn ensure(slot: &mut Option<Encoder>, want: EncoderSettings, idr: bool) -> Result<&mut Encoder, CodecError> {
     let same_but_rate = |have: &EncoderSettings| EncoderSettings { fps: have.fps, ..want } == *have;
-    // A rate the encoder would retune to (x264's own threshold, not PTS rounding's wobble).
-    let fresh_for_rate = |e: &Encoder| {
-        idr && matches!(e, Encoder::X264(_)) && (e.settings().fps - want.fps).abs() >= super::x264::FPS_EPSILON
-    };
+    let fresh_for_rate = |e: &Encoder| idr && e.reopens_at_idr_for(want.fps);
     match slot {
         Some(e) if same_but_rate(e.settings()) && !fresh_for_rate(e) => e.set_frame_rate(want.fps)?,
         _ => {
@@ -128,6 +134,25 @@ pub(crate) mod tests {
 
     fn settings(encoder: CpuEncoder, width: u32, height: u32, bitrate: u32, fps: f64) -> EncoderSettings {
         EncoderSettings { width, height, bitrate, fps, threads: 1, encoder }
+    }
+
+    /// x264 opened at 60 fps and retuned in place to 25 (a rate measured mid-segment) is
+    /// replaced by a 25 fps encoder at the next IDR: comparing with the rate it was retuned to
+    /// would keep the 60 fps rate-control history for the rest of the stream.
+    #[test]
+    fn x264_opened_at_another_rate_is_replaced_at_the_next_idr_even_after_a_retune() {
+        let Some(x264) = encoders().into_iter().find(|e| matches!(e, CpuEncoder::X264 { .. })) else { return };
+        let opened_at_25 = |slot: &Option<Encoder>| match slot {
+            Some(Encoder::X264(e)) => !e.opened_at_other_rate(25.0),
+            _ => panic!("an x264 encoder"),
+        };
+        let mut slot = None;
+        ensure(&mut slot, settings(x264, 64, 64, 300_000, 60.0), true).expect("open at 60");
+        ensure(&mut slot, settings(x264, 64, 64, 300_000, 25.0), false).expect("retune");
+        assert_eq!(slot.as_ref().map(|e| e.settings().fps), Some(25.0), "retuned in place");
+        assert!(!opened_at_25(&slot), "still the encoder opened at 60");
+        ensure(&mut slot, settings(x264, 64, 64, 300_000, 25.0), true).expect("at an IDR");
+        assert!(opened_at_25(&slot), "a new encoder at the IDR");
     }
 
     /// Bits per second of `frames` (PTS `90000 / fps` apart) encoded at `fps` by a fresh

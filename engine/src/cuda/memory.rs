@@ -124,11 +124,6 @@ impl PinnedHost {
         unsafe { p.ptr.as_ptr().write_bytes(0, len) };
         Ok(p)
     }
-
-    /// The context it belongs to.
-    pub fn context(&self) -> &Arc<DeviceContext> {
-        &self.ctx
-    }
 }
 
 impl PinnedBytes for PinnedHost {

@@ -37,8 +37,6 @@ const VBV_SECONDS: f64 = 1.0;
 /// the bitrate on the 2 s grain fixtures (ffmpeg/libx264 with the same settings: 1.14x at
 /// 25 fps); at 0.5 it is within the 10% every rung is held to.
 const VBV_INIT: &str = "0.5";
-/// A change of frame rate smaller than this is not passed on.
-pub(crate) const FPS_EPSILON: f64 = 0.01;
 
 /// An x264 encoder for one rendition.
 pub struct X264Encoder {
@@ -163,6 +161,12 @@ impl X264Encoder {
         &self.settings
     }
 
+    /// Whether `fps` differs from the rate this encoder was opened at (whatever it was retuned
+    /// to since): x264's rate control keeps the opening rate's history across a retune.
+    pub fn opened_at_other_rate(&self, fps: f64) -> bool {
+        super::new_rate(self.opened_fps, fps)
+    }
+
     /// Pictures x264 holds back (0: each picture in gives its access unit out).
     pub fn delayed_frames(&self) -> i32 {
         // SAFETY: `enc` is the open encoder this owner holds.
@@ -172,7 +176,7 @@ impl X264Encoder {
     /// Rate control follows `fps` from the next picture on, in place (no new encoder, no IDR):
     /// see the module documentation. Changes under a hundredth are ignored.
     pub fn set_frame_rate(&mut self, fps: f64) -> Result<(), CodecError> {
-        if (fps - self.settings.fps).abs() < FPS_EPSILON || !fps.is_finite() || fps <= 0.0 {
+        if !super::new_rate(self.settings.fps, fps) {
             return Ok(());
         }
         set_rate(

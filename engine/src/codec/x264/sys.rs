@@ -233,10 +233,9 @@ impl Library {
         let Ok(encoder_open) = encoder_open else {
             let why = match other_build(&lib) {
                 Some(found) => LoadFailure::OtherBuild(found),
-                None => LoadFailure::Missing {
-                    symbol: "x264_encoder_open_164",
-                    detail: "no x264_encoder_open_<build> at all".into(),
-                },
+                None => {
+                    LoadFailure::Missing { symbol: "x264_encoder_open_<build>", detail: "not a libx264 at all".into() }
+                }
             };
             return Err(LoadError::new(name, why));
         };
