@@ -11,7 +11,7 @@ use zerohop_engine::codec::{EncoderSettings, H264Decoder, H264Encoder};
 use zerohop_engine::probe::{decode_video, demux_all};
 use zerohop_engine::scale::{ScaleFilter, Scaler, reference};
 use zerohop_engine::ts::{Demuxer, Muxer, MuxerConfig};
-use zerohop_engine::{Frame, Ladder, MemorySink, RenditionSink, Session, SessionConfig, StreamSession};
+use zerohop_engine::{Frame, Ladder, MemorySink, Session, SessionConfig, StreamSession};
 
 const INPUT: &[u8] = include_bytes!("../tests/fixtures/h264_1080p30_high_bframes_aac.ts");
 const RUNGS: [(&str, u32, u32); 4] = [("720p", 1280, 720), ("480p", 854, 480), ("360p", 640, 360), ("240p", 426, 240)];
@@ -202,7 +202,7 @@ fn segment(c: &mut Criterion) {
     let mut session = Session::open(SessionConfig::new(ladder.clone())).expect("session");
     g.bench_function("1080p30_2s_to_720p_480p_360p", |b| {
         b.iter(|| {
-            let sinks = (0..ladder.len()).map(|_| Box::new(MemorySink::new()) as Box<dyn RenditionSink>).collect();
+            let (_, sinks) = MemorySink::ladder(ladder.len());
             black_box(session.transcode(Bytes::from_static(INPUT), sinks).expect("transcode").frames_decoded)
         })
     });

@@ -1,8 +1,13 @@
 //! Settings from a config file and the environment, as an operator gives them to the binary:
 //! which one wins, and what a bad one says.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
+
+/// A directory of its own per test, removed when dropped (the binary's own test helper).
+#[path = "../src/scratch.rs"]
+mod scratch;
+use scratch::ScratchDir;
 
 /// The binary with no ZEROHOP_* variable of this process, run in `dir`.
 fn zerohop(dir: &Path) -> Command {
@@ -16,30 +21,6 @@ fn zerohop(dir: &Path) -> Command {
     c
 }
 
-/// A directory of its own per test, removed when dropped.
-struct Scratch(PathBuf);
-
-impl Scratch {
-    fn new(name: &str) -> Scratch {
-        let d = std::env::temp_dir().join(format!("zerohop-config-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).expect("scratch dir");
-        Scratch(d)
-    }
-
-    fn file(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.0.join(name);
-        std::fs::write(&p, text).expect("write");
-        p
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -48,10 +29,10 @@ fn stderr(o: &Output) -> String {
 /// error says which setting won, with nothing started.
 #[test]
 fn command_line_beats_environment_beats_file_beats_default() {
-    let s = Scratch::new("precedence");
+    let s = ScratchDir::new("config-precedence");
     let file = s.file("node.toml", "insecure-h2c = true\n[combined]\nprofiles = \"PfromFile\"\n");
     let run = |env: Option<&str>, flag: Option<&str>| {
-        let mut c = zerohop(&s.0);
+        let mut c = zerohop(s.path());
         c.arg("combined").arg("--config").arg(&file);
         if let Some(v) = env {
             c.env("ZEROHOP_PROFILES", v);
@@ -67,15 +48,15 @@ fn command_line_beats_environment_beats_file_beats_default() {
     assert!(run(Some("PfromEnv"), None).contains("\"PfromEnv\""), "the environment beats the file");
     assert!(run(Some("PfromEnv"), Some("PfromFlag")).contains("\"PfromFlag\""), "the flag beats the environment");
     // ZEROHOP_CONFIG names the file as --config does.
-    let o = zerohop(&s.0).arg("combined").env("ZEROHOP_CONFIG", &file).output().expect("run");
+    let o = zerohop(s.path()).arg("combined").env("ZEROHOP_CONFIG", &file).output().expect("run");
     assert!(stderr(&o).contains("\"PfromFile\""), "{}", stderr(&o));
 }
 
 #[test]
 fn a_bad_value_names_the_file_the_line_the_key_and_what_to_write() {
-    let s = Scratch::new("bad-value");
+    let s = ScratchDir::new("config-bad-value");
     let file = s.file("node.toml", "# a node\nservice-addr = \":8935\"\nmax-sessions = \"four\"\n");
-    let o = zerohop(&s.0).arg("orchestrator").arg("--config").arg(&file).output().expect("run");
+    let o = zerohop(s.path()).arg("orchestrator").arg("--config").arg(&file).output().expect("run");
     assert_eq!(o.status.code(), Some(2), "a usage error");
     assert_eq!(
         stderr(&o).trim_end(),
@@ -87,7 +68,7 @@ fn a_bad_value_names_the_file_the_line_the_key_and_what_to_write() {
     );
     // The file takes exactly what the flag takes: an address the flag refuses, refused.
     let file = s.file("addr.toml", "service-addr = \"https://node.example:8935\"\n");
-    let o = zerohop(&s.0).arg("combined").arg("--config").arg(&file).output().expect("run");
+    let o = zerohop(s.path()).arg("combined").arg("--config").arg(&file).output().expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains("key \"service-addr\": invalid value") && stderr(&o).contains("is a URL"),
@@ -98,9 +79,9 @@ fn a_bad_value_names_the_file_the_line_the_key_and_what_to_write() {
 
 #[test]
 fn an_unknown_key_suggests_the_nearest_one() {
-    let s = Scratch::new("unknown");
+    let s = ScratchDir::new("config-unknown");
     let file = s.file("node.toml", "max_session = 4\n");
-    let o = zerohop(&s.0).arg("combined").arg("--config").arg(&file).output().expect("run");
+    let o = zerohop(s.path()).arg("combined").arg("--config").arg(&file).output().expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains(&format!(
@@ -110,7 +91,7 @@ fn an_unknown_key_suggests_the_nearest_one() {
         "{}",
         stderr(&o)
     );
-    let o = zerohop(&s.0).arg("combined").arg("--config").arg(s.0.join("missing.toml")).output().expect("run");
+    let o = zerohop(s.path()).arg("combined").arg("--config").arg(s.path().join("missing.toml")).output().expect("run");
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("missing.toml") && stderr(&o).contains("No such file"), "{}", stderr(&o));
 }
@@ -119,17 +100,17 @@ fn an_unknown_key_suggests_the_nearest_one() {
 /// file's setting that conflicts with a flag is clap's error, with what the file gave.
 #[test]
 fn the_transcoder_takes_its_orchestrators_from_the_file() {
-    let s = Scratch::new("transcoder");
+    let s = ScratchDir::new("config-transcoder");
     let file = s.file(
         "node.toml",
         "[transcoder]\norch-addr = [\"127.0.0.1:9\", \"127.0.0.1:10\"]\norch-cert-sha256 = \"00\"\n",
     );
     // Past argument parsing: the next check is the credential, which there is none of.
-    let o = zerohop(&s.0).arg("transcoder").arg("--config").arg(&file).output().expect("run");
+    let o = zerohop(s.path()).arg("transcoder").arg("--config").arg(&file).output().expect("run");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("no credential"), "{}", stderr(&o));
     // --insecure-h2c conflicts with the file's --orch-cert-sha256.
-    let o = zerohop(&s.0).args(["transcoder", "--insecure-h2c", "--config"]).arg(&file).output().expect("run");
+    let o = zerohop(s.path()).args(["transcoder", "--insecure-h2c", "--config"]).arg(&file).output().expect("run");
     assert_eq!(o.status.code(), Some(2));
     let e = stderr(&o);
     assert!(e.contains("cannot be used with") && e.contains("note: the config file gave"), "{e}");

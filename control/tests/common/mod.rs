@@ -13,7 +13,7 @@ use zerohop_control::headers;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::transcoder::{self, LinkError, TranscoderConfig};
 use zerohop_control::{Client, ClientError, Node, NodeConfig, PushOutcome, Transport, Upload};
-use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig, StreamSession};
+use zerohop_engine::{Ladder, MemorySink, Session, SessionConfig, StreamSession};
 
 /// The ladder the tests push with.
 pub const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
@@ -30,8 +30,8 @@ pub fn fixture(name: &str) -> Bytes {
 pub fn local(data: Bytes) -> Vec<Vec<u8>> {
     let ladder: Ladder = LADDER.parse().expect("ladder");
     let mut s = Session::open(SessionConfig::new(ladder.clone())).expect("session");
-    let sinks: Vec<MemorySink> = (0..ladder.len()).map(|_| MemorySink::new()).collect();
-    s.transcode(data, sinks.iter().map(|m| Box::new(m.clone()) as Box<dyn RenditionSink>).collect()).expect("local");
+    let (sinks, boxed) = MemorySink::ladder(ladder.len());
+    s.transcode(data, boxed).expect("local");
     sinks.iter().map(MemorySink::take).collect()
 }
 
