@@ -159,7 +159,10 @@ fn main() -> ExitCode {
     // The CPU encoder (--cpu-encoder) of the commands that encode: chosen once, said once.
     let encoder = match &cli.command {
         Command::Transcode(a) => Some(&a.encoder),
-        Command::Combined(a) | Command::Orchestrator(a) => Some(&a.accel.encoder),
+        Command::Combined(a) => Some(&a.accel.encoder),
+        // Only with an in-process engine: an orchestrator of remote transcoders encodes nothing
+        // and loads no libx264.
+        Command::Orchestrator(a) if a.max_sessions.is_some_and(|n| n > 0) => Some(&a.accel.encoder),
         Command::Transcoder(a) => Some(&a.accel.encoder),
         Command::Bench(a) => Some(&a.accel.encoder),
         _ => None,

@@ -129,3 +129,37 @@ fn version_verbose_and_probe_say_what_auto_comes_to() {
     let text = String::from_utf8_lossy(&p.stdout);
     assert!(text.contains("CPU encoder (--cpu-encoder auto): openh264"), "{text}");
 }
+
+/// An orchestrator with no local engine (`--max-sessions` 0, its default) encodes nothing: it
+/// neither loads libx264 nor refuses to start for want of it, even with `--cpu-encoder x264`.
+#[test]
+fn an_orchestrator_without_local_sessions_needs_no_cpu_encoder() {
+    use std::io::{BufRead, BufReader};
+    let secret = out_dir("orchestrator_secret");
+    std::fs::create_dir_all(&secret).expect("dir");
+    let secret = secret.join("secret");
+    std::fs::write(&secret, "s3cret\n").expect("secret");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_zerohop"))
+        .args(["orchestrator", "--insecure-h2c", "--service-addr", "127.0.0.1:0", "--cpu-encoder", "x264"])
+        .arg("--orch-secret-file")
+        .arg(&secret)
+        .env("ZEROHOP_X264_LIB", ABSENT)
+        .env_remove("ZEROHOP_CPU_ENCODER")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("zerohop runs");
+    let mut said = Vec::new();
+    for line in BufReader::new(child.stderr.take().expect("stderr")).lines() {
+        let line = line.expect("line");
+        let serving = line.contains("orchestrator serving on");
+        said.push(line);
+        if serving {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let said = said.join("\n");
+    assert!(said.contains("orchestrator serving on"), "it starts: {said}");
+    assert!(!said.contains("CPU encoder") && !said.contains("libx264"), "no encoder chosen: {said}");
+}

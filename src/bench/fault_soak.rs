@@ -28,7 +28,7 @@ use zerohop_control::framing::Kind;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::{Client, ClientError, Transport, Upload};
 use zerohop_engine::probe::decode_video;
-use zerohop_engine::{Ladder, MemorySink, RenditionSink, Session, SessionConfig, StreamSession};
+use zerohop_engine::{Ladder, MemorySink, Session, SessionConfig, StreamSession};
 
 const LADDER: &str = "P360p30fps16x9,P240p30fps16x9";
 const SECRET: &str = "fault-soak-shared-secret"; // no spaces: `id secret` lines of --transcoder-secrets
@@ -141,11 +141,8 @@ struct Tally {
 /// Frames each rendition of a clean input must have (from a local run of the engine).
 fn expected_frames(ladder: &Ladder, input: &[u8]) -> Result<Vec<usize>> {
     let mut s = Session::open(SessionConfig::new(ladder.clone()))?;
-    let sinks: Vec<MemorySink> = (0..ladder.len()).map(|_| MemorySink::new()).collect();
-    s.transcode(
-        Bytes::copy_from_slice(input),
-        sinks.iter().map(|m| Box::new(m.clone()) as Box<dyn RenditionSink>).collect(),
-    )?;
+    let (sinks, boxed) = MemorySink::ladder(ladder.len());
+    s.transcode(Bytes::copy_from_slice(input), boxed)?;
     sinks.iter().map(|m| Ok(decode_video(&m.take())?.len())).collect()
 }
 

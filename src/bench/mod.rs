@@ -23,7 +23,7 @@ use bytes::Bytes;
 use serde_json::json;
 use zerohop_control::relay::SessionFactory;
 use zerohop_control::{Client, Upload};
-use zerohop_engine::{Ladder, MemorySink, RenditionSink};
+use zerohop_engine::{Ladder, MemorySink};
 
 pub use self::args::BenchArgs;
 use self::quantile::ms_p50_95_99;
@@ -160,7 +160,7 @@ fn engine_runs(a: &BenchArgs, ladder: &Ladder, segments: &[(String, Bytes)]) -> 
     eprintln!("engine backend: {}", session.backend());
     for (_, data) in segments {
         for _ in 0..a.repeat {
-            let sinks = (0..ladder.len()).map(|_| Box::new(MemorySink::new()) as Box<dyn RenditionSink>).collect();
+            let (_, sinks) = MemorySink::ladder(ladder.len());
             let mut seg = session.begin_segment(sinks)?;
             seg.push(data.clone())?;
             let r = seg.finish()?;
