@@ -61,14 +61,12 @@ pub(super) fn link(
         // Under one lock (links, then the scheduler): of two links racing with one id, the later
         // replaces the earlier, and the list never shows both.
         let mut links = state.links.lock();
-        let old: Vec<TranscoderId> = links.iter().filter(|(_, l)| l.name == name).map(|(k, _)| *k).collect();
-        let replaced: Vec<(TranscoderId, Link)> =
-            old.into_iter().filter_map(|k| links.remove(&k).map(|l| (k, l))).collect();
+        // At most one: each link of an id replaces the one before it.
+        let old = links.iter().find(|(_, l)| l.name == name).map(|(k, _)| *k);
+        let replaced: Option<(TranscoderId, Link)> = old.and_then(|k| links.remove(&k).map(|l| (k, l)));
         let takeovers = replaced
-            .iter()
-            .map(|(_, l)| if now.duration_since(l.since) < TAKEOVER_REPEAT { l.takeovers + 1 } else { 1 })
-            .max()
-            .unwrap_or(0);
+            .as_ref()
+            .map_or(0, |(_, l)| if now.duration_since(l.since) < TAKEOVER_REPEAT { l.takeovers + 1 } else { 1 });
         let link =
             Link { name: name.clone(), peer, since: now, takeovers, backend, gpus, credential, tasks: task_tx, close };
         links.insert(id, link);
@@ -79,7 +77,7 @@ pub(super) fn link(
         let failovers: Vec<_> = replaced.iter().flat_map(|(old, _)| sch.remove_transcoder(*old, now)).collect();
         (replaced, takeovers, failovers)
     };
-    for (old_id, old) in replaced {
+    if let Some((old_id, old)) = replaced {
         metrics::counter!(m::LINK_TAKEOVERS).increment(1);
         let (old_peer, new_peer) = (old.peer.to_string(), peer.to_string());
         let age_s = now.duration_since(old.since).as_secs_f64();
