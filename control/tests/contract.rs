@@ -16,7 +16,6 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use zerohop_control::body::ChannelBody;
 use zerohop_control::link::{LineReader, ToTranscoder};
-use zerohop_control::node::TranscoderSecrets;
 use zerohop_control::{Client, Upload, headers};
 
 /// `method path` with `body`: the status, the `Allow` header and the JSON body (`Null` if none).
@@ -125,11 +124,7 @@ const LINK_SECRET: &str = "correct-horse-battery-staple";
 
 /// A node without sessions of its own that admits transcoder `t-a`.
 async fn orchestrator() -> (zerohop_control::Node, String) {
-    start_node(|cfg| {
-        cfg.max_sessions = 0;
-        cfg.transcoders = TranscoderSecrets::parse_secrets(&format!("t-a {LINK_SECRET}\n")).expect("secrets");
-    })
-    .await
+    common::orchestrator_admitting(&format!("t-a {LINK_SECRET}\n")).await
 }
 
 /// A bare link as transcoder `t-a` with capacity 1 (a transcoder that takes tasks and runs

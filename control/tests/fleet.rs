@@ -7,19 +7,14 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{fixture, local, push_collect, start_node, transcoder_config, transcoders, transport};
-use zerohop_control::node::TranscoderSecrets;
+use common::{fixture, local, push_collect, transcoder_config, transcoders, transport};
 use zerohop_control::transcoder::{self, Shared};
 use zerohop_control::{Client, ClientError, Node, Upload};
 
 const SECRET: &str = "fleet-secret";
 
 async fn orchestrator() -> (Node, String) {
-    start_node(|cfg| {
-        cfg.max_sessions = 0;
-        cfg.transcoders = TranscoderSecrets::parse_secrets(&format!("t-fleet {SECRET}\n")).expect("secrets");
-    })
-    .await
+    common::orchestrator_admitting(&format!("t-fleet {SECRET}\n")).await
 }
 
 /// A push that waits out the 503s of a node whose transcoder has not linked yet.

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Renditions, error_code, fixture, local, push_collect, start_node, transcoder_config, transport};
+use common::{Renditions, error_code, fixture, local, push_collect, transcoder_config, transport};
 use zerohop_control::headers;
 use zerohop_control::node::TranscoderSecrets;
 use zerohop_control::tls::{self, Trust};
@@ -17,12 +17,7 @@ use zerohop_engine::probe::decode_video;
 const SECRET: &str = "correct-horse-battery-staple";
 
 async fn orchestrator() -> (Node, String) {
-    start_node(|cfg| {
-        cfg.max_sessions = 0; // no local engine: every segment goes to a remote transcoder
-        cfg.transcoders =
-            TranscoderSecrets::parse_secrets(&format!("t-a {SECRET}\nt-b {SECRET}\n# t-c revoked\n")).expect("secrets");
-    })
-    .await
+    common::orchestrator_admitting(&format!("t-a {SECRET}\nt-b {SECRET}\n# t-c revoked\n")).await
 }
 
 /// A transcoder on its own runtime; `shutdown_background` kills it like a process.

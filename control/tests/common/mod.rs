@@ -56,6 +56,16 @@ pub async fn start_node(setup: impl FnOnce(&mut NodeConfig)) -> (Node, String) {
     (Node::start(cfg).await.expect("node"), fp)
 }
 
+/// An orchestrator without sessions of its own (every segment goes to a remote transcoder) that
+/// admits the transcoders of `secrets` (lines of `id secret`, as its secrets file).
+pub async fn orchestrator_admitting(secrets: &str) -> (Node, String) {
+    start_node(|cfg| {
+        cfg.max_sessions = 0;
+        cfg.transcoders = zerohop_control::node::TranscoderSecrets::parse_secrets(secrets).expect("secrets");
+    })
+    .await
+}
+
 /// TLS to `localhost` with the certificate pinned by its SHA-256.
 pub fn transport(fp: &str) -> Transport {
     Transport::Tls { trust: Trust::Pin(fp.to_string()), server_name: "localhost".into() }
