@@ -284,16 +284,10 @@ mod gpu {
         let mut devices = Vec::new();
         for &g in &gpus {
             let d = CudaLadderDevice::open_with(g, 1, encode).with_context(|| format!("GPU {g}"))?;
-            let encode_on = if d.encodes_on_nvenc() { "gpu" } else { "cpu" };
             // Which engine each GPU encodes on, and why (never a silent CPU fallback).
             eprintln!("GPU {g}: decode and scale on the GPU, encode on {}", d.encoder_and_why());
-            devices.push(DeviceCaps {
-                id: format!("cuda:{g}"),
-                name: names.iter().find(|i| i.ordinal == g).map(|i| i.name.clone()).unwrap_or_default(),
-                decode: "gpu".into(),
-                scale: "gpu".into(),
-                encode: encode_on.into(),
-            });
+            let name = names.iter().find(|i| i.ordinal == g).map(|i| i.name.as_str()).unwrap_or_default();
+            devices.push(DeviceCaps::gpu(&format!("cuda:{g}"), name, d.encodes_on_nvenc()));
         }
         let name = format!("cuda:{}", gpus.iter().map(|g| g.to_string()).collect::<Vec<_>>().join(","));
         let (f, _) = super::placement::factory(name, &gpus, devices, move |ordinal, ladder: &Ladder| {

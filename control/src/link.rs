@@ -189,13 +189,7 @@ mod tests {
     fn capabilities_round_trip() {
         let c = parse_capabilities(encode_capabilities("cpu", &[], (4096, 2304)).as_bytes());
         assert_eq!(c, Capabilities { max_width: 4096, max_height: 2304, no_h264: false });
-        let h100 = DeviceCaps {
-            id: "cuda:0".into(),
-            name: "NVIDIA H100 80GB HBM3".into(),
-            decode: "gpu".into(),
-            scale: "gpu".into(),
-            encode: "cpu".into(),
-        };
+        let h100 = DeviceCaps::gpu("cuda:0", "NVIDIA H100 80GB HBM3", false);
         let header = encode_capabilities("cuda:0", std::slice::from_ref(&h100), (4096, 4096));
         assert_eq!(parse_backend(header.as_bytes()), ("cuda:0".to_string(), vec![h100]));
         assert_eq!(parse_backend(b"{\"gpus\": 3}"), (String::new(), vec![]));
