@@ -137,7 +137,8 @@ impl Profile {
         if !(10_000..=100_000_000).contains(&self.bitrate) {
             return bad(format!("bitrate {} bps is outside 10 kbps .. 100 Mbps", self.bitrate));
         }
-        if self.fps_den == 0 || self.fps > 240 * self.fps_den {
+        // In u64: 240 x a large denominator overflows u32 (found by the profile_json fuzz target).
+        if self.fps_den == 0 || u64::from(self.fps) > 240 * u64::from(self.fps_den) {
             return bad(format!("frame rate {}/{} is not in 0 (keep input) .. 240", self.fps, self.fps_den));
         }
         if let Gop::Seconds(s) = self.gop
@@ -367,6 +368,19 @@ fn parse_bitrate(s: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzz target's find: a large frame-rate denominator overflowed the range check (a
+    /// panic in debug builds, a wrong verdict in release); 30000/88881001 fps is a valid, tiny
+    /// rate that survives its own JSON form.
+    #[test]
+    fn a_large_frame_rate_denominator_is_checked_without_overflow() {
+        let json =
+            r#"[{"name":"a","width":854,"height":480,"bitrate":"1.6M","fps":30000,"fpsDen":88881001,"gop":"1.5"}]"#;
+        let l: Ladder = json.parse().expect("a valid ladder");
+        assert_eq!(Ladder::from_json(&l.to_json()).expect("its own JSON").to_json(), l.to_json());
+        let too_fast = r#"[{"name":"a","width":854,"height":480,"bitrate":"1.6M","fps":4294967295,"fpsDen":17895697}]"#;
+        assert!(too_fast.parse::<Ladder>().is_err(), "240.000001 fps is refused");
+    }
 
     #[test]
     fn presets_parse_and_fit() {
