@@ -21,7 +21,7 @@ if ! [ -x "$venv/bin/schemathesis" ]; then
     exit 0
   fi
   [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check 'schemathesis==4.32.5'
+  "$venv/bin/pip" install -q --no-cache-dir --disable-pip-version-check 'schemathesis==4.32.5'
 fi
 [ -x "$bin" ] || { echo "schemathesis.sh: no binary at $bin (cargo build first)" >&2; exit 1; }
 
