@@ -22,6 +22,7 @@ pub const TRANSCODERS: &str = "zerohop_transcoders_connected";
 pub const RETRIES: &str = "zerohop_segment_retries_total";
 pub const AUTH_FAILURES: &str = "zerohop_transcoder_auth_failures_total";
 pub const LINK_TAKEOVERS: &str = "zerohop_link_takeovers_total";
+pub const TRANSCODER_TASKS_ABANDONED: &str = "zerohop_transcoder_tasks_abandoned_total";
 pub const CONNECTIONS: &str = "zerohop_connections_open";
 pub const CONNECTIONS_REFUSED: &str = "zerohop_connections_refused_total";
 pub const ORCHESTRATORS_LINKED: &str = "zerohop_orchestrators_linked";
@@ -100,6 +101,10 @@ fn describe() {
     metrics::describe_counter!(
         LINK_TAKEOVERS,
         "Transcoder links closed because a new link with the same id replaced them (their tasks failed over)."
+    );
+    metrics::describe_counter!(
+        TRANSCODER_TASKS_ABANDONED,
+        "Tasks this remote transcoder stopped because the orchestrator replaced its link (and had failed them over)."
     );
     metrics::describe_counter!(
         FRAMES_DECODED,

@@ -177,6 +177,7 @@ pub async fn run_shared(
     mut stop: watch::Receiver<bool>,
     shared: Shared,
 ) -> Result<(), LinkError> {
+    metrics::counter!(m::TRANSCODER_TASKS_ABANDONED).increment(0);
     let sessions: Sessions = Arc::default();
     let mut backoff = Duration::from_millis(250);
     // Times in a row this link was replaced by another with our id.
@@ -320,6 +321,9 @@ async fn attempt(
     });
     let mut tasks = resp.into_body();
     let mut lines = LineReader::default();
+    // Turned true when the orchestrator replaces this link: it has already failed this link's
+    // tasks over, so their work here is wasted and they stop (each task's input ends aborted).
+    let (abandon, _) = watch::channel(false);
     let result = 'link: loop {
         let frame = tokio::select! {
             f = tasks.frame() => f,
@@ -338,7 +342,18 @@ async fn attempt(
             let Ok(line) = line else { break };
             let (task, stream, ladder) = match ToTranscoder::parse(&line) {
                 Some(ToTranscoder::Task { task, stream, ladder, .. }) => (task, stream, ladder),
-                Some(ToTranscoder::Replaced { old, new }) => break 'link Attempt::Replaced { old, new },
+                Some(ToTranscoder::Replaced { old, new }) => {
+                    // Each running task's input feed holds a receiver until its input ends.
+                    let running = abandon.receiver_count();
+                    abandon.send_replace(true);
+                    if running > 0 {
+                        tracing::info!(
+                            running,
+                            "stopping this link's tasks: the orchestrator failed them over when it replaced the link"
+                        );
+                    }
+                    break 'link Attempt::Replaced { old, new };
+                }
                 Some(ToTranscoder::EndStream { stream }) => {
                     // The broadcaster ended the stream: free its sessions unless a task still runs.
                     let mut map = sessions.lock();
@@ -362,9 +377,10 @@ async fn attempt(
                 slot
             };
             let (client, config, load) = (client.clone(), config.clone(), shared.load.clone());
+            let abandoned = abandon.subscribe();
             tokio::spawn(async move {
                 load.send_modify(|l| *l += 1);
-                if let Err(e) = run_task(&client, &config, task, slot, ladder).await {
+                if let Err(e) = run_task(&client, &config, task, slot, ladder, abandoned).await {
                     tracing::warn!(task, error = %e, "task failed on this transcoder");
                 }
                 load.send_modify(|l| *l = l.saturating_sub(1));
@@ -390,6 +406,7 @@ async fn run_task(
     task: u64,
     slot: SessionSlot,
     ladder: Ladder,
+    mut abandoned: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let auth = format!("Bearer {}", config.secret);
     let req = client
@@ -407,8 +424,26 @@ async fn run_task(
     let feed = input.writer();
     let mut body = resp.into_body();
     tokio::spawn(async move {
+        // Pending for ever once the link ended any other way (its sender dropped): a lost link's
+        // tasks finish, their results may still be wanted.
+        let abandon = async {
+            if abandoned.wait_for(|a| *a).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::pin!(abandon);
         loop {
-            match body.frame().await {
+            let frame = tokio::select! {
+                f = body.frame() => f,
+                () = &mut abandon => {
+                    metrics::counter!(m::TRANSCODER_TASKS_ABANDONED).increment(1);
+                    return feed.end(Err(Abort::new(
+                        crate::fault::code::TASK_FAILED_OVER,
+                        "this transcoder's link was replaced; the orchestrator failed the task over",
+                    )));
+                }
+            };
+            match frame {
                 Some(Ok(f)) => {
                     if let Ok(d) = f.into_data() {
                         feed.push(d);

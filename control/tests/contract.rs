@@ -1,8 +1,8 @@
 //! The HTTP contract of `doc/openapi.yaml`, request by request: 405 with `Allow` for a method a
 //! path does not serve, 404 `no_such_stream` for a stream the node does not hold, 400
 //! `bad_sequence` for a sequence number that is not a non-negative integer, one link per
-//! transcoder id (a new link replaces the old, whose segment fails over), and every error code
-//! the node can send listed in the spec.
+//! transcoder id (a new link replaces the old, whose segment fails over and whose box stops it),
+//! and every error code the node can send listed in the spec.
 //! (`contract/schemathesis.sh` fuzzes the same spec against a live node.)
 
 mod common;
@@ -247,6 +247,61 @@ async fn a_transcoder_whose_link_was_replaced_links_again_and_replaces_the_other
     let input = fixture("h264_360p25_baseline_noaudio.ts");
     let o = c.push("s", 0, Some(LADDER), Upload::Full(input), |_| {}).await.expect("push");
     assert!(o.ok(), "{o:?}");
+    rt.shutdown_background();
+    node.shutdown().await;
+}
+
+/// `zerohop_transcoder_tasks_abandoned_total` in this process (the transcoders this test binary
+/// runs count there).
+fn abandoned() -> f64 {
+    zerohop_control::metrics::render()
+        .lines()
+        .find_map(|l| l.strip_prefix("zerohop_transcoder_tasks_abandoned_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replaced_transcoder_stops_the_tasks_that_were_failed_over_at_once() {
+    let (node, fp) = orchestrator().await;
+    let addr = node.local_addr().to_string();
+    let (rt, _h) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", LINK_SECRET));
+    let mut c = connect(&node, &fp, None).await.expect("connect");
+    common::wait_for_transcoders(&mut c, 1).await;
+    let before = abandoned();
+
+    // A live-paced upload (77 KB at 10 KB/s: about 8 s), running on the transcoder.
+    let mut pusher = connect(&node, &fp, None).await.expect("connect");
+    let data = fixture("h264_360p25_baseline_noaudio.ts");
+    let upload = Upload::Paced { data, piece: 2048, interval: Duration::from_millis(200) };
+    let push = tokio::spawn(async move { common::push_collect(&mut pusher, "s", 0, upload, || {}).await });
+    let mut running = false;
+    for _ in 0..100 {
+        let (_, body) = c.get("/v1/transcoders").await.expect("list");
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        running = v["transcoders"][0]["tasks"].as_u64() == Some(1);
+        if running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(running, "the segment runs on the transcoder");
+
+    // Another link with its id replaces its link and fails the task over: the transcoder stops
+    // it while the broadcaster is still uploading, instead of transcoding on for nobody until
+    // the upload ends (holding a session all the while).
+    let _other = RawLink::open(&addr, &fp).await;
+    let mut stopped = false;
+    for _ in 0..100 {
+        stopped = abandoned() > before;
+        if stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stopped, "the replaced transcoder stopped its failed-over task within 2 s");
+    assert!(!push.is_finished(), "...while the upload went on (the abandon did not come from the input's end)");
+    push.abort();
     rt.shutdown_background();
     node.shutdown().await;
 }
