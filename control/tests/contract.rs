@@ -127,6 +127,17 @@ async fn orchestrator() -> (zerohop_control::Node, String) {
     common::orchestrator_admitting(&format!("t-a {LINK_SECRET}\n")).await
 }
 
+/// An orchestrator with a real transcoder `t-a` linked: the node, its certificate's fingerprint,
+/// its address, the transcoder's runtime and a client.
+async fn orchestrator_with_transcoder() -> (zerohop_control::Node, String, String, tokio::runtime::Runtime, Client) {
+    let (node, fp) = orchestrator().await;
+    let addr = node.local_addr().to_string();
+    let (rt, _link) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", LINK_SECRET));
+    let mut c = connect(&node, &fp, None).await.expect("connect");
+    common::wait_for_transcoders(&mut c, 1).await;
+    (node, fp, addr, rt, c)
+}
+
 /// A bare link as transcoder `t-a` with capacity 1 (a transcoder that takes tasks and runs
 /// none): its task lines, and the sender of its report body (kept, or the link ends).
 struct RawLink {
@@ -174,13 +185,24 @@ async fn listed(c: &mut Client) -> Vec<(String, String)> {
     v["transcoders"].as_array().expect("list").iter().map(|t| (name(t, "name"), name(t, "peer"))).collect()
 }
 
-/// `zerohop_link_takeovers_total` in this process (every node of this test binary counts there).
-fn takeovers() -> f64 {
+/// A counter's value in this process (every node and transcoder of this test binary counts
+/// there).
+fn counter(name: &str) -> f64 {
     zerohop_control::metrics::render()
         .lines()
-        .find_map(|l| l.strip_prefix("zerohop_link_takeovers_total "))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
+}
+
+/// Links replaced by a new link with their id.
+fn takeovers() -> f64 {
+    counter("zerohop_link_takeovers_total")
+}
+
+/// Tasks a replaced transcoder stopped.
+fn abandoned() -> f64 {
+    counter("zerohop_transcoder_tasks_abandoned_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -223,11 +245,7 @@ async fn a_new_link_with_a_linked_id_replaces_the_old_one_and_its_segment_fails_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transcoder_whose_link_was_replaced_links_again_and_replaces_the_other() {
-    let (node, fp) = orchestrator().await;
-    let addr = node.local_addr().to_string();
-    let (rt, _h) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", LINK_SECRET));
-    let mut c = connect(&node, &fp, None).await.expect("connect");
-    common::wait_for_transcoders(&mut c, 1).await;
+    let (node, fp, addr, rt, mut c) = orchestrator_with_transcoder().await;
     let [(_, first)] = &listed(&mut c).await[..] else { panic!("one link") };
     let first = first.clone();
 
@@ -251,23 +269,9 @@ async fn a_transcoder_whose_link_was_replaced_links_again_and_replaces_the_other
     node.shutdown().await;
 }
 
-/// `zerohop_transcoder_tasks_abandoned_total` in this process (the transcoders this test binary
-/// runs count there).
-fn abandoned() -> f64 {
-    zerohop_control::metrics::render()
-        .lines()
-        .find_map(|l| l.strip_prefix("zerohop_transcoder_tasks_abandoned_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_transcoder_stops_the_tasks_that_were_failed_over_at_once() {
-    let (node, fp) = orchestrator().await;
-    let addr = node.local_addr().to_string();
-    let (rt, _h) = spawn_transcoder(transcoder_config(&addr, &fp, "t-a", LINK_SECRET));
-    let mut c = connect(&node, &fp, None).await.expect("connect");
-    common::wait_for_transcoders(&mut c, 1).await;
+    let (node, fp, addr, rt, mut c) = orchestrator_with_transcoder().await;
     let before = abandoned();
 
     // A live-paced upload (77 KB at 10 KB/s: about 8 s), running on the transcoder.
