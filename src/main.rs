@@ -17,6 +17,7 @@ mod push_cmd;
 mod push_output;
 #[cfg(test)]
 mod scratch;
+mod sign_url_cmd;
 mod transcode_cmd;
 
 use std::path::PathBuf;
@@ -101,6 +102,9 @@ enum Command {
     /// self-test of the scaling kernel on each GPU against its CPU emulation. Exit status 3
     /// when there is no usable GPU (or the build has no CUDA backend).
     GpuInfo(gpu_cmd::GpuInfoArgs),
+    /// Print a playback URL signed with the node's --playback-key-file: it plays a private
+    /// stream (--private-playback) without a token until it expires.
+    SignUrl(sign_url_cmd::SignUrlArgs),
     /// Start a combined node on loopback, push the bundled segments through it over HTTP/2 + TLS,
     /// write the renditions and print TTFB, TTLB and real-time ratio.
     Demo {
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
         Command::Push(a) => push_cmd::push(a),
         Command::Demo { out } => push_cmd::demo(out),
         Command::GpuInfo(a) => gpu_cmd::gpu_info(a),
+        Command::SignUrl(a) => sign_url_cmd::sign_url(a),
     };
     match result {
         Ok(code) => code,

@@ -37,6 +37,10 @@ pub struct NodeArgs {
     /// HLS playback (/stream/...) only with a broadcaster token (Authorization: Bearer).
     #[arg(long)]
     pub private_playback: bool,
+    /// With --private-playback, also URLs signed with this key (`zerohop sign-url`), for players
+    /// that cannot send a token. The file holds at least 32 random bytes.
+    #[arg(long, requires = "private_playback", value_name = "FILE")]
+    pub playback_key_file: Option<PathBuf>,
     /// Segments the in-process engine transcodes at once (default: 2 for `combined`, 0 for
     /// `orchestrator`, which then uses remote transcoders only). Beyond all capacity: 503.
     #[arg(long)]
@@ -419,6 +423,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
             "--private-playback needs broadcaster tokens: give --token-file or --broadcaster-tokens (or ZEROHOP_TOKEN)"
         );
     }
+    let playback_key = a.playback_key_file.as_deref().map(crate::sign_url_cmd::read_key).transpose()?;
     let tls = if a.insecure_h2c {
         eprintln!(
             "WARNING: serving cleartext HTTP/1.1 and HTTP/2 (--insecure-h2c): anyone on the path can read and alter video"
@@ -448,6 +453,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         cfg.transcoders = secrets;
         cfg.task_deadline = Duration::from_secs_f64(a.task_deadline.clamp(1.0, 3600.0));
         cfg.private_playback = a.private_playback;
+        cfg.playback_key = playback_key;
         a.limits.apply(&mut cfg);
         if max_sessions > 0 {
             cfg.sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?;

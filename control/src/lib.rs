@@ -34,6 +34,7 @@ pub mod node;
 pub mod relay;
 pub mod scheduler;
 pub mod secret;
+pub mod signed_url;
 pub mod tls;
 pub mod transcoder;
 

@@ -158,3 +158,70 @@ async fn ffmpeg_hls_push_over_cleartext_http1_then_ffprobe_plays_it() {
 async fn ffmpeg_hls_push_over_tls_then_ffprobe_plays_it() {
     ffmpeg_pushes_and_ffprobe_plays(true).await;
 }
+
+/// Private playback with a playback key: ffprobe, which can send no token, plays a stream from a
+/// signed master URL (the signature rides on to the media playlists and segments it fetches);
+/// an unsigned, tampered, expired or other stream's URL is refused with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ffprobe_plays_a_private_stream_from_a_signed_url_only() {
+    use zerohop_control::broadcasters::BroadcasterTokens;
+    use zerohop_control::signed_url::PlaybackKey;
+    if !have("ffprobe") {
+        return;
+    }
+    let key = PlaybackKey::from_file_contents(b"9f2c4e7a1b3d5f608192a3b4c5d6e7f8091a2b3c").expect("key");
+    let mut cfg = NodeConfig::new("127.0.0.1:0".parse().expect("addr"), None);
+    cfg.default_ladder = LADDER.parse().expect("ladder");
+    cfg.private_playback = true;
+    cfg.broadcasters = BroadcasterTokens::single("pushing-token".into());
+    cfg.playback_key = Some(key.clone());
+    let node = Node::start(cfg).await.expect("node");
+    let addr = node.local_addr().to_string();
+    let mut c = Client::connect(&addr, &Transport::H2c, Some("pushing-token".into())).await.expect("connect");
+    for (seq, name) in ["stream_seq0.ts", "stream_seq1.ts"].iter().enumerate() {
+        let o = c.push("cam1", seq as u64, None, zerohop_control::Upload::Full(fixture(name)), |_| {}).await;
+        assert!(o.expect("push").ok(), "segment {seq}");
+    }
+    c.end_stream("cam1").await.expect("end"); // a finished playlist: ffprobe reads it once
+    let base = format!("http://{addr}/stream");
+    let exp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() + 600;
+    let signed = format!("{base}/cam1.m3u8?{}", key.query("cam1", exp));
+
+    // ffprobe follows the signed master to every variant and segment.
+    let (mut variants, _) = probe(&signed, "stream=codec_name,width,height", "v").await;
+    variants.sort();
+    variants.dedup();
+    assert_eq!(variants, ["h264,426,240", "h264,640,360"], "the signed master as ffprobe reads it");
+    let name = LADDER.split(',').nth(1).expect("a rendition");
+    let media = format!("{base}/cam1/{name}.m3u8?{}", key.query("cam1", exp));
+    let (frames, _) = probe(&media, "frame=key_frame", "v").await;
+    assert!(frames.len() >= 58, "every frame of both segments through signed URIs: {}", frames.len());
+
+    // Without a token (as a player): the refusals say why.
+    let mut viewer = Client::connect(&addr, &Transport::H2c, None).await.expect("connect");
+    let refused = |why: &'static str| {
+        move |(status, body): (http::StatusCode, bytes::Bytes)| {
+            let body = String::from_utf8_lossy(&body).into_owned();
+            assert_eq!(status, http::StatusCode::UNAUTHORIZED, "{why}: {body}");
+            assert!(body.contains(why), "{why}: {body}");
+        }
+    };
+    let q = key.query("cam1", exp);
+    let tampered = q.replace(&format!("exp={exp}"), &format!("exp={}", exp + 1));
+    let expired = key.query("cam1", exp - 700);
+    for (path, why) in [
+        ("/stream/cam1.m3u8".to_string(), "or a signed URL"),
+        (format!("/stream/cam1.m3u8?{tampered}"), "not the node's"),
+        (format!("/stream/cam2.m3u8?{q}"), "not the node's"),
+        (format!("/stream/cam1/{name}/0.ts?{expired}"), "expired"),
+        (format!("/stream/cam1.m3u8?{}", q.replace("sig=", "sig=x")), "malformed"),
+    ] {
+        refused(why)(viewer.get(&path).await.expect("answer"));
+    }
+    let (ok, _, _) = run("ffprobe", vec!["-v".into(), "quiet".into(), format!("{base}/cam1.m3u8")]).await;
+    assert!(!ok, "ffprobe cannot play the private stream unsigned");
+    // A segment with the signature: its bytes.
+    let (status, ts) = viewer.get(&format!("/stream/cam1/{name}/1.ts?{q}")).await.expect("answer");
+    assert!(status.is_success() && ts.len() > 188 && ts[0] == 0x47, "{status}, {} bytes", ts.len());
+    node.shutdown().await;
+}

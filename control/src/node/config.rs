@@ -56,8 +56,10 @@ pub struct NodeConfig {
     pub hls_max_streams: usize,
     /// Playback requests served at once; more get 503 `at_capacity`.
     pub max_playback_requests: usize,
-    /// Playback only with a broadcaster token (`--private-playback`).
+    /// Playback only with a broadcaster token (`--private-playback`)...
     pub private_playback: bool,
+    /// ...or with a URL signed by this key (`--playback-key-file`, `zerohop sign-url`).
+    pub playback_key: Option<crate::signed_url::PlaybackKey>,
 }
 
 impl NodeConfig {
@@ -84,6 +86,7 @@ impl NodeConfig {
             hls_max_streams: crate::hls::DEFAULT_MAX_STREAMS,
             max_playback_requests: 64,
             private_playback: false,
+            playback_key: None,
         }
     }
 }

@@ -5,6 +5,8 @@
 
 use std::net::IpAddr;
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use bytes::Bytes;
 use http::{HeaderValue, Request, StatusCode};
 use http_body::Frame;
@@ -15,11 +17,14 @@ use super::reply::{self, Resp};
 use super::state::State;
 use crate::body::ChannelBody;
 use crate::fault::{NodeError, code};
+use crate::signed_url::{Refusal, Signed, percent_decode};
 
 /// Playlists of a live stream change with every segment.
 const LIVE_PLAYLIST: &str = "public, max-age=1";
 /// An ended stream's playlists change no more (until it is pushed again).
 const ENDED_PLAYLIST: &str = "public, max-age=30";
+/// HLS playlists' media type.
+const PLAYLIST: &str = "application/vnd.apple.mpegurl";
 /// A segment's bytes never change.
 const SEGMENT: &str = "public, max-age=86400, immutable";
 
@@ -43,10 +48,12 @@ pub(super) fn get(state: &State, req: &Request<Incoming>, peer: IpAddr, path: &[
 }
 
 fn serve(state: &State, req: &Request<Incoming>, peer: IpAddr, path: &[&str]) -> Resp {
+    let decoded: Vec<String> = path.iter().map(|p| percent_decode(p)).collect();
+    // A request admitted by a signed URL: its playlists pass the signature on to their URIs.
+    let mut signed = None;
     if state.config.private_playback {
-        match auth::broadcaster(state, req.headers(), peer) {
-            Ok(Some(_)) => {}
-            Ok(None) => return reply::error(&NodeError::new(code::UNAUTHORIZED, "playback is private")),
+        match admit(state, req, peer, &decoded) {
+            Ok(s) => signed = s,
             Err(r) => return r,
         }
     }
@@ -55,7 +62,6 @@ fn serve(state: &State, req: &Request<Incoming>, peer: IpAddr, path: &[&str]) ->
     };
     let private = state.config.private_playback;
     let hls = state.hls.lock();
-    let decoded: Vec<String> = path.iter().map(|p| percent_decode(p)).collect();
     let found = match &decoded.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         [master] => master.strip_suffix(".m3u8").and_then(|s| Some((hls.master(s)?, hls.ended(s)))).map(playlist),
         [stream, media] => {
@@ -69,9 +75,14 @@ fn serve(state: &State, req: &Request<Incoming>, peer: IpAddr, path: &[&str]) ->
         _ => None,
     };
     drop(hls);
-    let Some((body, content_type, cache)) = found else {
+    let Some((mut body, content_type, cache)) = found else {
         return reply::error(&NodeError::new(code::NOT_FOUND, "no such stream, rendition or segment (any more)"));
     };
+    if let Some(signed) = &signed
+        && content_type == PLAYLIST
+    {
+        body = Bytes::from(signed.propagate(&String::from_utf8_lossy(&body)));
+    }
     // The permit is held until the body is handed over, in pieces as the viewer reads.
     let (tx, chan) = ChannelBody::channel(1);
     tokio::spawn(async move {
@@ -90,34 +101,31 @@ fn serve(state: &State, req: &Request<Incoming>, peer: IpAddr, path: &[&str]) ->
     r
 }
 
-fn playlist((text, ended): (String, bool)) -> (Bytes, &'static str, &'static str) {
-    (Bytes::from(text), "application/vnd.apple.mpegurl", if ended { ENDED_PLAYLIST } else { LIVE_PLAYLIST })
-}
-
-/// `%XX` sequences of a path segment decoded (invalid ones kept as they are).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && let Some(v) = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())
-        {
-            out.push(v);
-            i += 3;
-            continue;
+/// Private playback: a broadcaster token, or a URL signed for the stream. `Ok(Some)` for a
+/// signed URL.
+fn admit(state: &State, req: &Request<Incoming>, peer: IpAddr, path: &[String]) -> Result<Option<Signed>, Resp> {
+    let refused = |why: &str| reply::error(&NodeError::new(code::UNAUTHORIZED, format!("playback is private: {why}")));
+    if let Some(key) = &state.config.playback_key {
+        let stream = path.first().map(|s| s.strip_suffix(".m3u8").unwrap_or(s)).unwrap_or_default();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        match key.verify(stream, req.uri().query(), now) {
+            Ok(signed) => return Ok(Some(signed)),
+            Err(Refusal::Unsigned) if !req.headers().contains_key(http::header::AUTHORIZATION) => {
+                return Err(refused(
+                    "give a broadcaster token (Authorization: Bearer) or a signed URL (zerohop sign-url)",
+                ));
+            }
+            Err(Refusal::Unsigned) => {} // a token, then
+            Err(why) => return Err(refused(&why.to_string())),
         }
-        out.push(b[i]);
-        i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    match auth::broadcaster(state, req.headers(), peer) {
+        Ok(Some(_)) => Ok(None),
+        Ok(None) => Err(refused("give a broadcaster token (Authorization: Bearer)")),
+        Err(r) => Err(r),
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn percent_escapes_are_decoded() {
-        assert_eq!(super::percent_decode("a%20b%2"), "a b%2");
-        assert_eq!(super::percent_decode("live%2Fx"), "live/x");
-    }
+fn playlist((text, ended): (String, bool)) -> (Bytes, &'static str, &'static str) {
+    (Bytes::from(text), PLAYLIST, if ended { ENDED_PLAYLIST } else { LIVE_PLAYLIST })
 }
