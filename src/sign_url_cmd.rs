@@ -14,7 +14,7 @@ pub struct SignUrlArgs {
     #[arg(long, value_name = "FILE")]
     pub playback_key_file: PathBuf,
     /// How long the URL admits playback, from now.
-    #[arg(long, default_value = "3600", value_name = "SECONDS")]
+    #[arg(long, default_value = "3600", value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub valid_for: u64,
     /// A playback URL of the stream: http(s)://HOST:PORT/stream/STREAM.m3u8, or any URL under
     /// /stream/STREAM/. The signature admits every playlist and segment of that stream.
@@ -27,12 +27,17 @@ pub fn sign_url(a: SignUrlArgs) -> Result<ExitCode> {
     let Some(stream) = signed_url::stream_of_url(&a.url) else {
         bail!("{:?} is no playback URL: write http(s)://HOST:PORT/stream/STREAM.m3u8", a.url);
     };
-    let exp = (SystemTime::now() + Duration::from_secs(a.valid_for))
+    let exp = SystemTime::now()
+        .checked_add(Duration::from_secs(a.valid_for))
+        .with_context(|| format!("--valid-for {} reaches past what the clock holds", a.valid_for))?
         .duration_since(UNIX_EPOCH)
         .context("the clock is before 1970")?
         .as_secs();
-    let sep = if a.url.contains('?') { '&' } else { '?' };
-    println!("{}{sep}{}", a.url, key.query(&stream, exp));
+    // The query goes before any #fragment (which no request carries).
+    let (url, fragment) = a.url.split_once('#').map_or((a.url.as_str(), None), |(u, f)| (u, Some(f)));
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let fragment = fragment.map(|f| format!("#{f}")).unwrap_or_default();
+    println!("{url}{sep}{}{fragment}", key.query(&stream, exp));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -38,6 +38,17 @@ fn the_printed_url_is_signed_for_its_stream_until_the_time_asked() {
     assert_eq!(key.verify("cam 1", Some(query), now() + 62), Err(Refusal::Expired));
     assert_eq!(key.verify("cam1", Some(query), now()), Err(Refusal::BadSignature), "another stream");
 
+    // A query and a fragment: the signature joins the query, before the fragment.
+    let o = zerohop(&["sign-url", "--playback-key-file", key_file, "http://h/stream/cam1.m3u8?x=1#t=10"]);
+    let printed = String::from_utf8(o.stdout).expect("utf-8");
+    let (query, fragment) =
+        printed.trim().strip_prefix("http://h/stream/cam1.m3u8?x=1&").expect(&printed).split_once('#').expect("#");
+    assert_eq!(fragment, "t=10");
+    assert!(key.verify("cam1", Some(query), now()).is_ok(), "{printed}");
+    // An already expired URL is not printed.
+    let o = zerohop(&["sign-url", "--playback-key-file", key_file, "--valid-for", "0", url]);
+    assert_eq!(o.status.code(), Some(2), "{}", String::from_utf8_lossy(&o.stderr));
+
     // Not a playback URL: said, nothing printed.
     let o = zerohop(&["sign-url", "--playback-key-file", key_file, "https://node.example/v1/streams/cam1"]);
     assert_eq!(o.status.code(), Some(1));

@@ -33,10 +33,11 @@ impl std::fmt::Debug for PlaybackKey {
 pub struct ShortKey(usize);
 
 impl PlaybackKey {
-    /// The key from a key file's contents: its bytes, surrounding white space trimmed (a hex
-    /// line from `od`/`openssl rand -hex 32` is taken as the text it is).
+    /// The key from a key file's contents: its bytes, less one line end (`\n` or `\r\n`) at the
+    /// end. Raw random bytes are taken as they are; so is a hex line from `od` or `openssl rand
+    /// -hex 32`, as the text it is.
     pub fn from_file_contents(contents: &[u8]) -> Result<PlaybackKey, ShortKey> {
-        let key = contents.trim_ascii();
+        let key = contents.strip_suffix(b"\n").map_or(contents, |k| k.strip_suffix(b"\r").unwrap_or(k));
         if key.len() < MIN_KEY_BYTES {
             return Err(ShortKey(key.len()));
         }
@@ -81,14 +82,26 @@ impl PlaybackKey {
     }
 }
 
-/// The stream a playback URL (`.../stream/{stream}.m3u8` or `.../stream/{stream}/...`) names,
-/// percent-decoded as the node decodes it.
+/// The stream a playback path names, from its segments after `/stream/` (percent-decoded): the
+/// master `{stream}.m3u8`, or `{stream}/...`. Signatures are made and checked for this name.
+pub fn stream_of_path(segments: &[String]) -> Option<&str> {
+    let stream = match segments {
+        [master] => master.strip_suffix(".m3u8")?,
+        [stream, _, ..] => stream.as_str(),
+        [] => return None,
+    };
+    (!stream.is_empty()).then_some(stream)
+}
+
+/// The stream a node's playback URL (`http(s)://HOST/stream/...`) names, as the node reads it.
 pub fn stream_of_url(url: &str) -> Option<String> {
-    let path = url.split(['?', '#']).next()?;
-    let after = &path[path.find("/stream/")? + "/stream/".len()..];
-    let first = after.split('/').next()?;
-    let stream = if after.contains('/') { first } else { first.strip_suffix(".m3u8")? };
-    (!stream.is_empty()).then(|| percent_decode(stream))
+    let url = url.split(['?', '#']).next()?;
+    let path = match url.split_once("://") {
+        Some((_, rest)) => &rest[rest.find('/')?..],
+        None => url,
+    };
+    let segments: Vec<String> = path.strip_prefix("/stream/")?.split('/').map(percent_decode).collect();
+    stream_of_path(&segments).map(str::to_string)
 }
 
 /// `%XX` sequences of a path segment decoded (invalid ones kept as they are).
@@ -138,10 +151,10 @@ impl Signed {
             if line.is_empty() {
             } else if !line.starts_with('#') {
                 out.push_str(&self.with_query(line));
-            } else if let Some(at) = line.find("URI=\"")
-                && let Some(len) = line[at + 5..].find('"')
+            } else if let Some(at) = line.find(":URI=\"").or_else(|| line.find(",URI=\""))
+                && let Some(len) = line[at + 6..].find('"')
             {
-                let (head, rest) = line.split_at(at + 5);
+                let (head, rest) = line.split_at(at + 6);
                 let (uri, tail) = rest.split_at(len);
                 out.push_str(head);
                 out.push_str(&self.with_query(uri));
@@ -206,7 +219,18 @@ mod tests {
         ] {
             assert_eq!(stream_of_url(url).as_deref(), Some("cam 1"), "{url}");
         }
-        for url in ["http://h/stream/", "http://h/stream/cam1", "http://h/v1/streams/cam1", "cam1.m3u8"] {
+        // A stream literally named `x.m3u8` is not `x`; a host named `stream` is no path.
+        assert_eq!(stream_of_url("http://h/stream/x.m3u8/720p.m3u8").as_deref(), Some("x.m3u8"));
+        assert_eq!(stream_of_url("http://stream/stream/cam1.m3u8#t=1").as_deref(), Some("cam1"));
+        assert_eq!(stream_of_url("http://h/stream/x%2Em3u8").as_deref(), Some("x"), "decoded, then read");
+        for url in [
+            "http://h/stream/",
+            "http://h/stream/cam1",
+            "http://h/v1/streams/cam1",
+            "cam1.m3u8",
+            "http://stream/cam1.m3u8",
+            "http://h/live/stream/cam1.m3u8",
+        ] {
             assert_eq!(stream_of_url(url), None, "{url}");
         }
     }
@@ -219,8 +243,11 @@ mod tests {
 
     #[test]
     fn a_short_key_is_refused_saying_how_to_make_one() {
-        let e = PlaybackKey::from_file_contents(b"  short secret \n").expect_err("12 bytes");
-        assert_eq!(e, ShortKey(12));
+        let e = PlaybackKey::from_file_contents(b"  short secret \r\n").expect_err("15 bytes");
+        assert_eq!(e, ShortKey(15));
+        // Raw random bytes may begin or end with white space: all of them are the key.
+        let raw = [b' '; 32];
+        assert!(PlaybackKey::from_file_contents(&raw).is_ok());
         assert!(e.to_string().contains("/dev/urandom"), "{e}");
         assert!(!format!("{:?}", key()).contains("0123"), "the key stays out of logs");
     }
@@ -240,5 +267,6 @@ mod tests {
             )
         );
         assert_eq!(signed.propagate("x.ts?v=1\n"), format!("x.ts?v=1&{q}\n"));
+        assert_eq!(signed.propagate("#EXT-X-MAP:URI=\"i.mp4\"\n"), format!("#EXT-X-MAP:URI=\"i.mp4?{q}\"\n"));
     }
 }

@@ -278,6 +278,7 @@ async fn a_replaced_transcoder_stops_the_tasks_that_were_failed_over_at_once() {
     let mut pusher = connect(&node, &fp, None).await.expect("connect");
     let data = fixture("h264_360p25_baseline_noaudio.ts");
     let upload = Upload::Paced { data, piece: 2048, interval: Duration::from_millis(200) };
+    let pushed = std::time::Instant::now();
     let push = tokio::spawn(async move { common::push_collect(&mut pusher, "s", 0, upload, || {}).await });
     let mut running = false;
     for _ in 0..100 {
@@ -290,6 +291,8 @@ async fn a_replaced_transcoder_stops_the_tasks_that_were_failed_over_at_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(running, "the segment runs on the transcoder");
+    // Placed is not yet reading: give the transcoder time to ask for the input.
+    tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Another link with its id replaces its link and fails the task over: the transcoder stops
     // it while the broadcaster is still uploading, instead of transcoding on for nobody until
@@ -304,7 +307,8 @@ async fn a_replaced_transcoder_stops_the_tasks_that_were_failed_over_at_once() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(stopped, "the replaced transcoder stopped its failed-over task within 2 s");
-    assert!(!push.is_finished(), "...while the upload went on (the abandon did not come from the input's end)");
+    let at = pushed.elapsed();
+    assert!(at < Duration::from_secs(5), "...at {at:?}, well before the upload's end (about 7.7 s)");
     push.abort();
     rt.shutdown_background();
     node.shutdown().await;

@@ -213,6 +213,8 @@ async fn ffprobe_plays_a_private_stream_from_a_signed_url_only() {
         ("/stream/cam1.m3u8".to_string(), "or a signed URL"),
         (format!("/stream/cam1.m3u8?{tampered}"), "not the node's"),
         (format!("/stream/cam2.m3u8?{q}"), "not the node's"),
+        // A stream named `cam1.m3u8` is another stream than `cam1`.
+        (format!("/stream/cam1.m3u8/{name}.m3u8?{q}"), "not the node's"),
         (format!("/stream/cam1/{name}/0.ts?{expired}"), "expired"),
         (format!("/stream/cam1.m3u8?{}", q.replace("sig=", "sig=x")), "malformed"),
     ] {

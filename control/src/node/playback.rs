@@ -17,7 +17,7 @@ use super::reply::{self, Resp};
 use super::state::State;
 use crate::body::ChannelBody;
 use crate::fault::{NodeError, code};
-use crate::signed_url::{Refusal, Signed, percent_decode};
+use crate::signed_url::{Refusal, Signed, percent_decode, stream_of_path};
 
 /// Playlists of a live stream change with every segment.
 const LIVE_PLAYLIST: &str = "public, max-age=1";
@@ -106,17 +106,18 @@ fn serve(state: &State, req: &Request<Incoming>, peer: IpAddr, path: &[&str]) ->
 fn admit(state: &State, req: &Request<Incoming>, peer: IpAddr, path: &[String]) -> Result<Option<Signed>, Resp> {
     let refused = |why: &str| reply::error(&NodeError::new(code::UNAUTHORIZED, format!("playback is private: {why}")));
     if let Some(key) = &state.config.playback_key {
-        let stream = path.first().map(|s| s.strip_suffix(".m3u8").unwrap_or(s)).unwrap_or_default();
+        let stream = stream_of_path(path).unwrap_or_default();
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let has_token = req.headers().contains_key(http::header::AUTHORIZATION);
         match key.verify(stream, req.uri().query(), now) {
             Ok(signed) => return Ok(Some(signed)),
-            Err(Refusal::Unsigned) if !req.headers().contains_key(http::header::AUTHORIZATION) => {
+            Err(Refusal::Unsigned) if !has_token => {
                 return Err(refused(
                     "give a broadcaster token (Authorization: Bearer) or a signed URL (zerohop sign-url)",
                 ));
             }
-            Err(Refusal::Unsigned) => {} // a token, then
-            Err(why) => return Err(refused(&why.to_string())),
+            Err(why) if !has_token => return Err(refused(&why.to_string())),
+            Err(_) => {} // the token decides
         }
     }
     match auth::broadcaster(state, req.headers(), peer) {
