@@ -52,7 +52,7 @@ impl PlaybackKey {
 
     /// The query (`exp=..&sig=..`) that admits `stream`'s playback until `exp` (Unix seconds).
     pub fn query(&self, stream: &str, exp: u64) -> String {
-        format!("exp={exp}&sig={}", hex::encode(self.mac(stream, exp).finalize().into_bytes()))
+        query_text(exp, &self.mac(stream, exp).finalize().into_bytes())
     }
 
     /// Whether `query` (the URL's query, without `?`) admits `stream`'s playback at `now` (Unix
@@ -78,8 +78,14 @@ impl PlaybackKey {
         if now >= exp {
             return Err(Refusal::Expired);
         }
-        Ok(Signed { query: self.query(stream, exp) })
+        // The signature just checked, not made again.
+        Ok(Signed { query: query_text(exp, &sig) })
     }
+}
+
+/// `exp=..&sig=..` (lower-case hex).
+fn query_text(exp: u64, sig: &[u8]) -> String {
+    format!("exp={exp}&sig={}", hex::encode(sig))
 }
 
 /// The stream a playback path names, from its segments after `/stream/` (percent-decoded): the

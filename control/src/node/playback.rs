@@ -4,7 +4,6 @@
 //! concurrent responses so that viewers cannot slow transcoding.
 
 use std::net::IpAddr;
-
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
