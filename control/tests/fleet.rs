@@ -67,6 +67,14 @@ async fn one_transcoder_serves_two_orchestrators_with_one_capacity_and_survives_
         }
     }
     assert_eq!(shared.linked(), 2);
+    // The load report that B's segment ended may still be on its way to A (the load falls when
+    // the results are answered): until A hears it, A sees no room.
+    for _ in 0..200 {
+        if reported_load(&mut ca).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     // A slow upload to A holds the transcoder's one session: B sees that load on its link.
     let slow = Upload::Paced { data: input.clone(), piece: 4096, interval: Duration::from_millis(20) };
