@@ -5,7 +5,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{fixture, fixture_path, have, transcode};
+use common::{fixture, fixture_path, transcode};
 use zerohop_engine::Ladder;
 
 fn ffprobe_json(path: &std::path::Path) -> serde_json::Value {
@@ -24,8 +24,7 @@ fn num(v: &serde_json::Value) -> f64 {
 
 #[test]
 fn ffprobe_reads_every_rendition() {
-    if !have("ffprobe") {
-        eprintln!("SKIPPED ffprobe_reads_every_rendition: ffprobe is not on PATH (apt-get install ffmpeg)");
+    if !zerohop_testkit::require(&["ffprobe"], "ffmpeg") {
         return;
     }
     let name = "h264_1080p30_high_bframes_aac.ts";

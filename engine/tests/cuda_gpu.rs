@@ -50,7 +50,7 @@ mod cuda {
     #[test]
     fn a_missing_driver_is_a_typed_error_everywhere() {
         if has_driver() {
-            eprintln!("skipped: this machine has a CUDA driver (see gpu_kernel_matches_the_cpu_emulation)");
+            zerohop_testkit::skip("a machine without a CUDA driver", "see gpu_kernel_matches_the_cpu_emulation");
             return;
         }
         let ladder_device = zerohop_engine::cuda::ladder_device::CudaLadderDevice::open(0, 2).map(|_| ());
@@ -89,7 +89,7 @@ mod cuda {
                     assert_eq!(driver::nvrtc_compiles(), compiles, "{arch}: compiled once per process");
                 }
                 Err(CudaError::NoDriver { lib, .. }) => {
-                    eprintln!("skipped: {lib} is not on the loader path (CI puts PyPI's there)");
+                    zerohop_testkit::skip("NVRTC", format_args!("{lib} is not on the loader path (CI puts PyPI's there)"));
                     return;
                 }
                 Err(e) => panic!("NVRTC failed on the kernel source: {e}"),
@@ -100,7 +100,7 @@ mod cuda {
     #[test]
     fn gpu_kernel_matches_the_cpu_emulation() {
         if !has_driver() {
-            eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
+            zerohop_testkit::skip("no NVIDIA GPU", "no CUDA driver on this machine; hw-ci/run runs this on GPU runners");
             return;
         }
         let gpu = Gpu::open(0).expect("GPU 0 with the ladder kernel");
@@ -119,7 +119,7 @@ mod cuda {
         use zerohop_engine::probe::{decode_video, demux_all};
         use zerohop_engine::ts::Unwrapper;
         if !has_driver() {
-            eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
+            zerohop_testkit::skip("no NVIDIA GPU", "no CUDA driver on this machine; hw-ci/run runs this on GPU runners");
             return;
         }
         let gpu = Gpu::open(0).expect("GPU 0");
@@ -127,7 +127,7 @@ mod cuda {
         let cuvid = match CuvidApi::load() {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("skipped: {e}");
+                zerohop_testkit::skip("NVDEC", e);
                 return;
             }
         };
@@ -180,7 +180,7 @@ mod cuda {
         use zerohop_engine::probe::decode_video;
         use zerohop_engine::{Ladder, MemorySink, Session, SessionConfig, StreamSession};
         if !has_driver() {
-            eprintln!("skipped: no CUDA driver on this machine (hw-ci/run runs this on GPU runners)");
+            zerohop_testkit::skip("no NVIDIA GPU", "no CUDA driver on this machine; hw-ci/run runs this on GPU runners");
             return None;
         }
         let ladder: Ladder = "P720p30fps16x9,P360p30fps16x9".parse().expect("ladder");
@@ -188,7 +188,7 @@ mod cuda {
         let device = match CudaLadderDevice::open_with(0, ladder.len(), options) {
             Ok(d) => d,
             Err(e @ (CudaError::NoDriver { .. } | CudaError::NoVideoCapability { .. })) => {
-                eprintln!("skipped: {e} (the driver's video libraries are missing)");
+                zerohop_testkit::skip("NVDEC/NVENC", format_args!("{e} (the driver's video libraries are missing)"));
                 return None;
             }
             Err(e) => panic!("opening the GPU ladder ({encode:?}): {e}"),

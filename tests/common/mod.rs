@@ -34,12 +34,12 @@ pub enum Backend {
 /// What the x264 backends encode with.
 pub const X264: CpuEncoder = CpuEncoder::X264 { preset: X264Preset::Superfast };
 
-/// Whether x264 can run here; prints why not (the test then skips).
+/// Whether x264 can run here; skips (saying why, see `zerohop_testkit::skip`) where not.
 pub fn x264_ready(test: &str) -> bool {
     match zerohop_engine::codec::x264::sys::library() {
         Ok(_) => true,
         Err(e) => {
-            eprintln!("SKIP {test} on x264: {e}");
+            zerohop_testkit::skip("libx264 build 164", format_args!("{test} on x264: {e}; Debian: libx264-164"));
             false
         }
     }
@@ -165,12 +165,3 @@ pub fn transcode_with(
     r
 }
 
-/// Whether a program is on PATH.
-pub fn have(program: &str) -> bool {
-    std::process::Command::new(program)
-        .arg("-version")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}

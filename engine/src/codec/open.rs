@@ -86,7 +86,7 @@ pub(crate) mod tests {
         let mut v = vec![CpuEncoder::OpenH264];
         match sys::library() {
             Ok(_) => v.push(CpuEncoder::X264 { preset: X264Preset::Superfast }),
-            Err(e) => eprintln!("SKIP x264: {e}"),
+            Err(e) => zerohop_testkit::skip("libx264 build 164", format_args!("the x264 case: {e}")),
         }
         v
     }
@@ -272,10 +272,10 @@ pub(crate) mod tests {
 
     #[test]
     fn x264_holds_no_picture_back() {
-        let Ok(_) = sys::library() else {
-            eprintln!("SKIP: libx264 build 164 not loadable");
+        if let Err(e) = sys::library() {
+            zerohop_testkit::skip("libx264 build 164", e);
             return;
-        };
+        }
         let s = settings(CpuEncoder::X264 { preset: X264Preset::Superfast }, 64, 48, 100_000, 30.0);
         let mut e = crate::codec::x264::X264Encoder::new(s, X264Preset::Superfast).expect("x264");
         for f in &moving(64, 48, 5, 3000) {
