@@ -1,13 +1,17 @@
 //! `zerohop sign-url` and `--playback-key-file` as a user runs them: the URL printed is signed
 //! for its stream until the time asked; a short key and a key without `--private-playback` are
-//! refused at start-up, saying what to write instead.
+//! refused at start-up, saying what to write instead; a running node plays a URL signed by an
+//! independent implementation of README's "signed URL" rules (a known answer), and refuses one
+//! signed the way the old docs described.
 
 #[path = "../src/scratch.rs"]
-#[allow(dead_code)] // shared with the binary and tests/config.rs; here only new() and file()
+#[allow(dead_code)] // shared with the binary and tests/config.rs; here only new(), path() and file()
 mod scratch;
 
-use std::process::{Command, Output};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use scratch::ScratchDir;
 use zerohop_control::signed_url::{PlaybackKey, Refusal};
@@ -70,4 +74,107 @@ fn a_short_key_or_a_key_without_private_playback_is_refused_saying_what_to_write
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "a usage error: {err}");
     assert!(err.contains("--private-playback"), "{err}");
+}
+
+/// The known answer: `tests/fixtures/sign_url_known_answer.py` (Python's `hmac` and `hashlib`
+/// only, written from README's "signed URL" section; run once, its output pasted here) signed
+/// stream `cam1` until [`KA_EXP`] under the key file [`KEY`]. Regenerate with
+/// `python3 tests/fixtures/sign_url_known_answer.py`. A third signer agrees:
+/// `printf 'zerohop-playback-v1\ncam1\n4102444800' | openssl dgst -sha256 -hmac KEYTEXT`, KEYTEXT
+/// being [`KEY`] without its line end.
+const KA_EXP: u64 = 4_102_444_800; // 2100-01-01T00:00:00Z
+const KA_SIG: &str = "d3e04edae50345e569eb9e95ef7483d920bd4a38304854aa504d38d455f6098a";
+/// The same script's signature over `cam1\n4102444800` without the `zerohop-playback-v1` line:
+/// what a signer written from the old docs ("the stream name and exp") sends.
+const KA_OLD_DOCS_SIG: &str = "09af9b99225e1edb661eef109bc1a111cfe2268347e9eee85864afdf405ea084";
+/// The node's answer to a signature that is not its own, exactly.
+const NOT_THE_NODES: &str = "playback is private: the URL's signature is not the node's for this stream";
+
+/// A node process; killed when dropped.
+struct NodeProcess(Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `GET path` as HTTP/1.0 (the body ends with the connection): status and body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut c = TcpStream::connect(addr).expect("connect");
+    c.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(c, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).expect("answer");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head");
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect(head);
+    (status, body.to_string())
+}
+
+#[test]
+fn a_running_node_plays_a_url_signed_by_an_independent_signer_and_refuses_the_old_docs_signature() {
+    // Zerohop's own signer agrees with the independent one.
+    let key = PlaybackKey::from_file_contents(KEY.as_bytes()).expect("key");
+    assert_eq!(key.query("cam1", KA_EXP), format!("exp={KA_EXP}&sig={KA_SIG}"));
+
+    let s = ScratchDir::new("sign-url-known-answer");
+    let key_file = s.file("playback.key", KEY);
+    let token_file = s.file("token", "pushing-token\n");
+    let ladder = r#"[{"name":"180p","width":320,"height":180,"bitrate":300000}]"#;
+    let addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").to_string();
+    let node = Command::new(env!("CARGO_BIN_EXE_zerohop"))
+        .args(["combined", "--insecure-h2c", "--private-playback", "-p", ladder, "--service-addr", &addr])
+        .arg("--playback-key-file")
+        .arg(&key_file)
+        .arg("--token-file")
+        .arg(&token_file)
+        .arg("--data-dir")
+        .arg(s.path().join("data"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the node");
+    let _node = NodeProcess(node);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(&addr).is_err() {
+        assert!(Instant::now() < deadline, "the node did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let segment = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/h264_360p25_baseline_noaudio.ts");
+    let o = zerohop(&[
+        "push",
+        "--insecure-h2c",
+        "--orch",
+        &addr,
+        "--stream",
+        "cam1",
+        "--token-file",
+        token_file.to_str().expect("utf-8"),
+        "-o",
+        s.path().join("pushed").to_str().expect("utf-8"),
+        segment,
+    ]);
+    assert!(o.status.success(), "push: {}", String::from_utf8_lossy(&o.stderr));
+
+    // The independent signer's URL: the master playlist, its URIs carrying the signature on.
+    let (status, body) = get(&addr, &format!("/stream/cam1.m3u8?exp={KA_EXP}&sig={KA_SIG}"));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("#EXTM3U\n"), "{body}");
+    assert!(body.contains(&format!("\ncam1/180p.m3u8?exp={KA_EXP}&sig={KA_SIG}\n")), "{body}");
+
+    // Refused, saying why: the old docs' signature, and the right signature for another stream.
+    for path in [
+        format!("/stream/cam1.m3u8?exp={KA_EXP}&sig={KA_OLD_DOCS_SIG}"),
+        format!("/stream/cam2.m3u8?exp={KA_EXP}&sig={KA_SIG}"),
+    ] {
+        let (status, body) = get(&addr, &path);
+        assert_eq!(status, 401, "{path}: {body}");
+        let json: serde_json::Value = serde_json::from_str(&body).expect(&body);
+        assert_eq!(
+            (json["code"].as_str(), json["message"].as_str()),
+            (Some("unauthorized"), Some(NOT_THE_NODES)),
+            "{path}"
+        );
+    }
 }
