@@ -49,13 +49,7 @@ test result: ok. 3 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; fini
 ";
 
 fn have_python() -> bool {
-    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "CI must have python3 (.ci/run installs it)");
-        let test = std::thread::current().name().unwrap_or("hw_ci").to_owned();
-        eprintln!("SKIPPED {test}: python3 (not installed; Debian: apt-get install python3)");
-    }
-    ok
+    zerohop_testkit::require(&["python3"], "python3")
 }
 
 /// An executable script at `path`.

@@ -89,7 +89,10 @@ mod cuda {
                     assert_eq!(driver::nvrtc_compiles(), compiles, "{arch}: compiled once per process");
                 }
                 Err(CudaError::NoDriver { lib, .. }) => {
-                    zerohop_testkit::skip("NVRTC", format_args!("{lib} is not on the loader path (CI puts PyPI's there)"));
+                    zerohop_testkit::skip(
+                        "NVRTC",
+                        format_args!("{lib} is not on the loader path (CI puts PyPI's there)"),
+                    );
                     return;
                 }
                 Err(e) => panic!("NVRTC failed on the kernel source: {e}"),
@@ -100,7 +103,10 @@ mod cuda {
     #[test]
     fn gpu_kernel_matches_the_cpu_emulation() {
         if !has_driver() {
-            zerohop_testkit::skip("no NVIDIA GPU", "no CUDA driver on this machine; hw-ci/run runs this on GPU runners");
+            zerohop_testkit::skip(
+                "no NVIDIA GPU",
+                "no CUDA driver on this machine; hw-ci/run runs this on GPU runners",
+            );
             return;
         }
         let gpu = Gpu::open(0).expect("GPU 0 with the ladder kernel");
@@ -119,7 +125,10 @@ mod cuda {
         use zerohop_engine::probe::{decode_video, demux_all};
         use zerohop_engine::ts::Unwrapper;
         if !has_driver() {
-            zerohop_testkit::skip("no NVIDIA GPU", "no CUDA driver on this machine; hw-ci/run runs this on GPU runners");
+            zerohop_testkit::skip(
+                "no NVIDIA GPU",
+                "no CUDA driver on this machine; hw-ci/run runs this on GPU runners",
+            );
             return;
         }
         let gpu = Gpu::open(0).expect("GPU 0");
@@ -180,7 +189,10 @@ mod cuda {
         use zerohop_engine::probe::decode_video;
         use zerohop_engine::{Ladder, MemorySink, Session, SessionConfig, StreamSession};
         if !has_driver() {
-            zerohop_testkit::skip("no NVIDIA GPU", "no CUDA driver on this machine; hw-ci/run runs this on GPU runners");
+            zerohop_testkit::skip(
+                "no NVIDIA GPU",
+                "no CUDA driver on this machine; hw-ci/run runs this on GPU runners",
+            );
             return None;
         }
         let ladder: Ladder = "P720p30fps16x9,P360p30fps16x9".parse().expect("ladder");

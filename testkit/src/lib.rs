@@ -35,7 +35,11 @@ fn test_name() -> String {
 
 /// One skip as printed and recorded.
 fn line(test: &str, missing: &str, detail: &str) -> String {
-    if detail.is_empty() { format!("SKIPPED {test}: {missing}") } else { format!("SKIPPED {test}: {missing} ({detail})") }
+    if detail.is_empty() {
+        format!("SKIPPED {test}: {missing}")
+    } else {
+        format!("SKIPPED {test}: {missing} ({detail})")
+    }
 }
 
 /// Skips the running test because `missing` (a short, stable name: "ffprobe", "libx264 build

@@ -164,4 +164,3 @@ pub fn transcode_with(
     }
     r
 }
-
