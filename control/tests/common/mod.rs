@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use zerohop_control::framing::Kind;
+use zerohop_control::framing::{Kind, Record, RecordReader};
 use zerohop_control::headers;
 use zerohop_control::tls::{self, Trust};
 use zerohop_control::transcoder::{self, LinkError, TranscoderConfig};
@@ -97,6 +97,64 @@ pub async fn push_collect(
     Ok((o, outs))
 }
 
+/// Pushes segment `seq` of `stream` with [`LADDER`] and shows that the node streams by the order
+/// of events, not by timing: the first half of `data` goes up, the second only once a first
+/// encoded chunk has come back. A node that answered only after the whole upload would never
+/// answer, and the wait fails after [`EVENT`]. Returns the end record's JSON and each
+/// rendition's bytes.
+pub async fn push_holding_back_the_end(
+    c: &Client,
+    stream: &str,
+    seq: u64,
+    data: Bytes,
+) -> (serde_json::Value, Renditions) {
+    use http_body_util::BodyExt;
+    let (tx, body) = zerohop_control::body::ChannelBody::channel(2);
+    let req = c
+        .request(http::Method::POST, &format!("/v1/streams/{stream}/segments/{seq}"))
+        .header(headers::PROFILES, LADDER)
+        .body(body)
+        .expect("request");
+    let half = data.len() / 2;
+    tx.send(Ok(http_body::Frame::data(data.slice(..half)))).await.expect("first half");
+    let mut reader = RecordReader::new();
+    let mut records: Vec<Record> = Vec::new();
+    fn read(reader: &mut RecordReader, records: &mut Vec<Record>, frame: http_body::Frame<Bytes>) {
+        if let Ok(d) = frame.into_data() {
+            reader.push(&d);
+            while let Some(r) = reader.poll() {
+                records.push(r.expect("a record"));
+            }
+        }
+    }
+    let first_chunk = async {
+        let mut body = c.send(req).await.expect("send").into_body();
+        while !records.iter().any(|r| r.kind == Kind::Chunk) {
+            read(&mut reader, &mut records, body.frame().await.expect("results go on").expect("results"));
+        }
+        body
+    };
+    let held = format!("a first chunk while the upload's second half is held back, within {EVENT:?}");
+    let mut body = tokio::time::timeout(EVENT, first_chunk).await.expect(&held);
+    tx.send(Ok(http_body::Frame::data(data.slice(half..)))).await.expect("second half");
+    drop(tx);
+    while let Some(frame) = body.frame().await {
+        read(&mut reader, &mut records, frame.expect("results"));
+    }
+    reader.finish().expect("whole records");
+    let mut end = serde_json::Value::Null;
+    let mut outs = Renditions::new();
+    for r in records {
+        match r.kind {
+            Kind::Chunk => outs.entry(r.rendition).or_default().extend_from_slice(&r.payload),
+            Kind::Error => panic!("rendition {}: {}", r.rendition, String::from_utf8_lossy(&r.payload)),
+            Kind::End => end = serde_json::from_slice(&r.payload).expect("end json"),
+            Kind::Start | Kind::Done => {}
+        }
+    }
+    (end, outs)
+}
+
 /// The `zerohop-error-code` trailer of a pushed segment.
 pub fn error_code(o: &PushOutcome) -> Option<&str> {
     o.trailers.as_ref()?.get(headers::ERROR_CODE)?.to_str().ok()
@@ -129,20 +187,96 @@ pub fn spawn_transcoder(
     (rt, h)
 }
 
-/// How many transcoders `GET /v1/transcoders` lists.
-pub async fn transcoders(c: &mut Client) -> usize {
+/// What `GET /v1/transcoders` lists: one JSON object per transcoder.
+pub async fn transcoder_list(c: &mut Client) -> Vec<serde_json::Value> {
     let (_, body) = c.get("/v1/transcoders").await.expect("status");
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-    v["transcoders"].as_array().map_or(0, Vec::len)
+    let mut v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+    match v["transcoders"].take() {
+        serde_json::Value::Array(list) => list,
+        other => panic!("no transcoder list: {other}"),
+    }
 }
 
-/// Waits (up to 5 s) until `n` transcoders are listed.
+/// How many transcoders `GET /v1/transcoders` lists.
+pub async fn transcoders(c: &mut Client) -> usize {
+    transcoder_list(c).await.len()
+}
+
+/// Waits until `n` transcoders are listed.
 pub async fn wait_for_transcoders(c: &mut Client, n: usize) {
-    for _ in 0..200 {
-        if transcoders(c).await == n {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
+    wait_until(&format!("{n} transcoders registered"), EVENT, async || transcoders(c).await == n).await;
+}
+
+/// How long a test waits for something the node or a transcoder does on its own (registering,
+/// freeing a session, stopping a task): far beyond what that takes on a loaded 2-core machine
+/// (under a second). A wait ends as soon as the event happens, so only a failing test waits
+/// this long.
+pub const EVENT: Duration = Duration::from_secs(30);
+
+/// What a [`wait_until`] check answers: `true` or `Some(value)` once the awaited event happened.
+pub trait Happened {
+    type Value;
+    fn happened(self) -> Option<Self::Value>;
+}
+
+impl Happened for bool {
+    type Value = ();
+    fn happened(self) -> Option<()> {
+        self.then_some(())
     }
-    panic!("{n} transcoders did not register within 5 s");
+}
+
+impl<T> Happened for Option<T> {
+    type Value = T;
+    fn happened(self) -> Option<T> {
+        self
+    }
+}
+
+/// Synchronises on an event instead of a sleep: runs `check` every 20 ms until it answers
+/// `true` or `Some(value)` (returned), and panics naming `what` once `within` has passed
+/// without that.
+pub async fn wait_until<R: Happened>(what: &str, within: Duration, mut check: impl AsyncFnMut() -> R) -> R::Value {
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = check().await.happened() {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < until, "waited {within:?} in vain: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The Prometheus recorder is process-wide: every node and transcoder of one test binary
+/// counts in the same series, and the tests of a binary run in parallel. So a test that asserts
+/// how far a series moved holds [`measuring_series`] while it measures (it runs alone), and
+/// every other test of that binary that moves the series holds [`moving_series`] (the movers
+/// run together, never beside a measuring test).
+static SERIES: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Held by a test that moves series another test of its binary measures.
+pub async fn moving_series() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    SERIES.read().await
+}
+
+/// Held by a test while it measures how far series move (no other test moves them meanwhile).
+pub async fn measuring_series() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    SERIES.write().await
+}
+
+/// The sum of a series' samples in the Prometheus exposition `text`: `name` with any labels
+/// (`zerohop_segments_failed_total`), or exactly the labelled series
+/// (`zerohop_segments_failed_total{reason="too_large"}`); 0 where there is none.
+pub fn series_in(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .filter(|(key, _)| *key == name || key.strip_prefix(name).is_some_and(|labels| labels.starts_with('{')))
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+/// [`series_in`] this process's exposition now (what `GET /metrics` of any node here answers).
+pub fn series(name: &str) -> f64 {
+    series_in(&zerohop_control::metrics::render(), name)
 }
