@@ -50,21 +50,22 @@ async fn push(
     push_collect(c, "live", seq, up, on_chunk).await
 }
 
-/// Pushes until a transcoder has registered (503 "no transcoder" before that).
-async fn push_when_ready(c: &mut Client, seq: u64, data: Bytes) -> (PushOutcome, Renditions) {
-    for _ in 0..100 {
-        match push(c, seq, Upload::Full(data.clone()), || {}).await {
-            Err(ClientError::Status { status, .. }) if status == http::StatusCode::SERVICE_UNAVAILABLE => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            other => return other.expect("push"),
-        }
-    }
-    panic!("no transcoder registered within 5 s");
+/// Waits until transcoder `id`, and no other, is linked; then pushes `data` as segment `seq`.
+async fn push_when_linked(c: &mut Client, id: &str, seq: u64, data: Bytes) -> (PushOutcome, Renditions) {
+    common::wait_until(&format!("{id} (alone) is linked"), common::EVENT, async || {
+        let list = common::transcoder_list(c).await;
+        list.len() == 1 && list[0]["name"] == id
+    })
+    .await;
+    push(c, seq, Upload::Full(data), || {}).await.expect("push")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
+    // Measures the retry counter and the transcoders' open-streams gauge: alone, as the other
+    // tests here that run segments on transcoders move them too (the recorder is process-wide;
+    // see `common::measuring_series`).
+    let _measuring = common::measuring_series().await;
     let (node, fp) = orchestrator().await;
     let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
 
@@ -84,28 +85,24 @@ async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
     // Through a remote transcoder: byte-identical to the engine run locally.
     let (rt_a, _a) = spawn_transcoder(&node, &fp, "t-a", SECRET);
     let input = fixture("h264_720p30_main_slices_aac.ts");
-    let (o, outs) = push_when_ready(&mut c, 0, input.clone()).await;
+    let (o, outs) = push_when_linked(&mut c, "t-a", 0, input.clone()).await;
     assert!(o.ok(), "{o:?}");
     let expected = local(input.clone());
     for (i, bytes) in &outs {
         assert!(bytes == &expected[usize::from(*i)], "rendition {i} differs from the local engine output");
     }
 
-    // Streaming through the hop, proven: with a throttled upload the first rendition byte
-    // reaches the broadcaster before the upload has finished.
-    let paced = Upload::Paced {
-        data: fixture("h264_1080p30_high_bframes_aac.ts"),
-        piece: 16 * 1024,
-        interval: Duration::from_millis(40),
-    };
-    let (o, _) = push(&mut c, 10, paced, || {}).await.expect("paced push");
-    assert!(o.ok());
-    assert!(o.ttfb < o.upload_time, "split: first byte at {:?}, upload ended at {:?}", o.ttfb, o.upload_time);
-    eprintln!("split, paced 1080p: upload {:?}, TTFB {:?}, TTLB {:?}", o.upload_time, o.ttfb, o.ttlb);
+    // Streaming through the hop, proven by the order of events: a first rendition chunk reaches
+    // the broadcaster while the second half of the upload is still held back.
+    let (end, outs) =
+        common::push_holding_back_the_end(&c, "live", 10, fixture("h264_1080p30_high_bframes_aac.ts")).await;
+    assert_eq!(end["status"], "ok", "{end}");
+    assert_eq!(decode_video(&outs[&0]).expect("decode").len(), 60);
 
     // Kill the transcoder before any result byte was sent: the segment completes on another.
     let (rt_b, _b) = spawn_transcoder(&node, &fp, "t-b", SECRET);
-    tokio::time::sleep(Duration::from_millis(300)).await; // t-b registers
+    common::wait_for_transcoders(&mut c, 2).await;
+    let retries = common::series("zerohop_segment_retries_total");
     // A slow upload (a few KB per 50 ms) keeps the first picture from completing for a while.
     let slow = Upload::Paced { data: input.clone(), piece: 2048, interval: Duration::from_millis(50) };
     let pusher = {
@@ -116,8 +113,13 @@ async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
             push(&mut c, 1, slow, || {}).await
         })
     };
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    // Stream affinity put `live` on t-a; kill it like a process.
+    // Stream affinity puts `live` on t-a; once the segment is there, kill t-a like a process.
+    let on = common::wait_until("the segment is placed", common::EVENT, async || {
+        let list = common::transcoder_list(&mut c).await;
+        list.iter().find(|t| t["tasks"] == 1).map(|t| t["name"].clone())
+    })
+    .await;
+    assert_eq!(on, "t-a", "stream affinity");
     rt_a.shutdown_background();
     let (o, outs) = pusher.await.expect("join").expect("push completes on the other transcoder");
     assert!(o.ok(), "{o:?}");
@@ -125,9 +127,8 @@ async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
         assert!(bytes == &expected[usize::from(*i)], "retried rendition {i} must be complete and identical");
         assert_eq!(decode_video(bytes).expect("decode").len(), 30);
     }
-    let (_, metrics) = c.get("/metrics").await.expect("metrics");
-    let metrics = String::from_utf8_lossy(&metrics).into_owned();
-    assert!(metrics.contains("zerohop_segment_retries_total 1"), "the segment was retried: {metrics}");
+    let retried = common::series("zerohop_segment_retries_total") - retries;
+    assert_eq!(retried, 1.0, "the segment was retried, once");
 
     // Kill the transcoder after result bytes were sent: an error record, never truncated output
     // passed off as complete.
@@ -154,13 +155,11 @@ async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
     // The orchestrator keeps serving once a transcoder is back.
     // (This one advertises outputs up to 1280x720 only, as a small GPU might.)
     let (rt_c, _c) = spawn_transcoder_max(&node, &fp, "t-a", SECRET, (1280, 720));
-    let (o, _) = push_when_ready(&mut c, 3, fixture("h264_360p25_baseline_noaudio.ts")).await;
+    let (o, _) = push_when_linked(&mut c, "t-a", 3, fixture("h264_360p25_baseline_noaudio.ts")).await;
     assert!(o.ok());
-    let gauge = |m: &str| -> Option<f64> {
-        m.lines().find_map(|l| l.strip_prefix("zerohop_transcoder_streams_open ")).and_then(|v| v.parse().ok())
-    };
-    let (_, m1) = c.get("/metrics").await.expect("metrics");
-    assert_eq!(gauge(&String::from_utf8_lossy(&m1)), Some(1.0), "the transcoder holds the stream's sessions");
+    // (Set by each transcoder of this process; this one is the only one left.)
+    let open_streams = || common::series("zerohop_transcoder_streams_open");
+    assert_eq!(open_streams(), 1.0, "the transcoder holds the stream's sessions");
 
     // Capabilities: no connected transcoder makes 1080p; a ladder asking for it is refused before
     // any upload is consumed, with a code that says why.
@@ -176,26 +175,22 @@ async fn remote_transcoders_stream_identical_renditions_and_fail_over() {
 
     // End of stream reaches the remote transcoder, which frees the sessions at once.
     assert_eq!(c.end_stream("live").await.expect("delete"), http::StatusCode::OK);
-    let mut freed = false;
-    for _ in 0..50 {
-        let (_, m2) = c.get("/metrics").await.expect("metrics");
-        if gauge(&String::from_utf8_lossy(&m2)) == Some(0.0) {
-            freed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(freed, "DELETE /v1/streams/live freed the transcoder's sessions");
+    common::wait_until("DELETE /v1/streams/live frees the transcoder's sessions", common::EVENT, async || {
+        open_streams() == 0.0
+    })
+    .await;
     rt_c.shutdown_background();
     node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_revokes_a_live_transcoder_and_failed_auth_is_rate_limited() {
+    // Runs a segment on a transcoder (see the first test).
+    let _moving = common::moving_series().await;
     let (node, fp) = orchestrator().await;
     let (rt, h) = spawn_transcoder(&node, &fp, "t-a", SECRET);
     let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
-    let (o, _) = push_when_ready(&mut c, 0, fixture("h264_360p25_baseline_noaudio.ts")).await;
+    let (o, _) = push_when_linked(&mut c, "t-a", 0, fixture("h264_360p25_baseline_noaudio.ts")).await;
     assert!(o.ok());
     // The operator removes t-a's line and sends SIGHUP: its live link is closed, its redial is
     // refused, and the transcoder stops with a clear error instead of retrying.
@@ -238,6 +233,8 @@ async fn a_reload_revokes_a_live_transcoder_and_failed_auth_is_rate_limited() {
 /// stays (its transcoders keep working), and a later good file is taken.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_from_a_malformed_file_keeps_the_old_secrets() {
+    // Runs a segment on a transcoder (see the first test).
+    let _moving = common::moving_series().await;
     let (node, fp) = orchestrator().await;
     let dir = std::env::temp_dir().join(format!("zerohop-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -249,7 +246,7 @@ async fn a_reload_from_a_malformed_file_keeps_the_old_secrets() {
     // The old table still admits t-b.
     let (rt, h) = spawn_transcoder(&node, &fp, "t-b", SECRET);
     let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
-    let (o, _) = push_when_ready(&mut c, 0, fixture("h264_360p25_baseline_noaudio.ts")).await;
+    let (o, _) = push_when_linked(&mut c, "t-b", 0, fixture("h264_360p25_baseline_noaudio.ts")).await;
     assert!(o.ok(), "{o:?}");
     // A good file without t-b is taken: its live link is closed and its redial refused.
     std::fs::write(&file, format!("t-a {SECRET}\n")).expect("write");
@@ -266,6 +263,8 @@ async fn a_reload_from_a_malformed_file_keeps_the_old_secrets() {
 /// the pin and reloading closes the live link.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_admits_only_the_pinned_client_certificate() {
+    // Runs a segment on a transcoder (see the first test).
+    let _moving = common::moving_series().await;
     let (node, fp) = orchestrator().await;
     let mine = tls::self_signed(&["t-m".into()]).expect("client cert");
     let other = tls::self_signed(&["t-m".into()]).expect("another cert");
@@ -297,7 +296,7 @@ async fn mutual_tls_admits_only_the_pinned_client_certificate() {
     let (rt, h) = spawn_mtls(Some(&mine));
     let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
     let input = fixture("h264_360p25_baseline_noaudio.ts");
-    let (o, outs) = push_when_ready(&mut c, 0, input.clone()).await;
+    let (o, outs) = push_when_linked(&mut c, "t-m", 0, input.clone()).await;
     assert!(o.ok(), "{o:?}");
     let expected = local(input);
     for (i, bytes) in &outs {
@@ -328,17 +327,13 @@ async fn transcoders_state_their_gpus_and_where_they_encode() {
     };
     let (rt, _h) = common::spawn_transcoder(cfg);
     let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
-    let mut listed = serde_json::Value::Null;
-    for _ in 0..200 {
-        let (_, body) = c.get("/v1/transcoders").await.expect("status");
-        listed = serde_json::from_slice(&body).expect("json");
-        if listed["transcoders"].as_array().is_some_and(|a| !a.is_empty()) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let t = &listed["transcoders"][0];
-    assert_eq!(t["name"], "t-a", "{listed}");
+    let listed = common::wait_until("the transcoder is linked", common::EVENT, async || {
+        let list = common::transcoder_list(&mut c).await;
+        (!list.is_empty()).then_some(list)
+    })
+    .await;
+    let t = &listed[0];
+    assert_eq!(t["name"], "t-a", "{listed:?}");
     assert_eq!(t["backend"], "cpu");
     assert_eq!(t["capacity"], 2);
     let gpus: Vec<DeviceCaps> = serde_json::from_value(t["gpus"].clone()).expect("gpus");
@@ -349,6 +344,8 @@ async fn transcoders_state_their_gpus_and_where_they_encode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pin_mismatch_is_retried_by_default_and_a_rotation_accepts_either_certificate() {
+    // Runs a segment on a transcoder (see the first test).
+    let _moving = common::moving_series().await;
     let (node, fp) = orchestrator().await;
     let stranger = tls::self_signed(&["x".into()]).expect("c").fingerprint();
     // By default a transcoder whose pin matches nothing keeps dialling (with backoff, logging an
@@ -363,7 +360,7 @@ async fn a_pin_mismatch_is_retried_by_default_and_a_rotation_accepts_either_cert
     // Two pins, the old one first: the orchestrator's certificate is one of them, so it links.
     let (rt, _h) = spawn_transcoder(&node, &format!("{stranger},{fp}"), "t-a", SECRET);
     let mut c = Client::connect(&node.local_addr().to_string(), &transport(&fp), None).await.expect("connect");
-    let (o, _) = push_when_ready(&mut c, 0, fixture("h264_360p25_baseline_noaudio.ts")).await;
+    let (o, _) = push_when_linked(&mut c, "t-a", 0, fixture("h264_360p25_baseline_noaudio.ts")).await;
     assert!(o.ok(), "{o:?}");
     rt.shutdown_background();
 }
@@ -389,14 +386,7 @@ async fn an_orchestrator_takes_the_previous_and_next_link_version_and_names_both
         if taken {
             assert_eq!(status, http::StatusCode::OK, "version {theirs:?}");
             drop((resp, _keep)); // the link ends; once it is gone the next one may take the id
-            for _ in 0..200 {
-                let (_, body) = c.get("/v1/transcoders").await.expect("status");
-                let listed: serde_json::Value = serde_json::from_slice(&body).expect("json");
-                if listed["transcoders"].as_array().is_some_and(|a| a.is_empty()) {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(25)).await;
-            }
+            common::wait_for_transcoders(&mut c, 0).await;
         } else {
             let text =
                 String::from_utf8_lossy(&resp.into_body().collect().await.expect("body").to_bytes()).into_owned();
