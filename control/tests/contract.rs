@@ -8,6 +8,8 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +18,8 @@ use http::{Method, StatusCode};
 use http_body_util::BodyExt;
 use zerohop_control::body::ChannelBody;
 use zerohop_control::link::{LineReader, ToTranscoder};
+use zerohop_control::relay::SessionFactory;
+use zerohop_control::transcoder::TranscoderConfig;
 use zerohop_control::{Client, Upload, headers};
 
 /// `method path` with `body`: the status, the `Allow` header and the JSON body (`Null` if none).
@@ -185,28 +189,22 @@ async fn listed(c: &mut Client) -> Vec<(String, String)> {
     v["transcoders"].as_array().expect("list").iter().map(|t| (name(t, "name"), name(t, "peer"))).collect()
 }
 
-/// A counter's value in this process (every node and transcoder of this test binary counts
-/// there).
-fn counter(name: &str) -> f64 {
-    zerohop_control::metrics::render()
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Links replaced by a new link with their id.
+/// Links replaced by a new link with their id, in this process (every node of this test binary
+/// counts there: see [`common::measuring_series`]).
 fn takeovers() -> f64 {
-    counter("zerohop_link_takeovers_total")
+    common::series("zerohop_link_takeovers_total")
 }
 
-/// Tasks a replaced transcoder stopped.
+/// Tasks a replaced transcoder stopped, in this process (every transcoder of this test binary
+/// counts there).
 fn abandoned() -> f64 {
-    counter("zerohop_transcoder_tasks_abandoned_total")
+    common::series("zerohop_transcoder_tasks_abandoned_total")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_link_with_a_linked_id_replaces_the_old_one_and_its_segment_fails_over_to_it() {
+    // Counts takeovers: alone, as the other tests here that replace links move the same counter.
+    let _measuring = common::measuring_series().await;
     let (node, fp) = orchestrator().await;
     let addr = node.local_addr().to_string();
     let mut old = RawLink::open(&addr, &fp).await;
@@ -238,13 +236,15 @@ async fn a_new_link_with_a_linked_id_replaces_the_old_one_and_its_segment_fails_
 
     // One link for the id: the new one.
     assert_eq!(listed(&mut c).await, [("t-a".to_string(), new)]);
-    assert!(takeovers() > before, "the takeover is counted");
+    assert_eq!(takeovers(), before + 1.0, "the takeover is counted, once");
     rt.shutdown_background();
     node.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transcoder_whose_link_was_replaced_links_again_and_replaces_the_other() {
+    // Replaces links: moves the takeover counter the two tests around it measure.
+    let _moving = common::moving_series().await;
     let (node, fp, addr, rt, mut c) = orchestrator_with_transcoder().await;
     let [(_, first)] = &listed(&mut c).await[..] else { panic!("one link") };
     let first = first.clone();
@@ -271,44 +271,52 @@ async fn a_transcoder_whose_link_was_replaced_links_again_and_replaces_the_other
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replaced_transcoder_stops_the_tasks_that_were_failed_over_at_once() {
-    let (node, fp, addr, rt, mut c) = orchestrator_with_transcoder().await;
+    // Counts abandoned tasks (and replaces a link): alone, see `common::measuring_series`.
+    let _measuring = common::measuring_series().await;
+    let (node, fp) = orchestrator().await;
+    let addr = node.local_addr().to_string();
+    // The transcoder's engine opens the stream's session only once the orchestrator has answered
+    // the task's input request: from then on, a replaced link stops the task.
+    let reading = Arc::new(AtomicBool::new(false));
+    let sessions = {
+        let (reading, cpu) = (reading.clone(), SessionFactory::cpu());
+        SessionFactory::new("cpu", move |ladder: &zerohop_engine::Ladder| {
+            reading.store(true, Ordering::SeqCst);
+            cpu.open(ladder)
+        })
+    };
+    let cfg = TranscoderConfig { sessions, ..transcoder_config(&addr, &fp, "t-a", LINK_SECRET) };
+    let (rt, _link) = spawn_transcoder(cfg);
+    let mut c = connect(&node, &fp, None).await.expect("connect");
+    common::wait_for_transcoders(&mut c, 1).await;
     let before = abandoned();
 
-    // A live-paced upload (77 KB at 10 KB/s: about 8 s), running on the transcoder.
+    // A live-paced upload, running on the transcoder: 77 KB in 2 KB pieces, one every 200 ms.
     let mut pusher = connect(&node, &fp, None).await.expect("connect");
     let data = fixture("h264_360p25_baseline_noaudio.ts");
-    let upload = Upload::Paced { data, piece: 2048, interval: Duration::from_millis(200) };
+    let (piece, interval) = (2048, Duration::from_millis(200));
+    let upload_takes = interval * (data.len().div_ceil(piece) - 1) as u32;
+    let upload = Upload::Paced { data, piece, interval };
     let pushed = std::time::Instant::now();
     let push = tokio::spawn(async move { common::push_collect(&mut pusher, "s", 0, upload, || {}).await });
-    let mut running = false;
-    for _ in 0..100 {
-        let (_, body) = c.get("/v1/transcoders").await.expect("list");
-        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
-        running = v["transcoders"][0]["tasks"].as_u64() == Some(1);
-        if running {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(running, "the segment runs on the transcoder");
-    // Placed is not yet reading: give the transcoder time to ask for the input.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    common::wait_until("the transcoder reads the segment's input", common::EVENT, async || {
+        reading.load(Ordering::SeqCst)
+    })
+    .await;
 
     // Another link with its id replaces its link and fails the task over: the transcoder stops
     // it while the broadcaster is still uploading, instead of transcoding on for nobody until
     // the upload ends (holding a session all the while).
     let _other = RawLink::open(&addr, &fp).await;
-    let mut stopped = false;
-    for _ in 0..100 {
-        stopped = abandoned() > before;
-        if stopped {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(stopped, "the replaced transcoder stopped its failed-over task within 2 s");
+    common::wait_until("the replaced transcoder stops its failed-over task", common::EVENT, async || {
+        abandoned() > before
+    })
+    .await;
     let at = pushed.elapsed();
-    assert!(at < Duration::from_secs(5), "...at {at:?}, well before the upload's end (about 7.7 s)");
+    // The stop comes about 50 ms after the push began here, under a parallel `cargo test`; the
+    // upload takes 7.4 s.
+    assert!(at < upload_takes, "stopped at {at:?}, after the upload's end ({upload_takes:?})");
+    assert_eq!(abandoned(), before + 1.0, "the one task was stopped, once");
     push.abort();
     rt.shutdown_background();
     node.shutdown().await;
