@@ -190,14 +190,43 @@ mod tests {
         assert_eq!(nals, vec![&[0x67, 1, 2][..], &[0x68, 3][..], &[0x65, 4, 5][..]]);
     }
 
+    /// An SPS x264 wrote: the first one in the 360p fixture (at the start of its first PES, so no
+    /// TS header falls inside it).
+    fn fixture_sps() -> Vec<u8> {
+        let ts = include_bytes!("../../tests/fixtures/h264_360p25_baseline_noaudio.ts");
+        let at = ts.windows(4).position(|w| w == [0, 0, 1, 0x67]).expect("an SPS") + 3;
+        let len = ts[at..].windows(3).position(|w| w == [0, 0, 1]).expect("the unit after it");
+        ts[at..at + len].to_vec()
+    }
+
+    /// Garbage gets a verdict, never a panic: an SPS that parses has values inside H.264's
+    /// ranges; one that does not says why; a unit with no start code holds no SPS and no picture;
+    /// every truncation of a real SPS is refused rather than read as another stream.
     #[test]
-    fn garbage_is_not_a_panic() {
+    fn garbage_gets_a_verdict_not_a_panic() {
+        let real = fixture_sps();
+        let info = parse_sps(&real).expect("x264's SPS");
+        assert_eq!((info.width, info.height, info.bit_depth_luma, info.chroma_format_idc), (640, 360, 8, 1));
         for n in 0..64u8 {
             let data: Vec<u8> = (0..n).map(|i| i.wrapping_mul(37) ^ n).collect();
-            let _ = inspect_access_unit(&data);
+            if !data.windows(3).any(|w| w == [0, 0, 1]) {
+                assert_eq!(inspect_access_unit(&data), AccessUnitInfo::default(), "no start code: nothing inside");
+            }
             let mut sps = vec![0x67];
             sps.extend_from_slice(&data);
-            let _ = parse_sps(&sps);
+            match parse_sps(&sps) {
+                Ok(s) => {
+                    assert!(s.width >= 16 && s.height >= 16 && s.width % 2 == 0, "{s:?}");
+                    assert!((8..=14).contains(&s.bit_depth_luma) && s.chroma_format_idc <= 3, "{s:?}");
+                }
+                Err(BadSps(why)) => assert!(!why.is_empty(), "a refusal says why"),
+            }
+        }
+        for cut in 1..real.len() - 1 {
+            match parse_sps(&real[..cut]) {
+                Err(BadSps(why)) => assert!(!why.is_empty()),
+                Ok(s) => assert_eq!((s.width, s.height), (640, 360), "a truncated SPS read as another size"),
+            }
         }
     }
 }
