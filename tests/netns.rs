@@ -516,9 +516,12 @@ fn transcoders_behind_nat_serve_two_orchestrators_and_survive_one_cut_off() {
     let during = net.dir.join("during-p");
     let t0 = Instant::now();
     let pace = std::fs::metadata(&input).expect("input").len() / 100; // over 1 s
+    let received = "zerohop_segments_received_total";
+    let before = net.metric_at("p", p_metrics, received).expect("p's segment count");
     let outcome = std::thread::scope(|s| {
         let paced = s.spawn(|| net.push_to(&p_addr, &fp_p, "p", &input, &during, Some(pace)));
-        std::thread::sleep(Duration::from_millis(300));
+        // Cut once p has the segment's request (its upload then runs for about 1 s more).
+        net.wait_metric("p", p_metrics, received, before + 1.0, Duration::from_secs(30));
         net.ip("r", &["link", "set", &cut, "down"]);
         // o keeps serving meanwhile.
         let out = net.dir.join("during-o");

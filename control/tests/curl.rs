@@ -23,11 +23,7 @@ struct Curl {
 }
 
 fn have_curl() -> bool {
-    let ok = Command::new("curl").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: the curl binary is not installed (apt-get install curl)");
-    }
-    ok
+    zerohop_testkit::require(&["curl"], "curl")
 }
 
 /// Runs curl with `args` (the URL among them), off the runtime's threads; the body is written
@@ -208,12 +204,9 @@ for i, p in enumerate(msg.iter_parts()):
 print(json.dumps(parts))
 "#;
 
+/// The multipart answers are parsed by Python's email package.
 fn have_python() -> bool {
-    let ok = Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: python3 is not installed (the multipart answers are parsed by its email package)");
-    }
-    ok
+    zerohop_testkit::require(&["python3"], "python3")
 }
 
 /// Splits a multipart answer with Python's `email` package.

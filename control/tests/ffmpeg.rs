@@ -14,11 +14,7 @@ use common::*;
 use zerohop_control::{Client, Node, NodeConfig, Transport};
 
 fn have(tool: &str) -> bool {
-    let ok = Command::new(tool).arg("-version").output().is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("SKIPPED: {tool} is not installed (apt-get install ffmpeg)");
-    }
-    ok
+    zerohop_testkit::require(&[tool], "ffmpeg")
 }
 
 /// Runs `tool args` off the runtime's threads: exit status, stdout, stderr.

@@ -22,19 +22,17 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn missing() -> Option<String> {
-    let runs = |tool: &str, arg: &str| Command::new(tool).arg(arg).output().is_ok_and(|o| o.status.success());
-    if !runs("chromium", "--version") {
-        return Some("chromium is not installed (apt-get install chromium)".into());
-    }
-    if !runs("ffmpeg", "-version") {
-        return Some("ffmpeg is not installed (apt-get install ffmpeg)".into());
+/// Whether the player's tools are here; skips (saying why) where not.
+fn ready() -> bool {
+    if !zerohop_testkit::require(&["chromium"], "chromium") || !zerohop_testkit::require(&["ffmpeg"], "ffmpeg") {
+        return false;
     }
     let hls = root().join("target/player/node_modules/hls.js/dist/hls.min.js");
     if !hls.exists() {
-        return Some(format!("{} is missing (.ci/run installs it with npm ci)", hls.display()));
+        zerohop_testkit::skip("hls.js", format_args!("{} is missing (.ci/run installs it with npm ci)", hls.display()));
+        return false;
     }
-    None
+    true
 }
 
 /// Kills the process when dropped (the test's own children only).
@@ -109,8 +107,7 @@ async fn serve_page(listener: TcpListener, page: String, hls: Vec<u8>, results: 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chromium_plays_the_ladder_with_hls_js_while_ffmpeg_pushes() {
-    if let Some(why) = missing() {
-        eprintln!("SKIPPED: {why}");
+    if !ready() {
         return;
     }
     let mut cfg = NodeConfig::new("127.0.0.1:0".parse().expect("addr"), None);
