@@ -4,8 +4,15 @@ lines before its tests, and no import circle between modules, by `use` or by pat
 `super::`, `self::`), tests excluded. `crate::X` where the root re-exports X leads to the module X
 comes from. A parent naming its own child by bare name (`child::X`) is not counted: a module and
 the children it declares are one unit, as the Rust book's layout has it. Inline modules (`mod x {`
-inside a file) are not modules of their own here: their paths count for the file."""
-import os, re, sys
+inside a file) are not modules of their own here: their paths count for the file.
+
+Issue 22's rules for doc/STRUCTURE.md, checked too: the rows of its table(s) are sorted by their
+first path (byte order, as `git ls-files` lists paths); every tracked source file (see
+`is_source`) is covered by a row, naming it or a folder above it (`dir/`); every path a row names
+exists. A row's first path is from the repository root; a later path in the same cell is too when
+it begins with a top-level entry of the repository, else it lies beside the first
+(`control/src/node/config.rs`, `secrets.rs`)."""
+import os, re, subprocess, sys
 from itertools import chain
 
 LIMIT = 600
@@ -110,6 +117,72 @@ def cycles(g):
             visit(v)
     return out
 
+STRUCTURE = "doc/STRUCTURE.md"
+SOURCE_SUFFIXES = (".rs", ".py", ".sh", ".cu", ".h", ".cpp", ".toml", ".yaml", ".yml")
+
+def tracked():
+    """Tracked files: path -> git mode (100755 for an executable)."""
+    out = subprocess.run(["git", "ls-files", "-s", "-z"], capture_output=True, check=True).stdout
+    files = {}
+    for entry in out.decode("utf-8").split("\0"):
+        if entry:
+            meta, path = entry.split("\t", 1)
+            files[path] = meta.split()[0]
+    return files
+
+def is_source(path, mode):
+    """A source file that needs a row: code, build and config files, Dockerfiles and every
+    executable script (`.ci/run`, `hw-ci/bundle`, ...)."""
+    name = path.rsplit("/", 1)[-1]
+    return path.endswith(SOURCE_SUFFIXES) or name.startswith("Dockerfile") or mode == "100755"
+
+def structure_rows(text):
+    """(line number, [paths]) of every table row whose first cell names paths, header and rule
+    rows skipped."""
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.startswith("|") or re.match(r"^\|[\s:|-]+\|$", line):
+            continue
+        cell = line.split("|")[1]
+        names = re.findall(r"`([^`]+)`", cell)
+        if names:
+            rows.append((n, names))
+    return rows
+
+def row_paths(names, top):
+    """The repository paths a row's first cell names (see the module's doc)."""
+    first = names[0]
+    base = first.rstrip("/").rsplit("/", 1)[0] + "/" if "/" in first.rstrip("/") else ""
+    out = [first]
+    for name in names[1:]:
+        out.append(name if name.split("/", 1)[0] in top else base + name)
+    return out
+
+def check_structure():
+    """Problems with doc/STRUCTURE.md's table(s), one message each."""
+    files = tracked()
+    top = {p.split("/", 1)[0] for p in files}
+    text = open(STRUCTURE, encoding="utf-8").read()
+    problems, covered, previous = [], [], None
+    for n, names in structure_rows(text):
+        paths = row_paths(names, top)
+        if previous is not None and paths[0] < previous[1]:
+            problems.append(f"{STRUCTURE}:{n}: row `{paths[0]}` is out of order: it sorts before "
+                            f"`{previous[1]}` (line {previous[0]}); rows are sorted by their first path")
+        previous = (n, paths[0])
+        for p in paths:
+            if p.endswith("/"):
+                exists = any(f.startswith(p) for f in files)
+            else:
+                exists = p in files or os.path.exists(p)
+            if not exists:
+                problems.append(f"{STRUCTURE}:{n}: row names `{p}`, which does not exist")
+            covered.append(p)
+    for f, mode in sorted(files.items()):
+        if is_source(f, mode) and not any(f == p or (p.endswith("/") and f.startswith(p)) for p in covered):
+            problems.append(f"{STRUCTURE}: no row for `{f}`: add one (path and what it is for)")
+    return problems
+
 def main():
     bad = 0
     for root in SIZE_CHECKED:
@@ -127,9 +200,13 @@ def main():
             names = sorted("::".join(m) or "(crate root)" for m in comp)
             print(f"{root}: import circle between {', '.join(names)}")
             bad += 1
+    for problem in check_structure():
+        print(problem)
+        bad += 1
     if bad:
         sys.exit(1)
-    print("structure: no file over", LIMIT, "lines before its tests; no import circle")
+    print("structure: no file over", LIMIT, "lines before its tests; no import circle;",
+          STRUCTURE, "sorted, a row for every source file, no row naming a missing path")
 
 if __name__ == "__main__":
     main()
