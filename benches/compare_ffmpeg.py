@@ -24,7 +24,7 @@ Contenders (fixed, so a figure means one thing):
   `-tune zerolatency -bf 0` (lookahead, B-frames, frame threads).
 - zerohop: `zerohop transcode SEGMENTS... -p <JSON ladder> [--cpu-encoder openh264]` and, where
   this build has x264, `--cpu-encoder x264 --x264-preset superfast`; skipped with the reason
-  where the flag is refused. The JSON ladder gives each rung's box, bitrate and GOP (README,
+  where the flag is refused. The JSON ladder gives each rung's box, bitrate and GOP (doc/cli.md,
   "Profiles"); zerohop keeps the input's frame rate.
 Both get the same input: ffmpeg the clip's whole MPEG-TS, zerohop its 2 s segments (the same
 bytes, cut at the IDRs) as one stream. GOP 2 s for both (one IDR per segment).
@@ -275,7 +275,7 @@ def print_table(results, metrics):
 
 
 def print_markdown(results, metrics):
-    """The same figures as a Markdown table (README's "The engine")."""
+    """The same figures as a Markdown table (doc/performance.md's "The engine")."""
     labels = {"psnr_y": "PSNR-Y", "ssim_db": "SSIM", "vmaf": "VMAF"}
     print("| clip | contender | " + " | ".join(f"BD-rate {labels[m]} r1 / r2 / r3" for m in metrics)
           + " | wall s | CPU s | wall / anchor | CPU / anchor |")

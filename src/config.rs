@@ -559,7 +559,7 @@ mod tests {
         }
     }
 
-    /// deploy/zerohop.example.toml is taken by every node command, so README's example cannot rot.
+    /// deploy/zerohop.example.toml is taken by every node command, so doc/cli.md's example cannot rot.
     #[test]
     fn the_example_file_is_valid_for_every_node_command() {
         let text = include_str!("../deploy/zerohop.example.toml");

@@ -1,5 +1,5 @@
-//! Exit statuses, the same for every command: one list, from which `--help` says them (README,
-//! Command line, repeats it).
+//! Exit statuses, the same for every command: one list, from which `--help` says them (doc/cli.md,
+//! Commands, repeats it).
 
 use std::process::ExitCode;
 

@@ -48,7 +48,7 @@ fn long_version() -> &'static str {
         #[cfg(feature = "cuda")]
         text.push_str(&format!("\nkernels: {}", zerohop_engine::cuda::driver::kernel_form()));
         // clap builds this text on every run; x264 is looked for only when it is shown, so no
-        // other command's process loads x264 for it (README, x264: the licence).
+        // other command's process loads x264 for it (doc/performance.md, x264: the licence).
         if std::env::args().any(|a| a == "--version" || a == "-V") {
             text.push_str(&format!("\nCPU encoder (--cpu-encoder auto): {}", encoder_args::describe_auto()));
         }

@@ -1,8 +1,8 @@
 //! What Prometheus and a probe see, from the real binary: an orchestrator and a transcoder as
 //! processes, each with `--metrics-addr`, scraped before and after a good and a bad segment. The
 //! series that must move do (a counter registered at zero and never incremented fails), every
-//! series README's metrics table promises is emitted, and `/healthz` and `/readyz` answer as
-//! README says on both kinds of process.
+//! series the metrics table of doc/operations.md promises is emitted, and `/healthz` and
+//! `/readyz` answer as that page says on both kinds of process.
 
 mod common;
 
@@ -97,10 +97,11 @@ fn push(orch: &str, fingerprint: &str, fixture: &str, out: &Path) -> bool {
         .success()
 }
 
-/// The series README's metrics table promises, with when each appears.
+/// The series the metrics table of doc/operations.md promises, with when each appears.
 fn readme_series() -> Vec<(String, String)> {
-    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).expect("README");
-    let section = readme.split("\n### Metrics\n").nth(1).expect("README has a Metrics section");
+    let page = Path::new(env!("CARGO_MANIFEST_DIR")).join("doc/operations.md");
+    let readme = std::fs::read_to_string(&page).expect("doc/operations.md");
+    let section = readme.split("\n### Metrics\n").nth(1).expect("doc/operations.md has a Metrics section");
     let section = section.split("\n## ").next().unwrap_or(section);
     section
         .lines()
@@ -208,9 +209,9 @@ fn series_move_with_work_and_probes_answer_on_both_kinds_of_process() {
     let (_, text) = get(&t_metrics, "/metrics");
     assert!(text.contains("zerohop_realtime_ratio_bucket{le=\"0.8\"}"), "a 0.8 bucket");
 
-    // Every series README promises to appear by now is there, on one process or the other.
+    // Every series doc/operations.md promises to appear by now is there, on one process or the other.
     let promised = readme_series();
-    assert!(promised.len() >= 20, "README's metrics table: {promised:?}");
+    assert!(promised.len() >= 20, "doc/operations.md's metrics table: {promised:?}");
     for (name, when) in &promised {
         if when.contains("GPU") || when.contains("failover") || when.contains("refused") {
             continue; // needs a GPU, a failover or a refused connection
@@ -220,7 +221,7 @@ fn series_move_with_work_and_probes_answer_on_both_kinds_of_process() {
                 k == name || k.strip_prefix(name.as_str()).is_some_and(|s| ["_count", "_sum", "_bucket"].contains(&s))
             })
         };
-        assert!(seen(&o1) || seen(&t1), "README promises {name} ({when}); not emitted");
+        assert!(seen(&o1) || seen(&t1), "doc/operations.md promises {name} ({when}); not emitted");
     }
     drop((orch, transcoder));
     std::fs::remove_dir_all(&dir).ok();

@@ -1,8 +1,8 @@
 //! `zerohop sign-url` and `--playback-key-file` as a user runs them: the URL printed is signed
 //! for its stream until the time asked; a short key and a key without `--private-playback` are
 //! refused at start-up, saying what to write instead; a running node plays a URL signed by an
-//! independent implementation of README's "signed URL" rules (a known answer), and refuses one
-//! signed the way the old docs described.
+//! independent implementation of the "signed URL" rules of doc/operations.md (a known answer),
+//! and refuses one signed the way the old docs described.
 
 #[path = "../src/scratch.rs"]
 #[allow(dead_code)] // shared with the binary and tests/config.rs; here only new(), path() and file()
@@ -77,9 +77,9 @@ fn a_short_key_or_a_key_without_private_playback_is_refused_saying_what_to_write
 }
 
 /// The known answer: `tests/fixtures/sign_url_known_answer.py` (Python's `hmac` and `hashlib`
-/// only, written from README's "signed URL" section; run once, its output pasted here) signed
-/// stream `cam1` until [`KA_EXP`] under the key file [`KEY`]. Regenerate with
-/// `python3 tests/fixtures/sign_url_known_answer.py`. A third signer agrees:
+/// only, written from the "signed URL" section, then README's, now doc/operations.md's; run
+/// once, its output pasted here) signed stream `cam1` until [`KA_EXP`] under the key file
+/// [`KEY`]. Regenerate with `python3 tests/fixtures/sign_url_known_answer.py`. A third signer agrees:
 /// `printf 'zerohop-playback-v1\ncam1\n4102444800' | openssl dgst -sha256 -hmac KEYTEXT`, KEYTEXT
 /// being [`KEY`] without its line end.
 const KA_EXP: u64 = 4_102_444_800; // 2100-01-01T00:00:00Z

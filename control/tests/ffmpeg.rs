@@ -55,7 +55,7 @@ async fn ffmpeg_pushes_and_ffprobe_plays(tls: bool) {
     let node = Node::start(cfg).await.expect("node");
     let base = format!("{}://127.0.0.1:{}", if tls { "https" } else { "http" }, node.local_addr().port());
     let stream = "cam1";
-    // The command form README gives (Debian 12's ffmpeg 5.1). The input is two consecutive
+    // The command form README and doc/operations.md give (Debian 12's ffmpeg 5.1). The input is two consecutive
     // segments of one stream (a keyframe each, timestamps continuing), so with `-c copy` the
     // muxer cuts two segments; `-stream_loop` is not used: Debian's ffmpeg 5.1 drops the video
     // of every loop after the first with these fixtures (the audio alone loops).

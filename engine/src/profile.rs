@@ -117,7 +117,7 @@ impl Profile {
         })
     }
 
-    /// Every preset, in table order (for README and `--help`).
+    /// Every preset, in table order (for doc/cli.md and `--help`).
     pub fn presets() -> Vec<Profile> {
         PRESET_NAMES.iter().filter_map(|n| Profile::preset(n).ok()).collect()
     }

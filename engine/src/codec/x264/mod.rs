@@ -18,7 +18,7 @@
 //! segment's first, whose SPS declared a new rate), [`super::ensure`] opens a new encoder
 //! instead: x264's rate control carries the old rate's history across a reconfig.
 //!
-//! x264 is GPL-2.0-or-later; a process that loads it is a work based on it (README, Licence).
+//! x264 is GPL-2.0-or-later; a process that loads it is a work based on it (doc/performance.md, Licence).
 
 pub mod sys;
 
