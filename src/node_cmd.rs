@@ -32,7 +32,7 @@ pub struct NodeArgs {
     pub tls_key: Option<PathBuf>,
     /// Serve cleartext (HTTP/1.1, and HTTP/2 with prior knowledge) instead of TLS. For labs,
     /// tests and encoders on the same host only.
-    #[arg(long, alias = "insecure-cleartext")]
+    #[arg(long, visible_alias = "insecure-cleartext")]
     pub insecure_h2c: bool,
     /// HLS playback (/stream/...) only with a broadcaster token (Authorization: Bearer).
     #[arg(long)]
@@ -71,7 +71,7 @@ pub struct NodeArgs {
     #[arg(long)]
     pub broadcaster_tokens: Option<PathBuf>,
     /// Also serve /metrics, /healthz and /readyz over plain HTTP/1.1 here (Prometheus, probes).
-    #[arg(long, alias = "monitor", value_parser = listen_addr)]
+    #[arg(long, visible_alias = "monitor", value_parser = listen_addr)]
     pub metrics_addr: Option<SocketAddr>,
     // The in-process engine's backend: `combined` always has one, `orchestrator` only with
     // --max-sessions > 0 (serve_node opens no session factory otherwise).
@@ -83,7 +83,7 @@ pub struct NodeArgs {
     pub logs: LogArgs,
 }
 
-/// What a peer can make the node hold, and for how long (README: Limits and bounds).
+/// What a peer can make the node hold, and for how long (doc/operations.md: Limits and bounds).
 #[derive(Debug, clap::Args)]
 #[command(next_help_heading = "Limits")]
 pub struct LimitArgs {
@@ -239,7 +239,7 @@ pub struct TranscoderArgs {
     #[arg(long)]
     pub orch_secret_file: Option<PathBuf>,
     /// This transcoder's id, unique among the orchestrator's transcoders (default: the host name
-    /// from the OS; a second link with the id of a live one is refused).
+    /// from the OS; a new link with the id of a live one replaces it, whose tasks fail over).
     #[arg(long)]
     pub transcoder_id: Option<String>,
     /// Segments transcoded at once (advertised capacity).

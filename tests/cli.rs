@@ -183,3 +183,134 @@ fn settings_come_from_the_environment_too() {
         .expect("run");
     assert!(String::from_utf8_lossy(&o.stderr).contains("\"PfromEnv\""), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Flags of other programs that README.md and doc/*.md name beside zerohop's, each with the
+/// program it belongs to. Every other `--flag` in those pages is taken for zerohop's and must be
+/// in its help. A flag that zerohop has too (`--gpus` of `docker run`, `--self-test` of
+/// `benches/bdrate.py`) needs no entry: it is in the help either way.
+const FOREIGN_FLAGS: &[(&str, &str)] = &[
+    ("--all", "cargo fmt"),
+    ("--all-targets", "cargo clippy"),
+    ("--bench", "cargo bench"),
+    ("--build-arg", "docker build"),
+    ("--check", "cargo fmt"),
+    ("--cubin-dir", "kernels/check/check_kernels.py"),
+    ("--data-binary", "curl"),
+    ("--features", "cargo (`--features cuda`)"),
+    ("--http1.1", "curl"),
+    ("--http2", "curl"),
+    ("--http2-prior-knowledge", "curl"),
+    ("--ignored", "libtest (`cargo test -- --ignored`)"),
+    ("--markdown", "benches/compare_ffmpeg.py"),
+    ("--pinnedpubkey", "curl"),
+    ("--prebuilt", "hw-ci/run"),
+    ("--reference-scaler", "benches/compare_ffmpeg.py"),
+    ("--release", "cargo"),
+    ("--strict", "kubernetes-validate"),
+    ("--warn-on-spills", "ptxas"),
+    ("--workspace", "cargo"),
+];
+
+/// The `--flag`s written in `text`: `--` not inside a word, then letters, digits, dots and
+/// dashes, less trailing dots. A run that ends in a dash (`--zerohop-<32 hex>`, a multipart
+/// boundary) or starts with one (a Markdown table's `|---|`) is no flag.
+fn long_flags(text: &str) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("--").map(|p| p + i) {
+        i = at + 2;
+        if at > 0 && (b[at - 1].is_ascii_alphanumeric() || b[at - 1] == b'-') {
+            continue;
+        }
+        let end = text[i..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+            .map_or(text.len(), |p| p + i);
+        let name = text[i..end].trim_end_matches('.');
+        if name.starts_with(|c: char| c.is_ascii_alphanumeric()) && !name.ends_with('-') {
+            out.push(format!("--{name}"));
+        }
+        i = end;
+    }
+    out
+}
+
+/// The long flags and visible aliases `zerohop --help` and `zerohop <command> --help` list, for
+/// every command: the option lines' own flags (not the flags their descriptions mention) and
+/// `[aliases: ...]`.
+fn help_flags() -> std::collections::BTreeSet<String> {
+    let help = |args: &[&str]| {
+        let o = zerohop().args(args).output().expect("run");
+        assert!(o.status.success(), "zerohop {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).expect("utf-8 help")
+    };
+    let top = help(&["--help"]);
+    let commands: Vec<&str> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(commands.contains(&"combined") && commands.len() >= 10, "commands in --help: {commands:?}");
+    let mut flags = std::collections::BTreeSet::new();
+    for text in std::iter::once(top.clone()).chain(commands.iter().map(|c| help(&[c, "--help"]))) {
+        for line in text.lines() {
+            let line = line.trim();
+            if line.starts_with('-') {
+                flags.extend(long_flags(line.split("  ").next().unwrap_or(line)));
+            }
+            for aliases in line.split("[alias").skip(1) {
+                flags.extend(long_flags(aliases.split(']').next().unwrap_or("")));
+            }
+        }
+    }
+    flags
+}
+
+#[test]
+fn every_flag_the_docs_name_is_in_the_help() {
+    assert_eq!(
+        long_flags("`--tls-cert/--tls-key`, --http1.1, --zerohop-<hex> |---| a -- b --x."),
+        ["--tls-cert", "--tls-key", "--http1.1", "--x"]
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut pages = vec![root.join("README.md")];
+    let mut docs: Vec<_> = std::fs::read_dir(root.join("doc"))
+        .expect("doc/")
+        .map(|e| e.expect("doc/ entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    pages.extend(docs);
+    let known = help_flags();
+    let mut wrong = Vec::new();
+    let mut foreign_used = std::collections::BTreeSet::new();
+    for page in &pages {
+        let text = std::fs::read_to_string(page).expect("page");
+        let name = page.strip_prefix(root).unwrap_or(page).display().to_string();
+        for (n, line) in text.lines().enumerate() {
+            for flag in long_flags(line) {
+                if let Some((f, _)) = FOREIGN_FLAGS.iter().find(|(f, _)| *f == flag) {
+                    foreign_used.insert(*f);
+                } else if !known.contains(&flag) {
+                    wrong.push(format!("{name}:{}: {flag}", n + 1));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "flags the docs name that zerohop's help does not list (fix the page; a flag of another program goes into \
+         FOREIGN_FLAGS with its program):\n{}",
+        wrong.join("\n")
+    );
+    for (flag, program) in FOREIGN_FLAGS {
+        assert!(
+            !known.contains(*flag),
+            "{flag} is zerohop's own flag, not only {program}'s: drop it from FOREIGN_FLAGS"
+        );
+        assert!(foreign_used.contains(flag), "{flag} ({program}) is named in no page: drop it from FOREIGN_FLAGS");
+    }
+}
