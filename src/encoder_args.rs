@@ -149,7 +149,7 @@ impl EncoderArgs {
     }
 }
 
-/// What `--cpu-encoder auto` comes to on this machine, for `probe` and `--version --verbose`;
+/// What `--cpu-encoder auto` comes to on this machine, for `probe` and `--version`;
 /// with `ZEROHOP_CPU_ENCODER=openh264` in the environment, that (x264 is not loaded: whoever
 /// opted out of it gets no process that loads it).
 pub fn describe_auto() -> String {

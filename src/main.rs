@@ -39,7 +39,7 @@ const LONG_VERSION: &str = concat!(
     ")"
 );
 
-/// `--version --verbose`'s text: the build, and with the CUDA backend which kernels it embeds.
+/// `--version`'s text: the build, and with the CUDA backend which kernels it embeds.
 fn long_version() -> &'static str {
     static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     TEXT.get_or_init(|| {

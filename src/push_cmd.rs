@@ -26,7 +26,7 @@ pub struct PushArgs {
     /// The stream's name on the node (`/v1/streams/{stream}/segments/{seq}`).
     #[arg(long, default_value = "stream")]
     pub stream: String,
-    /// Directory the renditions are written to, `<segment>_<rendition>.ts` (created if missing).
+    /// Directory the renditions are written to, `<stream>_<seq>_<rendition>.ts` (created if missing).
     #[arg(short, long, default_value = "zerohop-pushed")]
     pub out: PathBuf,
     /// The ladder (presets or JSON); default: the node's.
