@@ -2,10 +2,10 @@
 //! file name (the node accepts `..` as a profile name): the push fails naming it, and neither a
 //! file nor a `.part` is left; a clean ladder on the same node still writes its renditions.
 
-use std::net::{TcpListener, TcpStream};
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
 const SEGMENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/h264_360p25_baseline_noaudio.ts");
 
@@ -20,31 +20,14 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 /// A combined node over cleartext HTTP/2 on a free loopback port; killed when dropped.
-struct NodeProcess(Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_node(data: &Path) -> (NodeProcess, String) {
-    let addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").to_string();
-    let child = zerohop()
-        .args(["combined", "--insecure-h2c", "--service-addr", &addr, "--data-dir"])
+fn start_node(data: &Path) -> (common::NodeProcess, String) {
+    let addr = common::free_addr();
+    let mut node = zerohop();
+    node.args(["combined", "--insecure-h2c", "--service-addr", &addr, "--data-dir"])
         .arg(data)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the node");
-    let node = NodeProcess(child);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "the node did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (node, addr)
+        .stderr(Stdio::null());
+    (common::start_listening(&mut node, &addr), addr)
 }
 
 fn push(addr: &str, ladder: &str, out: &Path) -> std::process::Output {

@@ -4,14 +4,16 @@
 //! independent implementation of the "signed URL" rules of doc/operations.md (a known answer),
 //! and refuses one signed the way the old docs described.
 
+mod common;
+
 #[path = "../src/scratch.rs"]
 #[allow(dead_code)] // shared with the binary and tests/config.rs; here only new(), path() and file()
 mod scratch;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use scratch::ScratchDir;
 use zerohop_control::signed_url::{PlaybackKey, Refusal};
@@ -90,16 +92,6 @@ const KA_OLD_DOCS_SIG: &str = "09af9b99225e1edb661eef109bc1a111cfe2268347e9eee85
 /// The node's answer to a signature that is not its own, exactly.
 const NOT_THE_NODES: &str = "playback is private: the URL's signature is not the node's for this stream";
 
-/// A node process; killed when dropped.
-struct NodeProcess(Child);
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// `GET path` as HTTP/1.0 (the body ends with the connection): status and body.
 fn get(addr: &str, path: &str) -> (u16, String) {
     let mut c = TcpStream::connect(addr).expect("connect");
@@ -122,25 +114,20 @@ fn a_running_node_plays_a_url_signed_by_an_independent_signer_and_refuses_the_ol
     let key_file = s.file("playback.key", KEY);
     let token_file = s.file("token", "pushing-token\n");
     let ladder = r#"[{"name":"180p","width":320,"height":180,"bitrate":300000}]"#;
-    let addr = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").to_string();
-    let node = Command::new(env!("CARGO_BIN_EXE_zerohop"))
-        .args(["combined", "--insecure-h2c", "--private-playback", "-p", ladder, "--service-addr", &addr])
-        .arg("--playback-key-file")
-        .arg(&key_file)
-        .arg("--token-file")
-        .arg(&token_file)
-        .arg("--data-dir")
-        .arg(s.path().join("data"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start the node");
-    let _node = NodeProcess(node);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(&addr).is_err() {
-        assert!(Instant::now() < deadline, "the node did not listen on {addr}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let addr = common::free_addr();
+    let _node = common::start_listening(
+        Command::new(env!("CARGO_BIN_EXE_zerohop"))
+            .args(["combined", "--insecure-h2c", "--private-playback", "-p", ladder, "--service-addr", &addr])
+            .arg("--playback-key-file")
+            .arg(&key_file)
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--data-dir")
+            .arg(s.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+        &addr,
+    );
     let segment = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/h264_360p25_baseline_noaudio.ts");
     let o = zerohop(&[
         "push",

@@ -164,3 +164,30 @@ pub fn transcode_with(
     }
     r
 }
+
+/// A node process of the built binary; killed when dropped.
+pub struct NodeProcess(pub std::process::Child);
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A free loopback address (`127.0.0.1:PORT`) for a node to listen on.
+pub fn free_addr() -> String {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").to_string()
+}
+
+/// Starts `node` (a `zerohop` command given `--service-addr addr`) and waits until it listens on
+/// `addr`: an event, with a limit (20 s) far beyond its start-up here.
+pub fn start_listening(node: &mut std::process::Command, addr: &str) -> NodeProcess {
+    let node = NodeProcess(node.spawn().expect("start the node"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the node did not listen on {addr}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    node
+}
