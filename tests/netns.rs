@@ -376,14 +376,16 @@ struct Ttlb {
 
 /// Median TTLB (s) of three live-paced pushes of `input` (`secs` of media, `frames` pictures) on
 /// a node of `mode` ("combined": no hop; "orchestrator": with a NAT'd transcoder whose path to
-/// the orchestrator is rate-limited to `rate`).
-fn median_ttlb(tag: &str, mode: &str, rate: Option<&str>, input: &Path, secs: f64, frames: usize) -> Ttlb {
+/// the orchestrator is rate-limited to `rate` bits per second).
+fn median_ttlb(tag: &str, mode: &str, rate: Option<u64>, input: &Path, secs: f64, frames: usize) -> Ttlb {
     let mut net = Net::new(tag);
     if let Some(rate) = rate {
+        let rate = format!("{rate}bit");
         // Only the O<->T path: the router's side towards the transcoder (input going out to it)
         // and the transcoder's own link (results coming back); the broadcaster's is not limited.
         for (host, ifc) in [("r", format!("{}r2", net.p)), ("t", format!("{}t0", net.p))] {
-            let tbf = ["qdisc", "add", "dev", &ifc, "root", "tbf", "rate", rate, "burst", "64kbit", "latency", "400ms"];
+            let tbf =
+                ["qdisc", "add", "dev", &ifc, "root", "tbf", "rate", &rate, "burst", "64kbit", "latency", "400ms"];
             net.exec(host, "tc", &tbf);
         }
     }
@@ -411,17 +413,6 @@ fn median_ttlb(tag: &str, mode: &str, rate: Option<&str>, input: &Path, secs: f6
     Ttlb { median: v[1], input_bytes, output_bytes }
 }
 
-/// A link rate as tc writes it ("20mbit", "2100kbit") in bits per second.
-fn bits_per_second(rate: &str) -> f64 {
-    let (n, unit) = rate.split_at(rate.find(|c: char| !c.is_ascii_digit()).expect("a unit"));
-    let n: f64 = n.parse().expect("a number");
-    n * match unit {
-        "kbit" => 1e3,
-        "mbit" => 1e6,
-        other => panic!("unit {other}"),
-    }
-}
-
 /// Split mode against combined over O<->T links rate-limited with tbf: every segment completes
 /// with every frame, and the hop never stalls: split's TTLB stays under 4x its store-and-forward
 /// bound (combined's TTLB + the input's and the renditions' whole time on the link, which a
@@ -436,9 +427,10 @@ fn split_mode_over_rate_limited_links() {
     let mbit = std::fs::metadata(&fixture).expect("fixture").len() as f64 * 8.0 / 2.0 / 1e6;
     let combined = median_ttlb("c", "combined", None, &fixture, 2.0, 60);
     for (i, factor) in [1.5, 3.0, 7.0].into_iter().enumerate() {
-        let rate = format!("{}kbit", (mbit * factor * 1000.0) as u64);
-        let t = median_ttlb(&format!("f{i}"), "orchestrator", Some(&rate), &fixture, 2.0, 60);
-        rows.push((format!("{mbit:.1} Mbit/s fixture, O<->T {rate} ({factor}x)"), rate, combined.median, t));
+        let rate = (mbit * factor * 1e6) as u64;
+        let t = median_ttlb(&format!("f{i}"), "orchestrator", Some(rate), &fixture, 2.0, 60);
+        let label = format!("{mbit:.1} Mbit/s fixture, O<->T {:.2} Mbit/s ({factor}x)", rate as f64 / 1e6);
+        rows.push((label, rate, combined.median, t));
     }
     // A 13 Mbit/s 1080p segment on 20, 50 and 100 Mbit/s links, where ffmpeg can make one.
     let big = std::env::temp_dir().join(format!("zerohop-netns-13mbit-{}.ts", std::process::id()));
@@ -465,9 +457,10 @@ fn split_mode_over_rate_limited_links() {
     if made {
         let mbit = std::fs::metadata(&big).expect("made").len() as f64 * 8.0 / 2.0 / 1e6;
         let combined = median_ttlb("C", "combined", None, &big, 2.0, 60);
-        for (i, rate) in ["20mbit", "50mbit", "100mbit"].into_iter().enumerate() {
+        for (i, link_mbit) in [20, 50, 100].into_iter().enumerate() {
+            let rate = link_mbit * 1_000_000;
             let t = median_ttlb(&format!("g{i}"), "orchestrator", Some(rate), &big, 2.0, 60);
-            rows.push((format!("{mbit:.1} Mbit/s 1080p, O<->T {rate}"), rate.to_string(), combined.median, t));
+            rows.push((format!("{mbit:.1} Mbit/s 1080p, O<->T {link_mbit} Mbit/s"), rate, combined.median, t));
         }
         std::fs::remove_file(&big).ok();
     } else {
@@ -475,7 +468,7 @@ fn split_mode_over_rate_limited_links() {
     }
     eprintln!("TTLB, median of 3 live-paced pushes: split, combined, the store-and-forward bound");
     for (what, rate, combined, split) in &rows {
-        let on_link = (split.input_bytes + split.output_bytes) as f64 * 8.0 / bits_per_second(rate);
+        let on_link = (split.input_bytes + split.output_bytes) as f64 * 8.0 / *rate as f64;
         let bound = combined + on_link;
         eprintln!("  {what:<48} {:.3} s  combined {combined:.3} s  bound {bound:.3} s", split.median);
         assert!(split.median < 4.0 * bound, "{what}: the hop stalled: {:.3} s, bound {bound:.3} s", split.median);

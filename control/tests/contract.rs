@@ -183,10 +183,8 @@ impl RawLink {
 
 /// `GET /v1/transcoders`: each linked transcoder's name and address.
 async fn listed(c: &mut Client) -> Vec<(String, String)> {
-    let (_, body) = c.get("/v1/transcoders").await.expect("list");
-    let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
     let name = |t: &serde_json::Value, k: &str| t[k].as_str().unwrap_or_default().to_string();
-    v["transcoders"].as_array().expect("list").iter().map(|t| (name(t, "name"), name(t, "peer"))).collect()
+    common::transcoder_list(c).await.iter().map(|t| (name(t, "name"), name(t, "peer"))).collect()
 }
 
 /// Links replaced by a new link with their id, in this process (every node of this test binary
