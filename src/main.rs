@@ -9,6 +9,7 @@ mod exit;
 mod fixtures;
 mod gpu_cmd;
 mod ladder_cmd;
+mod livepeer_cmd;
 mod loopback;
 mod node_cmd;
 mod part_file;

@@ -41,6 +41,11 @@ pub struct NodeArgs {
     /// that cannot send a token. The file holds at least 32 random bytes.
     #[arg(long, requires = "private_playback", value_name = "FILE")]
     pub playback_key_file: Option<PathBuf>,
+    /// Serve go-livepeer gateways (`livepeer -gateway -orchAddr`) offchain on this port:
+    /// GetOrchestrator, POST /segment and the renditions by URL. Any gateway that reaches the
+    /// port may use it, as with go-livepeer offchain (see doc/livepeer.md).
+    #[arg(long)]
+    pub livepeer_gateways: bool,
     /// Segments the in-process engine transcodes at once (default: 2 for `combined`, 0 for
     /// `orchestrator`, which then uses remote transcoders only). Beyond all capacity: 503.
     #[arg(long)]
@@ -232,8 +237,10 @@ pub struct TranscoderArgs {
     /// The orchestrator, HOST:PORT (a host name is resolved at each dial). Repeat it to serve
     /// several orchestrators at once (or comma-separate them): one link each, all sharing
     /// --max-sessions.
-    #[arg(long, value_parser = orch_addr, value_delimiter = ',', required = true)]
+    #[arg(long, value_parser = orch_addr, value_delimiter = ',', required_unless_present = "livepeer_orch")]
     pub orch_addr: Vec<String>,
+    #[command(flatten)]
+    pub livepeer: crate::livepeer_cmd::LivepeerTranscoderArgs,
     /// File holding this transcoder's secret (its first line). Without it, the secret itself from
     /// the environment (never the command line): [env: ZEROHOP_ORCH_SECRET]
     #[arg(long)]
@@ -310,6 +317,9 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
     init_logs_as(a.logs.log_format);
     let secret = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
         .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
+    if let Some(orch) = a.livepeer.livepeer_orch.clone() {
+        return crate::livepeer_cmd::transcoder(a, orch, secret);
+    }
     let id = match a.transcoder_id.clone() {
         Some(id) => id,
         None => host_name(std::path::Path::new(HOST_NAME))?,
@@ -454,10 +464,12 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         cfg.task_deadline = Duration::from_secs_f64(a.task_deadline.clamp(1.0, 3600.0));
         cfg.private_playback = a.private_playback;
         cfg.playback_key = playback_key;
+        cfg.livepeer_gateways = a.livepeer_gateways;
         a.limits.apply(&mut cfg);
         if max_sessions > 0 {
             cfg.sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?;
         }
+        cfg.livepeer_profiles = crate::livepeer_cmd::profiles_written(&cfg.sessions);
         let backend = cfg.sessions.backend.clone();
         let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;
         build_info();
@@ -504,7 +516,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -534,7 +546,7 @@ fn host_name(path: &std::path::Path) -> Result<String> {
 }
 
 /// `zerohop_build_info`: this binary's revision, profile, target and features as labels.
-fn build_info() {
+pub fn build_info() {
     zerohop_control::metrics::init();
     zerohop_control::metrics::build_info(&[
         ("revision", env!("ZEROHOP_GIT").to_string()),

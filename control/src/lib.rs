@@ -28,6 +28,7 @@ pub mod framing;
 pub mod headers;
 pub mod hls;
 pub mod link;
+pub mod livepeer;
 pub mod metrics;
 pub mod multipart;
 pub mod node;

@@ -155,6 +155,10 @@ pub enum Trust {
     Pin(String),
     /// A chain to one of these CA certificates (PEM file), for the name dialled.
     CaFile(PathBuf),
+    /// Any certificate (the handshake signature still checked): go-livepeer's own clients do
+    /// this, as its orchestrator makes a new self-signed certificate at every start. Only for a
+    /// link to a Livepeer orchestrator, and only when the operator asks (`--livepeer-insecure`).
+    AnyCertificate,
 }
 
 /// Normalises a fingerprint: lowercase, colons removed, 64 hex digits.
@@ -192,6 +196,9 @@ pub fn client_config_with(trust: &Trust, identity: Option<&Identity>) -> Result<
             }
             builder.with_root_certificates(roots)
         }
+        Trust::AnyCertificate => {
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(AnyCertificate { provider: provider() }))
+        }
     };
     let mut c = match identity {
         Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key.clone_key())?,
@@ -202,7 +209,7 @@ pub fn client_config_with(trust: &Trust, identity: Option<&Identity>) -> Result<
 }
 
 /// The handshake-signature half of a verifier, as rustls's own verifiers do it: checked with the
-/// crypto provider's algorithms (`self.provider`). Both verifiers below differ only in which
+/// crypto provider's algorithms (`self.provider`). The verifiers below differ only in which
 /// certificate they accept.
 macro_rules! handshake_signatures_by_the_provider {
     () => {
@@ -255,6 +262,28 @@ impl ServerCertVerifier for PinnedVerifier {
             tracing::error!(%expected, presented = %got, "orchestrator certificate does not match the pinned fingerprint");
             Err(rustls::Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure))
         }
+    }
+
+    handshake_signatures_by_the_provider!();
+}
+
+/// Accepts whatever certificate the server presents, and checks the handshake signature with it
+/// (so the session is at least with the holder of that certificate's key): [`Trust::AnyCertificate`].
+#[derive(Debug)]
+struct AnyCertificate {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for AnyCertificate {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
     }
 
     handshake_signatures_by_the_provider!();

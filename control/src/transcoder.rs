@@ -227,13 +227,13 @@ pub async fn run_shared(
 
 /// The wait before redialling: a random share of `backoff` in [backoff/2, backoff] (`fraction`
 /// in [0, 1)), so transcoders cut off together do not all dial back at the same instant.
-fn jittered(backoff: Duration, fraction: f64) -> Duration {
+pub(crate) fn jittered(backoff: Duration, fraction: f64) -> Duration {
     backoff.mul_f64(0.5 + fraction.clamp(0.0, 1.0) / 2.0)
 }
 
 /// A uniform number in [0, 1) from the operating system's RNG; the middle, 0.5, in the unlikely
 /// case that it cannot be read (the backoff still doubles).
-fn jitter_fraction() -> f64 {
+pub(crate) fn jitter_fraction() -> f64 {
     match getrandom::u64() {
         // The top 53 bits: every value an f64 in [0, 1) holds at this spacing, equally likely.
         Ok(r) => (r >> 11) as f64 / (1u64 << 53) as f64,

@@ -60,6 +60,13 @@ pub struct NodeConfig {
     pub private_playback: bool,
     /// ...or with a URL signed by this key (`--playback-key-file`, `zerohop sign-url`).
     pub playback_key: Option<crate::signed_url::PlaybackKey>,
+    /// Serve go-livepeer gateways offchain (`--livepeer-gateways`): `GetOrchestrator`,
+    /// `POST /segment`, the renditions by URL, `EndTranscodingSession`. Any gateway that reaches
+    /// the port may use it, as with go-livepeer offchain.
+    pub livepeer_gateways: bool,
+    /// The H.264 profiles whose decoders read what this node's encoders write (its Livepeer
+    /// capability bits).
+    pub livepeer_profiles: Vec<zerohop_engine::profile::CodecProfile>,
 }
 
 impl NodeConfig {
@@ -87,6 +94,8 @@ impl NodeConfig {
             max_playback_requests: 64,
             private_playback: false,
             playback_key: None,
+            livepeer_gateways: false,
+            livepeer_profiles: vec![zerohop_engine::profile::CodecProfile::Baseline],
         }
     }
 }

@@ -27,6 +27,7 @@ mod auth;
 mod config;
 mod dispatch;
 mod links;
+mod livepeer;
 mod playback;
 mod reply;
 mod routes;

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::reply::{self, Resp};
 use super::state::{Peer, State};
-use super::{auth, links, playback, segment, status, tasks};
+use super::{auth, links, livepeer, playback, segment, status, tasks};
 use crate::fault::{NodeError, code};
 use crate::link::ToTranscoder;
 use crate::metrics as m;
@@ -18,6 +18,9 @@ use crate::multipart::accepts_multipart;
 use segment::Answer;
 
 pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    if livepeer::is_grpc(&req) {
+        return Ok(livepeer::rpc(state, req).await);
+    }
     let path: Vec<String> = req.uri().path().trim_matches('/').split('/').map(str::to_string).collect();
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
     Ok(match (req.method(), &path[..]) {
@@ -69,6 +72,9 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
                 reply::error(&NodeError::new(code::NO_OUTPUT, format!("the segment's task failed: {e}")))
             })
         }
+        // A go-livepeer gateway's segment, and its renditions (`--livepeer-gateways`).
+        (&Method::POST, ["segment"]) => livepeer::segment(state, req).await,
+        (&Method::GET, ["livepeer", session, rendition, file]) => livepeer::rendition(&state, session, rendition, file),
         (&Method::DELETE, ["v1", "streams", stream]) => {
             let who = match auth::broadcaster(&state, req.headers(), peer.ip) {
                 Ok(who) => who,
@@ -128,7 +134,9 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
 fn allowed(path: &[&str]) -> Option<&'static str> {
     Some(match path {
         ["healthz"] | ["readyz"] | ["metrics"] | ["v1", "transcoders"] | ["v1", "tasks", _, "input"] => "GET",
+        ["livepeer", _, _, _] => "GET",
         ["v1", "streams", _, "segments", _] | ["v1", "transcoders", "link"] | ["v1", "tasks", _, "results"] => "POST",
+        ["segment"] => "POST",
         ["v1", "streams", _] => "DELETE",
         ["live", _, _] => "PUT, POST",
         ["stream", ..] => "GET, HEAD, OPTIONS",

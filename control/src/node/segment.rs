@@ -219,7 +219,7 @@ fn check_length(headers: &HeaderMap, max: u64) -> Result<(), NodeError> {
 }
 
 /// A transcoder (local or remote) for the ladder's largest rendition, with a free session.
-fn place(state: &State, stream: &str, ladder: &Ladder, now: Instant) -> Result<(TaskId, TranscoderId), NodeError> {
+pub(super) fn place(state: &State, stream: &str, ladder: &Ladder, now: Instant) -> Result<(TaskId, TranscoderId), NodeError> {
     let need = Need {
         width: ladder.profiles().iter().map(|p| p.width).max().unwrap_or(0),
         height: ladder.profiles().iter().map(|p| p.height).max().unwrap_or(0),

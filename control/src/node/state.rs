@@ -84,6 +84,8 @@ pub(super) struct State {
     pub hls: Mutex<HlsStore>,
     /// Playback requests being served (bounded so viewers cannot slow transcoding).
     pub playback: Arc<tokio::sync::Semaphore>,
+    /// Livepeer gateways' sessions and the renditions they fetch.
+    pub livepeer: Mutex<crate::livepeer::sessions::GatewaySessions>,
 }
 
 impl State {
@@ -106,6 +108,7 @@ impl State {
             connections: Mutex::new(HashMap::new()),
             hls: Mutex::new(HlsStore::new(config.hls_window, config.hls_max_streams)),
             playback: Arc::new(tokio::sync::Semaphore::new(config.max_playback_requests)),
+            livepeer: Mutex::default(),
             auth_limiter: Mutex::new(AuthLimiter::new(config.auth_max_failures, std::time::Duration::from_secs(60))),
             config,
         }
