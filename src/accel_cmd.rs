@@ -134,7 +134,7 @@ pub mod placement {
 
     use bytes::Bytes;
     use zerohop_control::relay::{DeviceCaps, SessionFactory};
-    use zerohop_engine::{Ladder, SegmentInput, SegmentReport, Sinks, StreamSession, TranscodeError};
+    use zerohop_engine::{Ladder, SegmentInput, SegmentOptions, SegmentReport, Sinks, StreamSession, TranscodeError};
 
     /// One device's open sessions and what went through it.
     #[derive(Debug, Default)]
@@ -201,8 +201,12 @@ pub mod placement {
         fn ladder(&self) -> &Ladder {
             self.inner().ladder()
         }
-        fn begin_segment(&mut self, sinks: Sinks) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
-            let inner = self.inner.as_deref_mut().expect("present until dropped").begin_segment(sinks)?;
+        fn begin_segment_with(
+            &mut self,
+            sinks: Sinks,
+            options: SegmentOptions,
+        ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
+            let inner = self.inner.as_deref_mut().expect("present until dropped").begin_segment_with(sinks, options)?;
             Ok(Box::new(Counted { inner, load: self.load.clone() }))
         }
         fn backend(&self) -> String {
@@ -363,6 +367,29 @@ mod tests {
         assert!(r.frames_decoded > 0);
         assert_eq!(loads[0].frames.load(Ordering::Relaxed), r.frames_decoded);
         assert_eq!(loads[1].frames.load(Ordering::Relaxed), 0);
+    }
+
+    /// A placed session passes a segment's options (a clip) to the session it wraps.
+    #[test]
+    fn a_placed_session_honours_the_segments_clip() {
+        use std::time::Duration;
+        use zerohop_engine::{Clip, SegmentOptions};
+        let (f, _) = placement::factory("one".into(), &[0], Vec::new(), |_, l: &Ladder| {
+            Ok(Box::new(Session::open(SessionConfig::new(l.clone()))?) as Box<dyn StreamSession>)
+        });
+        let mut s = f.open(&"P240p30fps16x9".parse().expect("ladder")).expect("placed");
+        let input = bytes::Bytes::from_static(include_bytes!("../tests/fixtures/h264_360p25_baseline_noaudio.ts"));
+        let clip = |from: u64| SegmentOptions { clip: Some(Clip { from: Duration::from_millis(from), to: None }) };
+        let (_, sinks) = zerohop_engine::MemorySink::ladder(1);
+        let mut seg = s.begin_segment_with(sinks, clip(500)).expect("segment");
+        seg.push(input.clone()).expect("push");
+        let r = seg.finish().expect("finish");
+        let st = &r.renditions[0];
+        assert!(st.frames_clipped > 0 && st.frames_clipped + st.frames_out == st.frames_in, "{st:?}");
+        let (_, sinks) = zerohop_engine::MemorySink::ladder(1);
+        let mut seg = s.begin_segment_with(sinks, clip(60_000)).expect("segment");
+        seg.push(input).expect("push");
+        assert_eq!(seg.finish().map(|_| ()).expect_err("past the end").code(), "empty_clip");
     }
 
     #[test]

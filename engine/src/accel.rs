@@ -28,7 +28,7 @@ use crate::rendition::{Rendition, RenditionOutput};
 use crate::sink::Sinks;
 pub use crate::stats::DeviceTraffic;
 use crate::stats::SegmentReport;
-use crate::stream::{SegmentInput, StreamSession};
+use crate::stream::{SegmentInput, SegmentOptions, StreamSession};
 
 /// A device failure: the API that failed and its status, with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -143,13 +143,19 @@ impl<D: LadderDevice> AccelSession<D> {
 
     /// Starts a segment; `sinks` has one sink per rendition.
     pub fn begin(&mut self, sinks: Sinks) -> AccelSegment<'_, D> {
+        self.begin_with(sinks, SegmentOptions::default())
+    }
+
+    /// Starts a segment with `options` (a clip: the pictures outside it are never scaled);
+    /// `sinks` has one sink per rendition.
+    pub fn begin_with(&mut self, sinks: Sinks, options: SegmentOptions) -> AccelSegment<'_, D> {
         assert_eq!(sinks.len(), self.rungs.len(), "one sink per rendition");
         let intake = Intake::new();
         let started = intake.started();
         let outs = sinks
             .into_iter()
             .zip(&self.rungs)
-            .map(|(sink, r)| RenditionOutput::new(&r.profile.name, sink, started))
+            .map(|(sink, r)| RenditionOutput::new(&r.profile.name, sink, started, options.clip))
             .collect();
         AccelSegment {
             traffic0: self.device.traffic(),
@@ -196,40 +202,47 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
         if self.intake.error().is_none() {
             self.contained(Self::end_input);
         }
-        let mut result = self.intake.finish();
+        let result = self.intake.finish();
         let outs = std::mem::take(&mut self.outs);
-        if let Err(e) = &result {
-            self.discard();
-            for o in outs {
-                o.fail(e);
+        let mut report = match result {
+            Ok(report) => report,
+            Err(e) => {
+                self.discard();
+                for o in outs {
+                    o.fail(&e);
+                }
+                return Err(e);
             }
-            return result;
-        }
+        };
         let mut outs = outs.into_iter().enumerate();
-        while let (Ok(report), Some((i, o))) = (&mut result, outs.next()) {
+        let mut failed = None;
+        for (i, o) in outs.by_ref() {
             let rung = &mut self.session.rungs[i];
             let finished = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| o.finish(rung)));
             match finished {
                 Ok(Ok(stats)) => report.renditions.push(stats),
-                Ok(Err(e)) => result = Err(e),
-                Err(p) => result = Err(rung.panicked(&*p)),
+                Ok(Err(e)) => failed = Some(e),
+                Err(p) => failed = Some(rung.panicked(&*p)),
+            }
+            if failed.is_some() {
+                break;
             }
         }
-        if let Err(e) = &result {
+        if let Some(e) = failed {
+            // Every rendition not finished yet is told too.
             for (_, o) in outs {
-                o.fail(e);
+                o.fail(&e);
             }
+            return Err(e);
         }
-        result.map(|mut report| {
-            let (t, t0) = (self.session.device.traffic(), self.traffic0);
-            report.device_traffic = Some(DeviceTraffic {
-                bitstream_in: t.bitstream_in - t0.bitstream_in,
-                bitstream_out: t.bitstream_out - t0.bitstream_out,
-                frame_bytes: t.frame_bytes - t0.frame_bytes,
-            });
-            report.wall_time = self.intake.started().elapsed();
-            report
-        })
+        let (t, t0) = (self.session.device.traffic(), self.traffic0);
+        report.device_traffic = Some(DeviceTraffic {
+            bitstream_in: t.bitstream_in - t0.bitstream_in,
+            bitstream_out: t.bitstream_out - t0.bitstream_out,
+            frame_bytes: t.frame_bytes - t0.frame_bytes,
+        });
+        report.wall_time = self.intake.started().elapsed();
+        Ok(report)
     }
 
     /// Runs `f`, turning a panic (a bug in the device layer, a sink that panics) into the
@@ -410,8 +423,12 @@ impl<D: LadderDevice> StreamSession for AccelSession<D> {
     fn ladder(&self) -> &Ladder {
         &self.ladder
     }
-    fn begin_segment(&mut self, sinks: Sinks) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
-        Ok(Box::new(self.begin(sinks)))
+    fn begin_segment_with(
+        &mut self,
+        sinks: Sinks,
+        options: SegmentOptions,
+    ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
+        Ok(Box::new(self.begin_with(sinks, options)))
     }
     fn backend(&self) -> String {
         self.device.describe()

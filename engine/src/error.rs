@@ -31,6 +31,13 @@ pub enum TranscodeError {
     Scale(#[from] ScaleError),
     #[error(transparent)]
     Profile(#[from] ProfileError),
+    /// The segment's clip ([`crate::Clip`]) keeps none of its pictures: `from_ms`..`to_ms` after
+    /// its first picture (`None`: to its end) holds no picture.
+    #[error(
+        "the clip from {from_ms} ms to {} after the segment's first picture keeps none of its pictures",
+        to_ms.map(|t| format!("{t} ms")).unwrap_or_else(|| "the end".into())
+    )]
+    EmptyClip { from_ms: u64, to_ms: Option<u64> },
     #[error("rendition {rendition}: output sink failed: {message}")]
     Sink { rendition: String, message: String },
     #[error("a segment of this session is still in progress; finish or drop it first")]
@@ -85,6 +92,7 @@ pub const CODES: &[(&str, Fault)] = &[
     ("frames_lost", Fault::Input),
     ("decode_error", Fault::Input),
     ("bad_profile", Fault::Input),
+    ("empty_clip", Fault::Input),
     ("codec_error", Fault::Node),
     ("scale_error", Fault::Node),
     ("sink_error", Fault::Node),
@@ -140,6 +148,7 @@ impl TranscodeError {
             TranscodeError::Codec(_) => "codec_error",
             TranscodeError::Scale(_) => "scale_error",
             TranscodeError::Profile(_) => "bad_profile",
+            TranscodeError::EmptyClip { .. } => "empty_clip",
             TranscodeError::Sink { .. } => "sink_error",
             TranscodeError::SegmentInProgress => "segment_in_progress",
             TranscodeError::Abandoned => "abandoned",
@@ -172,5 +181,10 @@ mod tests {
         assert!(!e.is_input_error());
         assert!(TranscodeError::NoVideo { streams: String::new() }.is_input_error());
         assert_eq!(TranscodeError::Abandoned.fault(), Fault::Node);
+        let e = TranscodeError::EmptyClip { from_ms: 5000, to_ms: Some(6000) };
+        assert_eq!((e.code(), e.fault()), ("empty_clip", Fault::Input));
+        assert!(e.to_string().contains("5000 ms to 6000 ms"), "{e}");
+        let e = TranscodeError::EmptyClip { from_ms: 5000, to_ms: None };
+        assert!(e.to_string().contains("to the end"), "{e}");
     }
 }

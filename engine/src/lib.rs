@@ -46,4 +46,4 @@ pub use profile::{Gop, Ladder, Profile};
 pub use session::{Segment, Session, SessionConfig};
 pub use sink::{ChannelSink, MemorySink, RenditionEvent, RenditionSink, Sinks};
 pub use stats::{InputInfo, RenditionStats, SegmentReport};
-pub use stream::{SegmentInput, StreamSession};
+pub use stream::{Clip, SegmentInput, SegmentOptions, StreamSession};

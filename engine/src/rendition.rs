@@ -2,11 +2,12 @@
 //! it keeps (and which become keyframes), encoded access units are muxed with the copied streams
 //! interleaved, stats are counted, and whole TS packets go to the sink as soon as they exist.
 //! The CPU rendition workers and the accelerated session both drive a [`RenditionOutput`]; they
-//! differ only in who scales and encodes.
+//! differ only in who scales and encodes. A segment's clip ([`Clip`]) is applied here too, before
+//! the cadence, so every backend clips the same way.
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -16,7 +17,8 @@ use crate::intake::CopiedPes;
 use crate::profile::Profile;
 use crate::sink::RenditionSink;
 use crate::stats::RenditionStats;
-use crate::ts::{AudioTrack, Muxer, MuxerConfig, wrap33};
+use crate::stream::Clip;
+use crate::ts::{AudioTrack, Muxer, MuxerConfig, TICKS_PER_SECOND, wrap33};
 
 const CHUNK_CAPACITY: usize = 64 * 1024;
 
@@ -69,6 +71,10 @@ pub(crate) struct RenditionOutput {
     pub(crate) stats: RenditionStats,
     /// No picture kept yet in this segment: the next kept one is an IDR.
     first: bool,
+    /// The part of the segment to keep (`None`: all of it).
+    clip: Option<Clip>,
+    /// The PTS of the segment's first picture offered here: where the clip is counted from.
+    start: Option<i64>,
     started: Instant,
     out: Vec<u8>,
 }
@@ -80,7 +86,13 @@ impl std::fmt::Debug for RenditionOutput {
 }
 
 impl RenditionOutput {
-    pub(crate) fn new(name: &str, sink: Box<dyn RenditionSink>, started: Instant) -> RenditionOutput {
+    /// `clip`: the part of the segment to keep (`None`: all of it).
+    pub(crate) fn new(
+        name: &str,
+        sink: Box<dyn RenditionSink>,
+        started: Instant,
+        clip: Option<Clip>,
+    ) -> RenditionOutput {
         RenditionOutput {
             sink,
             tracks: Vec::new(),
@@ -89,6 +101,8 @@ impl RenditionOutput {
             due: VecDeque::new(),
             stats: RenditionStats { name: name.to_string(), ..Default::default() },
             first: true,
+            clip,
+            start: None,
             started,
             out: Vec::with_capacity(CHUNK_CAPACITY),
         }
@@ -109,8 +123,17 @@ impl RenditionOutput {
     /// answer later, and the decision cannot wait for them. The copied PES due by a kept
     /// picture's time are set aside with it here and muxed just before its access unit, so the
     /// output depends on the input alone, not on when an asynchronous encoder answers.
+    ///
+    /// A picture outside the segment's clip is dropped before the cadence sees it (so the first
+    /// picture inside is the segment's first kept one, an IDR), and so is a copied PES whose time
+    /// is outside it.
     pub(crate) fn keep(&mut self, rendition: &mut Rendition, pts: i64) -> Option<bool> {
         self.stats.frames_in += 1;
+        let span = self.span(pts);
+        if !span.holds(pts) {
+            self.stats.frames_clipped += 1;
+            return None;
+        }
         match rendition.cadence.decide(pts, self.first) {
             Decision::Drop => {
                 self.stats.frames_dropped += 1;
@@ -120,8 +143,11 @@ impl RenditionOutput {
                 self.first = false;
                 let mut due = 0;
                 while self.pending.front().is_some_and(|c| c.ext_pts.is_none_or(|p| p <= pts)) {
-                    self.set_aside.extend(self.pending.pop_front());
-                    due += 1;
+                    let c = self.pending.pop_front().expect("front exists");
+                    if span.holds_copied(&c) {
+                        self.set_aside.push_back(c);
+                        due += 1;
+                    }
                 }
                 self.due.push_back((pts, due));
                 Some(keyframe)
@@ -169,10 +195,22 @@ impl RenditionOutput {
 
     /// The end of the segment: the remaining copied PES, the last chunk, the sink told. On a
     /// sink failure the sink is told that instead.
+    ///
+    /// A clip that kept no picture fails the segment ([`TranscodeError::EmptyClip`]).
     pub(crate) fn finish(mut self, rendition: &mut Rendition) -> Result<RenditionStats, TranscodeError> {
+        if let Some(clip) = self.clip
+            && self.first
+        {
+            let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+            let e = TranscodeError::EmptyClip { from_ms: ms(clip.from), to_ms: clip.to.map(ms) };
+            self.sink.fail(&e);
+            return Err(e);
+        }
         let muxer = rendition.muxer_for(&self.tracks);
         self.due.clear();
-        let rest = self.set_aside.drain(..).chain(self.pending.drain(..));
+        // Set aside: already checked against the clip when their picture was kept.
+        let span = self.start.map_or(Span::ALL, |s| self.span(s));
+        let rest = self.set_aside.drain(..).chain(self.pending.drain(..).filter(|c| span.holds_copied(c)));
         self.stats.copied_pes += write_copied(muxer, rest, &mut self.out);
         let r = self.emit().and_then(|()| {
             let r = self.sink.finish(&self.stats);
@@ -195,6 +233,46 @@ impl RenditionOutput {
     fn sink_error(&self, e: std::io::Error) -> TranscodeError {
         TranscodeError::Sink { rendition: self.stats.name.clone(), message: e.to_string() }
     }
+
+    /// The PTS span the clip keeps, counted from the segment's first picture (`pts` when this is
+    /// the first).
+    fn span(&mut self, pts: i64) -> Span {
+        let start = *self.start.get_or_insert(pts);
+        match self.clip {
+            None => Span::ALL,
+            // A clip from 0 has no lower bound (LPMS's `clip_from` of 0 is "not set"), so the
+            // copied streams' packets stamped before the first picture stay.
+            Some(c) => Span {
+                from: if c.from.is_zero() { i64::MIN } else { start.saturating_add(ticks(c.from)) },
+                to: c.to.map_or(i64::MAX, |t| start.saturating_add(ticks(t))),
+            },
+        }
+    }
+}
+
+/// A span of the extended 90 kHz timeline, both ends included.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    from: i64,
+    to: i64,
+}
+
+impl Span {
+    const ALL: Span = Span { from: i64::MIN, to: i64::MAX };
+
+    fn holds(self, pts: i64) -> bool {
+        self.from <= pts && pts <= self.to
+    }
+
+    /// A copied PES without a timestamp goes with the video, as without a clip.
+    fn holds_copied(self, c: &CopiedPes) -> bool {
+        c.ext_pts.is_none_or(|p| self.holds(p))
+    }
+}
+
+/// `d` in 90 kHz ticks (rounded down; saturating).
+fn ticks(d: Duration) -> i64 {
+    i64::try_from(d.as_nanos() * u128::from(TICKS_PER_SECOND) / 1_000_000_000).unwrap_or(i64::MAX)
 }
 
 /// Writes copied PES in order; returns how many.
@@ -206,3 +284,6 @@ fn write_copied(muxer: &mut Muxer, copied: impl IntoIterator<Item = CopiedPes>, 
     }
     n
 }
+
+#[cfg(test)]
+mod clip_tests;

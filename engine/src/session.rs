@@ -28,7 +28,7 @@ use crate::profile::Ladder;
 use crate::scale::ScaleFilter;
 use crate::sink::{RenditionSink, Sinks};
 use crate::stats::{RenditionStats, SegmentReport};
-use crate::stream::{SegmentInput, StreamSession};
+use crate::stream::{Clip, SegmentInput, SegmentOptions, StreamSession};
 use crate::ts::AudioTrack;
 
 mod decode;
@@ -66,7 +66,7 @@ impl SessionConfig {
 }
 
 pub(crate) enum Input {
-    Begin { sinks: Sinks, done: Sender<Result<SegmentReport, TranscodeError>> },
+    Begin { sinks: Sinks, options: SegmentOptions, done: Sender<Result<SegmentReport, TranscodeError>> },
     Data(Bytes),
     End,
     Abandon,
@@ -76,6 +76,8 @@ pub(crate) enum Work {
     Begin {
         sink: Box<dyn RenditionSink>,
         started: Instant,
+        /// The part of the segment to keep (`None`: all of it).
+        clip: Option<Clip>,
     },
     /// The program's copied streams, once the PMT is known.
     Tracks(Vec<AudioTrack>),
@@ -203,7 +205,11 @@ impl StreamSession for Session {
     }
     /// `sinks` has one entry per rendition, in ladder order (panics otherwise: that is a
     /// programming error, not bad input).
-    fn begin_segment(&mut self, sinks: Sinks) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
+    fn begin_segment_with(
+        &mut self,
+        sinks: Sinks,
+        options: SegmentOptions,
+    ) -> Result<Box<dyn SegmentInput + '_>, TranscodeError> {
         assert_eq!(sinks.len(), self.ladder.len(), "one sink per rendition of the ladder");
         if self.busy.swap(true, Ordering::AcqRel) {
             return Err(TranscodeError::SegmentInProgress);
@@ -212,7 +218,7 @@ impl StreamSession for Session {
         let lost = || TranscodeError::WorkerLost { worker: "decode".into() };
         let input = self.input.clone().ok_or_else(lost)?;
         let (done_tx, done_rx) = bounded(1);
-        input.send(Input::Begin { sinks, done: done_tx }).map_err(|_| lost())?;
+        input.send(Input::Begin { sinks, options, done: done_tx }).map_err(|_| lost())?;
         Ok(Box::new(Segment {
             input,
             done: done_rx,

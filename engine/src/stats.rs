@@ -29,6 +29,9 @@ pub struct RenditionStats {
     pub frames_out: u64,
     /// Pictures dropped to reach the profile's lower frame rate.
     pub frames_dropped: u64,
+    /// Pictures outside the segment's clip ([`crate::Clip`]), never offered to the cadence:
+    /// `frames_in == frames_out + frames_dropped + frames_clipped` once the segment is done.
+    pub frames_clipped: u64,
     pub keyframes: u64,
     /// PTS of the keyframes (extended 90 kHz timeline), to check alignment across renditions.
     pub keyframe_pts: Vec<i64>,

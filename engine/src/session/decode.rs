@@ -44,11 +44,11 @@ impl DecodeWorker {
         let mut seg: Option<SegmentState> = None;
         while let Ok(msg) = rx.recv() {
             match msg {
-                Input::Begin { sinks, done } => {
+                Input::Begin { sinks, options, done } => {
                     let mut s = SegmentState { done, intake: Intake::new() };
                     let started = s.intake.started();
                     for (r, sink) in self.renditions.iter().zip(sinks) {
-                        if r.work.send(Work::Begin { sink, started }).is_err() {
+                        if r.work.send(Work::Begin { sink, started, clip: options.clip }).is_err() {
                             s.intake.fail(TranscodeError::WorkerLost { worker: format!("rendition {}", r.name) });
                         }
                     }

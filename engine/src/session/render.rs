@@ -42,8 +42,8 @@ impl RenditionWorker {
         let mut seg: Option<InProgress> = None;
         while let Ok(msg) = rx.recv() {
             match msg {
-                Work::Begin { sink, started } => {
-                    let out = RenditionOutput::new(&self.rendition.profile.name, sink, started);
+                Work::Begin { sink, started, clip } => {
+                    let out = RenditionOutput::new(&self.rendition.profile.name, sink, started, clip);
                     seg = Some(InProgress { out, error: None });
                 }
                 Work::Rate(fps) => self.rendition.cadence.declare_rate(fps),
