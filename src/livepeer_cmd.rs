@@ -59,7 +59,9 @@ pub fn transcoder(a: TranscoderArgs, orch: String, secret: Option<String>) -> Re
         ),
     };
     let Some(secret) = secret else {
-        bail!("no secret for the Livepeer orchestrator: put its -orchSecret in --orch-secret-file FILE or ZEROHOP_ORCH_SECRET");
+        bail!(
+            "no secret for the Livepeer orchestrator: put its -orchSecret in --orch-secret-file FILE or ZEROHOP_ORCH_SECRET"
+        );
     };
     if a.max_sessions == 0 {
         bail!("--max-sessions 0: a Livepeer orchestrator refuses a transcoder of zero capacity; give 1 or more");

@@ -35,7 +35,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    fn byte(self) -> u8 {
+    pub fn byte(self) -> u8 {
         match self {
             Kind::Start => b'S',
             Kind::Chunk => b'C',

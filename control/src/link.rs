@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 use serde_json::json;
-use zerohop_engine::Ladder;
+use zerohop_engine::{Clip, Ladder};
 
 use crate::relay::DeviceCaps;
 use crate::scheduler::Capabilities;
@@ -15,7 +15,7 @@ use crate::scheduler::Capabilities;
 #[derive(Debug, Clone, PartialEq)]
 pub enum ToTranscoder {
     /// Run segment `seq` of `stream` as task `task`, with this ladder.
-    Task { task: u64, stream: String, seq: String, ladder: Ladder },
+    Task { task: u64, stream: String, seq: String, ladder: Ladder, clip: Option<Clip> },
     /// The broadcaster ended `stream`: free its sessions.
     EndStream { stream: String },
     /// The last line of a link that a new link with the same transcoder id replaced: the
@@ -67,8 +67,13 @@ fn line(v: serde_json::Value) -> Bytes {
 impl ToTranscoder {
     pub fn encode(&self) -> Bytes {
         match self {
-            ToTranscoder::Task { task, stream, seq, ladder } => {
-                line(json!({"task": task, "stream": stream, "seq": seq, "profiles": ladder.to_json()}))
+            ToTranscoder::Task { task, stream, seq, ladder, clip } => {
+                let mut v = json!({"task": task, "stream": stream, "seq": seq, "profiles": ladder.to_json()});
+                if let Some(c) = clip {
+                    let ms = |d: std::time::Duration| d.as_millis() as u64;
+                    v["clip"] = json!({"from_ms": ms(c.from), "to_ms": c.to.map(ms)});
+                }
+                line(v)
             }
             ToTranscoder::EndStream { stream } => line(json!({"end_stream": stream})),
             ToTranscoder::Replaced { old, new } => line(json!({"replaced": {"old": old, "new": new}})),
@@ -89,7 +94,14 @@ impl ToTranscoder {
         let stream = v.get("stream")?.as_str()?.to_string();
         let seq = v.get("seq").and_then(|s| s.as_str()).unwrap_or("").to_string();
         let ladder = Ladder::from_json(v.get("profiles")?.as_str()?).ok()?;
-        Some(ToTranscoder::Task { task, stream, seq, ladder })
+        let clip = match v.get("clip") {
+            None => None,
+            Some(c) => {
+                let ms = |k: &str| c.get(k).and_then(|m| m.as_u64()).map(std::time::Duration::from_millis);
+                Some(Clip { from: ms("from_ms").unwrap_or_default(), to: ms("to_ms") })
+            }
+        };
+        Some(ToTranscoder::Task { task, stream, seq, ladder, clip })
     }
 }
 
@@ -163,8 +175,15 @@ mod tests {
     #[test]
     fn messages_round_trip_and_unknown_lines_are_skipped() {
         let ladder: Ladder = "P360p30fps16x9,P240p30fps16x9".parse().expect("ladder");
-        let t = ToTranscoder::Task { task: 7, stream: "live".into(), seq: "3".into(), ladder };
+        let t =
+            ToTranscoder::Task { task: 7, stream: "live".into(), seq: "3".into(), ladder: ladder.clone(), clip: None };
         assert_eq!(ToTranscoder::parse(&t.encode()), Some(t));
+        for to in [None, Some(std::time::Duration::from_millis(1500))] {
+            let clip = Some(Clip { from: std::time::Duration::from_millis(250), to });
+            let t =
+                ToTranscoder::Task { task: 8, stream: "live".into(), seq: "4".into(), ladder: ladder.clone(), clip };
+            assert_eq!(ToTranscoder::parse(&t.encode()), Some(t));
+        }
         let e = ToTranscoder::EndStream { stream: "live".into() };
         assert_eq!(ToTranscoder::parse(&e.encode()), Some(e));
         let r = ToTranscoder::Replaced { old: "10.0.0.1:40000".into(), new: "10.0.0.2:40001".into() };

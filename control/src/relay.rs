@@ -8,7 +8,8 @@ use parking_lot::{Condvar, Mutex};
 use serde_json::json;
 use tokio::sync::{Notify, mpsc};
 use zerohop_engine::{
-    Ladder, RenditionSink, RenditionStats, SegmentReport, Session, SessionConfig, StreamSession, TranscodeError,
+    Ladder, RenditionSink, RenditionStats, SegmentOptions, SegmentReport, Session, SessionConfig, StreamSession,
+    TranscodeError,
 };
 
 use crate::framing::{self, Kind, SEGMENT};
@@ -337,11 +338,12 @@ pub fn run_local(
     slot: &SessionSlot,
     sessions: &SessionFactory,
     ladder: Ladder,
+    options: SegmentOptions,
     input: &InputBuf,
     out: &mpsc::Sender<Out>,
     release: impl FnOnce(),
 ) -> Result<SegmentReport, Failure> {
-    let result = transcode(slot, sessions, ladder, input, out);
+    let result = transcode(slot, sessions, ladder, options, input, out);
     release();
     match &result {
         Ok(rep) => {
@@ -367,6 +369,7 @@ fn transcode(
     slot: &SessionSlot,
     sessions: &SessionFactory,
     ladder: Ladder,
+    options: SegmentOptions,
     input: &InputBuf,
     out: &mpsc::Sender<Out>,
 ) -> Result<SegmentReport, Failure> {
@@ -375,7 +378,7 @@ fn transcode(
         *guard = None; // the old session (and its device, if any) goes first
         *guard = Some(sessions.open(&ladder)?);
     }
-    let result = feed(guard.as_mut().expect("opened above"), &ladder, input, out);
+    let result = feed(guard.as_mut().expect("opened above"), &ladder, options, input, out);
     // A session whose workers are gone cannot serve another segment: the next one opens anew.
     if matches!(result, Err(Failure::Engine(TranscodeError::WorkerLost { .. }))) {
         *guard = None;
@@ -386,13 +389,14 @@ fn transcode(
 fn feed(
     session: &mut Box<dyn StreamSession>,
     ladder: &Ladder,
+    options: SegmentOptions,
     input: &InputBuf,
     out: &mpsc::Sender<Out>,
 ) -> Result<SegmentReport, Failure> {
     let sinks = (0..ladder.len())
         .map(|i| Box::new(FramedSink { index: i as u8, tx: out.clone() }) as Box<dyn RenditionSink>)
         .collect();
-    let mut seg = session.begin_segment(sinks)?;
+    let mut seg = session.begin_segment_with(sinks, options)?;
     let mut i = 0;
     loop {
         match input.blocking_next(i) {

@@ -20,7 +20,7 @@ use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
-use zerohop_engine::Ladder;
+use zerohop_engine::{Clip, Ladder, SegmentOptions};
 
 use crate::body::ChannelBody;
 use crate::client::{Client, ClientError, Transport};
@@ -341,7 +341,7 @@ async fn attempt(
         while let Some(line) = lines.poll() {
             let Ok(line) = line else { break };
             let (task, stream, ladder) = match ToTranscoder::parse(&line) {
-                Some(ToTranscoder::Task { task, stream, ladder, .. }) => (task, stream, ladder),
+                Some(ToTranscoder::Task { task, stream, ladder, clip, .. }) => (task, stream, (ladder, clip)),
                 Some(ToTranscoder::Replaced { old, new }) => {
                     // Each running task's input feed holds a receiver until its input ends.
                     let running = abandon.receiver_count();
@@ -405,7 +405,7 @@ async fn run_task(
     config: &TranscoderConfig,
     task: u64,
     slot: SessionSlot,
-    ladder: Ladder,
+    ladder: (Ladder, Option<Clip>),
     mut abandoned: watch::Receiver<bool>,
 ) -> Result<(), String> {
     let auth = format!("Bearer {}", config.secret);
@@ -461,7 +461,8 @@ async fn run_task(
     let engine_input = input.clone();
     let sessions = config.sessions.clone();
     tokio::task::spawn_blocking(move || {
-        let _ = run_local(&slot, &sessions, ladder, &engine_input, &out_tx, || {});
+        let (ladder, clip) = ladder;
+        let _ = run_local(&slot, &sessions, ladder, SegmentOptions { clip }, &engine_input, &out_tx, || {});
     });
     // Engine -> result records, streamed.
     let (tx, results) = ChannelBody::channel(32);

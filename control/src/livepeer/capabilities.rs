@@ -1,7 +1,8 @@
 //! Livepeer's capability bits (go-livepeer `core/capabilities.go`): what zerohop advertises, and
-//! whether a job's bits are ones it can do. Advertised honestly: no MP4 output, no MPEG-7
-//! signatures, no segment slicing (clipping), no storage but direct, no HEVC/VP8/VP9 in or out,
-//! 8-bit 4:2:0 H.264 input only.
+//! whether a job's bits are ones it can do. Advertised honestly: segment slicing (clips, which
+//! every backend makes; go-livepeer's HTTP push asks it of every segment), but no MP4 output,
+//! no MPEG-7 signatures, no storage but direct, no HEVC/VP8/VP9 in or out, 8-bit 4:2:0 H.264
+//! input only.
 #![forbid(unsafe_code)]
 
 use zerohop_engine::profile::CodecProfile;
@@ -157,7 +158,7 @@ pub fn missing(needed: &[u64], have: &[u64]) -> Vec<String> {
 /// writes what it is asked).
 pub fn zerohop(profiles: &[CodecProfile]) -> Vec<Capability> {
     use Capability::*;
-    let mut caps = vec![H264, MpegTs, FractionalFramerates, StorageDirect, Gop, AuthToken];
+    let mut caps = vec![H264, MpegTs, FractionalFramerates, StorageDirect, Gop, AuthToken, SegmentSlicing];
     for p in profiles {
         caps.push(match p {
             CodecProfile::Baseline => ProfileH264Baseline,
@@ -209,8 +210,9 @@ mod tests {
         let job = bitstring(&[H264, MpegTs, AuthToken, Gop]);
         assert!(compatible(&job, &ours));
         assert!(missing(&job, &ours).is_empty());
-        // Never advertised: MP4, signatures, clipping, HEVC, 10-bit.
-        for c in [Mp4, Mpeg7VideoSignature, SegmentSlicing, HevcDecode, H264Decode420_10bit, StorageS3] {
+        // Never advertised: MP4, signatures, HEVC, 10-bit, S3.
+        assert!(compatible(&bitstring(&[H264, MpegTs, AuthToken, SegmentSlicing]), &ours), "HTTP push's jobs");
+        for c in [Mp4, Mpeg7VideoSignature, HevcDecode, H264Decode420_10bit, StorageS3] {
             let job = bitstring(&[H264, c]);
             assert!(!compatible(&job, &ours), "{c:?}");
             assert_eq!(missing(&job, &ours), vec![c.name().to_string()]);

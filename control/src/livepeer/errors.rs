@@ -20,7 +20,8 @@ pub const NO_COMPATIBLE_TRANSCODERS: &str = "no transcoders can provide requeste
 pub const ORCHESTRATOR_BUSY: &str = "OrchestratorBusy";
 pub const ORCHESTRATOR_CAPPED: &str = "OrchestratorCapped";
 
-/// zerohop's stable code -> LPMS's non-retryable text for the same cause.
+/// zerohop's stable code -> LPMS's text for the same cause (all but the last are on LPMS's
+/// non-retryable list).
 const NON_RETRYABLE: &[(&str, &str)] = &[
     ("not_transport_stream", "Invalid data found when processing input"),
     ("no_program", "Invalid data found when processing input"),
@@ -33,11 +34,18 @@ const NON_RETRYABLE: &[(&str, &str)] = &[
     ("bad_sps", "Invalid data found when processing input"),
     ("no_pictures", "No keyframes in input"),
     ("bad_profile", "TranscoderUnrecognizedProfile"),
+    // LPMS's error for a clip it cannot make (retryable there; the same text here).
+    ("empty_clip", "TranscoderInvalidClipConfig"),
 ];
 
 /// LPMS's text for one of zerohop's codes, where the cause is the same.
 pub fn lpms_text(code: &str) -> Option<&'static str> {
     NON_RETRYABLE.iter().find(|(c, _)| *c == code).map(|(_, t)| *t)
+}
+
+/// zerohop's code for one of LPMS's texts (the first whose text it is).
+pub fn code_of(text: &str) -> Option<&'static str> {
+    NON_RETRYABLE.iter().find(|(_, t)| *t == text.trim()).map(|(c, _)| *c)
 }
 
 /// The text a failed task is reported with.
@@ -81,6 +89,8 @@ mod tests {
         assert_eq!(for_failure(&none), "No keyframes in input");
         let upload = Failure::Upload(crate::relay::Abort::new("upload_failed", "the input URL answered 404"));
         assert_eq!(for_failure(&upload), "zerohop upload_failed: the input URL answered 404");
+        assert_eq!(code_of("No keyframes in input"), Some("no_pictures"));
+        assert_eq!(code_of("OrchestratorBusy"), None);
         // Every code in the table is one the engine (or control) really uses.
         for (code, _) in NON_RETRYABLE {
             assert!(zerohop_engine::error::CODES.iter().any(|(c, _)| c == code), "{code} is no engine code");

@@ -3,10 +3,12 @@
 //! FFmpegProfiletoNetProfile). A field zerohop cannot honour refuses the ladder, saying which.
 #![forbid(unsafe_code)]
 
+use std::time::Duration;
 use zerohop_engine::profile::{CodecProfile, PRESET_GOP_SECONDS};
-use zerohop_engine::{Gop, Ladder, Profile};
 
-use super::messages::VideoProfile;
+use zerohop_engine::{Clip, Gop, Ladder, Profile, SegmentOptions};
+
+use super::messages::{SegData, SegParameters, VideoProfile};
 
 /// LPMS's `GOPIntraOnly`: every picture a keyframe.
 const GOP_INTRA: i32 = -1;
@@ -76,6 +78,24 @@ fn rung(p: &VideoProfile) -> Result<Profile, LadderError> {
     })
 }
 
+/// A segment's slice (`segment_parameters`, milliseconds from its first picture; a `to` of 0
+/// is none) as the engine's options.
+pub fn options(seg: &SegData) -> SegmentOptions {
+    let clip = seg
+        .segment_parameters
+        .as_ref()
+        .filter(|p| p.from > 0 || p.to > 0)
+        .map(|p| Clip { from: Duration::from_millis(p.from), to: (p.to > 0).then(|| Duration::from_millis(p.to)) });
+    SegmentOptions { clip }
+}
+
+/// The slice go-livepeer's `SegParameters` carries for a clip.
+pub fn parameters(options: &SegmentOptions) -> Option<SegParameters> {
+    options
+        .clip
+        .map(|c| SegParameters { from: c.from.as_millis() as u64, to: c.to.map_or(0, |t| t.as_millis() as u64) })
+}
+
 /// Livepeer's profiles for zerohop's ladder (what a zerohop orchestrator sends a go-livepeer
 /// transcoder).
 pub fn to_livepeer(ladder: &Ladder) -> Vec<VideoProfile> {
@@ -125,7 +145,10 @@ mod tests {
         assert_eq!((r.width, r.height, r.bitrate, r.fps, r.fps_den), (426, 240, 600_000, 30, 1));
         assert_eq!(r.gop, Gop::Seconds(PRESET_GOP_SECONDS));
         let back = to_livepeer(&ladder);
-        assert_eq!((back[0].width, back[0].bitrate, back[0].fps, back[0].gop, back[0].profile), (426, 600_000, 30, 2000, 1));
+        assert_eq!(
+            (back[0].width, back[0].bitrate, back[0].fps, back[0].gop, back[0].profile),
+            (426, 600_000, 30, 2000, 1)
+        );
         let again = from_livepeer(&back).unwrap();
         assert_eq!(again, ladder);
     }
@@ -160,5 +183,19 @@ mod tests {
         assert_eq!(from_livepeer(&[]), Err(LadderError::Empty));
         let unnamed = VideoProfile { name: String::new(), ..p240() };
         assert_eq!(from_livepeer(&[unnamed]).unwrap().profiles()[0].name, "net_426x240_600000");
+    }
+
+    #[test]
+    fn a_slice_becomes_a_clip_and_back_and_an_empty_one_is_none() {
+        let mut seg = SegData::default();
+        assert_eq!(options(&seg).clip, None);
+        seg.segment_parameters = Some(SegParameters { from: 0, to: 0 });
+        assert_eq!(options(&seg).clip, None, "an empty slice is no clip");
+        seg.segment_parameters = Some(SegParameters { from: 500, to: 0 });
+        let o = options(&seg);
+        assert_eq!(o.clip, Some(Clip { from: Duration::from_millis(500), to: None }));
+        assert_eq!(parameters(&o), Some(SegParameters { from: 500, to: 0 }));
+        seg.segment_parameters = Some(SegParameters { from: 0, to: 1200 });
+        assert_eq!(options(&seg).clip.unwrap().to, Some(Duration::from_millis(1200)));
     }
 }

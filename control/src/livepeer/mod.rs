@@ -14,4 +14,5 @@ pub mod ladder;
 pub mod messages;
 pub mod results;
 pub mod sessions;
+pub mod trace;
 pub mod transcoder;

@@ -91,7 +91,10 @@ enum State {
     /// Before the first boundary line.
     Preamble,
     Headers,
-    Body { pixels: Option<i64>, content_type: String },
+    Body {
+        pixels: Option<i64>,
+        content_type: String,
+    },
     Done,
 }
 
@@ -106,7 +109,11 @@ pub struct PartsReader {
 
 impl PartsReader {
     pub fn new(boundary: &str) -> PartsReader {
-        PartsReader { delimiter: format!("\r\n--{boundary}").into_bytes(), buf: BytesMut::new(), state: State::Preamble }
+        PartsReader {
+            delimiter: format!("\r\n--{boundary}").into_bytes(),
+            buf: BytesMut::new(),
+            state: State::Preamble,
+        }
     }
 
     pub fn push(&mut self, data: &[u8]) {
@@ -180,7 +187,8 @@ impl PartsReader {
                     if !closing && line_end.is_none() {
                         return None;
                     }
-                    let State::Body { pixels, content_type } = std::mem::replace(&mut self.state, State::Headers) else {
+                    let State::Body { pixels, content_type } = std::mem::replace(&mut self.state, State::Headers)
+                    else {
                         unreachable!()
                     };
                     let data = self.buf.split_to(at).freeze();
@@ -269,7 +277,10 @@ mod tests {
     fn broken_bodies_are_errors() {
         assert_eq!(parts(b"--x\r\nPixels: 1\r\n\r\nab", "x", 0).1, Err(PartsError::Truncated));
         assert_eq!(parts(b"nothing", "x", 0).1, Err(PartsError::NoBoundary));
-        assert_eq!(parts(b"--x\r\nPixels: lots\r\n\r\nab\r\n--x--", "x", 0).1, Err(PartsError::BadPixels("lots".into())));
+        assert_eq!(
+            parts(b"--x\r\nPixels: lots\r\n\r\nab\r\n--x--", "x", 0).1,
+            Err(PartsError::BadPixels("lots".into()))
+        );
         assert_eq!(parts(b"--x\r\nno colon\r\n\r\n", "x", 0).1, Err(PartsError::BadHeaders("no colon".into())));
     }
 

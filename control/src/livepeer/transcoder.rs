@@ -24,7 +24,7 @@ use http_body_util::BodyExt;
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use zerohop_engine::profile::CodecProfile;
-use zerohop_engine::{Ladder, SegmentReport};
+use zerohop_engine::{Ladder, SegmentOptions, SegmentReport};
 
 use super::capabilities::{self, Capability};
 use super::grpc::{self, MessageReader, Status};
@@ -76,7 +76,9 @@ pub enum LivepeerLinkError {
          with --orch-secret-file or ZEROHOP_ORCH_SECRET"
     )]
     InvalidSecret { orch: String },
-    #[error("the Livepeer orchestrator at {orch} refused a capacity of {capacity} (\"zero capacity\"): set --max-sessions to 1 or more")]
+    #[error(
+        "the Livepeer orchestrator at {orch} refused a capacity of {capacity} (\"zero capacity\"): set --max-sessions to 1 or more"
+    )]
     ZeroCapacity { orch: String, capacity: u32 },
 }
 
@@ -173,7 +175,10 @@ async fn attempt(
         };
         reader.push(&data);
         while let Some(m) = reader.poll() {
-            let notify: NotifySegment = match m.and_then(|b| grpc::decode(b, "NotifySegment")) {
+            let notify: NotifySegment = match m.and_then(|b| {
+                super::trace::received("NotifySegment", &b);
+                grpc::decode(b, "NotifySegment")
+            }) {
                 Ok(n) => n,
                 Err(e) => return Ok(Attempt::Lost(e.to_string())),
             };
@@ -244,7 +249,9 @@ async fn task(config: &LivepeerTranscoderConfig, client: &Client, slot: SessionS
                 let lack = capabilities::missing(&needed, &have).join(", ");
                 Err(format!("{}: zerohop lacks {lack}", errors::INCOMPATIBLE_CAPABILITIES))
             } else {
-                match tokio::time::timeout(budget, transcode(config, &notify.url, slot, ladder)).await {
+                match tokio::time::timeout(budget, transcode(config, &notify.url, slot, ladder, ladder::options(&seg)))
+                    .await
+                {
                     Ok(r) => r,
                     Err(_) => Err(format!(
                         "zerohop: the transcode did not finish within {} ms of the orchestrator's {} ms deadline; \
@@ -275,6 +282,7 @@ async fn transcode(
     url: &str,
     slot: SessionSlot,
     ladder: Ladder,
+    options: SegmentOptions,
 ) -> Result<Done, String> {
     let input = InputBuf::new();
     let fetch = tokio::spawn(fetch_input(url.to_string(), config.transport.clone(), input.clone()));
@@ -282,7 +290,9 @@ async fn transcode(
     let sessions = config.sessions.clone();
     let renditions = ladder.len();
     let engine_input = input.clone();
-    let engine = tokio::task::spawn_blocking(move || run_local(&slot, &sessions, ladder, &engine_input, &out_tx, || {}));
+    let engine = tokio::task::spawn_blocking(move || {
+        run_local(&slot, &sessions, ladder, options, &engine_input, &out_tx, || {})
+    });
     let mut bytes: Vec<Vec<Bytes>> = vec![Vec::new(); renditions];
     let mut reader = RecordReader::new();
     while let Some(o) = out_rx.recv().await {
@@ -312,7 +322,8 @@ async fn transcode(
             pixels: (s.frames_out * u64::from(s.width) * u64::from(s.height)) as i64,
         })
         .collect();
-    let decoded_pixels = (report.frames_decoded * u64::from(report.input.width) * u64::from(report.input.height)) as i64;
+    let decoded_pixels =
+        (report.frames_decoded * u64::from(report.input.width) * u64::from(report.input.height)) as i64;
     Ok(Done { renditions, decoded_pixels })
 }
 
@@ -321,7 +332,9 @@ async fn transcode(
 async fn fetch_input(url: String, transport: Transport, input: Arc<InputBuf>) {
     let feed = input.writer();
     let fail = |why: String| Err(Abort::new(crate::fault::code::UPLOAD_FAILED, why));
-    let Ok(uri) = url.parse::<http::Uri>() else { return feed.end(fail(format!("the input URL {url:?} is not a URL"))) };
+    let Ok(uri) = url.parse::<http::Uri>() else {
+        return feed.end(fail(format!("the input URL {url:?} is not a URL")));
+    };
     let (Some(authority), path) = (uri.authority(), uri.path_and_query().map_or("/", |p| p.as_str())) else {
         return feed.end(fail(format!("the input URL {url:?} names no host")));
     };
@@ -360,9 +373,11 @@ async fn post(
 ) -> Result<(), String> {
     let boundary = crate::multipart::MultipartWriter::fresh_boundary(&task_id.to_string());
     let (content_type, body, pixels) = match outcome {
-        Ok(done) => {
-            (format!("multipart/mixed; boundary={boundary}"), results::encode(&boundary, &done.renditions), done.decoded_pixels)
-        }
+        Ok(done) => (
+            format!("multipart/mixed; boundary={boundary}"),
+            results::encode(&boundary, &done.renditions),
+            done.decoded_pixels,
+        ),
         Err(e) => (results::ERROR_CONTENT_TYPE.to_string(), Bytes::from(e.clone()), 0),
     };
     let req = client

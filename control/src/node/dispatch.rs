@@ -21,9 +21,14 @@ pub(super) fn dispatch(state: &Arc<State>, task: TaskId, transcoder: TranscoderI
     if transcoder == LOCAL {
         return run_here(state, task, job);
     }
-    let line =
-        ToTranscoder::Task { task, stream: job.stream.clone(), seq: job.seq.clone(), ladder: job.ladder.clone() }
-            .encode();
+    let line = ToTranscoder::Task {
+        task,
+        stream: job.stream.clone(),
+        seq: job.seq.clone(),
+        ladder: job.ladder.clone(),
+        clip: job.options.clip,
+    }
+    .encode();
     state.jobs.lock().insert(task, job);
     // The link may have dropped between placing and registering the job: then the scheduler has
     // already failed the task over without finding the job, and it is ours to answer.
@@ -57,7 +62,7 @@ fn run_here(state: &Arc<State>, task: TaskId, job: Job) {
             state.update_capacity_metrics();
         };
         // Its figures become series in run_local, as on a remote transcoder.
-        run_local(&slot, &state.config.sessions, job.ladder, &job.input, &job.out, release).ok();
+        run_local(&slot, &state.config.sessions, job.ladder, job.options, &job.input, &job.out, release).ok();
     });
 }
 

@@ -3,7 +3,7 @@
 //! `application/grpc` content type, HTTP otherwise.
 //!
 //! * `GetOrchestrator` (gRPC): where to send segments (this node, as the gateway dialled it),
-//!   zerohop's capabilities, a price of zero, and an auth token naming a new session.
+//!   zerohop's capabilities, no price (offchain), and an auth token naming a new session.
 //! * `POST /segment`: `Livepeer-Segment` (base64 `SegData`: the ladder, the token, the Keccak-256
 //!   of the body). The whole upload is read and checked, then `200` is sent at once (a gateway
 //!   gives up when headers take longer than max(2 s, duration / 2)); the segment then runs
@@ -11,6 +11,8 @@
 //!   and pixel count per rendition, or an error.
 //! * `GET /livepeer/{session}/{rendition}/{seq}.ts`: those renditions.
 //! * `EndTranscodingSession` (gRPC): the session and its renditions go.
+//!
+//! `RegisterTranscoder`, go-livepeer transcoders joining, is in `livepeer_transcoders`.
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -29,12 +31,12 @@ use tokio::sync::mpsc;
 use super::dispatch::dispatch;
 use super::reply::{self, Resp};
 use super::segment::place;
-use super::state::{Job, State};
+use super::state::{Job, Peer, State};
 use crate::body::ChannelBody;
 use crate::framing::{Kind, RecordReader};
 use crate::livepeer::grpc::{self, Status};
 use crate::livepeer::messages::{
-    EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorInfo, PriceInfo, SegData,
+    EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorInfo, OrchestratorRequest, SegData,
     TranscodeData, TranscodeOutcome, TranscodeResult, TranscodedSegmentData,
 };
 use crate::livepeer::{capabilities, errors, ladder};
@@ -57,14 +59,14 @@ pub(super) fn is_grpc(req: &Request<Incoming>) -> bool {
 }
 
 /// A gRPC call.
-pub(super) async fn rpc(state: Arc<State>, req: Request<Incoming>) -> Resp {
-    if !state.config.livepeer_gateways {
+pub(super) async fn rpc(state: Arc<State>, req: Request<Incoming>, peer: &Peer) -> Resp {
+    let path = req.uri().path().to_string();
+    if !state.config.livepeer_gateways && path != grpc::REGISTER_TRANSCODER {
         return grpc_status(Status::new(
             grpc::status::UNIMPLEMENTED,
             "this zerohop node does not serve Livepeer gateways (start it with --livepeer-gateways)",
         ));
     }
-    let path = req.uri().path().to_string();
     let authority = req.uri().authority().map(|a| a.to_string());
     let body = match Limited::new(req.into_body(), MAX_RPC).collect().await {
         Ok(b) => b.to_bytes(),
@@ -73,17 +75,30 @@ pub(super) async fn rpc(state: Arc<State>, req: Request<Incoming>) -> Resp {
     let mut reader = grpc::MessageReader::default();
     reader.push(&body);
     let message = match reader.poll() {
-        Some(Ok(m)) => m,
+        Some(Ok(m)) => {
+            let what = path.rsplit('/').next().unwrap_or("rpc");
+            crate::livepeer::trace::received(&format!("{what}-request"), &m);
+            m
+        }
         Some(Err(e)) => return grpc_status(Status::new(grpc::status::INVALID_ARGUMENT, e.to_string())),
         None => return grpc_status(Status::new(grpc::status::INVALID_ARGUMENT, "no request message")),
     };
     match path.as_str() {
         grpc::GET_ORCHESTRATOR => {
-            // The request (an address and signature offchain gateways leave empty) asks nothing
-            // zerohop weighs: every gateway gets the same answer and a session of its own.
+            // The request's address and signature (empty offchain) are not checked; its job's
+            // capabilities are the gateway's to compare with ours, and are logged when they
+            // are ones zerohop lacks (the gateway will then not use this node).
             let Some(authority) = authority else {
                 return grpc_status(Status::new(grpc::status::INVALID_ARGUMENT, "no :authority"));
             };
+            if let Ok(r) = grpc::decode::<OrchestratorRequest>(message, "OrchestratorRequest") {
+                let needed = r.capabilities.map(|c| c.bitstring).unwrap_or_default();
+                let have = capabilities::bitstring(&capabilities::zerohop(&state.config.livepeer_profiles));
+                if !capabilities::compatible(&needed, &have) {
+                    let lack = capabilities::missing(&needed, &have).join(", ");
+                    tracing::warn!(%lack, "a Livepeer gateway's job needs capabilities zerohop lacks; it will not use this node");
+                }
+            }
             grpc_answer(&orchestrator_info(&state, &authority))
         }
         grpc::END_TRANSCODING_SESSION => {
@@ -99,10 +114,10 @@ pub(super) async fn rpc(state: Arc<State>, req: Request<Incoming>) -> Resp {
             }
             grpc_answer(&EndTranscodingSessionResponse {})
         }
-        grpc::REGISTER_TRANSCODER => grpc_status(Status::new(
-            grpc::status::UNIMPLEMENTED,
-            "this zerohop orchestrator takes zerohop transcoders (zerohop transcoder --orch-addr); go-livepeer transcoders are not supported",
-        )),
+        grpc::REGISTER_TRANSCODER => match authority {
+            Some(authority) => super::livepeer_transcoders::register(state, message, authority, peer),
+            None => grpc_status(Status::new(grpc::status::INVALID_ARGUMENT, "no :authority")),
+        },
         other => grpc_status(Status::new(grpc::status::UNIMPLEMENTED, format!("no gRPC method {other}"))),
     }
 }
@@ -121,12 +136,18 @@ fn orchestrator_info(state: &State, authority: &str) -> OrchestratorInfo {
 
 /// What the node says of itself, with `auth` (a new session's token, or the segment's own in
 /// the `TranscodeResult`, which a gateway takes as its session's new info).
-fn refreshed_info(state: &State, authority: &str, auth: Option<crate::livepeer::messages::AuthToken>) -> OrchestratorInfo {
+fn refreshed_info(
+    state: &State,
+    authority: &str,
+    auth: Option<crate::livepeer::messages::AuthToken>,
+) -> OrchestratorInfo {
     let (capacity, _) = state.scheduler.lock().totals();
     let caps = capabilities::zerohop(&state.config.livepeer_profiles);
     OrchestratorInfo {
         transcoder: format!("https://{authority}"),
-        price_info: Some(PriceInfo { price_per_unit: 0, pixels_per_unit: 1 }),
+        // As go-livepeer offchain: the zero address and no price (with a price stated, a
+        // go-livepeer 0.9.1 gateway did not use this node).
+        address: vec![0; 20],
         capabilities: Some(capabilities::message(&caps, capacity)),
         auth_token: auth,
         ..OrchestratorInfo::default()
@@ -141,14 +162,14 @@ fn grpc_answer(message: &impl prost::Message) -> Resp {
 }
 
 /// A trailers-only answer: the status in the headers.
-fn grpc_status(s: Status) -> Resp {
+pub(super) fn grpc_status(s: Status) -> Resp {
     if s.code != grpc::status::OK {
         tracing::info!(code = s.code, message = %s.message, "gRPC call refused");
     }
     grpc_response(ChannelBody::empty(), s.to_headers())
 }
 
-fn grpc_response(body: ChannelBody, extra: HeaderMap) -> Resp {
+pub(super) fn grpc_response(body: ChannelBody, extra: HeaderMap) -> Resp {
     let mut r = Response::new(body);
     r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(grpc::CONTENT_TYPE));
     r.headers_mut().extend(extra);
@@ -156,10 +177,15 @@ fn grpc_response(body: ChannelBody, extra: HeaderMap) -> Resp {
 }
 
 /// A plain-text refusal, as go-livepeer answers a segment it will not take.
-fn refuse(status: StatusCode, text: impl Into<String>) -> Resp {
+pub(super) fn refuse(status: StatusCode, text: impl Into<String>) -> Resp {
     let text = text.into();
-    tracing::info!(%status, %text, "Livepeer segment refused");
-    let mut r = reply::full(Bytes::from(text), "text/plain; charset=utf-8");
+    tracing::info!(%status, %text, "Livepeer request refused");
+    plain(status, text)
+}
+
+/// A plain-text answer.
+pub(super) fn plain(status: StatusCode, text: impl Into<String>) -> Resp {
+    let mut r = reply::full(Bytes::from(text.into()), "text/plain; charset=utf-8");
     *r.status_mut() = status;
     r
 }
@@ -168,12 +194,18 @@ fn refuse(status: StatusCode, text: impl Into<String>) -> Resp {
 pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>) -> Resp {
     let received = Instant::now();
     if !state.config.livepeer_gateways {
-        return reply::after_draining_all(req, refuse(StatusCode::NOT_FOUND, "start the node with --livepeer-gateways"))
-            .await;
+        return reply::after_draining_all(
+            req,
+            refuse(StatusCode::NOT_FOUND, "start the node with --livepeer-gateways"),
+        )
+        .await;
     }
     let Some(authority) = authority(&req) else {
         return reply::after_draining_all(req, refuse(StatusCode::BAD_REQUEST, "no Host")).await;
     };
+    if let Some(v) = req.headers().get(SEGMENT_HEADER) {
+        crate::livepeer::trace::received("segment-Livepeer-Segment", v.as_bytes());
+    }
     let seg = match segment_data(req.headers()) {
         Ok(s) => s,
         Err(e) => return reply::after_draining_all(req, refuse(StatusCode::FORBIDDEN, e)).await,
@@ -233,6 +265,7 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>) -> Resp {
     let job = Job {
         stream: stream.clone(),
         seq: seg.seq.to_string(),
+        options: ladder::options(&seg),
         ladder,
         input,
         out: out_tx,

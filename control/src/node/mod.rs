@@ -28,6 +28,7 @@ mod config;
 mod dispatch;
 mod links;
 mod livepeer;
+mod livepeer_transcoders;
 mod playback;
 mod reply;
 mod routes;

@@ -10,7 +10,7 @@ use tracing::Instrument;
 
 use super::reply::{self, Resp};
 use super::state::{Peer, State};
-use super::{auth, links, livepeer, playback, segment, status, tasks};
+use super::{auth, links, livepeer, livepeer_transcoders, playback, segment, status, tasks};
 use crate::fault::{NodeError, code};
 use crate::link::ToTranscoder;
 use crate::metrics as m;
@@ -19,7 +19,7 @@ use segment::Answer;
 
 pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>) -> Result<Resp, Infallible> {
     if livepeer::is_grpc(&req) {
-        return Ok(livepeer::rpc(state, req).await);
+        return Ok(livepeer::rpc(state, req, &peer).await);
     }
     let path: Vec<String> = req.uri().path().trim_matches('/').split('/').map(str::to_string).collect();
     let path: Vec<&str> = path.iter().map(String::as_str).collect();
@@ -75,6 +75,9 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
         // A go-livepeer gateway's segment, and its renditions (`--livepeer-gateways`).
         (&Method::POST, ["segment"]) => livepeer::segment(state, req).await,
         (&Method::GET, ["livepeer", session, rendition, file]) => livepeer::rendition(&state, session, rendition, file),
+        // go-livepeer transcoders: their input, their results.
+        (&Method::GET, ["livepeer", "tasks", token, task, "input"]) => livepeer_transcoders::input(&state, token, task),
+        (&Method::POST, ["transcodeResults"]) => livepeer_transcoders::results(state, req).await,
         (&Method::DELETE, ["v1", "streams", stream]) => {
             let who = match auth::broadcaster(&state, req.headers(), peer.ip) {
                 Ok(who) => who,
@@ -134,9 +137,9 @@ pub(super) async fn handle(state: Arc<State>, peer: Peer, req: Request<Incoming>
 fn allowed(path: &[&str]) -> Option<&'static str> {
     Some(match path {
         ["healthz"] | ["readyz"] | ["metrics"] | ["v1", "transcoders"] | ["v1", "tasks", _, "input"] => "GET",
-        ["livepeer", _, _, _] => "GET",
+        ["livepeer", _, _, _] | ["livepeer", "tasks", _, _, "input"] => "GET",
         ["v1", "streams", _, "segments", _] | ["v1", "transcoders", "link"] | ["v1", "tasks", _, "results"] => "POST",
-        ["segment"] => "POST",
+        ["segment"] | ["transcodeResults"] => "POST",
         ["v1", "streams", _] => "DELETE",
         ["live", _, _] => "PUT, POST",
         ["stream", ..] => "GET, HEAD, OPTIONS",

@@ -85,6 +85,7 @@ pub(super) async fn segment(
         stream: stream.clone(),
         seq: seq.clone(),
         ladder,
+        options: Default::default(),
         input,
         out: out_tx,
         started: Arc::new(AtomicBool::new(false)),
@@ -219,7 +220,12 @@ fn check_length(headers: &HeaderMap, max: u64) -> Result<(), NodeError> {
 }
 
 /// A transcoder (local or remote) for the ladder's largest rendition, with a free session.
-pub(super) fn place(state: &State, stream: &str, ladder: &Ladder, now: Instant) -> Result<(TaskId, TranscoderId), NodeError> {
+pub(super) fn place(
+    state: &State,
+    stream: &str,
+    ladder: &Ladder,
+    now: Instant,
+) -> Result<(TaskId, TranscoderId), NodeError> {
     let need = Need {
         width: ladder.profiles().iter().map(|p| p.width).max().unwrap_or(0),
         height: ladder.profiles().iter().map(|p| p.height).max().unwrap_or(0),

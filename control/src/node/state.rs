@@ -34,6 +34,8 @@ pub(super) struct Job {
     pub stream: String,
     pub seq: String,
     pub ladder: Ladder,
+    /// A clip of the segment (a Livepeer gateway's segment slicing), else the whole.
+    pub options: zerohop_engine::SegmentOptions,
     pub input: Arc<InputBuf>,
     pub out: mpsc::Sender<Out>,
     /// A result byte reached the broadcaster: no more retries.
@@ -86,6 +88,8 @@ pub(super) struct State {
     pub playback: Arc<tokio::sync::Semaphore>,
     /// Livepeer gateways' sessions and the renditions they fetch.
     pub livepeer: Mutex<crate::livepeer::sessions::GatewaySessions>,
+    /// go-livepeer transcoders' links: the token in their input URLs -> the link.
+    pub livepeer_links: Mutex<HashMap<String, TranscoderId>>,
 }
 
 impl State {
@@ -109,6 +113,7 @@ impl State {
             hls: Mutex::new(HlsStore::new(config.hls_window, config.hls_max_streams)),
             playback: Arc::new(tokio::sync::Semaphore::new(config.max_playback_requests)),
             livepeer: Mutex::default(),
+            livepeer_links: Mutex::default(),
             auth_limiter: Mutex::new(AuthLimiter::new(config.auth_max_failures, std::time::Duration::from_secs(60))),
             config,
         }

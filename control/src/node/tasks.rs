@@ -66,13 +66,23 @@ enum Relayed {
 
 /// `POST /v1/tasks/{id}/results`: a transcoder's records, relayed to the broadcaster.
 pub(super) async fn results(state: Arc<State>, task: TaskId, req: Request<Incoming>) -> Resp {
-    match relay(&state, task, req).await {
-        None => no_task(),
-        Some(Relayed::FailedOver) => reply::error(&NodeError::new(
+    let Some(how) = relay(&state, task, req).await else { return no_task() };
+    match finish(&state, task, how) {
+        Relayed::FailedOver => reply::error(&NodeError::new(
             code::TASK_FAILED_OVER,
             "the task was failed over (deadline or disconnect); its results are no longer wanted",
         )),
-        Some(how @ (Relayed::Ended | Relayed::BroadcasterGone)) => {
+        Relayed::Ended | Relayed::BroadcasterGone => reply::ok("results relayed"),
+        Relayed::Broken => {
+            reply::error(&NodeError::new(code::BROKEN_RESULTS, "result stream ended without its end record"))
+        }
+    }
+}
+
+/// The scheduler's side of a relay's end.
+fn finish(state: &Arc<State>, task: TaskId, how: Relayed) -> Relayed {
+    match how {
+        Relayed::Ended | Relayed::BroadcasterGone => {
             state.jobs.lock().remove(&task);
             if matches!(how, Relayed::Ended) {
                 state.scheduler.lock().succeeded(task);
@@ -80,14 +90,14 @@ pub(super) async fn results(state: Arc<State>, task: TaskId, req: Request<Incomi
                 state.scheduler.lock().finish(task);
             }
             state.update_capacity_metrics();
-            reply::ok("results relayed")
         }
-        Some(Relayed::Broken) => {
+        Relayed::Broken => {
             tracing::warn!(task, "result stream from transcoder broke off");
-            dispatch::fail(&state, task);
-            reply::error(&NodeError::new(code::BROKEN_RESULTS, "result stream ended without its end record"))
+            dispatch::fail(state, task);
         }
+        Relayed::FailedOver => {}
     }
+    how
 }
 
 /// Relays the records of `req` to the task's broadcaster; `None` for a task that is not in
@@ -111,21 +121,50 @@ async fn relay(state: &State, task: TaskId, req: Request<Incoming>) -> Option<Re
         while let Some(rec) = reader.poll() {
             let Ok(rec) = rec else { return Some(Relayed::Broken) };
             let Some(item) = Out::from_record(&rec) else { continue };
-            // A task that was failed over meanwhile must not write to the broadcaster.
-            if !state.jobs.lock().contains_key(&task) {
-                return Some(Relayed::FailedOver);
-            }
-            if rec.kind == Kind::Chunk && !started.swap(true, Ordering::AcqRel) {
-                state.scheduler.lock().result_started(task);
-            }
-            let ended = matches!(item, Out::End { .. });
-            let sent = out.send(item).await.is_ok();
-            if ended {
-                return Some(Relayed::Ended); // the transcoder did its part either way
-            }
-            if !sent {
-                return Some(Relayed::BroadcasterGone);
+            if let Some(how) = forward(state, task, &out, &started, item).await {
+                return Some(how);
             }
         }
     }
+}
+
+/// One result item of a remote task to its broadcaster; `Some` when the relay is over.
+async fn forward(
+    state: &State,
+    task: TaskId,
+    out: &tokio::sync::mpsc::Sender<Out>,
+    started: &std::sync::atomic::AtomicBool,
+    item: Out,
+) -> Option<Relayed> {
+    // A task that was failed over meanwhile must not write to the broadcaster.
+    if !state.jobs.lock().contains_key(&task) {
+        return Some(Relayed::FailedOver);
+    }
+    if matches!(&item, Out::Record(r) if r.first() == Some(&Kind::Chunk.byte()))
+        && !started.swap(true, Ordering::AcqRel)
+    {
+        state.scheduler.lock().result_started(task);
+    }
+    let ended = matches!(item, Out::End { .. });
+    let sent = out.send(item).await.is_ok();
+    if ended {
+        return Some(Relayed::Ended); // the transcoder did its part either way
+    }
+    (!sent).then_some(Relayed::BroadcasterGone)
+}
+
+/// A remote task's whole result at once (a go-livepeer transcoder's), relayed as a zerohop
+/// transcoder's records are, with the same bookkeeping.
+pub(super) async fn deliver(state: &Arc<State>, task: TaskId, items: Vec<Out>) {
+    let Some((out, started)) = state.jobs.lock().get(&task).map(|j| (j.out.clone(), j.started.clone())) else {
+        return;
+    };
+    let mut how = Relayed::Broken;
+    for item in items {
+        if let Some(h) = forward(state, task, &out, &started, item).await {
+            how = h;
+            break;
+        }
+    }
+    finish(state, task, how);
 }
