@@ -7,7 +7,7 @@ cd "$(dirname "$0")"
 secs=${1:-20}
 ./seed.sh
 export RUSTC_BOOTSTRAP=1
-for t in ts_demux h264_nal result_framing link_message profile_json push_output; do
+for t in ts_demux h264_nal result_framing link_message profile_json push_output livepeer_results; do
   echo "== fuzz $t for ${secs}s"
   log=$(mktemp)
   if ! cargo fuzz run "$t" "corpus/$t" -- -max_total_time="$secs" -rss_limit_mb=2048 -print_final_stats=1 >"$log" 2>&1; then
