@@ -9,6 +9,8 @@ use anyhow::Result;
 use anyhow::bail;
 use clap::ValueEnum;
 use zerohop_control::relay::SessionFactory;
+use zerohop_engine::codec::CpuEncoder;
+use zerohop_engine::profile::CodecProfile;
 use zerohop_engine::scale::ScaleFilter;
 use zerohop_engine::{Ladder, Session, SessionConfig, StreamSession};
 
@@ -300,6 +302,19 @@ mod gpu {
             Ok(Box::new(AccelSession::new(device, ladder.clone())) as Box<dyn StreamSession>)
         });
         Ok(f)
+    }
+}
+
+/// The H.264 profiles whose decoders read what this node's encoders write: NVENC writes what it
+/// is asked; the CPU encoders write what they write (OpenH264 Constrained Baseline, read by all;
+/// x264 High).
+pub fn profiles_written(sessions: &SessionFactory) -> Vec<CodecProfile> {
+    let all = vec![CodecProfile::Baseline, CodecProfile::Main, CodecProfile::High];
+    let nvenc_everywhere = !sessions.devices.is_empty() && sessions.devices.iter().all(|d| d.encode == "gpu");
+    match CpuEncoder::process_default() {
+        _ if nvenc_everywhere => all,
+        CpuEncoder::OpenH264 => all,
+        CpuEncoder::X264 { .. } => vec![CodecProfile::High],
     }
 }
 

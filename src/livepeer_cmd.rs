@@ -3,48 +3,18 @@
 
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use zerohop_control::client::Transport;
-use zerohop_control::livepeer::transcoder::{LivepeerTranscoderConfig, run};
+use zerohop_control::livepeer::transcoder::{LivepeerTranscoderConfig, run_shared};
 use zerohop_control::tls::{Trust, parse_fingerprints};
-use zerohop_engine::codec::CpuEncoder;
-use zerohop_engine::profile::CodecProfile;
 
 use crate::node_cmd::{TranscoderArgs, build_info, runtime, shutdown_signal};
 
-/// How a transcoder joins a go-livepeer orchestrator.
-#[derive(Debug, clap::Args)]
-pub struct LivepeerTranscoderArgs {
-    /// Join this go-livepeer orchestrator's pool (HOST:PORT, its -serviceAddr) with Livepeer's
-    /// own transcoder protocol, instead of a zerohop orchestrator's link. The secret is its
-    /// -orchSecret, from --orch-secret-file or ZEROHOP_ORCH_SECRET; capacity is
-    /// --max-sessions. Needs --livepeer-insecure or --livepeer-pin.
-    #[arg(long, value_parser = crate::node_cmd::orch_addr, conflicts_with_all = ["orch_addr", "client_identity_dir", "transcoder_id", "insecure_h2c", "orch_cert_sha256", "ca_file"])]
-    pub livepeer_orch: Option<String>,
-    /// Accept whatever certificate the Livepeer orchestrator presents, as go-livepeer's own
-    /// transcoders do (it makes a new self-signed one at every start).
-    #[arg(long, requires = "livepeer_orch", conflicts_with = "livepeer_pin")]
-    pub livepeer_insecure: bool,
-    /// Accept only the Livepeer orchestrator certificate with this SHA-256 (for an orchestrator
-    /// given a fixed certificate); several, comma-separated, accept any.
-    #[arg(long, requires = "livepeer_orch")]
-    pub livepeer_pin: Option<String>,
-}
-
-/// The H.264 profiles whose decoders read what this node's encoders write: NVENC writes what it
-/// is asked; the CPU encoders write what they write (OpenH264 Constrained Baseline, read by all;
-/// x264 High).
-pub fn profiles_written(sessions: &zerohop_control::relay::SessionFactory) -> Vec<CodecProfile> {
-    let all = vec![CodecProfile::Baseline, CodecProfile::Main, CodecProfile::High];
-    let nvenc_everywhere = !sessions.devices.is_empty() && sessions.devices.iter().all(|d| d.encode == "gpu");
-    match CpuEncoder::process_default() {
-        _ if nvenc_everywhere => all,
-        CpuEncoder::OpenH264 => all,
-        CpuEncoder::X264 { .. } => vec![CodecProfile::High],
-    }
-}
-
-pub fn transcoder(a: TranscoderArgs, orch: String, secret: Option<String>) -> Result<ExitCode> {
+/// `zerohop transcoder` with `--livepeer-orch ORCH`.
+pub fn transcoder(a: TranscoderArgs, orch: String) -> Result<ExitCode> {
+    crate::node_cmd::init_logs_as(a.logs.log_format);
+    let secret = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
+        .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
     let lp = &a.livepeer;
     let trust = match (&lp.livepeer_pin, lp.livepeer_insecure) {
         (Some(pins), _) => {
@@ -73,7 +43,7 @@ pub fn transcoder(a: TranscoderArgs, orch: String, secret: Option<String>) -> Re
         transport: Transport::Tls { trust, server_name: host },
         secret,
         capacity: a.max_sessions,
-        profiles: profiles_written(&sessions),
+        profiles: crate::accel_cmd::profiles_written(&sessions),
         sessions,
     };
     let caps: Vec<&str> = config.capabilities().iter().map(|c| c.name()).collect();
@@ -86,8 +56,12 @@ pub fn transcoder(a: TranscoderArgs, orch: String, secret: Option<String>) -> Re
             let _ = stop_tx.send(true);
         });
         build_info();
+        let shared = zerohop_control::transcoder::Shared::default();
         if let Some(m) = a.metrics_addr {
-            let ready: zerohop_control::metrics::Readiness = std::sync::Arc::new(|| Ok(()));
+            let up = shared.clone();
+            let ready: zerohop_control::metrics::Readiness = std::sync::Arc::new(move || {
+                if up.linked() > 0 { Ok(()) } else { Err("not registered with the Livepeer orchestrator".into()) }
+            });
             let bound = zerohop_control::metrics::serve(m, ready).await?;
             eprintln!("metrics: http://{bound}/metrics (and /healthz, /readyz)");
         }
@@ -96,7 +70,7 @@ pub fn transcoder(a: TranscoderArgs, orch: String, secret: Option<String>) -> Re
             a.max_sessions,
             caps.join(", ")
         );
-        run(config, stop).await.map_err(anyhow::Error::from)
+        run_shared(config, stop, shared).await.map_err(anyhow::Error::from)
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -183,7 +183,10 @@ fn main() -> ExitCode {
         Command::Combined(a) => node_cmd::combined(a),
         Command::Orchestrator(a) => node_cmd::orchestrator(a),
         Command::Bench(a) => bench::bench(a),
-        Command::Transcoder(a) => node_cmd::transcoder(a),
+        Command::Transcoder(a) => match a.livepeer.livepeer_orch.clone() {
+            Some(orch) => livepeer_cmd::transcoder(a, orch),
+            None => node_cmd::transcoder(a),
+        },
         Command::Push(a) => push_cmd::push(a),
         Command::Demo { out } => push_cmd::demo(out),
         Command::GpuInfo(a) => gpu_cmd::gpu_info(a),

@@ -240,7 +240,7 @@ pub struct TranscoderArgs {
     #[arg(long, value_parser = orch_addr, value_delimiter = ',', required_unless_present = "livepeer_orch")]
     pub orch_addr: Vec<String>,
     #[command(flatten)]
-    pub livepeer: crate::livepeer_cmd::LivepeerTranscoderArgs,
+    pub livepeer: LivepeerTranscoderArgs,
     /// File holding this transcoder's secret (its first line). Without it, the secret itself from
     /// the environment (never the command line): [env: ZEROHOP_ORCH_SECRET]
     #[arg(long)]
@@ -272,6 +272,25 @@ pub struct TranscoderArgs {
     pub trust: TrustArgs,
     #[command(flatten)]
     pub logs: LogArgs,
+}
+
+/// How a transcoder joins a go-livepeer orchestrator.
+#[derive(Debug, clap::Args)]
+pub struct LivepeerTranscoderArgs {
+    /// Join this go-livepeer orchestrator's pool (HOST:PORT, its -serviceAddr) with Livepeer's
+    /// own transcoder protocol, instead of a zerohop orchestrator's link. The secret is its
+    /// -orchSecret, from --orch-secret-file or ZEROHOP_ORCH_SECRET; capacity is
+    /// --max-sessions. Needs --livepeer-insecure or --livepeer-pin.
+    #[arg(long, value_parser = orch_addr, conflicts_with_all = ["orch_addr", "client_identity_dir", "transcoder_id", "insecure_h2c", "orch_cert_sha256", "ca_file"])]
+    pub livepeer_orch: Option<String>,
+    /// Accept whatever certificate the Livepeer orchestrator presents, as go-livepeer's own
+    /// transcoders do (it makes a new self-signed one at every start).
+    #[arg(long, requires = "livepeer_orch", conflicts_with = "livepeer_pin")]
+    pub livepeer_insecure: bool,
+    /// Accept only the Livepeer orchestrator certificate with this SHA-256 (for an orchestrator
+    /// given a fixed certificate); several, comma-separated, accept any.
+    #[arg(long, requires = "livepeer_orch")]
+    pub livepeer_pin: Option<String>,
 }
 
 /// How a client (`push`, `transcoder`) decides to trust the node it dials.
@@ -317,9 +336,6 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
     init_logs_as(a.logs.log_format);
     let secret = zerohop_control::secret::load(a.orch_secret_file.as_deref(), "ZEROHOP_ORCH_SECRET")
         .with_context(|| format!("reading {:?}", a.orch_secret_file))?;
-    if let Some(orch) = a.livepeer.livepeer_orch.clone() {
-        return crate::livepeer_cmd::transcoder(a, orch, secret);
-    }
     let id = match a.transcoder_id.clone() {
         Some(id) => id,
         None => host_name(std::path::Path::new(HOST_NAME))?,
@@ -469,7 +485,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
         if max_sessions > 0 {
             cfg.sessions = crate::accel_cmd::factory(a.accel.accel, &a.accel.gpus, a.accel.gpu_options())?;
         }
-        cfg.livepeer_profiles = crate::livepeer_cmd::profiles_written(&cfg.sessions);
+        cfg.livepeer_profiles = crate::accel_cmd::profiles_written(&cfg.sessions);
         let backend = cfg.sessions.backend.clone();
         let node = Node::start(cfg).await.with_context(|| format!("listening on {}", a.service_addr))?;
         build_info();

@@ -546,3 +546,82 @@ fn transcoders_behind_nat_serve_two_orchestrators_and_survive_one_cut_off() {
         "p cut off: both transcoders down to 1 link after {noticed:?}; re-linked to p {back:?} after it came back"
     );
 }
+
+/// The Python stand-in for a go-livepeer orchestrator (control/tests/livepeer/orchestrator.py,
+/// on go-livepeer's own generated messages) and its interpreter, when the venv is made.
+fn livepeer_orchestrator() -> Option<(PathBuf, PathBuf)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let python = root.join("target/livepeer-venv/bin/python");
+    let script = root.join("control/tests/livepeer/orchestrator.py");
+    (python.exists() && root.join("target/livepeer-stubs/lp_rpc_pb2.py").exists()).then_some((python, script))
+}
+
+#[test]
+fn a_zerohop_transcoder_behind_nat_joins_a_livepeer_orchestrator() {
+    skip_unless_namespaces!();
+    let Some((python, script)) = livepeer_orchestrator() else {
+        return zerohop_testkit::skip("no Livepeer test venv", "run control/tests/livepeer/setup.sh");
+    };
+    let mut net = Net::new("l");
+    let report = net.dir.join("livepeer-report.json");
+    // The orchestrator on o, as go-livepeer's: one TLS port for gRPC and HTTP, a new self-signed
+    // certificate, segment URLs on its service address.
+    let log = net.dir.join("o-livepeer.log");
+    let child = Command::new("ip")
+        .args(["netns", "exec", &net.ns("o")])
+        .arg(&python)
+        .arg(&script)
+        .args(["--secret", SECRET, "--host", ORCH, "--port", "8935", "--service-host", ORCH])
+        .arg("--segment")
+        .arg(fixture_path("h264_720p30_main_slices_aac.ts"))
+        .args(["--repeat", "2", "--deadline-s", "60", "--linger-ms", "500"])
+        .arg("--report")
+        .arg(&report)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("the stand-in orchestrator");
+    net.procs.push(child);
+    let out = net.procs.last_mut().unwrap().stdout.take().expect("stdout");
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut first).expect("its first line");
+    assert!(first.starts_with("listening"), "{first:?}; log in {}", log.display());
+    // zerohop's transcoder behind the NAT dials out to it, Livepeer's way.
+    let t = net.spawn(
+        "t",
+        "t-livepeer.log",
+        &["transcoder", "--livepeer-orch", &format!("{ORCH}:8935"), "--livepeer-insecure", "--max-sessions", "2"],
+    );
+    let t0 = Instant::now();
+    let done = loop {
+        let text = std::fs::read_to_string(&report).unwrap_or_default();
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && v["done"] == true
+        {
+            break v;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the orchestrator's report within 60 s; transcoder log:\n{}",
+            std::fs::read_to_string(&t).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let tasks = done["tasks"].as_array().expect("tasks");
+    assert_eq!(tasks.len(), 2, "{done:#}");
+    for task in tasks {
+        assert!(task["error"].is_null() && task["late"] != true, "{task:#}");
+        let parts = task["parts"].as_array().expect("parts");
+        assert_eq!(parts.len(), 2, "one part per rendition: {task:#}");
+        for (i, p) in parts.iter().enumerate() {
+            let path = format!("{}.parts/{}_{i}.ts", report.display(), task["task_id"]);
+            let frames = decode_video(&std::fs::read(&path).expect("the part")).expect("decodes").len() as i64;
+            let (w, h) = [(426, 240), (640, 360)][i];
+            assert_eq!(p["pixels"].as_i64(), Some(frames * w * h), "{p:#}");
+        }
+    }
+    // The link crossed the NAT: the orchestrator saw it come from the router's side of its own
+    // link, never from the transcoder's address.
+    let peer = done["registrations"][0]["peer"].as_str().expect("the registration's peer").to_string();
+    assert!(peer.starts_with("10.77.1.1:"), "registered from {peer}");
+}

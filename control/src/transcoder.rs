@@ -116,6 +116,11 @@ impl Shared {
     pub fn load(&self) -> u32 {
         *self.load.borrow()
     }
+
+    /// Counts one more linked orchestrator for as long as the guard lives.
+    pub(crate) fn registered(&self) -> impl Drop + '_ {
+        Registered::new(&self.linked)
+    }
 }
 
 /// Counts a registered link for as long as it lives.

@@ -92,13 +92,23 @@ enum Attempt {
 /// Registers with the orchestrator and serves its tasks until `stop` (then finishes the running
 /// tasks) or a fatal refusal; redials with backoff (250 ms doubling to 30 s, jittered) after
 /// anything else.
-pub async fn run(config: LivepeerTranscoderConfig, mut stop: watch::Receiver<bool>) -> Result<(), LivepeerLinkError> {
+pub async fn run(config: LivepeerTranscoderConfig, stop: watch::Receiver<bool>) -> Result<(), LivepeerLinkError> {
+    run_shared(config, stop, crate::transcoder::Shared::default()).await
+}
+
+/// [`run`], counting the link in `shared` while registered (what the transcoder's `/readyz`
+/// answers from).
+pub async fn run_shared(
+    config: LivepeerTranscoderConfig,
+    mut stop: watch::Receiver<bool>,
+    shared: crate::transcoder::Shared,
+) -> Result<(), LivepeerLinkError> {
     let sessions: Sessions = Arc::default();
     let running = Arc::new(watch::channel(0u32).0);
     let mut backoff = Duration::from_millis(250);
     loop {
         let began = Instant::now();
-        match attempt(&config, &sessions, &running, &mut stop).await? {
+        match attempt(&config, &sessions, &running, &mut stop, &shared).await? {
             Attempt::Stopped => {
                 running.subscribe().wait_for(|n| *n == 0).await.ok();
                 return Ok(());
@@ -125,6 +135,7 @@ async fn attempt(
     sessions: &Sessions,
     running: &Arc<watch::Sender<u32>>,
     stop: &mut watch::Receiver<bool>,
+    shared: &crate::transcoder::Shared,
 ) -> Result<Attempt, LivepeerLinkError> {
     let client = match Client::connect(&config.orch_addr, &config.transport, None).await {
         Ok(c) => Arc::new(c),
@@ -153,7 +164,7 @@ async fn attempt(
         return refused(config, s);
     }
     tracing::info!(orch = %config.orch_addr, capacity = config.capacity, "registered with the Livepeer orchestrator");
-    metrics::gauge!(crate::metrics::ORCHESTRATORS_LINKED).set(1.0);
+    let _registered = shared.registered();
     let mut body = resp.into_body();
     let mut reader = MessageReader::default();
     let outcome = loop {
@@ -185,7 +196,6 @@ async fn attempt(
             on_notify(config, &client, sessions, running, notify);
         }
     };
-    metrics::gauge!(crate::metrics::ORCHESTRATORS_LINKED).set(0.0);
     outcome
 }
 

@@ -20,7 +20,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Request, Response, StatusCode};
+use http::{HeaderMap, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -29,7 +29,7 @@ use sha3::Digest as _;
 use tokio::sync::mpsc;
 
 use super::dispatch::dispatch;
-use super::reply::{self, Resp};
+use super::reply::{self, Resp, grpc_answer, grpc_status, refuse};
 use super::segment::place;
 use super::state::{Job, Peer, State};
 use crate::body::ChannelBody;
@@ -152,42 +152,6 @@ fn refreshed_info(
         auth_token: auth,
         ..OrchestratorInfo::default()
     }
-}
-
-fn grpc_answer(message: &impl prost::Message) -> Resp {
-    let (tx, body) = ChannelBody::channel(2);
-    let _ = tx.try_send(Ok(Frame::data(grpc::frame(message))));
-    let _ = tx.try_send(Ok(Frame::trailers(Status::ok().to_headers())));
-    grpc_response(body, HeaderMap::new())
-}
-
-/// A trailers-only answer: the status in the headers.
-pub(super) fn grpc_status(s: Status) -> Resp {
-    if s.code != grpc::status::OK {
-        tracing::info!(code = s.code, message = %s.message, "gRPC call refused");
-    }
-    grpc_response(ChannelBody::empty(), s.to_headers())
-}
-
-pub(super) fn grpc_response(body: ChannelBody, extra: HeaderMap) -> Resp {
-    let mut r = Response::new(body);
-    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(grpc::CONTENT_TYPE));
-    r.headers_mut().extend(extra);
-    r
-}
-
-/// A plain-text refusal, as go-livepeer answers a segment it will not take.
-pub(super) fn refuse(status: StatusCode, text: impl Into<String>) -> Resp {
-    let text = text.into();
-    tracing::info!(%status, %text, "Livepeer request refused");
-    plain(status, text)
-}
-
-/// A plain-text answer.
-pub(super) fn plain(status: StatusCode, text: impl Into<String>) -> Resp {
-    let mut r = reply::full(Bytes::from(text.into()), "text/plain; charset=utf-8");
-    *r.status_mut() = status;
-    r
 }
 
 /// `POST /segment`.

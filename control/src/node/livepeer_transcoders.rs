@@ -26,8 +26,7 @@ use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
 use super::dispatch::apply_failover;
-use super::livepeer::{grpc_response, grpc_status, plain, refuse};
-use super::reply::Resp;
+use super::reply::{Resp, grpc_response, grpc_status, plain, refuse};
 use super::secrets::Credential;
 use super::state::{Link, Peer, State};
 use crate::body::ChannelBody;

@@ -1,15 +1,17 @@
-//! The node's responses: JSON `{code, message}` bodies, errors as their typed status, and
-//! refusals sent after the refused upload was read (bounded).
+//! The node's responses: JSON `{code, message}` bodies, errors as their typed status, refusals
+//! sent after the refused upload was read (bounded), and Livepeer's gRPC and plain-text answers.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Response, StatusCode};
+use http_body::Frame;
 use hyper::body::Incoming;
 use serde_json::json;
 
 use crate::body::ChannelBody;
 use crate::fault::NodeError;
+use crate::livepeer::grpc::{self, Status};
 
 pub(super) type Resp = Response<ChannelBody>;
 
@@ -119,4 +121,42 @@ async fn drain(mut body: Incoming, max: u64) -> bool {
         }
     }
     true
+}
+// Livepeer's endpoints (`livepeer`, `livepeer_transcoders`) answer as go-livepeer does: gRPC, or
+// plain text.
+
+pub(super) fn grpc_answer(message: &impl prost::Message) -> Resp {
+    let (tx, body) = ChannelBody::channel(2);
+    let _ = tx.try_send(Ok(Frame::data(grpc::frame(message))));
+    let _ = tx.try_send(Ok(Frame::trailers(Status::ok().to_headers())));
+    grpc_response(body, HeaderMap::new())
+}
+
+/// A trailers-only answer: the status in the headers.
+pub(super) fn grpc_status(s: Status) -> Resp {
+    if s.code != grpc::status::OK {
+        tracing::info!(code = s.code, message = %s.message, "gRPC call refused");
+    }
+    grpc_response(ChannelBody::empty(), s.to_headers())
+}
+
+pub(super) fn grpc_response(body: ChannelBody, extra: HeaderMap) -> Resp {
+    let mut r = Response::new(body);
+    r.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static(grpc::CONTENT_TYPE));
+    r.headers_mut().extend(extra);
+    r
+}
+
+/// A plain-text refusal, as go-livepeer answers a segment it will not take.
+pub(super) fn refuse(status: StatusCode, text: impl Into<String>) -> Resp {
+    let text = text.into();
+    tracing::info!(%status, %text, "Livepeer request refused");
+    plain(status, text)
+}
+
+/// A plain-text answer.
+pub(super) fn plain(status: StatusCode, text: impl Into<String>) -> Resp {
+    let mut r = full(Bytes::from(text.into()), "text/plain; charset=utf-8");
+    *r.status_mut() = status;
+    r
 }
