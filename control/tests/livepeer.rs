@@ -9,6 +9,8 @@
 //! Skips, saying so, without the Python venv (run control/tests/livepeer/setup.sh).
 
 mod common;
+#[path = "livepeer/orchestrator_tests.rs"]
+mod orchestrator_tests;
 #[path = "livepeer/vectors.rs"]
 mod vectors;
 

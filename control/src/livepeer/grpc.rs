@@ -188,10 +188,12 @@ mod tests {
             for part in [&wire[..cut], &wire[cut..]] {
                 r.push(part);
                 while let Some(m) = r.poll() {
-                    got.push(decode::<PriceInfo>(m.unwrap(), "PriceInfo").unwrap());
+                    got.push(
+                        decode::<PriceInfo>(m.expect("holds in this test"), "PriceInfo").expect("holds in this test"),
+                    );
                 }
             }
-            r.finish().unwrap();
+            r.finish().expect("holds in this test");
             assert_eq!(got.len(), 3, "cut at {cut}");
             assert_eq!(got[0].pixels_per_unit, 300);
             assert_eq!(got[1], PriceInfo::default());

@@ -140,7 +140,7 @@ mod tests {
 
     #[test]
     fn livepeers_default_profiles_become_a_ladder_and_come_back() {
-        let ladder = from_livepeer(&[p240()]).unwrap();
+        let ladder = from_livepeer(&[p240()]).expect("holds in this test");
         let r = &ladder.profiles()[0];
         assert_eq!((r.width, r.height, r.bitrate, r.fps, r.fps_den), (426, 240, 600_000, 30, 1));
         assert_eq!(r.gop, Gop::Seconds(PRESET_GOP_SECONDS));
@@ -149,7 +149,7 @@ mod tests {
             (back[0].width, back[0].bitrate, back[0].fps, back[0].gop, back[0].profile),
             (426, 600_000, 30, 2000, 1)
         );
-        let again = from_livepeer(&back).unwrap();
+        let again = from_livepeer(&back).expect("holds in this test");
         assert_eq!(again, ladder);
     }
 
@@ -159,10 +159,10 @@ mod tests {
         p.gop = 1500;
         p.fps = 30000;
         p.fps_den = 1001;
-        let r = from_livepeer(&[p.clone()]).unwrap().profiles()[0].clone();
+        let r = from_livepeer(&[p.clone()]).expect("holds in this test").profiles()[0].clone();
         assert_eq!((r.gop, r.fps, r.fps_den), (Gop::Seconds(1.5), 30000, 1001));
         p.gop = -1;
-        assert_eq!(from_livepeer(&[p]).unwrap().profiles()[0].gop, Gop::Intra);
+        assert_eq!(from_livepeer(&[p]).expect("holds in this test").profiles()[0].gop, Gop::Intra);
     }
 
     #[test]
@@ -182,7 +182,7 @@ mod tests {
         }
         assert_eq!(from_livepeer(&[]), Err(LadderError::Empty));
         let unnamed = VideoProfile { name: String::new(), ..p240() };
-        assert_eq!(from_livepeer(&[unnamed]).unwrap().profiles()[0].name, "net_426x240_600000");
+        assert_eq!(from_livepeer(&[unnamed]).expect("holds in this test").profiles()[0].name, "net_426x240_600000");
     }
 
     #[test]
@@ -196,6 +196,6 @@ mod tests {
         assert_eq!(o.clip, Some(Clip { from: Duration::from_millis(500), to: None }));
         assert_eq!(parameters(&o), Some(SegParameters { from: 500, to: 0 }));
         seg.segment_parameters = Some(SegParameters { from: 0, to: 1200 });
-        assert_eq!(options(&seg).clip.unwrap().to, Some(Duration::from_millis(1200)));
+        assert_eq!(options(&seg).clip.expect("holds in this test").to, Some(Duration::from_millis(1200)));
     }
 }

@@ -318,9 +318,9 @@ mod tests {
         notify.extend_from_slice(&[0x80, 0x01, 9]); // taskId = 16 -> 128: 9
         notify.extend_from_slice(&[0x8a, 0x01, 1, b'x']); // profiles = 17
         notify.extend_from_slice(&[0x92, 0x01, 1, b'o']); // orchId = 18
-        let n = NotifySegment::decode(&notify[..]).unwrap();
+        let n = NotifySegment::decode(&notify[..]).expect("holds in this test");
         assert_eq!((n.url.as_str(), n.task_id, n.orch_id.as_str(), &n.profiles[..]), ("u", 9, "o", &b"x"[..]));
-        let s = n.seg_data.unwrap();
+        let s = n.seg_data.expect("holds in this test");
         assert_eq!((&s.manifest_id[..], s.seq, s.duration, s.session_id()), (&b"m1"[..], 7, 2000, Some("s-1")));
         assert_eq!(s.ladder().len(), 1);
         assert_eq!((s.ladder()[0].name.as_str(), s.ladder()[0].width, s.ladder()[0].gop), ("ab", 640, 1));
@@ -351,7 +351,7 @@ mod tests {
             })),
             info: None,
         };
-        let back = TranscodeResult::decode(&data.encode_to_vec()[..]).unwrap();
+        let back = TranscodeResult::decode(&data.encode_to_vec()[..]).expect("holds in this test");
         assert_eq!(back, data);
     }
 }

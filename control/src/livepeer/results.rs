@@ -255,7 +255,7 @@ mod tests {
         let body = encode("b0und", &rs);
         for cut in 0..body.len() {
             let (got, end) = parts(&body, "b0und", cut);
-            end.unwrap();
+            end.expect("holds in this test");
             let want: Vec<Part> = rs.iter().cloned().map(Part::Rendition).collect();
             assert_eq!(got, want, "cut at {cut}");
         }
@@ -268,7 +268,7 @@ mod tests {
         let body = b"--x\r\nContent-Length: 3\r\nContent-Type: video/mp2t\r\nPixels: 12\r\n\r\nabc\r\n\
                      --x\r\nContent-Type: application/octet-stream\r\n\r\nhash\r\n--x--\r\n";
         let (got, end) = parts(body, "x", 0);
-        end.unwrap();
+        end.expect("holds in this test");
         assert_eq!(got[0], Part::Rendition(Rendition { data: Bytes::from_static(b"abc"), pixels: 12 }));
         assert_eq!(got[1], Part::Other { content_type: "application/octet-stream".into(), len: 4 });
     }

@@ -167,7 +167,7 @@ async fn attempt(
     let _registered = shared.registered();
     let mut body = resp.into_body();
     let mut reader = MessageReader::default();
-    let outcome = loop {
+    loop {
         let frame = tokio::select! {
             f = body.frame() => f,
             _ = stop.changed() => break Ok(Attempt::Stopped),
@@ -195,8 +195,7 @@ async fn attempt(
             };
             on_notify(config, &client, sessions, running, notify);
         }
-    };
-    outcome
+    }
 }
 
 /// A refusal of the registration: fatal for a wrong secret or capacity, as in go-livepeer.

@@ -95,15 +95,23 @@ pub(super) fn register(state: Arc<State>, message: Bytes, authority: String, pee
     let version = req.capabilities.as_ref().map(|c| c.version.clone()).unwrap_or_default();
     tracing::info!(transcoder = %name, id, capacity, %version, "go-livepeer transcoder registered");
     let (tx, body) = ChannelBody::channel(16);
+    // Notifies whose input is whole, in the order their uploads end.
+    let (ready_tx, mut ready_rx) = mpsc::channel::<NotifySegment>(64);
     tokio::spawn(async move {
         loop {
-            let line = tokio::select! {
-                l = task_rx.recv() => l,
+            let notify = tokio::select! {
+                l = task_rx.recv() => {
+                    let Some(line) = l else { break };
+                    if let Some(n) = notify(&line, &authority, &token) {
+                        when_uploaded(&state, n, &ready_tx);
+                    }
+                    continue;
+                }
+                n = ready_rx.recv() => n,
                 _ = closed.changed() => None,
                 _ = tx.closed() => None,
             };
-            let Some(line) = line else { break };
-            let Some(notify) = notify(&line, &authority, &token) else { continue };
+            let Some(notify) = notify else { break };
             if tx.send(Ok(Frame::data(grpc::frame(&notify)))).await.is_err() {
                 break;
             }
@@ -122,6 +130,24 @@ pub(super) fn register(state: Arc<State>, message: Bytes, authority: String, pee
         state.update_capacity_metrics();
     });
     grpc_response(body, http::HeaderMap::new())
+}
+
+/// Passes `notify` on once its task's upload has ended (at once for an end of session). A
+/// go-livepeer transcoder gives its input GET 4 s in all, body included, as go-livepeer's
+/// orchestrator has the whole segment before it notifies; a live upload takes longer.
+fn when_uploaded(state: &Arc<State>, notify: NotifySegment, ready: &mpsc::Sender<NotifySegment>) {
+    let task = u64::try_from(notify.task_id).ok().filter(|_| !notify.url.is_empty());
+    let input = task.and_then(|t| state.jobs.lock().get(&t).map(|j| j.input.clone()));
+    let ready = ready.clone();
+    tokio::spawn(async move {
+        if let Some(input) = input {
+            let mut i = 0;
+            while let crate::relay::InputItem::Data(_) = input.next(i).await {
+                i += 1;
+            }
+        }
+        let _ = ready.send(notify).await;
+    });
 }
 
 /// A link line as go-livepeer's message.
@@ -145,7 +171,9 @@ fn notify(line: &[u8], authority: &str, token: &str) -> Option<NotifySegment> {
                 task_id: task as i64,
                 // What go-livepeer sends, so that transcoders too old for SegData's profiles fail.
                 profiles: b"invalid".to_vec(),
-                orch_id: String::new(),
+                // What go-livepeer's orchestrator sends offchain (its transcoder writes it
+                // into the output's metadata).
+                orch_id: "offchain".into(),
             })
         }
         ToTranscoder::EndStream { stream } => Some(NotifySegment {

@@ -35,7 +35,7 @@ fn zerohop_bits() -> Vec<u64> {
 
 #[test]
 fn a_go_livepeer_transcoders_registration() {
-    let r = RegisterRequest::decode(&vector("go-transcoder.RegisterRequest.bin")[..]).unwrap();
+    let r = RegisterRequest::decode(&vector("go-transcoder.RegisterRequest.bin")[..]).expect("holds in this test");
     assert_eq!((r.secret.as_str(), r.capacity), ("s3cret", 10), "-orchSecret s3cret, go-livepeer's default capacity");
     let caps = r.capabilities.expect("capabilities");
     assert_eq!(caps.version, "0.9.1");
@@ -45,7 +45,7 @@ fn a_go_livepeer_transcoders_registration() {
 
 #[test]
 fn a_go_livepeer_orchestrators_notify() {
-    let n = NotifySegment::decode(&vector("go-orchestrator.NotifySegment.bin")[..]).unwrap();
+    let n = NotifySegment::decode(&vector("go-orchestrator.NotifySegment.bin")[..]).expect("holds in this test");
     assert!(n.url.starts_with("https://127.0.0.1:19001/stream/") && n.url.ends_with(".tempfile"), "{}", n.url);
     assert_eq!(n.profiles, b"invalid", "what go-livepeer sends old transcoders");
     let seg = n.seg_data.expect("SegData");
@@ -63,7 +63,9 @@ fn a_go_livepeer_transcoders_results_carry_lpms_pixel_counts_which_are_zerohops(
     let split = raw.windows(2).position(|w| w == b"\n\n").expect("headers, a blank line, the body");
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let header = |k: &str| {
-        head.lines().find_map(|l| l.split_once(": ").filter(|(n, _)| *n == k).map(|(_, v)| v.to_string())).unwrap()
+        head.lines()
+            .find_map(|l| l.split_once(": ").filter(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+            .expect("holds in this test")
     };
     assert_eq!(header("authorization"), "Livepeer-Transcoder-1.0");
     let boundary = results::boundary(&header("content-type")).expect("multipart/mixed");
@@ -83,8 +85,8 @@ fn a_go_livepeer_transcoders_results_carry_lpms_pixel_counts_which_are_zerohops(
         assert_eq!(r.pixels, (seen.frames_decoded * u64::from(w) * u64::from(h)) as i64, "LPMS's count is zerohop's");
     }
     // The task's decoded pixels: the input's pictures times its size, as zerohop counts them.
-    let input = probe::probe(&std::fs::read(common_fixture(SEGMENT)).unwrap());
-    let sps = input.sps.unwrap();
+    let input = probe::probe(&std::fs::read(common_fixture(SEGMENT)).expect("holds in this test"));
+    let sps = input.sps.expect("holds in this test");
     let decoded = input.frames_decoded * u64::from(sps.width) * u64::from(sps.height);
     assert_eq!(header("pixels"), decoded.to_string());
 }
@@ -95,7 +97,7 @@ fn common_fixture(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn a_go_livepeer_gateways_request_and_segment() {
-    let r = OrchestratorRequest::decode(&vector("go-gateway.OrchestratorRequest.bin")[..]).unwrap();
+    let r = OrchestratorRequest::decode(&vector("go-gateway.OrchestratorRequest.bin")[..]).expect("holds in this test");
     assert_eq!(r.address, vec![0; 20], "offchain: the zero address");
     let job = r.capabilities.expect("the job's capabilities").bitstring;
     assert!(
@@ -104,8 +106,9 @@ fn a_go_livepeer_gateways_request_and_segment() {
     );
     assert!(capabilities::compatible(&job, &zerohop_bits()));
     let b64 = vector("go-gateway.Livepeer-Segment.b64");
-    let seg = SegData::decode(&base64::engine::general_purpose::STANDARD.decode(&b64).unwrap()[..]).unwrap();
-    let body = std::fs::read(common_fixture(SEGMENT)).unwrap();
+    let seg = SegData::decode(&base64::engine::general_purpose::STANDARD.decode(&b64).expect("holds in this test")[..])
+        .expect("holds in this test");
+    let body = std::fs::read(common_fixture(SEGMENT)).expect("holds in this test");
     assert_eq!(seg.hash, sha3::Keccak256::digest(&body).to_vec(), "SegData's hash is Keccak-256 of the segment");
     assert!(seg.sig.is_empty(), "offchain: unsigned");
     assert!(seg.auth_token.as_ref().is_some_and(|t| !t.token.is_empty()), "the token zerohop issued, sent back");
@@ -116,11 +119,12 @@ fn a_go_livepeer_gateways_request_and_segment() {
 
 #[test]
 fn a_go_livepeer_orchestrators_answers_to_a_gateway() {
-    let info = OrchestratorInfo::decode(&vector("go-orchestrator.OrchestratorInfo.bin")[..]).unwrap();
+    let info =
+        OrchestratorInfo::decode(&vector("go-orchestrator.OrchestratorInfo.bin")[..]).expect("holds in this test");
     assert_eq!(info.transcoder, "https://127.0.0.1:19001");
     assert!(info.price_info.is_none(), "offchain: no price");
     assert!(info.auth_token.is_some_and(|t| !t.session_id.is_empty() && t.expiration > 0));
-    let r = TranscodeResult::decode(&vector("go-orchestrator.TranscodeResult.bin")[..]).unwrap();
+    let r = TranscodeResult::decode(&vector("go-orchestrator.TranscodeResult.bin")[..]).expect("holds in this test");
     let Some(TranscodeOutcome::Data(d)) = r.result else { panic!("a result: {:?}", r.result) };
     let pixels: Vec<_> = d.segments.iter().map(|s| s.pixels).collect();
     assert_eq!(pixels, [30 * 426 * 240, 30 * 640 * 360], "30 pictures per rendition");
