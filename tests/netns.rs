@@ -582,7 +582,7 @@ fn a_zerohop_transcoder_behind_nat_joins_a_livepeer_orchestrator() {
         .spawn()
         .expect("the stand-in orchestrator");
     net.procs.push(child);
-    let out = net.procs.last_mut().unwrap().stdout.take().expect("stdout");
+    let out = net.procs.last_mut().expect("holds in this test").stdout.take().expect("stdout");
     let mut first = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut first).expect("its first line");
     assert!(first.starts_with("listening"), "{first:?}; log in {}", log.display());
