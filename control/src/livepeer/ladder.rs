@@ -167,7 +167,8 @@ mod tests {
 
     #[test]
     fn what_zerohop_cannot_make_is_refused_by_name() {
-        let cases: [(fn(&mut VideoProfile), &str); 5] = [
+        type Change = fn(&mut VideoProfile);
+        let cases: [(Change, &str); 5] = [
             (|p| p.format = 1, "output format 1"),
             (|p| p.encoder = 1, "output codec 1"),
             (|p| p.color_depth = 10, "10-bit"),
@@ -177,7 +178,7 @@ mod tests {
         for (change, says) in cases {
             let mut p = p240();
             change(&mut p);
-            let e = from_livepeer(&[p]).unwrap_err().to_string();
+            let e = from_livepeer(&[p]).expect_err(says).to_string();
             assert!(e.contains("P240p30fps16x9") && e.contains(says), "{e}");
         }
         assert_eq!(from_livepeer(&[]), Err(LadderError::Empty));
