@@ -118,6 +118,33 @@ fn transcoder_with_a_wrong_secret_and_push_without_trust_fail_clearly() {
 }
 
 #[test]
+fn a_livepeer_transcoder_says_what_it_needs_before_dialling() {
+    let run = |extra: &[&str], secret: Option<&str>| {
+        let mut c = zerohop();
+        c.args(["transcoder", "--livepeer-orch", "127.0.0.1:9"]).args(extra).env_remove("ZEROHOP_ORCH_SECRET");
+        if let Some(s) = secret {
+            c.env("ZEROHOP_ORCH_SECRET", s);
+        }
+        let o = c.output().expect("run");
+        assert!(!o.status.success(), "{extra:?}");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    // How to trust an orchestrator whose certificate changes at every start: said, with both ways.
+    let said = run(&[], Some("s"));
+    assert!(said.contains("--livepeer-insecure") && said.contains("--livepeer-pin"), "{said}");
+    assert!(said.contains("new self-signed certificate at every start"), "{said}");
+    // The secret: where to put it.
+    let said = run(&["--livepeer-insecure"], None);
+    assert!(said.contains("-orchSecret") && said.contains("ZEROHOP_ORCH_SECRET"), "{said}");
+    // Zero capacity, refused here as the orchestrator would.
+    let said = run(&["--livepeer-insecure", "--max-sessions", "0"], Some("s"));
+    assert!(said.contains("zero capacity"), "{said}");
+    // zerohop's own link flags do not mix with it.
+    let said = run(&["--livepeer-insecure", "--orch-addr", "127.0.0.1:8"], Some("s"));
+    assert!(said.contains("cannot be used with"), "{said}");
+}
+
+#[test]
 fn accel_cuda_without_a_gpu_fails_clearly_and_auto_falls_back_to_the_cpu() {
     let out = tmp("accel");
     let input = fixture_path("h264_360p25_baseline_noaudio.ts");

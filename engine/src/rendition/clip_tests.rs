@@ -102,7 +102,10 @@ fn parse(ts: &[u8]) -> Parsed {
 /// The span `clip` keeps of `input`: its PTS bounds, both included.
 fn span(input: &Parsed, clip: Clip) -> (i64, i64) {
     let start = input.pictures[0];
-    (start + ticks(clip.from), clip.to.map_or(i64::MAX, |t| start + ticks(t)))
+    // A clip from 0 has no lower bound, as LPMS's `clip_from` of 0 (copied PES stamped before the
+    // first picture stay).
+    let lo = if clip.from.is_zero() { i64::MIN } else { start + ticks(clip.from) };
+    (lo, clip.to.map_or(i64::MAX, |t| start + ticks(t)))
 }
 
 /// What rung `i` keeps of `pictures` (the clip's, in order) by the cadence: PTS kept, keyframes.
@@ -247,10 +250,10 @@ fn default_options_give_the_same_bytes_as_begin_segment() {
             for r in [&a, &b, &c] {
                 assert!(r.renditions.iter().all(|s| s.frames_clipped == 0), "{backend:?} {seq}");
             }
-            // A clip from 0 to the end keeps every picture; copied PES stamped before the first
-            // picture are outside it.
+            // A clip from 0 to the end keeps every picture and every copied PES (from 0 has no
+            // lower bound, as in LPMS).
             let src = parse(&input);
-            let copied: Vec<i64> = src.copied.iter().copied().filter(|&p| p >= src.pictures[0]).collect();
+            let copied: Vec<i64> = src.copied.clone();
             for (i, (plain, whole)) in a_out.iter().zip(&c_out).enumerate() {
                 let (plain, whole) = (parse(plain), parse(whole));
                 assert_eq!(whole.pictures, plain.pictures, "{backend:?} {seq} rendition {i}");
