@@ -8,7 +8,7 @@ use zerohop_control::client::Transport;
 use zerohop_control::livepeer::transcoder::{LivepeerTranscoderConfig, run_shared};
 use zerohop_control::tls::{Trust, parse_fingerprints};
 
-use crate::node_cmd::{TranscoderArgs, build_info, runtime, shutdown_signal};
+use crate::node_cmd::{TranscoderArgs, run_transcoder};
 
 /// `zerohop transcoder` with `--livepeer-orch ORCH`.
 pub fn transcoder(a: TranscoderArgs, orch: String) -> Result<ExitCode> {
@@ -47,30 +47,12 @@ pub fn transcoder(a: TranscoderArgs, orch: String) -> Result<ExitCode> {
         sessions,
     };
     let caps: Vec<&str> = config.capabilities().iter().map(|c| c.name()).collect();
-    let rt = runtime()?;
-    rt.block_on(async move {
-        let (stop_tx, stop) = tokio::sync::watch::channel(false);
-        tokio::spawn(async move {
-            shutdown_signal().await;
-            eprintln!("stopping: finishing the tasks in progress, then leaving");
-            let _ = stop_tx.send(true);
-        });
-        build_info();
-        let shared = zerohop_control::transcoder::Shared::default();
-        if let Some(m) = a.metrics_addr {
-            let up = shared.clone();
-            let ready: zerohop_control::metrics::Readiness = std::sync::Arc::new(move || {
-                if up.linked() > 0 { Ok(()) } else { Err("not registered with the Livepeer orchestrator".into()) }
-            });
-            let bound = zerohop_control::metrics::serve(m, ready).await?;
-            eprintln!("metrics: http://{bound}/metrics (and /healthz, /readyz)");
-        }
-        eprintln!(
-            "transcoder joining the Livepeer orchestrator {orch} ({} sessions; capabilities: {})",
-            a.max_sessions,
-            caps.join(", ")
-        );
+    let said = format!(
+        "transcoder joining the Livepeer orchestrator {orch} ({} sessions; capabilities: {})",
+        a.max_sessions,
+        caps.join(", ")
+    );
+    run_transcoder(a.metrics_addr, "not registered with the Livepeer orchestrator", said, |stop, shared| async move {
         run_shared(config, stop, shared).await.map_err(anyhow::Error::from)
-    })?;
-    Ok(ExitCode::SUCCESS)
+    })
 }

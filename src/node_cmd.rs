@@ -378,6 +378,24 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
             on_pin_mismatch: if a.exit_on_pin_mismatch { PinMismatch::Exit } else { PinMismatch::Retry },
         });
     }
+    let said = format!("transcoder dialling {} ({} sessions)", a.orch_addr.join(", "), a.max_sessions);
+    run_transcoder(a.metrics_addr, "not linked to any orchestrator", said, |stop, shared| async move {
+        zerohop_control::transcoder::run_all(configs, stop, shared).await.map_err(anyhow::Error::from)
+    })
+}
+
+/// A transcoder's process around its links: SIGINT/SIGTERM turn `stop` (the links finish their
+/// tasks, then return), the build line, and `--metrics-addr` with a `/readyz` that is ready
+/// while a link is registered (else `not_ready`).
+pub fn run_transcoder<F>(
+    metrics_addr: Option<SocketAddr>,
+    not_ready: &'static str,
+    said: String,
+    links: impl FnOnce(tokio::sync::watch::Receiver<bool>, zerohop_control::transcoder::Shared) -> F,
+) -> Result<ExitCode>
+where
+    F: std::future::Future<Output = Result<()>>,
+{
     let rt = runtime()?;
     rt.block_on(async move {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
@@ -388,16 +406,15 @@ pub fn transcoder(a: TranscoderArgs) -> Result<ExitCode> {
         });
         build_info();
         let shared = zerohop_control::transcoder::Shared::default();
-        if let Some(m) = a.metrics_addr {
+        if let Some(m) = metrics_addr {
             let up = shared.clone();
-            let ready: zerohop_control::metrics::Readiness = std::sync::Arc::new(move || {
-                if up.linked() > 0 { Ok(()) } else { Err("not linked to any orchestrator".into()) }
-            });
+            let ready: zerohop_control::metrics::Readiness =
+                std::sync::Arc::new(move || if up.linked() > 0 { Ok(()) } else { Err(not_ready.into()) });
             let bound = zerohop_control::metrics::serve(m, ready).await.with_context(|| format!("metrics on {m}"))?;
             eprintln!("metrics: http://{bound}/metrics (and /healthz, /readyz)");
         }
-        eprintln!("transcoder dialling {} ({} sessions)", a.orch_addr.join(", "), a.max_sessions);
-        zerohop_control::transcoder::run_all(configs, stop, shared).await.map_err(anyhow::Error::from)
+        eprintln!("{said}");
+        links(stop, shared).await
     })?;
     Ok(ExitCode::SUCCESS)
 }
@@ -532,7 +549,7 @@ fn serve_node(a: NodeArgs, default_sessions: usize, what: &str) -> Result<ExitCo
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn shutdown_signal() {
+async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -562,7 +579,7 @@ fn host_name(path: &std::path::Path) -> Result<String> {
 }
 
 /// `zerohop_build_info`: this binary's revision, profile, target and features as labels.
-pub fn build_info() {
+fn build_info() {
     zerohop_control::metrics::init();
     zerohop_control::metrics::build_info(&[
         ("revision", env!("ZEROHOP_GIT").to_string()),

@@ -92,6 +92,35 @@ fn tempdir(name: &str) -> PathBuf {
 }
 
 /// The orchestrator, running (killed when dropped).
+/// Starts `cmd` (its stderr into `log`) and waits up to 30 s for its first line of stdout: the
+/// child, its stdout (kept open: it may write more) and that line.
+async fn first_line(mut cmd: Command, log: &Path, what: &str) -> (Child, std::io::BufReader<ChildStdout>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).expect("log file"))
+        .spawn()
+        .unwrap_or_else(|e| panic!("{what} starts: {e}"));
+    let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    // Off the runtime's threads (the read ends when the process does, at worst).
+    let read = tokio::task::spawn_blocking(move || {
+        let mut stdout = stdout;
+        let mut line = String::new();
+        let _ = stdout.read_line(&mut line);
+        (stdout, line)
+    });
+    match tokio::time::timeout(Duration::from_secs(30), read).await {
+        Ok(r) => {
+            let (stdout, line) = r.expect("reader");
+            (child, stdout, line)
+        }
+        Err(_) => {
+            let _ = child.kill();
+            panic!("{what} said nothing in 30 s:\n{}", std::fs::read_to_string(log).unwrap_or_default())
+        }
+    }
+}
+
 struct Orch {
     child: Child,
     /// Held open: the orchestrator may write to it.
@@ -106,31 +135,12 @@ impl Orch {
         let dir = tempdir(name);
         let report = dir.join("report.json");
         let log = dir.join("orchestrator.log");
-        let mut child = Command::new(py)
-            .arg(root().join("control/tests/livepeer/orchestrator.py"))
+        let mut cmd = Command::new(py);
+        cmd.arg(root().join("control/tests/livepeer/orchestrator.py"))
             .args(["--secret", SECRET, "--deadline-s", "60", "--report"])
             .arg(&report)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("the orchestrator starts");
-        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-        // The first line, off the runtime's threads (it ends when the process does, at worst).
-        let read = tokio::task::spawn_blocking(move || {
-            let mut stdout = stdout;
-            let mut line = String::new();
-            let _ = stdout.read_line(&mut line);
-            (stdout, line)
-        });
-        let (stdout, line) = match tokio::time::timeout(Duration::from_secs(30), read).await {
-            Ok(r) => r.expect("reader"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the orchestrator said nothing in 30 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
-            }
-        };
+            .args(args);
+        let (mut child, stdout, line) = first_line(cmd, &log, "the orchestrator").await;
         let Some(port) = line.strip_prefix("listening ").and_then(|p| p.trim().parse().ok()) else {
             let _ = child.kill();
             panic!(

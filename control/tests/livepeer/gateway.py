@@ -37,6 +37,7 @@ import h2.events
 from Crypto.Hash import keccak
 
 import lp_rpc_pb2 as pb
+from lpwire import bitstring, compatible, grpc_frame  # noqa: E402
 
 # core/capabilities.go numbers.
 CAP_H264, CAP_MPEGTS, CAP_GOP, CAP_AUTH_TOKEN = 0, 1, 11, 12
@@ -48,29 +49,10 @@ DEFAULT_PROFILES = [
 ]
 
 
-def bitstring(caps):
-    words = []
-    for c in caps:
-        while len(words) <= c // 64:
-            words.append(0)
-        words[c // 64] |= 1 << (c % 64)
-    return words
-
-
-def compatible(needed, have):
-    """go-livepeer's CapabilityString.CompatibleWith: a longer `needed` fails."""
-    return len(needed) <= len(have) and all(n & h == n for n, h in zip(needed, have))
-
-
 def keccak256(data):
     k = keccak.new(digest_bits=256)
     k.update(data)
     return k.digest()
-
-
-def grpc_frame(message):
-    body = message.SerializeToString()
-    return struct.pack(">BI", 0, len(body)) + body
 
 
 def grpc_unframe(data):

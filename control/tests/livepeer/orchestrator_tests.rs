@@ -12,7 +12,6 @@
 //!
 //! What comes back is probed with zerohop's engine.
 
-use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -72,33 +71,15 @@ impl GoTranscoder {
         let dir = tempdir(&format!("orch-{name}"));
         let report = dir.join("report.json");
         let log = dir.join("transcoder.log");
-        let mut child = Command::new(py)
-            .arg(script("transcoder.py"))
+        let mut cmd = Command::new(py);
+        cmd.arg(script("transcoder.py"))
             .env("PYTHONPATH", stubs())
             .arg("--orch-addr")
             .arg(node.local_addr().to_string())
             .args(["--secret", SECRET, "--report"])
             .arg(&report)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).expect("log file"))
-            .spawn()
-            .expect("transcoder.py starts");
-        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-        let read = tokio::task::spawn_blocking(move || {
-            let mut stdout = stdout;
-            let mut line = String::new();
-            let _ = stdout.read_line(&mut line);
-            (stdout, line)
-        });
-        let (stdout, said) = match tokio::time::timeout(Duration::from_secs(30), read).await {
-            Ok(r) => r.expect("reader"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!("transcoder.py said nothing in 30 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default())
-            }
-        };
+            .args(args);
+        let (child, stdout, said) = super::first_line(cmd, &log, "transcoder.py").await;
         GoTranscoder { child, _stdout: stdout, said: said.trim().to_string(), report, log }
     }
 

@@ -62,6 +62,7 @@ import h2.events
 # go-livepeer's messages as Livepeer compiled them (control/tests/livepeer/setup.sh puts them there).
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "target", "livepeer-stubs"))
 import lp_rpc_pb2 as pb  # noqa: E402
+from lpwire import bitstring, compatible, grpc_frame  # noqa: E402
 
 VERSION = "0.9.1"
 # What a go-livepeer 0.9.1 software transcoder registers with (cmd/livepeer/starter: Default +
@@ -75,25 +76,6 @@ TRANSCODING_ERROR_MIME = "livepeer/transcoding-error"
 # net.VideoProfile_Format / _Profile numbers.
 FORMAT_MPEGTS, FORMAT_MP4 = 0, 1
 X264_PROFILE = {1: "baseline", 2: "main", 3: "high", 4: "high"}
-
-
-def bitstring(caps):
-    words = []
-    for c in caps:
-        while len(words) <= c // 64:
-            words.append(0)
-        words[c // 64] |= 1 << (c % 64)
-    return words
-
-
-def compatible(needed, have):
-    """go-livepeer's CapabilityString.CompatibleWith: a longer `needed` fails."""
-    return len(needed) <= len(have) and all(n & h == n for n, h in zip(needed, have))
-
-
-def grpc_frame(message):
-    body = message.SerializeToString()
-    return struct.pack(">BI", 0, len(body)) + body
 
 
 def tls_context(alpn):
