@@ -14,14 +14,17 @@ pub type BodyError = std::io::Error;
 /// producer is slowed down when the peer reads slowly.
 #[derive(Debug)]
 pub struct ChannelBody {
-    rx: mpsc::Receiver<Result<Frame<Bytes>, BodyError>>,
+    /// `None`: known empty, so hyper ends the stream with the headers (a gRPC trailers-only
+    /// answer needs that: a status in headers and then an empty DATA frame is no status to
+    /// grpc-go).
+    rx: Option<mpsc::Receiver<Result<Frame<Bytes>, BodyError>>>,
 }
 
 impl ChannelBody {
     /// A body and the sender that feeds it; `depth` frames are buffered.
     pub fn channel(depth: usize) -> (mpsc::Sender<Result<Frame<Bytes>, BodyError>>, ChannelBody) {
         let (tx, rx) = mpsc::channel(depth);
-        (tx, ChannelBody { rx })
+        (tx, ChannelBody { rx: Some(rx) })
     }
 
     /// A body holding one buffer.
@@ -33,7 +36,7 @@ impl ChannelBody {
 
     /// An empty body.
     pub fn empty() -> ChannelBody {
-        ChannelBody::channel(1).1
+        ChannelBody { rx: None }
     }
 }
 
@@ -42,6 +45,13 @@ impl Body for ChannelBody {
     type Error = BodyError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BodyError>>> {
-        self.rx.poll_recv(cx)
+        match self.rx.as_mut() {
+            Some(rx) => rx.poll_recv(cx),
+            None => Poll::Ready(None),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.rx.is_none()
     }
 }

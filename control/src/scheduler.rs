@@ -287,6 +287,17 @@ impl Scheduler {
         Ok((self.start(stream, need, t, 1, now), t))
     }
 
+    /// Gives `task` (placed at `placed`) at least `deadline` before it is failed over: a segment
+    /// whose duration is known (a Livepeer gateway's) gets max(8 s, 4 x its duration), as
+    /// go-livepeer waits for it.
+    pub fn at_least(&mut self, task: TaskId, placed: Instant, deadline: Duration) {
+        if let Some(t) = self.tasks.get_mut(&task)
+            && let Some(d) = t.deadline.as_mut()
+        {
+            *d = (*d).max(placed + deadline);
+        }
+    }
+
     /// The first result byte of `task` went to the broadcaster: it can no longer be retried.
     pub fn result_started(&mut self, task: TaskId) {
         if let Some(t) = self.tasks.get_mut(&task) {
@@ -504,6 +515,21 @@ mod tests {
         assert!(matches!(out[0], (t, Failover::Retry { transcoder: 2, .. }) if t == a));
         assert_eq!(out[1], (b, Failover::Fail { reason: "result bytes were already sent" }));
         assert_eq!(s.totals(), (4, 1));
+    }
+
+    #[test]
+    fn a_long_segments_task_gets_its_longer_deadline() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(default_deadline(secs(2)));
+        s.add_transcoder(1, 2);
+        let (a, _) = s.place("a", t0).expect("a");
+        let (b, _) = s.place("b", t0).expect("b");
+        s.at_least(a, t0, default_deadline(secs(10)));
+        s.at_least(b, t0, default_deadline(secs(1)));
+        let out = s.expire(t0 + secs(8));
+        assert_eq!(out.iter().map(|(t, _)| *t).collect::<Vec<_>>(), vec![b], "b at 8 s, a not yet");
+        assert!(s.expire(t0 + secs(39)).is_empty());
+        assert_eq!(s.expire(t0 + secs(40)).len(), 1, "a at 4 x 10 s");
     }
 
     #[test]

@@ -65,15 +65,17 @@ pub fn text(code: &str, message: &str) -> String {
 }
 
 /// The text for a ladder zerohop cannot make.
+/// LPMS's non-retryable text only where LPMS itself refuses the ladder (no size, a GOP below -1:
+/// no transcoder can make it); anything else is zerohop's own limit (MP4, another codec, a name
+/// or size zerohop's ladders do not take), which another transcoder may well make, so its text
+/// is zerohop's and a gateway retries elsewhere.
 pub fn for_ladder(e: &LadderError) -> String {
     tracing::info!(error = %e, "a Livepeer ladder zerohop cannot make");
     match e {
+        LadderError::Invalid(_) | LadderError::Empty => format!("zerohop cannot make this ladder: {e}"),
         LadderError::Unsupported { what, .. } if what.starts_with("GOP") => "TranscoderInvalidGOP".into(),
-        LadderError::Unsupported { what, .. } if what.starts_with("output format") => {
-            "TranscoderUnrecognizedFormat".into()
-        }
         LadderError::Unsupported { what, .. } if what.starts_with("size") => "TranscoderInvalidResolution".into(),
-        _ => "TranscoderUnrecognizedProfile".into(),
+        LadderError::Unsupported { .. } => format!("zerohop cannot make this ladder: {e}"),
     }
 }
 

@@ -43,10 +43,11 @@ fn rung(p: &VideoProfile) -> Result<Profile, LadderError> {
     if p.encoder != 0 {
         return no(format!("output codec {} (zerohop encodes H.264, codec 0, only)", p.encoder));
     }
-    if p.color_depth > 8 || p.chroma_format != 0 {
+    // LPMS's colour depth is bits over 8 (0: 8-bit, 2: 10-bit).
+    if p.color_depth != 0 || p.chroma_format != 0 {
         return no(format!(
             "{}-bit {} output (zerohop writes 8-bit 4:2:0)",
-            p.color_depth,
+            8 + p.color_depth,
             ["4:2:0", "4:2:2", "4:4:4"].get(p.chroma_format as usize).unwrap_or(&"unknown chroma")
         ));
     }
@@ -171,7 +172,7 @@ mod tests {
         let cases: [(Change, &str); 5] = [
             (|p| p.format = 1, "output format 1"),
             (|p| p.encoder = 1, "output codec 1"),
-            (|p| p.color_depth = 10, "10-bit"),
+            (|p| p.color_depth = 2, "10-bit"),
             (|p| p.gop = -2, "GOP -2"),
             (|p| p.width = 0, "size 0x240"),
         ];

@@ -272,7 +272,16 @@ async fn task(config: &LivepeerTranscoderConfig, client: &Client, slot: SessionS
             }
         }
     };
-    let posted = post(config, client, task_id, outcome.as_ref()).await;
+    let mut posted = post(config, client, task_id, outcome.as_ref()).await;
+    if let Err(Post::Connection(e)) = &posted {
+        // The registration's connection broke: the result still counts on a new one (go-livepeer
+        // posts with its own client, which redials).
+        tracing::info!(task_id, error = %e, "posting the result again on a new connection");
+        posted = match Client::connect(&config.orch_addr, &config.transport, None).await {
+            Ok(c) => post(config, &c, task_id, outcome.as_ref()).await,
+            Err(e) => Err(Post::Connection(e.to_string())),
+        };
+    }
     match (&outcome, posted) {
         (Ok(_), Ok(())) => tracing::info!(task_id, ms = started.elapsed().as_millis() as u64, "task done"),
         (Err(e), Ok(())) => tracing::warn!(task_id, error = %e, "task failed; the error was sent"),
@@ -294,7 +303,8 @@ async fn transcode(
     options: SegmentOptions,
 ) -> Result<Done, String> {
     let input = InputBuf::new();
-    let fetch = tokio::spawn(fetch_input(url.to_string(), config.transport.clone(), input.clone()));
+    // Stopped with this future too (a task past its budget stops downloading).
+    let fetch = AbortOnDrop(tokio::spawn(fetch_input(url.to_string(), config.transport.clone(), input.clone())));
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let sessions = config.sessions.clone();
     let renditions = ladder.len();
@@ -316,7 +326,7 @@ async fn transcode(
             }
         }
     }
-    fetch.abort();
+    drop(fetch);
     let report: SegmentReport = match engine.await {
         Ok(Ok(r)) => r,
         Ok(Err(f)) => return Err(errors::for_failure(&f)),
@@ -334,6 +344,15 @@ async fn transcode(
     let decoded_pixels =
         (report.frames_decoded * u64::from(report.input.width) * u64::from(report.input.height)) as i64;
     Ok(Done { renditions, decoded_pixels })
+}
+
+/// A spawned task stopped when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Streams the input at `url` into `input` (go-livepeer serves it from the orchestrator's own
@@ -360,15 +379,38 @@ async fn fetch_input(url: String, transport: Transport, input: Arc<InputBuf>) {
         Ok(r) => return feed.end(fail(format!("the input URL answered {}", r.status()))),
         Err(e) => return feed.end(fail(format!("fetching the input: {e}"))),
     };
+    let mut total = 0u64;
     loop {
         match body.frame().await {
             Some(Ok(f)) => {
                 if let Ok(d) = f.into_data() {
+                    total += d.len() as u64;
+                    if total > crate::relay::DEFAULT_MAX_SEGMENT {
+                        let why = format!("the input is over {} bytes", crate::relay::DEFAULT_MAX_SEGMENT);
+                        return feed.end(Err(Abort::new(crate::fault::code::TOO_LARGE, why)));
+                    }
                     feed.push(d);
                 }
             }
             Some(Err(e)) => return feed.end(fail(format!("the input broke off: {e}"))),
             None => return feed.end(Ok(())),
+        }
+    }
+}
+
+/// Why a result was not taken.
+#[derive(Debug)]
+enum Post {
+    /// The connection failed (worth one more try on a new one).
+    Connection(String),
+    /// The orchestrator answered, not with 2xx.
+    Refused(String),
+}
+
+impl std::fmt::Display for Post {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Post::Connection(e) | Post::Refused(e) => f.write_str(e),
         }
     }
 }
@@ -379,7 +421,7 @@ async fn post(
     client: &Client,
     task_id: i64,
     outcome: Result<&Done, &String>,
-) -> Result<(), String> {
+) -> Result<(), Post> {
     let boundary = crate::multipart::MultipartWriter::fresh_boundary(&task_id.to_string());
     let (content_type, body, pixels) = match outcome {
         Ok(done) => (
@@ -398,13 +440,13 @@ async fn post(
         .header("Pixels", pixels)
         .header(http::header::CONTENT_LENGTH, body.len())
         .body(ChannelBody::full(body))
-        .map_err(|e| e.to_string())?;
-    let resp = client.send(req).await.map_err(|e| e.to_string())?;
+        .map_err(|e| Post::Refused(e.to_string()))?;
+    let resp = client.send(req).await.map_err(|e| Post::Connection(e.to_string()))?;
     let status = resp.status();
     let text = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
     if status.is_success() {
         Ok(())
     } else {
-        Err(format!("the orchestrator answered {status}: {}", String::from_utf8_lossy(&text).trim()))
+        Err(Post::Refused(format!("the orchestrator answered {status}: {}", String::from_utf8_lossy(&text).trim())))
     }
 }

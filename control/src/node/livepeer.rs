@@ -16,7 +16,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
 use bytes::{Bytes, BytesMut};
@@ -108,7 +108,7 @@ pub(super) async fn rpc(state: Arc<State>, req: Request<Incoming>, peer: &Peer) 
             };
             let mut sessions = state.livepeer.lock();
             // Only the token's holder may end its session.
-            if let Ok(id) = sessions.check(r.auth_token.as_ref(), Instant::now()) {
+            if let Ok(id) = sessions.check(r.auth_token.as_ref(), unix_now()) {
                 sessions.end(&id);
                 tracing::info!(session = %id, "a Livepeer gateway ended its session");
             }
@@ -124,14 +124,16 @@ pub(super) async fn rpc(state: Arc<State>, req: Request<Incoming>, peer: &Peer) 
 
 /// `GetOrchestrator`'s answer: segments go to this node as the gateway reached it.
 fn orchestrator_info(state: &State, authority: &str) -> OrchestratorInfo {
-    let mut token = [0u8; 32];
     let mut id = [0u8; 16];
-    if getrandom::fill(&mut token).is_err() || getrandom::fill(&mut id).is_err() {
-        tracing::error!("no random bytes for a Livepeer auth token");
+    if getrandom::fill(&mut id).is_err() {
+        tracing::error!("no random bytes for a Livepeer session id");
     }
-    let unix_now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-    let auth = state.livepeer.lock().issue(hex::encode(id), token.to_vec(), Instant::now(), unix_now);
+    let auth = state.livepeer.lock().issue(hex::encode(id), unix_now());
     refreshed_info(state, authority, Some(auth))
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// What the node says of itself, with `auth` (a new session's token, or the segment's own in
@@ -174,7 +176,7 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>) -> Resp {
         Ok(s) => s,
         Err(e) => return reply::after_draining_all(req, refuse(StatusCode::FORBIDDEN, e)).await,
     };
-    let checked = state.livepeer.lock().check(seg.auth_token.as_ref(), received);
+    let checked = state.livepeer.lock().check(seg.auth_token.as_ref(), unix_now());
     let session = match checked {
         Ok(s) => s,
         Err(e) => return reply::after_draining_all(req, refuse(StatusCode::FORBIDDEN, e.to_string())).await,
@@ -204,7 +206,10 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>) -> Resp {
     if !seg.hash.is_empty() && sha3::Keccak256::digest(&data)[..] != seg.hash[..] {
         return refuse(StatusCode::FORBIDDEN, "Forbidden");
     }
-    let stream = String::from_utf8_lossy(&seg.manifest_id).into_owned();
+    // The gateway's session is the stream (its engine session, its affinity): a name of
+    // zerohop's making, apart from broadcasters' stream names (a manifest id is any bytes, and
+    // two gateways may use the same one).
+    let stream = format!("livepeer-{session}");
     let (task, transcoder) = match place(&state, &stream, &ladder, received) {
         Ok(p) => p,
         // After the checks, as go-livepeer does: 200 and its text for a full orchestrator in
@@ -219,6 +224,9 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>) -> Resp {
             });
         }
     };
+    // go-livepeer's gateway waits max(8 s, 4 x duration) for it (0: 2 s, as go-livepeer reads it).
+    let duration = if seg.duration > 0 { Duration::from_millis(seg.duration as u64) } else { Duration::from_secs(2) };
+    state.scheduler.lock().at_least(task, received, crate::scheduler::default_deadline(duration));
     state.update_capacity_metrics();
     let input = InputBuf::new();
     let writer = input.writer();
@@ -247,7 +255,7 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>) -> Resp {
                 {
                     let mut sessions = state.livepeer.lock();
                     for (name, (data, pixels)) in names.iter().zip(renditions) {
-                        sessions.keep(&session, name, seg.seq, data);
+                        sessions.keep(&session, name, seg.seq, data, Instant::now());
                         segments.push(TranscodedSegmentData {
                             url: format!("https://{authority}/livepeer/{session}/{name}/{}.ts", seg.seq),
                             pixels,
@@ -316,11 +324,12 @@ async fn collect(mut out: mpsc::Receiver<Out>, n: usize) -> Result<Vec<(Bytes, i
                 }
             }
             Out::Error { code, message, .. } => return Err(errors::text(&code, &message)),
-            Out::End { ok: true, .. } => break,
+            Out::End { ok: true, .. } => return Ok(data.into_iter().map(BytesMut::freeze).zip(pixels).collect()),
             Out::End { ok: false, .. } => return Err("zerohop: the segment failed".into()),
         }
     }
-    Ok(data.into_iter().map(BytesMut::freeze).zip(pixels).collect())
+    // No end record: whatever ran it stopped without saying how (never passed off as complete).
+    Err("zerohop: the segment's results ended before it did".into())
 }
 
 /// `GET /livepeer/{session}/{rendition}/{seq}.ts`.

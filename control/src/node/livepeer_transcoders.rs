@@ -215,11 +215,26 @@ pub(super) async fn results(state: Arc<State>, req: Request<Incoming>) -> Resp {
         return refuse(StatusCode::UNAUTHORIZED, "Unauthorized");
     }
     let Ok(task) = text("taskid").parse::<TaskId>() else { return refuse(StatusCode::BAD_REQUEST, "Invalid Task ID") };
+    // Only a task sent to a go-livepeer link takes results here (zerohop's own transcoders
+    // post theirs to /v1/tasks/{id}/results, authenticated as themselves).
+    let on_livepeer_link = state
+        .scheduler
+        .lock()
+        .transcoder_of(task)
+        .is_some_and(|t| state.livepeer_links.lock().values().any(|l| *l == t));
+    if !on_livepeer_link && state.jobs.lock().contains_key(&task) {
+        return refuse(StatusCode::FORBIDDEN, "the task is not a go-livepeer transcoder's");
+    }
     let content_type = text("content-type");
     let max = state.config.max_segment_bytes as usize * 2;
     let body = match Limited::new(req.into_body(), max).collect().await {
         Ok(b) => b.to_bytes(),
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, format!("reading the results: {e}")),
+        Err(e) => {
+            // The task is answered now, not at its deadline.
+            super::tasks::deliver(&state, task, failed(&format!("the transcoder's results could not be read: {e}")))
+                .await;
+            return refuse(StatusCode::BAD_REQUEST, format!("reading the results: {e}"));
+        }
     };
     if crate::livepeer::trace::dir_set() {
         let head = format!("{}\n", crate::livepeer::trace::headers(&headers));
@@ -278,7 +293,10 @@ fn records(ladder: &zerohop_engine::Ladder, renditions: Vec<Bytes>) -> Vec<Out> 
         frames_total += probe.frames_decoded;
         let done = json!({"rendition": p.name, "frames": probe.frames_decoded, "bytes": data.len(), "width": w,
                           "height": h, "keyframes": probe.idr_frames});
-        out.push(Out::Record(framing::record(Kind::Chunk, i as u8, &data)));
+        // In pieces, as zerohop's own sink sends them (a record holds at most 16 MiB).
+        for piece in data.chunks(64 << 10) {
+            out.push(Out::Record(framing::record(Kind::Chunk, i as u8, piece)));
+        }
         out.push(Out::Record(framing::record(Kind::Done, i as u8, done.to_string().as_bytes())));
     }
     out.push(Out::End { ok: true, summary: json!({"status": "ok", "frames_encoded": frames_total}) });

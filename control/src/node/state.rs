@@ -112,7 +112,7 @@ impl State {
             connections: Mutex::new(HashMap::new()),
             hls: Mutex::new(HlsStore::new(config.hls_window, config.hls_max_streams)),
             playback: Arc::new(tokio::sync::Semaphore::new(config.max_playback_requests)),
-            livepeer: Mutex::default(),
+            livepeer: Mutex::new(crate::livepeer::sessions::GatewaySessions::new(random_key())),
             livepeer_links: Mutex::default(),
             auth_limiter: Mutex::new(AuthLimiter::new(config.auth_max_failures, std::time::Duration::from_secs(60))),
             config,
@@ -138,6 +138,17 @@ impl State {
         metrics::gauge!(m::LOAD).set(f64::from(load));
         metrics::gauge!(m::TRANSCODERS).set(self.links.lock().len() as f64);
     }
+}
+
+/// A key for this process's Livepeer auth tokens (a restart invalidates them, as go-livepeer's).
+fn random_key() -> [u8; 32] {
+    let mut key = [0u8; 32];
+    if let Err(e) = getrandom::fill(&mut key) {
+        // Without randomness the tokens are forgeable: say so loudly; the node still serves its
+        // own API.
+        tracing::error!(error = %e, "no random bytes for the Livepeer token key; Livepeer gateway tokens are weak");
+    }
+    key
 }
 
 /// Who is on the other end of a connection, as far as the transport says.
