@@ -1,7 +1,9 @@
 //! What moves a segment between the HTTP side and the engine, in every mode: a replayable upload
 //! buffer ([`InputBuf`]), the result items ([`Out`]) and the engine job ([`run_local`]).
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use parking_lot::{Condvar, Mutex};
@@ -186,6 +188,13 @@ impl Out {
         Out::Error { rendition, code: e.code().into(), message: e.message() }
     }
 
+    /// Rendition `index`'s done record, from its stats (wherever it was made).
+    pub fn done(index: u8, s: &RenditionStats) -> Out {
+        let body = json!({"rendition": s.name, "frames": s.frames_out, "bytes": s.ts_bytes, "width": s.width,
+                          "height": s.height, "keyframes": s.keyframes});
+        Out::Record(framing::record(Kind::Done, index, body.to_string().as_bytes()))
+    }
+
     /// The record that carries this item.
     pub fn to_record(&self) -> Bytes {
         match self {
@@ -221,6 +230,42 @@ impl Out {
     }
 }
 
+/// A segment's result items gathered into whole renditions, for peers that take them whole (go-livepeer's):
+/// each one's bytes and encoded pixels (frames x width x height from its done record), or the
+/// code and message of the first error. No end record is an error too (never passed off as
+/// complete).
+pub async fn gather(out: &mut mpsc::Receiver<Out>, n: usize) -> Result<Vec<(Bytes, u64)>, (String, String)> {
+    let mut data = vec![bytes::BytesMut::new(); n];
+    let mut pixels = vec![0u64; n];
+    let mut reader = framing::RecordReader::new();
+    while let Some(o) = out.recv().await {
+        match o {
+            Out::Record(r) => {
+                reader.push(&r);
+                while let Some(Ok(rec)) = reader.poll() {
+                    let i = usize::from(rec.rendition);
+                    match rec.kind {
+                        Kind::Chunk if i < n => data[i].extend_from_slice(&rec.payload),
+                        Kind::Done if i < n => {
+                            let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap_or_default();
+                            let f = |k: &str| v[k].as_u64().unwrap_or(0);
+                            pixels[i] = f("frames") * f("width") * f("height");
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            Out::Error { code, message, .. } => return Err((code, message)),
+            Out::End { ok: true, .. } => return Ok(data.into_iter().map(|d| d.freeze()).zip(pixels).collect()),
+            Out::End { ok: false, summary } => {
+                let field = |k: &str| summary[k].as_str().unwrap_or_default().to_string();
+                return Err((field("code"), field("message")));
+            }
+        }
+    }
+    Err((crate::fault::code::ERROR.into(), "the segment's results ended before it did".into()))
+}
+
 /// Frames each rendition's output as result records.
 struct FramedSink {
     index: u8,
@@ -233,10 +278,7 @@ impl RenditionSink for FramedSink {
         self.tx.blocking_send(Out::Record(rec)).map_err(|_| std::io::ErrorKind::BrokenPipe.into())
     }
     fn finish(&mut self, s: &RenditionStats) -> std::io::Result<()> {
-        let body = json!({"rendition": s.name, "frames": s.frames_out, "bytes": s.ts_bytes, "width": s.width,
-                          "height": s.height, "keyframes": s.keyframes});
-        let rec = framing::record(Kind::Done, self.index, body.to_string().as_bytes());
-        self.tx.blocking_send(Out::Record(rec)).map_err(|_| std::io::ErrorKind::BrokenPipe.into())
+        self.tx.blocking_send(Out::done(self.index, s)).map_err(|_| std::io::ErrorKind::BrokenPipe.into())
     }
     fn fail(&mut self, e: &TranscodeError) {
         let _ = self.tx.blocking_send(Out::error(self.index, &Failure::Engine(e.clone())));
@@ -245,6 +287,45 @@ impl RenditionSink for FramedSink {
 
 /// A stream's engine session, shared by its segments (one at a time, in arrival order).
 pub type SessionSlot = Arc<tokio::sync::Mutex<Option<Box<dyn StreamSession>>>>;
+
+/// A transcoder's warm sessions by key (a stream, or a Livepeer session), each with when it was
+/// last used: one table for both link kinds. A session no task holds closes after
+/// [`SESSION_IDLE`] unused, or when its key is ended.
+#[derive(Clone, Default)]
+pub struct SessionTable(Arc<Mutex<HashMap<String, (SessionSlot, Instant)>>>);
+
+/// Sessions unused this long are closed (their stream ended or moved elsewhere, or its end was
+/// never said).
+pub const SESSION_IDLE: Duration = Duration::from_secs(60);
+
+impl std::fmt::Debug for SessionTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SessionTable({} open)", self.0.lock().len())
+    }
+}
+
+impl SessionTable {
+    /// The session of `key` (a new one if none), marked used now; and how many are open. Idle
+    /// sessions that no task holds are closed first.
+    pub fn slot(&self, key: &str) -> (SessionSlot, usize) {
+        let mut map = self.0.lock();
+        map.retain(|_, (slot, used)| used.elapsed() < SESSION_IDLE || Arc::strong_count(slot) > 1);
+        let entry = map.entry(key.to_string()).or_insert_with(|| (SessionSlot::default(), Instant::now()));
+        entry.1 = Instant::now();
+        (entry.0.clone(), map.len())
+    }
+
+    /// `key` ended: its session closes unless a task still runs on it (then it idles out).
+    /// Whether it closed, and how many stay open.
+    pub fn end(&self, key: &str) -> (bool, usize) {
+        let mut map = self.0.lock();
+        let idle = map.get(key).is_some_and(|(slot, _)| Arc::strong_count(slot) == 1);
+        if idle {
+            map.remove(key);
+        }
+        (idle, map.len())
+    }
+}
 
 /// One accelerator behind a [`SessionFactory`], as a node states it in its capabilities and
 /// `GET /v1/transcoders`. The control plane passes it on; it knows nothing of what drives it.

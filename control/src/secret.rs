@@ -7,6 +7,16 @@ pub fn equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+/// 128 random bits from the OS as 32 hex digits (session ids, URL tokens); `what` names it in
+/// the error logged if the OS gives none (then the bits are zero, and guessable).
+pub fn random_hex(what: &str) -> String {
+    let mut b = [0u8; 16];
+    if let Err(e) = getrandom::fill(&mut b) {
+        tracing::error!(error = %e, "no random bytes for {what}");
+    }
+    hex::encode(b)
+}
+
 /// Reads a secret from a file (first line, trimmed) or, when `file` is `None`, from `env_var`.
 pub fn load(file: Option<&std::path::Path>, env_var: &str) -> std::io::Result<Option<String>> {
     let raw = match file {

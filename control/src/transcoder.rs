@@ -8,7 +8,6 @@
 //! * The link is re-established with exponential backoff and jitter; a wrong secret or a
 //!   certificate that does not match the pin ends the transcoder with a clear error instead.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,7 +16,6 @@ use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body::Frame;
 use http_body_util::BodyExt;
-use parking_lot::Mutex;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 use zerohop_engine::{Clip, Ladder, SegmentOptions};
@@ -28,7 +26,7 @@ use crate::framing::{self, Kind, SEGMENT};
 use crate::headers;
 use crate::link::{self, LineReader, Report, ToTranscoder};
 use crate::metrics as m;
-use crate::relay::{Abort, InputBuf, Out, SessionSlot, run_local};
+use crate::relay::{Abort, InputBuf, Out, SessionSlot, SessionTable, run_local};
 
 /// Transcoder settings.
 #[derive(Debug, Clone)]
@@ -73,12 +71,6 @@ pub enum LinkError {
     #[error("the orchestrator refused this transcoder's link protocol: {0}")]
     IncompatibleVersion(String),
 }
-
-/// The transcoder's engine sessions per stream, with when each was last used.
-type Sessions = Arc<Mutex<HashMap<String, (SessionSlot, Instant)>>>;
-
-/// Sessions unused this long are closed (their stream ended or moved elsewhere).
-const SESSION_IDLE: Duration = Duration::from_secs(60);
 
 enum Attempt {
     Stopped,
@@ -183,7 +175,7 @@ pub async fn run_shared(
     shared: Shared,
 ) -> Result<(), LinkError> {
     metrics::counter!(m::TRANSCODER_TASKS_ABANDONED).increment(0);
-    let sessions: Sessions = Arc::default();
+    let sessions = SessionTable::default();
     let mut backoff = Duration::from_millis(250);
     // Times in a row this link was replaced by another with our id.
     let mut replaced = 0u32;
@@ -251,7 +243,7 @@ pub(crate) fn jitter_fraction() -> f64 {
 
 async fn attempt(
     config: &TranscoderConfig,
-    sessions: &Sessions,
+    sessions: &SessionTable,
     stop: &mut watch::Receiver<bool>,
     shared: &Shared,
 ) -> Result<Attempt, LinkError> {
@@ -361,26 +353,17 @@ async fn attempt(
                 }
                 Some(ToTranscoder::EndStream { stream }) => {
                     // The broadcaster ended the stream: free its sessions unless a task still runs.
-                    let mut map = sessions.lock();
-                    if map.get(&stream).is_some_and(|(slot, _)| Arc::strong_count(slot) == 1) {
-                        map.remove(&stream);
+                    let (closed, open) = sessions.end(&stream);
+                    if closed {
                         tracing::info!(%stream, "stream ended; sessions closed");
                     }
-                    metrics::gauge!(m::TRANSCODER_STREAMS).set(map.len() as f64);
+                    metrics::gauge!(m::TRANSCODER_STREAMS).set(open as f64);
                     continue;
                 }
                 None => continue,
             };
-            let slot = {
-                let mut map = sessions.lock();
-                // Close sessions of streams that stopped sending (not in use: one reference).
-                map.retain(|_, (slot, used)| used.elapsed() < SESSION_IDLE || Arc::strong_count(slot) > 1);
-                let entry = map.entry(stream.clone()).or_insert_with(|| (SessionSlot::default(), Instant::now()));
-                entry.1 = Instant::now();
-                let slot = entry.0.clone();
-                metrics::gauge!(m::TRANSCODER_STREAMS).set(map.len() as f64);
-                slot
-            };
+            let (slot, open) = sessions.slot(&stream);
+            metrics::gauge!(m::TRANSCODER_STREAMS).set(open as f64);
             let (client, config, load) = (client.clone(), config.clone(), shared.load.clone());
             let abandoned = abandon.subscribe();
             tokio::spawn(async move {

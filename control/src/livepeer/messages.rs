@@ -92,6 +92,14 @@ impl SegData {
             .map_or(&[], |p| p.as_slice())
     }
 
+    /// Its duration as go-livepeer reads it: milliseconds, 0 taken as 2 s.
+    pub fn duration(&self) -> std::time::Duration {
+        match u64::try_from(self.duration) {
+            Ok(ms) if ms > 0 => std::time::Duration::from_millis(ms),
+            _ => std::time::Duration::from_secs(2),
+        }
+    }
+
     /// The session this segment belongs to (the auth token's), if any.
     pub fn session_id(&self) -> Option<&str> {
         self.auth_token.as_ref().map(|t| t.session_id.as_str()).filter(|s| !s.is_empty())

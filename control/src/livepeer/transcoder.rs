@@ -14,14 +14,12 @@
 //! with an empty URL ends the session named in its `SegData`. `invalid secret` and
 //! `zero capacity` are fatal; anything else redials with backoff.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use http_body_util::BodyExt;
-use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
 use zerohop_engine::profile::CodecProfile;
 use zerohop_engine::{Ladder, SegmentOptions, SegmentReport};
@@ -33,8 +31,7 @@ use super::results::{self, Rendition};
 use super::{errors, ladder};
 use crate::body::ChannelBody;
 use crate::client::{Client, Transport};
-use crate::framing::{Kind, RecordReader};
-use crate::relay::{Abort, InputBuf, Out, SessionFactory, SessionSlot, run_local};
+use crate::relay::{Abort, InputBuf, Out, SessionFactory, SessionSlot, SessionTable, run_local};
 
 /// go-livepeer's `Authorization` value for a transcoder's requests.
 pub const AUTH_SCHEME: &str = "Livepeer-Transcoder-1.0";
@@ -43,8 +40,6 @@ pub const AUTH_SCHEME: &str = "Livepeer-Transcoder-1.0";
 const MIN_DEADLINE: Duration = Duration::from_secs(8);
 /// How much of the orchestrator's deadline is kept for posting the results.
 const POST_MARGIN: Duration = Duration::from_millis(1500);
-/// Sessions unused this long are closed (the session's end notify may never come).
-const SESSION_IDLE: Duration = Duration::from_secs(60);
 
 /// A zerohop transcoder's settings for a Livepeer orchestrator.
 #[derive(Debug, Clone)]
@@ -82,8 +77,6 @@ pub enum LivepeerLinkError {
     ZeroCapacity { orch: String, capacity: u32 },
 }
 
-type Sessions = Arc<Mutex<HashMap<String, (SessionSlot, Instant)>>>;
-
 enum Attempt {
     Stopped,
     Lost(String),
@@ -103,7 +96,7 @@ pub async fn run_shared(
     mut stop: watch::Receiver<bool>,
     shared: crate::transcoder::Shared,
 ) -> Result<(), LivepeerLinkError> {
-    let sessions: Sessions = Arc::default();
+    let sessions = SessionTable::default();
     let running = Arc::new(watch::channel(0u32).0);
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -132,7 +125,7 @@ pub async fn run_shared(
 
 async fn attempt(
     config: &LivepeerTranscoderConfig,
-    sessions: &Sessions,
+    sessions: &SessionTable,
     running: &Arc<watch::Sender<u32>>,
     stop: &mut watch::Receiver<bool>,
     shared: &crate::transcoder::Shared,
@@ -211,14 +204,14 @@ fn refused(config: &LivepeerTranscoderConfig, s: Status) -> Result<Attempt, Live
 fn on_notify(
     config: &LivepeerTranscoderConfig,
     client: &Arc<Client>,
-    sessions: &Sessions,
+    sessions: &SessionTable,
     running: &Arc<watch::Sender<u32>>,
     notify: NotifySegment,
 ) {
     let session = notify.seg_data.as_ref().and_then(|s| s.session_id()).map(str::to_string);
     if notify.url.is_empty() {
         if let Some(id) = session {
-            let closed = sessions.lock().remove(&id).is_some();
+            let (closed, _) = sessions.end(&id);
             tracing::info!(session = %id, closed, "the orchestrator ended a transcoding session");
         }
         return;
@@ -227,13 +220,7 @@ fn on_notify(
     let key = session.unwrap_or_else(|| {
         notify.seg_data.as_ref().map(|s| String::from_utf8_lossy(&s.manifest_id).into_owned()).unwrap_or_default()
     });
-    let slot = {
-        let mut map = sessions.lock();
-        map.retain(|_, (slot, used)| used.elapsed() < SESSION_IDLE || Arc::strong_count(slot) > 1);
-        let e = map.entry(key).or_insert_with(|| (SessionSlot::default(), Instant::now()));
-        e.1 = Instant::now();
-        e.0.clone()
-    };
+    let (slot, _) = sessions.slot(&key);
     let (config, client, running) = (config.clone(), client.clone(), running.clone());
     tokio::spawn(async move {
         running.send_modify(|n| *n += 1);
@@ -247,8 +234,7 @@ async fn task(config: &LivepeerTranscoderConfig, client: &Client, slot: SessionS
     let started = Instant::now();
     let task_id = notify.task_id;
     let seg = notify.seg_data.clone().unwrap_or_default();
-    let duration = if seg.duration > 0 { Duration::from_millis(seg.duration as u64) } else { Duration::from_secs(2) };
-    let budget = MIN_DEADLINE.max(duration * 4).saturating_sub(POST_MARGIN);
+    let budget = MIN_DEADLINE.max(seg.duration() * 4).saturating_sub(POST_MARGIN);
     let outcome = match ladder::from_livepeer(seg.ladder()) {
         Err(e) => Err(errors::for_ladder(&e)),
         Ok(ladder) => {
@@ -312,34 +298,20 @@ async fn transcode(
     let engine = tokio::task::spawn_blocking(move || {
         run_local(&slot, &sessions, ladder, options, &engine_input, &out_tx, || {})
     });
-    let mut bytes: Vec<Vec<Bytes>> = vec![Vec::new(); renditions];
-    let mut reader = RecordReader::new();
-    while let Some(o) = out_rx.recv().await {
-        if let Out::Record(r) = o {
-            reader.push(&r);
-            while let Some(Ok(rec)) = reader.poll() {
-                if rec.kind == Kind::Chunk
-                    && let Some(b) = bytes.get_mut(usize::from(rec.rendition))
-                {
-                    b.push(rec.payload);
-                }
-            }
-        }
-    }
+    let gathered = crate::relay::gather(&mut out_rx, renditions).await;
+    // The engine may still be sending (gathering stops at the first error): it stops when no
+    // one reads.
+    drop(out_rx);
     drop(fetch);
     let report: SegmentReport = match engine.await {
         Ok(Ok(r)) => r,
         Ok(Err(f)) => return Err(errors::for_failure(&f)),
         Err(e) => return Err(format!("zerohop: the engine task failed: {e}")),
     };
-    let renditions = report
-        .renditions
-        .iter()
-        .zip(bytes)
-        .map(|(s, chunks)| Rendition {
-            data: chunks.concat().into(),
-            pixels: (s.frames_out * u64::from(s.width) * u64::from(s.height)) as i64,
-        })
+    let renditions = gathered
+        .map_err(|(code, message)| errors::text(&code, &message))?
+        .into_iter()
+        .map(|(data, pixels)| Rendition { data, pixels: pixels as i64 })
         .collect();
     let decoded_pixels =
         (report.frames_decoded * u64::from(report.input.width) * u64::from(report.input.height)) as i64;

@@ -16,10 +16,10 @@
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, Request, StatusCode};
 use http_body::Frame;
 use http_body_util::{BodyExt, Limited};
@@ -33,7 +33,6 @@ use super::reply::{self, Resp, grpc_answer, grpc_status, refuse};
 use super::segment::place;
 use super::state::{Job, Peer, State};
 use crate::body::ChannelBody;
-use crate::framing::{Kind, RecordReader};
 use crate::livepeer::grpc::{self, Status};
 use crate::livepeer::messages::{
     EndTranscodingSessionRequest, EndTranscodingSessionResponse, OrchestratorInfo, OrchestratorRequest, SegData,
@@ -124,11 +123,8 @@ pub(super) async fn rpc(state: Arc<State>, req: Request<Incoming>, peer: &Peer) 
 
 /// `GetOrchestrator`'s answer: segments go to this node as the gateway reached it.
 fn orchestrator_info(state: &State, authority: &str) -> OrchestratorInfo {
-    let mut id = [0u8; 16];
-    if getrandom::fill(&mut id).is_err() {
-        tracing::error!("no random bytes for a Livepeer session id");
-    }
-    let auth = state.livepeer.lock().issue(hex::encode(id), unix_now());
+    let id = crate::secret::random_hex("a Livepeer session id");
+    let auth = state.livepeer.lock().issue(id, unix_now());
     refreshed_info(state, authority, Some(auth))
 }
 
@@ -224,9 +220,8 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>) -> Resp {
             });
         }
     };
-    // go-livepeer's gateway waits max(8 s, 4 x duration) for it (0: 2 s, as go-livepeer reads it).
-    let duration = if seg.duration > 0 { Duration::from_millis(seg.duration as u64) } else { Duration::from_secs(2) };
-    state.scheduler.lock().at_least(task, received, crate::scheduler::default_deadline(duration));
+    // go-livepeer's gateway waits max(8 s, 4 x duration) for it.
+    state.scheduler.lock().at_least(task, received, crate::scheduler::default_deadline(seg.duration()));
     state.update_capacity_metrics();
     let input = InputBuf::new();
     let writer = input.writer();
@@ -248,7 +243,8 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>) -> Resp {
     // 200 now; the result follows in the body.
     let (tx, body) = ChannelBody::channel(1);
     tokio::spawn(async move {
-        let result = collect(out_rx, names.len()).await;
+        let mut out_rx = out_rx;
+        let result = crate::relay::gather(&mut out_rx, names.len()).await;
         let answer = match result {
             Ok(renditions) => {
                 let mut segments = Vec::new();
@@ -258,16 +254,16 @@ pub(super) async fn segment(state: Arc<State>, req: Request<Incoming>) -> Resp {
                         sessions.keep(&session, name, seg.seq, data, Instant::now());
                         segments.push(TranscodedSegmentData {
                             url: format!("https://{authority}/livepeer/{session}/{name}/{}.ts", seg.seq),
-                            pixels,
+                            pixels: pixels as i64,
                         });
                     }
                 }
                 metrics::counter!(m::SEGMENTS_TRANSCODED).increment(1);
                 TranscodeOutcome::Data(TranscodeData { segments, sig: Vec::new() })
             }
-            Err(text) => {
+            Err((code, message)) => {
                 metrics::counter!(m::SEGMENTS_FAILED, "reason" => "livepeer").increment(1);
-                TranscodeOutcome::Error(text)
+                TranscodeOutcome::Error(errors::text(&code, &message))
             }
         };
         metrics::histogram!(m::TTLB).record(received.elapsed().as_secs_f64());
@@ -298,38 +294,6 @@ fn segment_data(headers: &HeaderMap) -> Result<SegData, String> {
         .decode(v.as_bytes())
         .map_err(|e| format!("Livepeer-Segment is not base64: {e}"))?;
     SegData::decode(&raw[..]).map_err(|e| format!("Livepeer-Segment is not a SegData: {e}"))
-}
-
-/// Each rendition's bytes and encoded pixels (frames x width x height, from its done record),
-/// or the error text.
-async fn collect(mut out: mpsc::Receiver<Out>, n: usize) -> Result<Vec<(Bytes, i64)>, String> {
-    let mut data: Vec<BytesMut> = vec![BytesMut::new(); n];
-    let mut pixels = vec![0i64; n];
-    let mut reader = RecordReader::new();
-    while let Some(o) = out.recv().await {
-        match o {
-            Out::Record(r) => {
-                reader.push(&r);
-                while let Some(Ok(rec)) = reader.poll() {
-                    let i = usize::from(rec.rendition);
-                    match rec.kind {
-                        Kind::Chunk if i < n => data[i].extend_from_slice(&rec.payload),
-                        Kind::Done if i < n => {
-                            let v: serde_json::Value = serde_json::from_slice(&rec.payload).unwrap_or_default();
-                            let f = |k: &str| v[k].as_i64().unwrap_or(0);
-                            pixels[i] = f("frames") * f("width") * f("height");
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            Out::Error { code, message, .. } => return Err(errors::text(&code, &message)),
-            Out::End { ok: true, .. } => return Ok(data.into_iter().map(BytesMut::freeze).zip(pixels).collect()),
-            Out::End { ok: false, .. } => return Err("zerohop: the segment failed".into()),
-        }
-    }
-    // No end record: whatever ran it stopped without saying how (never passed off as complete).
-    Err("zerohop: the segment's results ended before it did".into())
 }
 
 /// `GET /livepeer/{session}/{rendition}/{seq}.ts`.

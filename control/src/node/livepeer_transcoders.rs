@@ -66,7 +66,7 @@ pub(super) fn register(state: Arc<State>, message: Bytes, authority: String, pee
     let needed = capabilities::bitstring(&[Capability::H264, Capability::MpegTs]);
     let caps = Capabilities { no_h264: !capabilities::compatible(&needed, &theirs), ..Capabilities::default() };
     let id = state.next_link.fetch_add(1, Ordering::Relaxed);
-    let token = random_hex();
+    let token = crate::secret::random_hex("a go-livepeer link's token");
     let name = format!("livepeer@{}", peer.addr());
     let (task_tx, mut task_rx) = mpsc::channel::<Bytes>(64);
     let (close, mut closed) = watch::channel(false);
@@ -184,14 +184,6 @@ fn notify(line: &[u8], authority: &str, token: &str) -> Option<NotifySegment> {
     }
 }
 
-fn random_hex() -> String {
-    let mut b = [0u8; 16];
-    if getrandom::fill(&mut b).is_err() {
-        tracing::error!("no random bytes for a Livepeer task token");
-    }
-    hex::encode(b)
-}
-
 /// `GET /livepeer/tasks/{token}/{task}/input`: only the link the task was sent on may read it.
 pub(super) fn input(state: &State, token: &str, task: &str) -> Resp {
     let link = state.livepeer_links.lock().get(token).copied();
@@ -289,15 +281,18 @@ fn records(ladder: &zerohop_engine::Ladder, renditions: Vec<Bytes>) -> Vec<Out> 
     let mut frames_total = 0;
     for (i, (p, data)) in ladder.profiles().iter().zip(renditions).enumerate() {
         let probe = zerohop_engine::probe::probe(&data);
-        let (w, h) = probe.sps.as_ref().map_or((0, 0), |s| (s.width, s.height));
         frames_total += probe.frames_decoded;
-        let done = json!({"rendition": p.name, "frames": probe.frames_decoded, "bytes": data.len(), "width": w,
-                          "height": h, "keyframes": probe.idr_frames});
+        // What the engine's probe reads in it, as the stats of a rendition made here.
+        let mut stats = zerohop_engine::RenditionStats::default();
+        stats.name.clone_from(&p.name);
+        (stats.width, stats.height) = probe.sps.as_ref().map_or((0, 0), |s| (s.width, s.height));
+        (stats.frames_out, stats.ts_bytes, stats.keyframes) =
+            (probe.frames_decoded, data.len() as u64, probe.idr_frames);
         // In pieces, as zerohop's own sink sends them (a record holds at most 16 MiB).
         for piece in data.chunks(64 << 10) {
             out.push(Out::Record(framing::record(Kind::Chunk, i as u8, piece)));
         }
-        out.push(Out::Record(framing::record(Kind::Done, i as u8, done.to_string().as_bytes())));
+        out.push(Out::done(i as u8, &stats));
     }
     out.push(Out::End { ok: true, summary: json!({"status": "ok", "frames_encoded": frames_total}) });
     out
