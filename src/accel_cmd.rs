@@ -394,7 +394,10 @@ mod tests {
         });
         let mut s = f.open(&"P240p30fps16x9".parse().expect("ladder")).expect("placed");
         let input = bytes::Bytes::from_static(include_bytes!("../tests/fixtures/h264_360p25_baseline_noaudio.ts"));
-        let clip = |from: u64| SegmentOptions { clip: Some(Clip { from: Duration::from_millis(from), to: None }) };
+        let clip = |from: u64| SegmentOptions {
+            clip: Some(Clip { from: Duration::from_millis(from), to: None }),
+            ..Default::default()
+        };
         let (_, sinks) = zerohop_engine::MemorySink::ladder(1);
         let mut seg = s.begin_segment_with(sinks, clip(500)).expect("segment");
         seg.push(input.clone()).expect("push");

@@ -192,15 +192,20 @@ impl Client {
                 Upload::Full(d) => (d, 64 * 1024, Duration::ZERO),
                 Upload::Paced { data, piece, interval } => (data, piece.max(1), interval),
             };
+            // Piece n is due at n x interval from the start (not interval after the last one:
+            // timer slack would add up, and a paced upload would run late of its real time).
+            let origin = tokio::time::Instant::now();
             let mut off = 0;
+            let mut n = 0u32;
             while off < data.len() {
                 let end = (off + piece).min(data.len());
                 if tx.send(Ok(Frame::data(data.slice(off..end)))).await.is_err() {
                     return;
                 }
                 off = end;
+                n = n.saturating_add(1);
                 if !interval.is_zero() && off < data.len() {
-                    tokio::time::sleep(interval).await;
+                    tokio::time::sleep_until(origin + interval * n).await;
                 }
             }
             let _ = upload_tx.send(started.elapsed());

@@ -450,7 +450,15 @@ async fn run_task(
     let sessions = config.sessions.clone();
     tokio::task::spawn_blocking(move || {
         let (ladder, clip) = ladder;
-        let _ = run_local(&slot, &sessions, ladder, SegmentOptions { clip }, &engine_input, &out_tx, || {});
+        let _ = run_local(
+            &slot,
+            &sessions,
+            ladder,
+            SegmentOptions { clip, ..Default::default() },
+            &engine_input,
+            &out_tx,
+            || {},
+        );
     });
     // Engine -> result records, streamed.
     let (tx, results) = ChannelBody::channel(32);

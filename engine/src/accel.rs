@@ -29,6 +29,7 @@ use crate::sink::Sinks;
 pub use crate::stats::DeviceTraffic;
 use crate::stats::SegmentReport;
 use crate::stream::{SegmentInput, SegmentOptions, StreamSession};
+use crate::timeline::Stage;
 
 /// A device failure: the API that failed and its status, with a stable code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,12 +151,13 @@ impl<D: LadderDevice> AccelSession<D> {
     /// `sinks` has one sink per rendition.
     pub fn begin_with(&mut self, sinks: Sinks, options: SegmentOptions) -> AccelSegment<'_, D> {
         assert_eq!(sinks.len(), self.rungs.len(), "one sink per rendition");
-        let intake = Intake::new();
+        let intake = Intake::with_timeline(options.timeline.clone());
         let started = intake.started();
         let outs = sinks
             .into_iter()
             .zip(&self.rungs)
-            .map(|(sink, r)| RenditionOutput::new(&r.profile.name, sink, started, options.clip))
+            .enumerate()
+            .map(|(i, (sink, r))| RenditionOutput::new(&r.profile.name, i, sink, started, &options))
             .collect();
         AccelSegment {
             traffic0: self.device.traffic(),
@@ -190,6 +192,9 @@ impl<D: LadderDevice> std::fmt::Debug for AccelSegment<'_, D> {
 impl<D: LadderDevice> AccelSegment<'_, D> {
     /// The next bytes of the segment; rendition bytes go to the sinks as they are encoded.
     pub fn push(&mut self, data: Bytes) -> Result<(), TranscodeError> {
+        if let Some(t) = self.intake.timeline() {
+            t.mark(Stage::Input, None, data.len() as i64);
+        }
         if self.intake.error().is_none() {
             self.intake.push(&data);
             self.contained(Self::drain);
@@ -199,6 +204,9 @@ impl<D: LadderDevice> AccelSegment<'_, D> {
 
     /// End of input: flushes the decoder and encoders, ends every rendition.
     pub fn finish(mut self) -> Result<SegmentReport, TranscodeError> {
+        if let Some(t) = self.intake.timeline() {
+            t.mark(Stage::InputEnd, None, 0);
+        }
         if self.intake.error().is_none() {
             self.contained(Self::end_input);
         }

@@ -3,7 +3,7 @@
 #![forbid(unsafe_code)]
 
 use h264_reader::nal::UnitType;
-use h264_reader::nal::sps::{FrameMbsFlags, SeqParameterSet};
+use h264_reader::nal::sps::{FrameMbsFlags, PicOrderCntType, SeqParameterSet};
 use h264_reader::rbsp::{BitReader, decode_nal};
 
 /// Iterates the NAL units (without start codes) of an Annex B byte stream.
@@ -60,6 +60,10 @@ pub struct SpsInfo {
     pub mbaff: bool,
     /// Frames per second from the VUI timing info, when present.
     pub fps: Option<f64>,
+    /// Pictures that may precede another in decoding order and follow it in output order, when
+    /// the SPS says: 0 for POC type 2 (output order is decoding order) or the VUI's
+    /// `max_num_reorder_frames`; `None` when it does not say.
+    pub reorder_frames: Option<u32>,
 }
 
 impl SpsInfo {
@@ -148,6 +152,14 @@ pub fn parse_sps(nal: &[u8]) -> Result<SpsInfo, BadSps> {
         frame_mbs_only,
         mbaff,
         fps: sps.fps().filter(|f| f.is_finite() && *f > 0.0 && *f <= 1000.0),
+        reorder_frames: match sps.pic_order_cnt {
+            PicOrderCntType::TypeTwo => Some(0),
+            _ => sps
+                .vui_parameters
+                .as_ref()
+                .and_then(|v| v.bitstream_restrictions.as_ref())
+                .map(|b| b.max_num_reorder_frames),
+        },
     })
 }
 

@@ -79,7 +79,7 @@ fn decode_all(data: &[u8]) -> (Vec<Frame>, Intake, Result<SegmentReport, Transco
                 }
             },
         };
-        if let Err(e) = dec.decode(&unit.data, unit.pts, &mut |f| frames.push(f)) {
+        if let Err(e) = dec.decode_releasing(&unit.data, unit.pts, unit.releases, &mut |f| frames.push(f)) {
             intake.decode_error(e);
         }
     }

@@ -17,7 +17,8 @@ use crate::intake::CopiedPes;
 use crate::profile::Profile;
 use crate::sink::RenditionSink;
 use crate::stats::RenditionStats;
-use crate::stream::Clip;
+use crate::stream::{Clip, SegmentOptions};
+use crate::timeline::{Stage, Timeline, mark};
 use crate::ts::{AudioTrack, Muxer, MuxerConfig, TICKS_PER_SECOND, wrap33};
 
 const CHUNK_CAPACITY: usize = 64 * 1024;
@@ -77,6 +78,9 @@ pub(crate) struct RenditionOutput {
     start: Option<i64>,
     started: Instant,
     out: Vec<u8>,
+    /// Its index in the ladder, for the timeline's marks.
+    rung: usize,
+    timeline: Option<Timeline>,
 }
 
 impl std::fmt::Debug for RenditionOutput {
@@ -86,12 +90,14 @@ impl std::fmt::Debug for RenditionOutput {
 }
 
 impl RenditionOutput {
-    /// `clip`: the part of the segment to keep (`None`: all of it).
+    /// Rung `rung` of the ladder; `options`: the part of the segment to keep and where to mark
+    /// what is done.
     pub(crate) fn new(
         name: &str,
+        rung: usize,
         sink: Box<dyn RenditionSink>,
         started: Instant,
-        clip: Option<Clip>,
+        options: &SegmentOptions,
     ) -> RenditionOutput {
         RenditionOutput {
             sink,
@@ -101,11 +107,18 @@ impl RenditionOutput {
             due: VecDeque::new(),
             stats: RenditionStats { name: name.to_string(), ..Default::default() },
             first: true,
-            clip,
+            clip: options.clip,
             start: None,
             started,
             out: Vec::with_capacity(CHUNK_CAPACITY),
+            rung,
+            timeline: options.timeline.clone(),
         }
+    }
+
+    /// Marks `stage` for this rung on the segment's timeline, if it has one.
+    pub(crate) fn mark(&self, stage: Stage, value: i64) {
+        mark(&self.timeline, stage, Some(self.rung), value);
     }
 
     /// The program's copied streams.
@@ -163,6 +176,7 @@ impl RenditionOutput {
 
     /// Muxes one encoded access unit (the copied PES due by its time went out when it was kept).
     pub(crate) fn mux(&mut self, rendition: &mut Rendition, data: &[u8], pts: i64, keyframe: bool) {
+        self.mark(Stage::Encoded, pts);
         let t = Instant::now();
         let muxer = rendition.muxer_for(&self.tracks);
         while self.due.front().is_some_and(|(p, _)| *p <= pts) {
@@ -189,6 +203,7 @@ impl RenditionOutput {
         self.stats.first_chunk_after.get_or_insert_with(|| self.started.elapsed());
         self.stats.ts_bytes += chunk.len() as u64;
         self.stats.chunks += 1;
+        self.mark(Stage::Chunk, chunk.len() as i64);
         let r = self.sink.chunk(chunk);
         r.map_err(|e| self.sink_error(e))
     }
@@ -216,6 +231,7 @@ impl RenditionOutput {
             let r = self.sink.finish(&self.stats);
             r.map_err(|e| self.sink_error(e))
         });
+        self.mark(Stage::Finished, 0);
         match r {
             Ok(()) => Ok(self.stats),
             Err(e) => {

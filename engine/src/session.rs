@@ -28,7 +28,8 @@ use crate::profile::Ladder;
 use crate::scale::ScaleFilter;
 use crate::sink::{RenditionSink, Sinks};
 use crate::stats::{RenditionStats, SegmentReport};
-use crate::stream::{Clip, SegmentInput, SegmentOptions, StreamSession};
+use crate::stream::{SegmentInput, SegmentOptions, StreamSession};
+use crate::timeline::{Stage, Timeline, mark};
 use crate::ts::AudioTrack;
 
 mod decode;
@@ -42,7 +43,10 @@ use render::RenditionWorker;
 pub struct SessionConfig {
     pub ladder: Ladder,
     pub filter: ScaleFilter,
-    /// Decoded frames queued per rendition.
+    /// Decoded frames queued per rendition (shared: the pictures in flight are about this many
+    /// plus one, whatever the ladder). Deep enough that the decode thread never waits for a
+    /// rendition worker, which runs below it ([`crate::priority`]): with 4, a live input's
+    /// tail was 89-166 ms; with 8, 70-110 ms (`zerohop bench --live-edge`, doc/performance.md).
     pub frame_queue: usize,
     /// Input chunks queued before `push` blocks.
     pub input_queue: usize,
@@ -57,7 +61,7 @@ impl SessionConfig {
         SessionConfig {
             ladder,
             filter: ScaleFilter::default(),
-            frame_queue: 4,
+            frame_queue: 8,
             input_queue: 64,
             encoder_threads: 1,
             cpu_encoder: CpuEncoder::process_default(),
@@ -76,8 +80,8 @@ pub(crate) enum Work {
     Begin {
         sink: Box<dyn RenditionSink>,
         started: Instant,
-        /// The part of the segment to keep (`None`: all of it).
-        clip: Option<Clip>,
+        /// Its clip and timeline.
+        options: SegmentOptions,
     },
     /// The program's copied streams, once the PMT is known.
     Tracks(Vec<AudioTrack>),
@@ -118,10 +122,19 @@ impl Session {
         let failed = Arc::new(Mutex::new(None));
         let ladder = config.ladder.clone();
         let mut renditions = Vec::new();
+        let pixels: Vec<u64> =
+            config.ladder.profiles().iter().map(|p| u64::from(p.width) * u64::from(p.height)).collect();
+        let nice = crate::priority::rendition_steps(&pixels);
         for (i, profile) in config.ladder.profiles().iter().enumerate() {
             let (wtx, wrx) = bounded::<Work>(config.frame_queue.max(1));
-            let worker =
-                RenditionWorker::new(profile.clone(), config.filter, config.encoder_threads, config.cpu_encoder);
+            let worker = RenditionWorker::new(
+                i,
+                nice[i],
+                profile.clone(),
+                config.filter,
+                config.encoder_threads,
+                config.cpu_encoder,
+            );
             let handle = std::thread::Builder::new()
                 .name(format!("zerohop-r{i}-{}", profile.name))
                 .spawn(move || worker.run(wrx))
@@ -159,6 +172,7 @@ pub struct Segment {
     busy: Arc<AtomicBool>,
     ended: bool,
     started: Instant,
+    timeline: Option<Timeline>,
 }
 
 impl std::fmt::Debug for Segment {
@@ -174,12 +188,14 @@ impl Segment {
         if let Some(e) = self.failed.lock().clone() {
             return Err(e);
         }
+        mark(&self.timeline, Stage::Input, None, data.len() as i64);
         self.input.send(Input::Data(data)).map_err(|_| TranscodeError::WorkerLost { worker: "decode".into() })
     }
 
     /// Ends the input and waits for every rendition to finish.
     pub fn finish(mut self) -> Result<SegmentReport, TranscodeError> {
         self.ended = true;
+        mark(&self.timeline, Stage::InputEnd, None, 0);
         let lost = || TranscodeError::WorkerLost { worker: "decode".into() };
         self.input.send(Input::End).map_err(|_| lost())?;
         let mut report = self.done.recv().map_err(|_| lost())??;
@@ -218,6 +234,7 @@ impl StreamSession for Session {
         let lost = || TranscodeError::WorkerLost { worker: "decode".into() };
         let input = self.input.clone().ok_or_else(lost)?;
         let (done_tx, done_rx) = bounded(1);
+        let timeline = options.timeline.clone();
         input.send(Input::Begin { sinks, options, done: done_tx }).map_err(|_| lost())?;
         Ok(Box::new(Segment {
             input,
@@ -226,6 +243,7 @@ impl StreamSession for Session {
             busy: self.busy.clone(),
             ended: false,
             started: Instant::now(),
+            timeline,
         }))
     }
     fn backend(&self) -> String {

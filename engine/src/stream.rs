@@ -10,6 +10,7 @@ use crate::error::TranscodeError;
 use crate::profile::Ladder;
 use crate::sink::Sinks;
 use crate::stats::SegmentReport;
+use crate::timeline::Timeline;
 
 /// A part of a segment to keep (Livepeer's segment slicing): the pictures from `from` after the
 /// segment's first picture up to `to` after it (inclusive; `None`: to the end), by PTS. The first
@@ -22,10 +23,12 @@ pub struct Clip {
 }
 
 /// What a segment is asked for beyond its ladder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SegmentOptions {
     /// `None`: the whole segment.
     pub clip: Option<Clip>,
+    /// Where the pipeline marks what each stage does, and when (`None`: nowhere).
+    pub timeline: Option<Timeline>,
 }
 
 /// A stream's session on any backend.

@@ -16,6 +16,19 @@ pub struct BenchArgs {
     /// instead of as fast as possible.
     #[arg(long)]
     pub live: bool,
+    /// Live edge: push each segment at its real-time rate (times --pace) into the engine alone
+    /// and through a combined node, and report how long after the last input byte the last
+    /// rendition byte comes (the tail), the engine's per-stage timeline, and `ffmpeg -re`'s tail
+    /// on the same ladder beside it.
+    #[arg(long)]
+    pub live_edge: bool,
+    /// For --live-edge: the input's rate as a multiple of real time (1: a live encoder's).
+    #[arg(long, default_value_t = 1.0)]
+    pub pace: f64,
+    /// For --live-edge: write every mark of each segment's median run here (CSV: segment, ms,
+    /// stage, rung, value).
+    #[arg(long)]
+    pub marks: Option<PathBuf>,
     /// Also measure relay throughput: this many MiB through the orchestrator to a transcoder.
     #[arg(long, default_value_t = 0)]
     pub relay_mib: usize,

@@ -9,6 +9,7 @@
 mod args;
 mod capacity;
 mod fault_soak;
+mod live_edge;
 mod procstat;
 mod progress;
 mod quantile;
@@ -39,6 +40,8 @@ const DEFAULT_LADDER: &str = r#"[{"name":"720p","width":1280,"height":720,"bitra
 struct Sample {
     ttfb: Duration,
     ttlb: Duration,
+    /// Request start to the last upload byte.
+    upload: Duration,
 }
 
 /// What the engine alone gives, per run of each segment.
@@ -53,11 +56,14 @@ struct EngineRuns {
     frame_encode: Vec<Duration>,
 }
 
-fn upload(data: &Bytes, live: bool, media: Duration) -> Upload {
+/// `pace`: the upload's rate as a multiple of the segment's real-time rate.
+fn upload(data: &Bytes, live: bool, media: Duration, pace: f64) -> Upload {
     if live {
-        // 50 pieces over the segment's duration, as a live encoder would produce them.
-        let piece = data.len().div_ceil(50);
-        Upload::Paced { data: data.clone(), piece, interval: media / 50 }
+        // A piece every 10 ms at the segment's rate, as a live encoder's output arrives.
+        let interval = Duration::from_millis(10);
+        let rate = data.len() as f64 / media.as_secs_f64().max(1e-3) * pace.max(0.01);
+        let piece = ((rate * interval.as_secs_f64()) as usize).max(188);
+        Upload::Paced { data: data.clone(), piece, interval }
     } else {
         Upload::Full(data.clone())
     }
@@ -67,14 +73,18 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     if let Some(n) = a.fault_soak {
         return fault_soak::run(n, a.seed, a.json.as_deref());
     }
-    let ladder =
-        crate::ladder_cmd::read_ladder(a.profiles.as_deref(), None, || Ok(Ladder::from_json(DEFAULT_LADDER)?))?;
+    // The live edge is measured on what a node runs by default; the hop figures on their own.
+    let default = || Ok(if a.live_edge { Ladder::default_ladder() } else { Ladder::from_json(DEFAULT_LADDER)? });
+    let ladder = crate::ladder_cmd::read_ladder(a.profiles.as_deref(), None, default)?;
     let segments: Vec<(String, Bytes)> = if a.inputs.is_empty() {
         vec![(SAMPLE_NAME.into(), Bytes::from_static(SAMPLE))]
     } else {
         read_segments(&a.inputs)?
     };
     let runs = engine_runs(&a, &ladder, &segments)?;
+    if a.live_edge {
+        return live_edge_report(&a, &ladder, &segments, &runs.media);
+    }
     if a.streams.is_some() || a.max_streams || a.soak.is_some() {
         return capacity::report(&a, &ladder, &segments[0].1, runs.media[0]);
     }
@@ -84,11 +94,11 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     let (combined, split, relay) = rt.block_on(async {
         let cpu = SessionFactory::default();
         let node = Target::start(&ladder, 2, 0, &cpu).await?;
-        let combined = run_mode(&node, &segments, media, a.repeat, a.live).await?;
+        let combined = run_mode(&node, &segments, media, a.repeat, a.live, 1.0).await?;
         node.shutdown().await;
         // Orchestrator + one remote transcoder.
         let orch = Target::start(&ladder, 2, 1, &cpu).await?;
-        let split = run_mode(&orch, &segments, media, a.repeat, a.live).await?;
+        let split = run_mode(&orch, &segments, media, a.repeat, a.live, 1.0).await?;
         orch.shutdown().await;
         let relay = if a.relay_mib > 0 {
             Some((relay::throughput(true, a.relay_mib).await?, relay::throughput(false, a.relay_mib).await?))
@@ -186,17 +196,43 @@ async fn run_mode(
     media: &[Duration],
     repeat: usize,
     live: bool,
+    pace: f64,
 ) -> Result<Vec<Sample>> {
     let mut client = Client::connect(&target.node.local_addr().to_string(), &target.transport, None).await?;
     let mut out = Vec::new();
     let mut seq = 0;
     for (i, (_, data)) in segments.iter().enumerate() {
         for _ in 0..repeat {
-            let o = client.push("bench", seq, None, upload(data, live, media[i * repeat]), |_| {}).await?;
+            let o = client.push("bench", seq, None, upload(data, live, media[i * repeat], pace), |_| {}).await?;
             anyhow::ensure!(o.ok(), "segment failed: {:?}", o.errors);
-            out.push(Sample { ttfb: o.ttfb, ttlb: o.ttlb });
+            out.push(Sample { ttfb: o.ttfb, ttlb: o.ttlb, upload: o.upload_time });
             seq += 1;
         }
     }
     Ok(out)
+}
+
+/// `--live-edge`: the engine alone and a combined node, both paced, and `ffmpeg -re`.
+fn live_edge_report(
+    a: &BenchArgs,
+    ladder: &Ladder,
+    segments: &[(String, Bytes)],
+    media: &[Duration],
+) -> Result<ExitCode> {
+    let mut rows = live_edge::report(a, ladder, segments, media)?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let combined = rt.block_on(async {
+        let cpu = SessionFactory::default();
+        let node = Target::start(ladder, 2, 0, &cpu).await?;
+        let s = run_mode(&node, segments, media, a.repeat, true, a.pace).await?;
+        node.shutdown().await;
+        Ok::<_, anyhow::Error>(s)
+    })?;
+    let per: Vec<(Duration, Duration)> = combined.iter().map(|s| (s.ttlb, s.upload)).collect();
+    live_edge::beside(&mut rows, &per, a.repeat);
+    if let Some(path) = &a.json {
+        std::fs::write(path, serde_json::to_string_pretty(&json!({"live_edge": rows}))?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -87,7 +87,7 @@ pub fn options(seg: &SegData) -> SegmentOptions {
         .as_ref()
         .filter(|p| p.from > 0 || p.to > 0)
         .map(|p| Clip { from: Duration::from_millis(p.from), to: (p.to > 0).then(|| Duration::from_millis(p.to)) });
-    SegmentOptions { clip }
+    SegmentOptions { clip, ..Default::default() }
 }
 
 /// The slice go-livepeer's `SegParameters` carries for a clip.

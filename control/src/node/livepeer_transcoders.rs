@@ -165,7 +165,10 @@ fn notify(line: &[u8], authority: &str, token: &str) -> Option<NotifySegment> {
                     capabilities: Some(capabilities::message(&caps, 0)),
                     auth_token: Some(session(&stream)),
                     full_profiles: ladder::to_livepeer(&ladder),
-                    segment_parameters: ladder::parameters(&zerohop_engine::SegmentOptions { clip }),
+                    segment_parameters: ladder::parameters(&zerohop_engine::SegmentOptions {
+                        clip,
+                        ..Default::default()
+                    }),
                     ..SegData::default()
                 }),
                 task_id: task as i64,

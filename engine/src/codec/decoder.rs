@@ -160,6 +160,27 @@ impl H264Decoder {
     /// Decodes one access unit (Annex B) presented at `pts`; pictures that become ready, in
     /// display order, go to `out`.
     pub fn decode(&mut self, au: &[u8], pts: i64, out: &mut dyn FnMut(Frame)) -> Result<(), CodecError> {
+        self.decode_releasing(au, pts, false, out)
+    }
+
+    /// [`H264Decoder::decode`], then, when `releases` (no picture decoded so far comes after
+    /// this unit's in output order: an IDR, or a stream that does not reorder), every picture
+    /// the decoder holds goes out at once. OpenH264 holds each picture of a non-Baseline stream
+    /// until the next one is decoded, in case it comes first; where nothing can, the hold is a
+    /// frame of latency for nothing (the first picture of every segment, and every picture of
+    /// a stream without B-frames).
+    pub fn decode_releasing(
+        &mut self,
+        au: &[u8],
+        pts: i64,
+        releases: bool,
+        out: &mut dyn FnMut(Frame),
+    ) -> Result<(), CodecError> {
+        self.decode_one(au, pts, out)?;
+        if releases { self.flush(out) } else { Ok(()) }
+    }
+
+    fn decode_one(&mut self, au: &[u8], pts: i64, out: &mut dyn FnMut(Frame)) -> Result<(), CodecError> {
         let len =
             i32::try_from(au.len()).map_err(|_| CodecError::Decode { pts, state: openh264_sys2::dsInvalidArgument })?;
         let mut dst = [std::ptr::null_mut::<u8>(); 3];
@@ -177,7 +198,8 @@ impl H264Decoder {
         Ok(())
     }
 
-    /// Drains every picture still held for reordering (end of segment).
+    /// Drains every picture still held for reordering (end of segment, or where nothing decoded
+    /// later can come before them).
     pub fn flush(&mut self, out: &mut dyn FnMut(Frame)) -> Result<(), CodecError> {
         // With decoder threads this first waits for the pictures in flight.
         let remaining = self.raw.get_option(DECODER_OPTION_NUM_OF_FRAMES_REMAINING_IN_BUFFER);
@@ -221,4 +243,50 @@ fn picture(dst: &[*mut u8; 3], info: &SBufferInfo) -> Result<Frame, CodecError> 
     };
     let pts = info.uiOutYuvTimeStamp as i64 - PTS_BIAS;
     Ok(Frame::from_strided(w as u32, h as u32, pts, [(y, ys), (u, cs), (v, cs)]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::open::tests::{moving, settings};
+    use crate::codec::{CpuEncoder, Encoder, X264Preset};
+    use crate::h264::inspect_access_unit;
+
+    /// x264 as zerohop runs it (High, no B-frames: POC type 2) makes a stream whose output order
+    /// is its decoding order. OpenH264 holds each of its pictures until the next is decoded; told
+    /// that nothing can come first, it hands each out from the call that decoded it.
+    #[test]
+    fn a_stream_that_does_not_reorder_comes_out_picture_for_picture() {
+        if let Err(e) = crate::codec::x264::sys::library() {
+            zerohop_testkit::skip("libx264 build 164", e);
+            return;
+        }
+        let s = settings(CpuEncoder::X264 { preset: X264Preset::Superfast }, 96, 64, 200_000, 30.0);
+        let mut enc = Encoder::open(s).expect("x264");
+        let units: Vec<(Vec<u8>, i64)> = moving(96, 64, 8, 3000)
+            .iter()
+            .map(|f| {
+                let e = enc.encode(f, f.pts == 0).expect("encode").expect("no delay");
+                (e.data, e.pts)
+            })
+            .collect();
+        let sps = inspect_access_unit(&units[0].0).sps.expect("an SPS before the IDR").expect("parses");
+        assert_eq!((sps.profile_idc, sps.reorder_frames), (100, Some(0)), "High, POC type 2");
+
+        let mut held = H264Decoder::new().expect("decoder");
+        let mut released = H264Decoder::new().expect("decoder");
+        let mut lag = 0;
+        for (au, pts) in &units {
+            let mut out = Vec::new();
+            held.decode(au, *pts, &mut |f| out.push(f.pts)).expect("decode");
+            lag += usize::from(out.is_empty());
+            let mut out = Vec::new();
+            released.decode_releasing(au, *pts, true, &mut |f| out.push(f.pts)).expect("decode");
+            assert_eq!(out, vec![*pts], "the picture of the unit just decoded, at once");
+        }
+        assert!(lag >= 1, "OpenH264 holds a non-Baseline stream's pictures: if it no longer does, this can go");
+        let mut rest = Vec::new();
+        released.flush(&mut |f| rest.push(f.pts)).expect("flush");
+        assert!(rest.is_empty(), "nothing left behind");
+    }
 }

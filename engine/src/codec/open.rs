@@ -112,7 +112,7 @@ pub(crate) mod tests {
     }
 
     /// A smooth pattern moving two samples per picture, `interval` PTS ticks apart.
-    fn moving(width: u32, height: u32, n: usize, interval: i64) -> Vec<Frame> {
+    pub(crate) fn moving(width: u32, height: u32, n: usize, interval: i64) -> Vec<Frame> {
         (0..n)
             .map(|i| {
                 let mut f = Frame::new(width, height, i as i64 * interval);
@@ -132,7 +132,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn settings(encoder: CpuEncoder, width: u32, height: u32, bitrate: u32, fps: f64) -> EncoderSettings {
+    pub(crate) fn settings(encoder: CpuEncoder, width: u32, height: u32, bitrate: u32, fps: f64) -> EncoderSettings {
         EncoderSettings { width, height, bitrate, fps, threads: 1, encoder }
     }
 

@@ -146,7 +146,7 @@ fn check_clip(name: &str, clip: Clip) -> Vec<Vec<Vec<i64>>> {
     for backend in BACKENDS {
         let what = format!("{name} {clip:?} on {backend:?}");
         let mut session = open(backend, &ladder);
-        let (r, outs) = run(&mut *session, &input, Some(SegmentOptions { clip: Some(clip) }));
+        let (r, outs) = run(&mut *session, &input, Some(SegmentOptions { clip: Some(clip), ..Default::default() }));
         let report = r.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(report.frames_decoded as usize, src.pictures.len(), "{what}: every picture decoded");
         let mut kept_per_rung = Vec::new();
@@ -211,7 +211,9 @@ fn a_clip_that_keeps_no_picture_fails_with_empty_clip_and_the_session_goes_on() 
             let what = format!("{clip:?} on {backend:?}");
             let (txs, rxs): (Vec<_>, Vec<_>) = (0..ladder.len()).map(|_| crossbeam_channel::unbounded()).unzip();
             let sinks = txs.into_iter().map(|t| Box::new(ChannelSink(t)) as Box<dyn crate::RenditionSink>).collect();
-            let mut seg = session.begin_segment_with(sinks, SegmentOptions { clip: Some(clip) }).expect("begin");
+            let mut seg = session
+                .begin_segment_with(sinks, SegmentOptions { clip: Some(clip), ..Default::default() })
+                .expect("begin");
             seg.push(input.clone()).expect(&what);
             let e = seg.finish().expect_err(&what);
             assert_eq!(e.code(), "empty_clip", "{what}: {e}");
@@ -242,7 +244,7 @@ fn default_options_give_the_same_bytes_as_begin_segment() {
             let (a, a_out) = run(&mut *plain, &input, None);
             let (b, b_out) = run(&mut *with, &input, Some(SegmentOptions::default()));
             // A clip of everything keeps everything.
-            let all = SegmentOptions { clip: Some(Clip { from: Duration::ZERO, to: None }) };
+            let all = SegmentOptions { clip: Some(Clip { from: Duration::ZERO, to: None }), ..Default::default() };
             let (c, c_out) = run(&mut *whole, &input, Some(all));
             let (a, b, c) = (a.expect("plain"), b.expect("default options"), c.expect("whole clip"));
             assert!(a_out.iter().all(|o| !o.is_empty()), "{backend:?} {seq}");
@@ -272,7 +274,13 @@ fn the_back_half_clips_pictures_and_copied_pes_by_pts() {
     let mut rendition = Rendition::new(profile);
     let (tx, rx) = crossbeam_channel::unbounded();
     let clip = Clip { from: ms(100), to: Some(ms(200)) }; // 9000..=18000 ticks after the start
-    let mut out = RenditionOutput::new("full", Box::new(ChannelSink(tx)), Instant::now(), Some(clip));
+    let mut out = RenditionOutput::new(
+        "full",
+        0,
+        Box::new(ChannelSink(tx)),
+        Instant::now(),
+        &SegmentOptions { clip: Some(clip), ..Default::default() },
+    );
     out.set_tracks(vec![AudioTrack { stream_type: 0x0F, descriptors: Vec::new() }]);
     let pes = |ext_pts: Option<i64>| CopiedPes {
         index: 0,
@@ -310,7 +318,13 @@ fn the_back_half_clips_pictures_and_copied_pes_by_pts() {
 
     // Nothing kept: the rendition fails, its sink is told, nothing is muxed.
     let (tx, rx) = crossbeam_channel::unbounded();
-    let mut out = RenditionOutput::new("full", Box::new(ChannelSink(tx)), Instant::now(), Some(clip));
+    let mut out = RenditionOutput::new(
+        "full",
+        0,
+        Box::new(ChannelSink(tx)),
+        Instant::now(),
+        &SegmentOptions { clip: Some(clip), ..Default::default() },
+    );
     out.copy(pes(Some(start)));
     assert_eq!(out.keep(&mut rendition, start), None);
     assert_eq!(out.keep(&mut rendition, start + 3_000), None);

@@ -45,10 +45,10 @@ impl DecodeWorker {
         while let Ok(msg) = rx.recv() {
             match msg {
                 Input::Begin { sinks, options, done } => {
-                    let mut s = SegmentState { done, intake: Intake::new() };
+                    let mut s = SegmentState { done, intake: Intake::with_timeline(options.timeline.clone()) };
                     let started = s.intake.started();
                     for (r, sink) in self.renditions.iter().zip(sinks) {
-                        if r.work.send(Work::Begin { sink, started, clip: options.clip }).is_err() {
+                        if r.work.send(Work::Begin { sink, started, options: options.clone() }).is_err() {
                             s.intake.fail(TranscodeError::WorkerLost { worker: format!("rendition {}", r.name) });
                         }
                     }
@@ -126,7 +126,7 @@ impl DecodeWorker {
         };
         let started = Instant::now();
         let mut frames = Vec::new();
-        let r = decoder.decode(&unit.data, unit.pts, &mut |f| frames.push(f));
+        let r = decoder.decode_releasing(&unit.data, unit.pts, unit.releases, &mut |f| frames.push(f));
         s.intake.add_decode_time(started.elapsed());
         if let Err(e) = r {
             s.intake.decode_error(e);

@@ -12,8 +12,13 @@ use crate::frame::Frame;
 use crate::profile::Profile;
 use crate::rendition::{Rendition, RenditionOutput};
 use crate::scale::{ScaleFilter, Scaler};
+use crate::timeline::Stage;
 
 pub(super) struct RenditionWorker {
+    /// Its index in the ladder.
+    rung: usize,
+    /// Nice levels below the decode thread ([`crate::priority`]).
+    nice: i32,
     rendition: Rendition,
     scaler: Scaler,
     encoder: Option<Encoder>,
@@ -28,8 +33,17 @@ struct InProgress {
 }
 
 impl RenditionWorker {
-    pub(super) fn new(profile: Profile, filter: ScaleFilter, encoder_threads: u16, cpu_encoder: CpuEncoder) -> Self {
+    pub(super) fn new(
+        rung: usize,
+        nice: i32,
+        profile: Profile,
+        filter: ScaleFilter,
+        encoder_threads: u16,
+        cpu_encoder: CpuEncoder,
+    ) -> Self {
         RenditionWorker {
+            rung,
+            nice,
             rendition: Rendition::new(profile),
             scaler: Scaler::new(filter),
             encoder: None,
@@ -39,11 +53,15 @@ impl RenditionWorker {
     }
 
     pub(super) fn run(mut self, rx: Receiver<Work>) {
+        // Below the decode thread every rendition waits for (crate::priority).
+        if let Err(e) = crate::priority::lower_this_thread(self.nice) {
+            tracing::debug!(rendition = %self.rendition.profile.name, "rendition worker keeps its priority: {e}");
+        }
         let mut seg: Option<InProgress> = None;
         while let Ok(msg) = rx.recv() {
             match msg {
-                Work::Begin { sink, started, clip } => {
-                    let out = RenditionOutput::new(&self.rendition.profile.name, sink, started, clip);
+                Work::Begin { sink, started, options } => {
+                    let out = RenditionOutput::new(&self.rendition.profile.name, self.rung, sink, started, &options);
                     seg = Some(InProgress { out, error: None });
                 }
                 Work::Rate(fps) => self.rendition.cadence.declare_rate(fps),
@@ -131,6 +149,7 @@ impl RenditionWorker {
             &scaled
         };
         out.stats.scale_time += t.elapsed();
+        out.mark(Stage::Scaled, f.pts);
 
         let t = Instant::now();
         let encoder = self.encoder.as_mut().expect("ensured above");
