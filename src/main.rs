@@ -176,6 +176,17 @@ fn main() -> ExitCode {
         eprintln!("error: {e:#}");
         return ExitCode::from(Exit::Error);
     }
+    // Who writes the hop events of ZEROHOP_HOP_LOG (control's hop_log), when it is set.
+    let role = match &cli.command {
+        Command::Combined(_) => Some("combined"),
+        Command::Orchestrator(_) => Some("orchestrator"),
+        Command::Transcoder(_) => Some("transcoder"),
+        Command::Push(_) => Some("push"),
+        _ => None,
+    };
+    if let Some(role) = role {
+        zerohop_control::hop_log::set_role(role);
+    }
     let result = match cli.command {
         Command::Transcode(a) => transcode_cmd::transcode(a),
         Command::Probe { input } => probe_cmd::probe(&input),

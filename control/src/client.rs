@@ -174,6 +174,8 @@ impl Client {
         mut on_record: impl FnMut(&Record),
     ) -> Result<PushOutcome, ClientError> {
         let started = Instant::now();
+        let seq_text = seq.to_string();
+        crate::hop_log::event(stream, &seq_text, "upload_start");
         let (tx, body) = ChannelBody::channel(8);
         let mut req = self.request(http::Method::POST, &format!("/v1/streams/{stream}/segments/{seq}"));
         if let Some(p) = profiles {
@@ -187,6 +189,7 @@ impl Client {
         }
         let req = req.body(body).map_err(|e| ClientError::Tls(e.to_string()))?;
         let (upload_tx, mut upload_rx) = tokio::sync::oneshot::channel();
+        let (hop_stream, hop_seq) = (stream.to_string(), seq_text.clone());
         tokio::spawn(async move {
             let (data, piece, interval) = match upload {
                 Upload::Full(d) => (d, 64 * 1024, Duration::ZERO),
@@ -208,6 +211,7 @@ impl Client {
                     tokio::time::sleep_until(origin + interval * n).await;
                 }
             }
+            crate::hop_log::event(&hop_stream, &hop_seq, "upload_end");
             let _ = upload_tx.send(started.elapsed());
         });
         let resp = self.send(req).await?;
@@ -241,6 +245,9 @@ impl Client {
                                     .unwrap_or_default();
                             }
                             Kind::Chunk => {
+                                if first.is_none() {
+                                    crate::hop_log::event(stream, &seq_text, "result_first");
+                                }
                                 first.get_or_insert_with(|| started.elapsed());
                             }
                             Kind::Error => {
@@ -261,6 +268,7 @@ impl Client {
         }
         reader.finish()?;
         out.ttlb = started.elapsed();
+        crate::hop_log::event(stream, &seq_text, "result_last");
         out.ttfb = first.unwrap_or(out.ttlb);
         out.upload_time = upload_rx.try_recv().unwrap_or(out.ttlb);
         Ok(out)

@@ -27,6 +27,7 @@ pub mod fault;
 pub mod framing;
 pub mod headers;
 pub mod hls;
+pub mod hop_log;
 pub mod link;
 pub mod livepeer;
 pub mod metrics;

@@ -338,7 +338,7 @@ async fn attempt(
         while let Some(line) = lines.poll() {
             let Ok(line) = line else { break };
             let (task, stream, ladder) = match ToTranscoder::parse(&line) {
-                Some(ToTranscoder::Task { task, stream, ladder, clip, .. }) => (task, stream, (ladder, clip)),
+                Some(ToTranscoder::Task { task, stream, seq, ladder, clip }) => (task, (stream, seq), (ladder, clip)),
                 Some(ToTranscoder::Replaced { old, new }) => {
                     // Each running task's input feed holds a receiver until its input ends.
                     let running = abandon.receiver_count();
@@ -362,13 +362,15 @@ async fn attempt(
                 }
                 None => continue,
             };
+            let (stream, seq) = stream;
             let (slot, open) = sessions.slot(&stream);
             metrics::gauge!(m::TRANSCODER_STREAMS).set(open as f64);
             let (client, config, load) = (client.clone(), config.clone(), shared.load.clone());
             let abandoned = abandon.subscribe();
             tokio::spawn(async move {
                 load.send_modify(|l| *l += 1);
-                if let Err(e) = run_task(&client, &config, task, slot, ladder, abandoned).await {
+                let hop = (stream, seq);
+                if let Err(e) = run_task(&client, &config, task, &hop, slot, ladder, abandoned).await {
                     tracing::warn!(task, error = %e, "task failed on this transcoder");
                 }
                 load.send_modify(|l| *l = l.saturating_sub(1));
@@ -392,6 +394,7 @@ async fn run_task(
     client: &Client,
     config: &TranscoderConfig,
     task: u64,
+    (stream, seq): &(String, String),
     slot: SessionSlot,
     ladder: (Ladder, Option<Clip>),
     mut abandoned: watch::Receiver<bool>,
@@ -411,6 +414,8 @@ async fn run_task(
     let input = InputBuf::new();
     let feed = input.writer();
     let mut body = resp.into_body();
+    let mut input_span = crate::hop_log::Span::new(stream, seq, "input");
+    let mut result_span = crate::hop_log::Span::new(stream, seq, "result");
     tokio::spawn(async move {
         // Pending for ever once the link ended any other way (its sender dropped): a lost link's
         // tasks finish, their results may still be wanted.
@@ -434,6 +439,7 @@ async fn run_task(
             match frame {
                 Some(Ok(f)) => {
                     if let Ok(d) = f.into_data() {
+                        input_span.saw();
                         feed.push(d);
                     }
                 }
@@ -441,7 +447,10 @@ async fn run_task(
                     return feed
                         .end(Err(Abort::new(crate::fault::code::INPUT_BROKEN, format!("input broke off: {e}"))));
                 }
-                None => return feed.end(Ok(())),
+                None => {
+                    input_span.last();
+                    return feed.end(Ok(()));
+                }
             }
         }
     });
@@ -476,8 +485,12 @@ async fn run_task(
         while let Some(o) = out_rx.recv().await {
             let end = matches!(o, Out::End { .. });
             if tx.send(Ok(Frame::data(o.to_record()))).await.is_err() || end {
+                if end {
+                    result_span.last();
+                }
                 return;
             }
+            result_span.saw();
         }
     });
     let resp = client.send(req).await.map_err(|e| e.to_string())?;

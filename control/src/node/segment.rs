@@ -76,7 +76,8 @@ pub(super) async fn segment(
     // Upload -> replayable buffer, read by whoever runs the segment.
     let input = InputBuf::new();
     let (idle, max) = (state.config.upload_idle, state.config.max_segment_bytes);
-    let uploading = tokio::spawn(upload(body, input.writer(), idle, max, received));
+    let span = crate::hop_log::Span::new(&stream, &seq, "upload");
+    let uploading = tokio::spawn(upload(body, input.writer(), idle, max, received, span));
 
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let names: Vec<String> = ladder.profiles().iter().map(|p| p.name.clone()).collect();
@@ -243,7 +244,14 @@ pub(super) fn place(
 
 /// Moves the broadcaster's upload into the input buffer; cuts it off when it sends nothing for
 /// `idle` or grows over `max` bytes.
-async fn upload(mut body: Incoming, upload: InputWriter, idle: Duration, max: u64, received: Instant) {
+async fn upload(
+    mut body: Incoming,
+    upload: InputWriter,
+    idle: Duration,
+    max: u64,
+    received: Instant,
+    mut span: crate::hop_log::Span,
+) {
     let mut total = 0u64;
     loop {
         let Ok(frame) = tokio::time::timeout(idle, body.frame()).await else {
@@ -260,10 +268,12 @@ async fn upload(mut body: Incoming, upload: InputWriter, idle: Duration, max: u6
                     let why = format!("segment upload exceeds the {max}-byte limit");
                     return upload.end(Err(Abort::new(code::TOO_LARGE, why)));
                 }
+                span.saw();
                 upload.push(d);
             }
             Some(Err(e)) => return upload.end(Err(Abort::new(code::UPLOAD_FAILED, format!("upload failed: {e}")))),
             None => {
+                span.last();
                 metrics::histogram!(m::UPLOAD).record(received.elapsed().as_secs_f64());
                 return upload.end(Ok(()));
             }
@@ -338,6 +348,7 @@ async fn relay(head: Bytes, mut out_rx: mpsc::Receiver<Out>, mut to: Relay) {
             return;
         }
         if let Some(ok) = end {
+            crate::hop_log::event(&stream, &seq, "answer_last");
             if ok {
                 metrics::counter!(m::SEGMENTS_TRANSCODED).increment(1);
                 metrics::histogram!(m::TTLB).record(received.elapsed().as_secs_f64());

@@ -27,9 +27,10 @@ fn no_task() -> Resp {
 
 /// `GET /v1/tasks/{id}/input`: the broadcaster's upload, from its start, as it arrives.
 pub(super) fn input(state: &State, id: &str) -> Resp {
-    let Some((input, received)) =
-        id.parse::<TaskId>().ok().and_then(|id| state.jobs.lock().get(&id).map(|j| (j.input.clone(), j.received)))
-    else {
+    let found = id.parse::<TaskId>().ok().and_then(|id| {
+        state.jobs.lock().get(&id).map(|j| (j.input.clone(), j.received, j.stream.clone(), j.seq.clone()))
+    });
+    let Some((input, received, stream, seq)) = found else {
         return no_task();
     };
     metrics::histogram!(m::QUEUE).record(received.elapsed().as_secs_f64());
@@ -39,7 +40,10 @@ pub(super) fn input(state: &State, id: &str) -> Resp {
         loop {
             let frame = match input.next(i).await {
                 InputItem::Data(d) => Ok(Frame::data(d)),
-                InputItem::End => break,
+                InputItem::End => {
+                    crate::hop_log::event(&stream, &seq, "task_input_last");
+                    break;
+                }
                 InputItem::Aborted(why) => Err(std::io::Error::other(why.message)),
             };
             let stop = frame.is_err();
@@ -103,7 +107,9 @@ fn finish(state: &Arc<State>, task: TaskId, how: Relayed) -> Relayed {
 /// Relays the records of `req` to the task's broadcaster; `None` for a task that is not in
 /// flight.
 async fn relay(state: &State, task: TaskId, req: Request<Incoming>) -> Option<Relayed> {
-    let (out, started) = state.jobs.lock().get(&task).map(|j| (j.out.clone(), j.started.clone()))?;
+    let (out, started, mut span) = state.jobs.lock().get(&task).map(|j| {
+        (j.out.clone(), j.started.clone(), crate::hop_log::Span::new(&j.stream, &j.seq, "result"))
+    })?;
     let mut body = req.into_body();
     let mut reader = RecordReader::new();
     loop {
@@ -117,10 +123,14 @@ async fn relay(state: &State, task: TaskId, req: Request<Incoming>) -> Option<Re
         };
         let Ok(frame) = frame else { return Some(Relayed::Broken) };
         let Ok(data) = frame.into_data() else { continue };
+        span.saw();
         reader.push(&data);
         while let Some(rec) = reader.poll() {
             let Ok(rec) = rec else { return Some(Relayed::Broken) };
             let Some(item) = Out::from_record(&rec) else { continue };
+            if matches!(item, Out::End { .. }) {
+                span.last();
+            }
             if let Some(how) = forward(state, task, &out, &started, item).await {
                 return Some(how);
             }

@@ -1,0 +1,78 @@
+//! Hop events, for seeing where a segment's time goes across processes (`benches/hop.py`): with
+//! `ZEROHOP_HOP_LOG=<file>` in its environment, a process appends one JSON line per event,
+//! `{"t": <unix seconds>, "role": .., "stream": .., "seq": .., "event": ..}`: when the
+//! broadcaster's upload began and ended (at the push client and at the node), when the input
+//! left the orchestrator for a transcoder and arrived there, when results left the transcoder
+//! and arrived back, when the answer's last byte went to the broadcaster. Processes on one host
+//! (or in network namespaces of one host) share the clock, so their lines merge into one
+//! timeline. Without the variable nothing is written and an event costs a branch.
+
+use std::io::Write;
+use std::sync::OnceLock;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+static LOG: OnceLock<Option<Mutex<std::fs::File>>> = OnceLock::new();
+static ROLE: OnceLock<&'static str> = OnceLock::new();
+
+/// What this process is in the hop ("push", "orchestrator", "combined", "transcoder"); the
+/// first call wins (the binary's, at start-up).
+pub fn set_role(role: &'static str) {
+    ROLE.set(role).ok();
+}
+
+fn log() -> Option<&'static Mutex<std::fs::File>> {
+    LOG.get_or_init(|| {
+        let path = std::env::var_os("ZEROHOP_HOP_LOG")?;
+        match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(f) => Some(Mutex::new(f)),
+            Err(e) => {
+                tracing::warn!(path = %std::path::Path::new(&path).display(), "ZEROHOP_HOP_LOG cannot be written: {e}");
+                None
+            }
+        }
+    })
+    .as_ref()
+}
+
+/// Appends `event` of segment `seq` of `stream` (a number where `seq` is one).
+pub fn event(stream: &str, seq: &str, event: &str) {
+    let Some(log) = log() else { return };
+    let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let seq = seq.parse::<u64>().map_or_else(|_| serde_json::json!(seq), |n| serde_json::json!(n));
+    let role = ROLE.get().copied().unwrap_or("zerohop");
+    let line = serde_json::json!({"t": t, "role": role, "stream": stream, "seq": seq, "event": event});
+    // A lost line is a gap in a benchmark's timeline, never a failed segment.
+    let _ = writeln!(log.lock(), "{line}");
+}
+
+/// Marks the first and the last of a run of events (`<what>_first`, `<what>_last`).
+#[derive(Debug)]
+pub struct Span {
+    stream: String,
+    seq: String,
+    what: &'static str,
+    seen: bool,
+}
+
+impl Span {
+    pub fn new(stream: &str, seq: &str, what: &'static str) -> Span {
+        Span { stream: stream.into(), seq: seq.into(), what, seen: false }
+    }
+    /// One more: the first is logged.
+    pub fn saw(&mut self) {
+        if !self.seen {
+            self.seen = true;
+            if log().is_some() {
+                event(&self.stream, &self.seq, &format!("{}_first", self.what));
+            }
+        }
+    }
+    /// The run is over: its last is logged.
+    pub fn last(&self) {
+        if log().is_some() {
+            event(&self.stream, &self.seq, &format!("{}_last", self.what));
+        }
+    }
+}
