@@ -26,11 +26,17 @@ ORCH, SECRET = "10.77.1.2", "hop-bench-shared-secret"
 METRICS = f"http://{ORCH}:9935/metrics"
 PUSH_LINE = re.compile(r"^\[(\d+)\] .*: TTFB ([\d.]+) ms, TTLB ([\d.]+) ms")
 TIMELINE = [("push", "upload_end"), ("o", "upload_last"), ("o", "task_input_last"), ("t", "input_first"),
-            ("t", "input_last"), ("t", "result_first"), ("t", "result_last"), ("o", "result_first"),
+            ("t", "input_last"), ("t", "engine_input_last"), ("t", "engine_chunk_first"),
+            ("t", "engine_decoded_last"), ("t", "engine_chunk_last"), ("t", "result_first"), ("t", "result_last"), ("o", "result_first"),
             ("o", "result_last"), ("o", "answer_last"), ("push", "result_first"), ("push", "result_last")]
-BOUND = ("bound = on_link + tail + results_tail, where on_link = seg_bytes*8/link (paced: max(duration, that)),\n"
-         "  tail = combined TTLB - combined upload time (push upload_end - upload_start; else 0 full, duration paced),\n"
-         "  results_tail = (rendition bytes of the segment * tail / duration) * 8 / link")
+BOUND = ("bound = max(on_link + edge_tail, first_on_link + engine) + results_tail: what a streamed hop cannot\n"
+         "beat, where on_link = seg_bytes*8/link (paced: max(duration, that)): the input cannot reach t sooner;\n"
+         "  edge_tail = combined's tail after its last input byte with a paced upload (measured when\n"
+         "         paced runs first; else 100 ms, the live-edge goal): t's engine after its last input byte;\n"
+         "  first_on_link = the first picture's bytes*8/link (paced: 0, combined waits for them too);\n"
+         "  engine = combined TTLB - combined upload time: t's engine cannot be faster once it starts;\n"
+         "  results_tail = (rendition bytes of the segment * edge_tail / duration) * 8 / link: what is\n"
+         "         made after the last input byte still has to cross back")
 
 
 def sh(*cmd, check=True):
@@ -53,9 +59,8 @@ def prerequisite_missing(binary):
     if sh("ip", "netns", "add", probe, check=False).returncode != 0:
         return "`ip netns add` failed"
     try:
-        for cmd in (["ip", "link", "set", "lo", "up"],
-                    ["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "1mbit", "burst", "64kbit", "latency", "400ms"],
-                    ["iptables", "-t", "nat", "-L", "POSTROUTING", "-n"]):
+        tbf = ["tc", "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "1mbit", "burst", "64kbit", "latency", "400ms"]
+        for cmd in (["ip", "link", "set", "lo", "up"], tbf, ["iptables", "-t", "nat", "-L", "POSTROUTING", "-n"]):
             if sh("ip", "netns", "exec", probe, *cmd, check=False).returncode != 0:
                 return f"`{' '.join(cmd)}` fails in a namespace"
     finally:
@@ -105,16 +110,15 @@ class Net:
             tc = ["ip", "netns", "exec", self.ns(h), "tc", "qdisc"]
             sh(*tc, "del", "dev", ifc, "root", check=False)
             if rate:
-                sh(*tc, "add", "dev", ifc, "root", "tbf", "rate", f"{int(rate)}bit", "burst", "64kbit", "latency", "400ms")
-
-    def cmd(self, h, args, log, hop_log):
-        env = dict(os.environ, NO_COLOR="1", ZEROHOP_HOP_LOG=hop_log)
-        return ["ip", "netns", "exec", self.ns(h), self.bin, *args], env, log
+                sh(*tc, "add", "dev", ifc, "root", "tbf", "rate", f"{int(rate)}bit", "burst", "64kbit",
+                   "latency", "400ms")
 
     def spawn(self, h, args, log, hop_log):
-        argv, env, log = self.cmd(h, args, log, hop_log)
+        """`zerohop ARGS` on host `h`, its stderr in `log`, its hop events in `hop_log`."""
+        env = dict(os.environ, NO_COLOR="1", ZEROHOP_HOP_LOG=hop_log)
         with open(log, "w") as err:
-            proc = subprocess.Popen(argv, env=env, cwd=self.dir, stdout=subprocess.DEVNULL, stderr=err)
+            proc = subprocess.Popen(["ip", "netns", "exec", self.ns(h), self.bin, *args], env=env, cwd=self.dir,
+                                    stdout=subprocess.DEVNULL, stderr=err)
         self.procs.append(proc)
         return proc
 
@@ -188,16 +192,14 @@ def push(net, fp, stream, files, pace, run, timeout):
     out = os.path.join(run, "out")
     args = ["push", "--orch", f"{ORCH}:8935", "--stream", stream, "--orch-cert-sha256", fp, "-o", out]
     args += ["--pace", str(pace)] if pace else []
-    argv, env, _ = net.cmd("b", args + list(files), None, os.path.join(run, "push.hop.jsonl"))
+    log = os.path.join(run, "push.log")
+    proc = net.spawn("b", args + list(files), log, os.path.join(run, "push.hop.jsonl"))
     try:
-        p = subprocess.run(argv, env=env, cwd=net.dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True, timeout=timeout)
-        err, rc = p.stderr, p.returncode
-    except subprocess.TimeoutExpired as e:
-        err, rc = e.stderr or "", f"timeout after {timeout} s"
-        err = err.decode(errors="replace") if isinstance(err, bytes) else err
-    with open(os.path.join(run, "push.log"), "w") as f:
-        f.write(err)
+        rc = proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        net.stop(proc)
+        rc = f"timeout after {timeout} s"
+    err = open(log, errors="replace").read()
     rows = {int(m[1]): (float(m[2]) / 1e3, float(m[3]) / 1e3) for m in map(PUSH_LINE.match, err.splitlines()) if m}
     ok = rc == 0 and len(rows) == len(files)
     if not ok:
@@ -207,45 +209,63 @@ def push(net, fp, stream, files, pace, run, timeout):
 
 
 def read_hops(path):
-    """{role: {seq: {event: [t, ...]}}} from a hop log; {} where the binary wrote none."""
+    """{seq: {event: [t, ...]}} from one process's hop log; {} where the binary wrote none."""
     hops = {}
-    if not os.path.exists(path):
-        return hops
-    for line in open(path, errors="replace"):
+    for line in open(path, errors="replace") if os.path.exists(path) else []:
         try:
             e = json.loads(line)
-            hops.setdefault(e["role"], {}).setdefault(int(e["seq"]), {}).setdefault(e["event"], []).append(float(e["t"]))
+            hops.setdefault(int(e["seq"]), {}).setdefault(e["event"], []).append(float(e["t"]))
         except (ValueError, KeyError, TypeError):
             continue
     return hops
 
 
 def event(hops, role, seq, name):
-    """The event's time: the earliest for *_first/*_start, the latest otherwise; None if absent."""
-    ts = [t for r in ([role] if role else hops) for t in hops.get(r, {}).get(seq, {}).get(name, [])]
+    """When `role` (push, o, t) saw `name` for `seq`: the earliest for *_first/*_start, the latest
+    otherwise (several renditions); None if absent."""
+    ts = hops.get(role, {}).get(seq, {}).get(name, [])
     return (min if name.endswith(("_first", "_start")) else max)(ts) if ts else None
 
 
 def pct(v, q):
+    """The q-quantile of `v` (linear between ranks); None for no values."""
     v = sorted(v)
     if not v:
-        return float("nan")
+        return None
     k = (len(v) - 1) * q
     lo, hi = math.floor(k), math.ceil(k)
     return v[lo] + (v[hi] - v[lo]) * (k - lo)
 
 
 def duration_of(path, default):
-    if shutil.which("ffprobe"):
-        p = sh("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path, check=False)
-        try:
-            return float(p.stdout.strip())
-        except ValueError:
-            pass
-    return default
+    """The segment's duration by ffprobe, else `default`."""
+    if not shutil.which("ffprobe"):
+        return default
+    p = sh("ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path, check=False)
+    return float(p.stdout) if re.fullmatch(r"\s*[\d.]+\s*", p.stdout) else default
+
+
+def first_picture_bytes(path):
+    """Bytes of the segment up to the end of its first video PES (its first picture): what must
+    cross the link before anything can be decoded. Video PES start with a PUSI packet whose
+    stream_id is 0xE0-0xEF; the first picture ends where the next one on that PID begins."""
+    data, pid = open(path, "rb").read(), None
+    for off in range(0, len(data) - 187, 188):
+        pkt = data[off:off + 188]
+        if pkt[0] != 0x47 or not pkt[1] & 0x40:
+            continue
+        p = ((pkt[1] & 0x1F) << 8) | pkt[2]
+        start = 4 + (pkt[4] + 1 if pkt[3] & 0x20 else 0)
+        if start + 4 <= 188 and pkt[start:start + 3] == b"\x00\x00\x01" and 0xE0 <= pkt[start + 3] <= 0xEF:
+            if pid is None:
+                pid = p
+            elif p == pid:
+                return off
+    return len(data)
 
 
 def default_input(workdir):
+    """A 13.9 Mbit/s 1080p30 High segment with B-frames made by ffmpeg, else the committed fixture."""
     if not shutil.which("ffmpeg"):
         return FIXTURE
     out = os.path.join(workdir, "seg-13mbit-1080p30.ts")
@@ -262,9 +282,12 @@ class Runner:
 
     def __init__(self, net, files, durations, measured):
         self.net, self.files, self.durations, self.measured = net, files, durations, measured
+        self.mbit = sum(map(os.path.getsize, files)) * 8 / sum(durations) / 1e6  # the links' unit
         self.failed = False
+        self.edge_tail = 0.1
 
     def run(self, name, mode, rate, pace):
+        """A fresh `mode` node (with a transcoder behind the NAT if split), O<->T at `rate`, one push."""
         run = os.path.join(self.net.dir, name)
         os.makedirs(run)
         self.net.limit(rate)
@@ -274,8 +297,7 @@ class Runner:
             procs.append(node)
             if mode == "orchestrator":
                 procs.append(start_transcoder(self.net, fp, run))
-            timeout = 60 + 20 * len(self.files)
-            rows, ok, out = push(self.net, fp, name, self.files, pace, run, timeout)
+            rows, ok, out = push(self.net, fp, name, self.files, pace, run, timeout=60 + 20 * len(self.files))
             dead = [p.args[5] for p in procs if p.poll() is not None]
             if dead:
                 print(f"  process died during {name}: {dead}; logs in {run}")
@@ -286,10 +308,7 @@ class Runner:
         finally:
             for p in procs:
                 self.net.stop(p)
-        hops = {"push": read_hops(os.path.join(run, "push.hop.jsonl")).get("push", {})}
-        for h in ("o", "t"):
-            for role, segs in read_hops(os.path.join(run, f"{h}.hop.jsonl")).items():
-                hops.setdefault(h, {}).update(segs)
+        hops = {h: read_hops(os.path.join(run, f"{h}.hop.jsonl")) for h in ("push", "o", "t")}
         outputs = {s: sum(os.path.getsize(f) for f in glob.glob(os.path.join(out, f"{name}_{s}_*.ts")))
                    for s in range(len(self.files))}
         return {"rows": rows, "hops": hops, "outputs": outputs}
@@ -302,11 +321,12 @@ class Runner:
         """The row's bound for segment `seq` (see BOUND), or None without combined's numbers."""
         if seq not in comb["rows"]:
             return None
-        dur, seg_bytes = self.durations[seq], os.path.getsize(self.files[seq])
-        on_link = seg_bytes * 8 / rate
+        dur, on_link = self.durations[seq], os.path.getsize(self.files[seq]) * 8 / rate
         on_link = max(dur, on_link) if paced else on_link
-        tail = max(0.0, comb["rows"][seq][1] - self.upload_time(comb, seq, paced))
-        return on_link + tail + comb["outputs"][seq] * tail / dur * 8 / rate
+        engine = max(0.0, comb["rows"][seq][1] - self.upload_time(comb, seq, paced))
+        first = 0.0 if paced else first_picture_bytes(self.files[seq]) * 8 / rate
+        edge = self.edge_tail
+        return max(on_link + edge, first + engine) + comb["outputs"][seq] * edge / dur * 8 / rate
 
     def summary(self, result, comb=None, rate=None, paced=False):
         seqs = [s for s in self.measured if s in result["rows"]]
@@ -319,6 +339,7 @@ class Runner:
 
 
 def timeline(result, seq):
+    """Each present TIMELINE event of segment `seq`, ms from the push's upload_start."""
     hops, t0 = result["hops"], event(result["hops"], "push", seq, "upload_start")
     if t0 is None:
         return None
@@ -326,30 +347,71 @@ def timeline(result, seq):
             for role, name in TIMELINE if (t := event(hops, role, seq, name)) is not None}
 
 
-def finite(v):
-    """`v` with NaN as null (strict JSON)."""
-    if isinstance(v, dict):
-        return {k: finite(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [finite(x) for x in v]
-    return None if isinstance(v, float) and math.isnan(v) else v
-
-
 def ms(s):
-    return "     -" if s is None or math.isnan(s) else f"{s * 1e3:6.0f}"
+    return "     -" if s is None else f"{s * 1e3:6.0f}"
 
 
 def ratio(a, b):
-    return "    -" if not b or math.isnan(a) or math.isnan(b) else f"{a / b:5.2f}"
+    return "    -" if a is None or not b else f"{a / b:5.2f}"
+
+
+def measure(runner, kind, factors, pace):
+    """Combined, then split at each factor, for one upload kind: (combined summary, rows, split results)."""
+    paced, durations, measured = kind == "paced", runner.durations, runner.measured
+    comb = runner.run(f"c-{kind}", "combined", None, pace)
+    cs = runner.summary(comb)
+    tails = [comb["rows"][s][1] - runner.upload_time(comb, s, paced) for s in measured if s in comb["rows"]]
+    cs["tail_p50"] = pct(tails, .5)
+    if paced and cs["tail_p50"] is not None:
+        runner.edge_tail = cs["tail_p50"]
+    cs["renditions_mbit"] = pct([comb["outputs"][s] * 8 / durations[s] / 1e6 for s in measured], .5)
+    print(f"\n{kind} upload{f' (--pace {pace})' if pace else ''}: combined TTFB p50 {ms(cs['ttfb_p50'])} ms, "
+          f"TTLB p50 {ms(cs['ttlb_p50'])} ms, tail p50 {ms(cs['tail_p50'])} ms; "
+          f"renditions {cs['renditions_mbit'] or 0:.2f} Mbit/s per segment")
+    print("  upload factor   link Mbit/s  TTFB p50  TTLB p50  TTLB p90  comb TTLB  split/comb  bound  split/bound")
+    rows, splits = [], []
+    for i, factor in enumerate(factors):
+        rate = factor * runner.mbit * 1e6
+        split = runner.run(f"s-{kind}-{i}", "orchestrator", rate, pace)
+        s = runner.summary(split, comb, rate, paced)
+        rows.append({"upload": kind, "factor": factor, "link_mbit": rate / 1e6, **s,
+                     "combined_ttlb_p50": cs["ttlb_p50"]})
+        splits.append(split)
+        print(f"  {kind:<6} {factor:5.2f}x {rate / 1e6:11.2f}  {ms(s['ttfb_p50'])} ms {ms(s['ttlb_p50'])} ms"
+              f" {ms(s['ttlb_p90'])} ms  {ms(cs['ttlb_p50'])} ms      {ratio(s['ttlb_p50'], cs['ttlb_p50'])}"
+              f" {ms(s['bound_p50'])} ms  {ratio(s['ttlb_p50'], s['bound_p50'])}")
+    return cs, rows, splits
+
+
+def pick_timeline(rows, splits):
+    """The timeline of the median-TTLB segment of the row nearest 1.5x."""
+    i = min(range(len(rows)), key=lambda i: abs(rows[i]["factor"] - 1.5))
+    by_ttlb = sorted((splits[i]["rows"][q][1], q) for q in rows[i]["segments"])
+    if not by_ttlb:
+        return None
+    seq = by_ttlb[(len(by_ttlb) - 1) // 2][1]
+    return {"upload": rows[i]["upload"], "factor": rows[i]["factor"], "seq": seq, "events_ms": timeline(splits[i], seq)}
+
+
+def print_timeline(tl):
+    if not tl or not tl["events_ms"]:
+        print("\ntimeline unavailable: the binary wrote no hop events (ZEROHOP_HOP_LOG)")
+        return
+    print(f"\ntimeline of split segment {tl['seq']} ({tl['upload']}, {tl['factor']}x; median TTLB), "
+          "ms from the push's upload_start:")
+    for k, v in tl["events_ms"].items():
+        print(f"  {k:<22} {v:9.1f}")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--input", action="append", help="MPEG-TS segment (repeatable)")
+    ap.add_argument("--input", action="append", help="MPEG-TS segment (repeatable; cycled over the segments)")
     ap.add_argument("--duration", type=float, default=2.0, help="segment duration without ffprobe")
     ap.add_argument("--factors", default="1.2,1.5,2,4")
     ap.add_argument("--segments", type=int, default=10)
     ap.add_argument("--uploads", default="full,paced")
+    ap.add_argument("--require-events", action="store_true",
+                    help="fail (exit 1) when the timeline lacks an event: a process wrote no hop event")
     ap.add_argument("--smallest", action="store_true", help="CI size: 1.5x, 2 segments, full upload")
     ap.add_argument("--json", help="write rows and the timeline here")
     ap.add_argument("--bin", default=os.path.join(ROOT, "target", "release", "zerohop"))
@@ -360,75 +422,52 @@ def main():
         factors, uploads, n = [1.5], ["full"], 2
     if bad := [u for u in uploads if u not in ("full", "paced")]:
         ap.error(f"unknown upload kind {bad}")
+    a.bin = os.path.abspath(a.bin)
     why = prerequisite_missing(a.bin)
     if why:
         print(f"skipped: {why}")
         return 0
 
-    workdir = tempfile.mkdtemp(prefix="zerohop-hop-")
-    net = None
-
-    def cleanup():
-        if net:
-            net.cleanup()
-
-    atexit.register(cleanup)
+    workdir, net, ok = tempfile.mkdtemp(prefix="zerohop-hop-"), None, False
+    atexit.register(lambda: net and net.cleanup())
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, lambda s, f: sys.exit(128 + s))
-    ok = False
     try:
         inputs = [os.path.abspath(f) for f in a.input] if a.input else [default_input(workdir)]
         files = [inputs[i % len(inputs)] for i in range(n)]
         durations = [duration_of(f, a.duration) for f in files]
-        mbit = sum(os.path.getsize(f) for f in inputs) * 8 / sum(duration_of(f, a.duration) for f in inputs) / 1e6
         measured = list(range(1, n)) if n >= 4 else list(range(n))
-        print(f"input: {', '.join(map(os.path.basename, inputs))}: {mbit:.2f} Mbit/s, {durations[0]:.2f} s; "
-              f"{n} segments per push (one stream, one connection); binary {a.bin}")
-        print("medians over segments " + ("1.. (segment 0 is warm-up)" if n >= 4 else "all (fewer than 4: no warm-up skipped)"))
-        print(BOUND)
         net = Net(a.bin, workdir)
         with open(os.path.join(workdir, "secret"), "w") as f:
             f.write(SECRET + "\n")
         runner = Runner(net, files, durations, measured)
-        report, rows, tl = {"input_mbit": mbit, "segments": n, "factors": factors, "combined": {}}, [], None
-        for kind in uploads:
-            paced = kind == "paced"
-            pace = math.ceil(max(os.path.getsize(f) for f in inputs) / (durations[0] * 100)) if paced else 0
-            comb = runner.run(f"c-{kind}", "combined", None, pace)
-            cs = runner.summary(comb)
-            report["combined"][kind] = cs
-            tails = [comb["rows"][s][1] - runner.upload_time(comb, s, paced) for s in measured if s in comb["rows"]]
-            print(f"\n{kind} upload{f' (--pace {pace})' if pace else ''}: combined TTFB p50 {ms(cs['ttfb_p50'])} ms, "
-                  f"TTLB p50 {ms(cs['ttlb_p50'])} ms, tail p50 {ms(pct(tails, .5))} ms")
-            print("  upload factor   link Mbit/s  TTFB p50  TTLB p50  TTLB p90  comb TTLB  split/comb  bound  split/bound")
-            for i, factor in enumerate(factors):
-                rate = factor * mbit * 1e6
-                split = runner.run(f"s-{kind}-{i}", "orchestrator", rate, pace)
-                s = runner.summary(split, comb, rate, paced)
-                row = {"upload": kind, "factor": factor, "link_mbit": rate / 1e6, **s, "combined_ttlb_p50": cs["ttlb_p50"]}
-                rows.append(row)
-                print(f"  {kind:<6} {factor:5.2f}x {rate / 1e6:11.2f}  {ms(s['ttfb_p50'])} ms {ms(s['ttlb_p50'])} ms"
-                      f" {ms(s['ttlb_p90'])} ms  {ms(cs['ttlb_p50'])} ms      {ratio(s['ttlb_p50'], cs['ttlb_p50'])}"
-                      f" {ms(s['bound_p50'])} ms  {ratio(s['ttlb_p50'], s['bound_p50'])}")
-                if tl is None and kind == uploads[0] and factor == min(factors, key=lambda f: abs(f - 1.5)):
-                    by_ttlb = sorted((split["rows"][q][1], q) for q in s["segments"])
-                    if by_ttlb:
-                        seq = by_ttlb[(len(by_ttlb) - 1) // 2][1]
-                        tl = {"upload": kind, "factor": factor, "seq": seq, "events_ms": timeline(split, seq)}
-        print()
-        if tl and tl["events_ms"]:
-            print(f"timeline of split segment {tl['seq']} ({tl['upload']}, {tl['factor']}x; median TTLB), "
-                  "ms from the push's upload_start:")
-            for k, v in tl["events_ms"].items():
-                print(f"  {k:<22} {v:9.1f}")
-        else:
-            print("timeline unavailable: the binary wrote no hop events (ZEROHOP_HOP_LOG)")
+        print(f"input: {', '.join(map(os.path.basename, inputs))}: {runner.mbit:.2f} Mbit/s, {durations[0]:.2f} s; "
+              f"{n} segments per push (one stream, one connection); binary {a.bin}")
+        print("medians over segments", "1.. (segment 0 is warm-up)" if n >= 4 else "all (fewer than 4: none skipped)")
+        print(BOUND)
+        report, rows, splits = {"input_mbit": runner.mbit, "segments": n, "combined": {}}, [], []
+        # Paced first: its combined tail is the edge_tail of every row's bound.
+        for kind in sorted(uploads, key=lambda k: k != "paced"):
+            pace = math.ceil(max(map(os.path.getsize, inputs)) / (durations[0] * 100)) if kind == "paced" else 0
+            report["combined"][kind], r, s = measure(runner, kind, factors, pace)
+            rows += r
+            splits += s
+        # The timeline of a full-speed upload where there is one: there the hop has the most to hide.
+        kind = "full" if "full" in uploads else uploads[0]
+        pick = [i for i, r in enumerate(rows) if r["upload"] == kind]
+        tl = pick_timeline([rows[i] for i in pick], [splits[i] for i in pick])
+        print_timeline(tl)
+        missing = [f"{r} {e}" for r, e in TIMELINE if f"{r} {e}" not in ((tl or {}).get("events_ms") or {})]
+        if a.require_events and missing:
+            print(f"hop events missing from the timeline: {', '.join(missing)}")
+            runner.failed = True
         if a.json:
             with open(a.json, "w") as f:
-                json.dump(finite({**report, "rows": rows, "timeline": tl}), f, indent=2)
+                json.dump({**report, "rows": rows, "timeline": tl}, f, indent=2)
         ok = not runner.failed
     finally:
-        cleanup()
+        if net:
+            net.cleanup()
         if ok and not a.keep:
             shutil.rmtree(workdir, ignore_errors=True)
         else:

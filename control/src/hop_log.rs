@@ -76,3 +76,34 @@ impl Span {
         }
     }
 }
+
+/// A timeline for the engine's part of a segment, when hop events are being written (the
+/// engine's own stages then join the hop's timeline: [`engine_events`]).
+pub fn engine_timeline() -> Option<zerohop_engine::Timeline> {
+    log().map(|_| zerohop_engine::Timeline::new())
+}
+
+/// The engine's stages of a segment as hop events, at the times they happened:
+/// `engine_input_last` (the last input bytes handed to the engine), `engine_decoded_last`,
+/// `engine_chunk_first`, `engine_chunk_last` (rendition bytes out of the engine).
+pub fn engine_events(stream: &str, seq: &str, t: &zerohop_engine::Timeline) {
+    use zerohop_engine::Stage;
+    let Some(log) = log() else { return };
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let origin = now - t.origin().elapsed().as_secs_f64();
+    let seq_json = seq.parse::<u64>().map_or_else(|_| serde_json::json!(seq), |n| serde_json::json!(n));
+    let role = ROLE.get().copied().unwrap_or("zerohop");
+    let marks = [
+        ("engine_input_last", t.last(Stage::Input)),
+        ("engine_decoded_last", t.last(Stage::Decoded)),
+        ("engine_chunk_first", t.first(Stage::Chunk)),
+        ("engine_chunk_last", t.last(Stage::Chunk)),
+    ];
+    let mut f = log.lock();
+    for (event, at) in marks {
+        let Some(at) = at else { continue };
+        let t = origin + at.as_secs_f64();
+        let line = serde_json::json!({"t": t, "role": role, "stream": stream, "seq": seq_json, "event": event});
+        let _ = writeln!(f, "{line}");
+    }
+}

@@ -457,17 +457,15 @@ async fn run_task(
     let (out_tx, mut out_rx) = mpsc::channel::<Out>(64);
     let engine_input = input.clone();
     let sessions = config.sessions.clone();
+    let (hop_stream, hop_seq) = (stream.clone(), seq.clone());
     tokio::task::spawn_blocking(move || {
         let (ladder, clip) = ladder;
-        let _ = run_local(
-            &slot,
-            &sessions,
-            ladder,
-            SegmentOptions { clip, ..Default::default() },
-            &engine_input,
-            &out_tx,
-            || {},
-        );
+        let timeline = crate::hop_log::engine_timeline();
+        let options = SegmentOptions { clip, timeline: timeline.clone() };
+        let _ = run_local(&slot, &sessions, ladder, options, &engine_input, &out_tx, || {});
+        if let Some(t) = &timeline {
+            crate::hop_log::engine_events(&hop_stream, &hop_seq, t);
+        }
     });
     // Engine -> result records, streamed.
     let (tx, results) = ChannelBody::channel(32);

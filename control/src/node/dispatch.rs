@@ -61,8 +61,13 @@ fn run_here(state: &Arc<State>, task: TaskId, job: Job) {
             state.scheduler.lock().finish(task);
             state.update_capacity_metrics();
         };
+        let timeline = crate::hop_log::engine_timeline();
+        let options = zerohop_engine::SegmentOptions { timeline: timeline.clone(), ..job.options };
         // Its figures become series in run_local, as on a remote transcoder.
-        run_local(&slot, &state.config.sessions, job.ladder, job.options, &job.input, &job.out, release).ok();
+        run_local(&slot, &state.config.sessions, job.ladder, options, &job.input, &job.out, release).ok();
+        if let Some(t) = &timeline {
+            crate::hop_log::engine_events(&job.stream, &job.seq, t);
+        }
     });
 }
 

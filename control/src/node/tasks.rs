@@ -107,9 +107,11 @@ fn finish(state: &Arc<State>, task: TaskId, how: Relayed) -> Relayed {
 /// Relays the records of `req` to the task's broadcaster; `None` for a task that is not in
 /// flight.
 async fn relay(state: &State, task: TaskId, req: Request<Incoming>) -> Option<Relayed> {
-    let (out, started, mut span) = state.jobs.lock().get(&task).map(|j| {
-        (j.out.clone(), j.started.clone(), crate::hop_log::Span::new(&j.stream, &j.seq, "result"))
-    })?;
+    let (out, started, mut span) = state
+        .jobs
+        .lock()
+        .get(&task)
+        .map(|j| (j.out.clone(), j.started.clone(), crate::hop_log::Span::new(&j.stream, &j.seq, "result")))?;
     let mut body = req.into_body();
     let mut reader = RecordReader::new();
     loop {
@@ -123,13 +125,14 @@ async fn relay(state: &State, task: TaskId, req: Request<Incoming>) -> Option<Re
         };
         let Ok(frame) = frame else { return Some(Relayed::Broken) };
         let Ok(data) = frame.into_data() else { continue };
-        span.saw();
         reader.push(&data);
         while let Some(rec) = reader.poll() {
             let Ok(rec) = rec else { return Some(Relayed::Broken) };
             let Some(item) = Out::from_record(&rec) else { continue };
-            if matches!(item, Out::End { .. }) {
-                span.last();
+            match &item {
+                Out::Record(r) if r.first() == Some(&Kind::Chunk.byte()) => span.saw(),
+                Out::End { .. } => span.last(),
+                _ => {}
             }
             if let Some(how) = forward(state, task, &out, &started, item).await {
                 return Some(how);
