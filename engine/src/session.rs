@@ -45,8 +45,8 @@ pub struct SessionConfig {
     pub filter: ScaleFilter,
     /// Decoded frames queued per rendition (shared: the pictures in flight are about this many
     /// plus one, whatever the ladder). Deep enough that the decode thread never waits for a
-    /// rendition worker, which runs below it ([`crate::priority`]): with 4, a live input's
-    /// tail was 89-166 ms; with 8, 70-110 ms (`zerohop bench --live-edge`, doc/performance.md).
+    /// rendition worker, which runs below it ([`crate::priority`]). A 1080p frame is 3 MB, so
+    /// 8 is about 27 MB per 1080p stream (doc/performance.md, "The live edge").
     pub frame_queue: usize,
     /// Input chunks queued before `push` blocks.
     pub input_queue: usize,
