@@ -223,6 +223,7 @@ const FOREIGN_FLAGS: &[(&str, &str)] = &[
     ("--check", "cargo fmt"),
     ("--cubin-dir", "kernels/check/check_kernels.py"),
     ("--data-binary", "curl"),
+    ("--factors", "benches/hop.py"),
     ("--features", "cargo (`--features cuda`)"),
     ("--http1.1", "curl"),
     ("--http2", "curl"),
@@ -233,6 +234,9 @@ const FOREIGN_FLAGS: &[(&str, &str)] = &[
     ("--prebuilt", "hw-ci/run"),
     ("--reference-scaler", "benches/compare_ffmpeg.py"),
     ("--release", "cargo"),
+    ("--require-events", "benches/hop.py"),
+    ("--segments", "benches/hop.py"),
+    ("--smallest", "benches/hop.py"),
     ("--strict", "kubernetes-validate"),
     ("--warn-on-spills", "ptxas"),
     ("--workspace", "cargo"),
@@ -340,4 +344,66 @@ fn every_flag_the_docs_name_is_in_the_help() {
         );
         assert!(foreign_used.contains(flag), "{flag} ({program}) is named in no page: drop it from FOREIGN_FLAGS");
     }
+}
+
+/// `ZEROHOP_HOP_LOG`: a paced push and the combined node it pushes to each write their events,
+/// one JSON line apiece, and on the clock they share the events come in the order the bytes
+/// went: upload begun and ended at both ends, the engine's last input, first and last chunk,
+/// the answer's last byte, the push's last result byte.
+#[test]
+fn hop_events_of_a_push_and_its_node_line_up_on_one_clock() {
+    let dir = tmp("hop-log");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (node_log, push_log) = (dir.join("node.jsonl"), dir.join("push.jsonl"));
+    let addr = common::free_addr();
+    let mut node = zerohop();
+    node.args(["combined", "--insecure-h2c", "--service-addr", &addr, "--data-dir"])
+        .arg(dir.join("data"))
+        .env("ZEROHOP_HOP_LOG", &node_log)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let _node = common::start_listening(&mut node, &addr);
+    let sample = fixture_path("h264_720p30_main_slices_aac.ts");
+    // The 1 s segment at its real-time rate, in 10 ms pieces.
+    let pace = (std::fs::metadata(&sample).expect("fixture").len() / 100 + 1).to_string();
+    let o = zerohop()
+        .args(["push", "--insecure-h2c", "--orch", &addr, "--stream", "hop", "--pace", &pace, "-o"])
+        .arg(dir.join("out"))
+        .arg(&sample)
+        .env("ZEROHOP_HOP_LOG", &push_log)
+        .output()
+        .expect("run push");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let events = |path: &std::path::Path| -> Vec<serde_json::Value> {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        text.lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect()
+    };
+    let (node, push) = (events(&node_log), events(&push_log));
+    let at = |lines: &[serde_json::Value], role: &str, event: &str| -> f64 {
+        let e =
+            lines.iter().find(|e| e["role"] == role && e["event"] == event && e["stream"] == "hop" && e["seq"] == 0);
+        e.and_then(|e| e["t"].as_f64()).unwrap_or_else(|| panic!("no {role} {event} in {lines:?}"))
+    };
+    let order = [
+        at(&push, "push", "upload_start"),
+        at(&node, "combined", "upload_first"),
+        at(&push, "push", "upload_end"),
+        at(&node, "combined", "upload_last"),
+        at(&node, "combined", "engine_chunk_last"),
+        at(&node, "combined", "answer_last"),
+        at(&push, "push", "result_last"),
+    ];
+    assert!(order.windows(2).all(|w| w[0] <= w[1]), "events out of order: {order:?}");
+    // The engine's last input comes after the upload's first byte and before its last chunk; it
+    // may come before or after the node sees the upload's end (the last data, then the end).
+    let engine_input = at(&node, "combined", "engine_input_last");
+    assert!(at(&node, "combined", "upload_first") <= engine_input, "{engine_input}");
+    assert!(engine_input <= at(&node, "combined", "engine_chunk_last"), "{engine_input}");
+    let first_chunk = at(&node, "combined", "engine_chunk_first");
+    assert!(
+        first_chunk < at(&node, "combined", "upload_last"),
+        "a paced upload's first rendition bytes come before its end"
+    );
+    assert!(at(&push, "push", "result_first") <= at(&push, "push", "result_last"));
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -135,13 +135,7 @@ fn ffmpeg_re(path: &std::path::Path, ladder: &Ladder, preset: &str, gop_frames: 
 /// The paced figures for every segment through the engine alone, with `ffmpeg -re`'s beside
 /// them.
 pub fn report(a: &BenchArgs, ladder: &Ladder, segments: &[(String, Bytes)], media: &[Duration]) -> Result<Value> {
-    let mut session = crate::accel_cmd::open_session(
-        ladder,
-        zerohop_engine::scale::ScaleFilter::default(),
-        a.accel.accel,
-        a.accel.gpus.first().copied().unwrap_or(0),
-        a.accel.gpu_options(),
-    )?;
+    let mut session = super::engine_session(a, ladder)?;
     let names: Vec<String> = ladder.profiles().iter().map(|p| p.name.clone()).collect();
     let mut rows = Vec::new();
     let mut marks = String::from("segment,ms,stage,rung,value\n");

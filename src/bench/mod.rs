@@ -156,17 +156,22 @@ pub fn bench(a: BenchArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Each segment `a.repeat` times through the engine alone, on the backend asked for (the first
-/// GPU).
-fn engine_runs(a: &BenchArgs, ladder: &Ladder, segments: &[(String, Bytes)]) -> Result<EngineRuns> {
-    let mut runs = EngineRuns::default();
-    let mut session = crate::accel_cmd::open_session(
+/// The session the engine-alone figures use: the backend asked for, on its first GPU.
+fn engine_session(a: &BenchArgs, ladder: &Ladder) -> Result<Box<dyn zerohop_engine::StreamSession>> {
+    crate::accel_cmd::open_session(
         ladder,
         zerohop_engine::scale::ScaleFilter::default(),
         a.accel.accel,
         a.accel.gpus.first().copied().unwrap_or(0),
         a.accel.gpu_options(),
-    )?;
+    )
+}
+
+/// Each segment `a.repeat` times through the engine alone, on the backend asked for (the first
+/// GPU).
+fn engine_runs(a: &BenchArgs, ladder: &Ladder, segments: &[(String, Bytes)]) -> Result<EngineRuns> {
+    let mut runs = EngineRuns::default();
+    let mut session = engine_session(a, ladder)?;
     eprintln!("engine backend: {}", session.backend());
     for (_, data) in segments {
         for _ in 0..a.repeat {
