@@ -335,6 +335,15 @@ class Runner:
         if comb is not None:
             bounds = [b for b in (self.bound(comb, s, rate, paced) for s in seqs) if b is not None]
             out["bound_p50"] = pct(bounds, .5)
+        # The engine's live-edge tail where it ran (t in split, o in combined): its last rendition
+        # chunk after its last input byte.
+        tails = []
+        for s in seqs:
+            for role in ("t", "o"):
+                a, b = event(result["hops"], role, s, "engine_input_last"), event(result["hops"], role, s, "engine_chunk_last")
+                if a is not None and b is not None:
+                    tails.append(b - a)
+        out["engine_tail_p50"] = pct(tails, .5)
         return out
 
 
@@ -368,7 +377,7 @@ def measure(runner, kind, factors, pace):
     print(f"\n{kind} upload{f' (--pace {pace})' if pace else ''}: combined TTFB p50 {ms(cs['ttfb_p50'])} ms, "
           f"TTLB p50 {ms(cs['ttlb_p50'])} ms, tail p50 {ms(cs['tail_p50'])} ms; "
           f"renditions {cs['renditions_mbit'] or 0:.2f} Mbit/s per segment")
-    print("  upload factor   link Mbit/s  TTFB p50  TTLB p50  TTLB p90  comb TTLB  split/comb  bound  split/bound")
+    print("  upload factor   link Mbit/s  TTFB p50  TTLB p50  TTLB p90  comb TTLB  split/comb  bound  split/bound  t's engine tail")
     rows, splits = [], []
     for i, factor in enumerate(factors):
         rate = factor * runner.mbit * 1e6
@@ -379,7 +388,7 @@ def measure(runner, kind, factors, pace):
         splits.append(split)
         print(f"  {kind:<6} {factor:5.2f}x {rate / 1e6:11.2f}  {ms(s['ttfb_p50'])} ms {ms(s['ttlb_p50'])} ms"
               f" {ms(s['ttlb_p90'])} ms  {ms(cs['ttlb_p50'])} ms      {ratio(s['ttlb_p50'], cs['ttlb_p50'])}"
-              f" {ms(s['bound_p50'])} ms  {ratio(s['ttlb_p50'], s['bound_p50'])}")
+              f" {ms(s['bound_p50'])} ms  {ratio(s['ttlb_p50'], s['bound_p50'])}   {ms(s['engine_tail_p50'])} ms")
     return cs, rows, splits
 
 
