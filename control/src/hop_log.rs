@@ -36,15 +36,23 @@ fn log() -> Option<&'static Mutex<std::fs::File>> {
     .as_ref()
 }
 
-/// Appends `event` of segment `seq` of `stream` (a number where `seq` is one).
-pub fn event(stream: &str, seq: &str, event: &str) {
-    let Some(log) = log() else { return };
-    let t = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// One line: `event` of segment `seq` of `stream` (a number where `seq` is one) at unix time `t`.
+fn write(file: &mut std::fs::File, t: f64, stream: &str, seq: &str, event: &str) {
     let seq = seq.parse::<u64>().map_or_else(|_| serde_json::json!(seq), |n| serde_json::json!(n));
     let role = ROLE.get().copied().unwrap_or("zerohop");
     let line = serde_json::json!({"t": t, "role": role, "stream": stream, "seq": seq, "event": event});
     // A lost line is a gap in a benchmark's timeline, never a failed segment.
-    let _ = writeln!(log.lock(), "{line}");
+    let _ = writeln!(file, "{line}");
+}
+
+/// Appends `event` of segment `seq` of `stream`, now.
+pub fn event(stream: &str, seq: &str, event: &str) {
+    let Some(log) = log() else { return };
+    write(&mut log.lock(), unix_now(), stream, seq, event);
 }
 
 /// Marks the first and the last of a run of events (`<what>_first`, `<what>_last`).
@@ -89,10 +97,7 @@ pub fn engine_timeline() -> Option<zerohop_engine::Timeline> {
 pub fn engine_events(stream: &str, seq: &str, t: &zerohop_engine::Timeline) {
     use zerohop_engine::Stage;
     let Some(log) = log() else { return };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let origin = now - t.origin().elapsed().as_secs_f64();
-    let seq_json = seq.parse::<u64>().map_or_else(|_| serde_json::json!(seq), |n| serde_json::json!(n));
-    let role = ROLE.get().copied().unwrap_or("zerohop");
+    let origin = unix_now() - t.origin().elapsed().as_secs_f64();
     let marks = [
         ("engine_input_last", t.last(Stage::Input)),
         ("engine_decoded_last", t.last(Stage::Decoded)),
@@ -101,9 +106,8 @@ pub fn engine_events(stream: &str, seq: &str, t: &zerohop_engine::Timeline) {
     ];
     let mut f = log.lock();
     for (event, at) in marks {
-        let Some(at) = at else { continue };
-        let t = origin + at.as_secs_f64();
-        let line = serde_json::json!({"t": t, "role": role, "stream": stream, "seq": seq_json, "event": event});
-        let _ = writeln!(f, "{line}");
+        if let Some(at) = at {
+            write(&mut f, origin + at.as_secs_f64(), stream, seq, event);
+        }
     }
 }

@@ -35,18 +35,6 @@ pub enum Stage {
 }
 
 impl Stage {
-    pub const ALL: [Stage; 9] = [
-        Stage::Input,
-        Stage::Intake,
-        Stage::InputEnd,
-        Stage::Unit,
-        Stage::Decoded,
-        Stage::Scaled,
-        Stage::Encoded,
-        Stage::Chunk,
-        Stage::Finished,
-    ];
-
     pub fn name(self) -> &'static str {
         match self {
             Stage::Input => "input",

@@ -18,7 +18,7 @@ use super::args::BenchArgs;
 use super::quantile::of_sorted;
 
 /// Pieces of a paced upload go in every this often.
-const TICK: Duration = Duration::from_millis(10);
+pub(super) const TICK: Duration = Duration::from_millis(10);
 
 /// One paced run through the engine.
 #[derive(Debug, Clone)]
@@ -26,6 +26,8 @@ pub struct EdgeRun {
     pub timeline: Timeline,
     pub last_input: Duration,
     pub last_out: Duration,
+    /// The segment's frame rate, as the engine reported it.
+    pub fps: f64,
     /// The first chunk out after the first access unit left the intake (its bytes were in).
     pub first_out_after_unit: Duration,
     /// The first chunk out after the first picture was decoded.
@@ -41,13 +43,12 @@ impl EdgeRun {
     }
 }
 
-/// Feeds `data` to `session` at `bytes_per_s`, in pieces every [`TICK`], and waits for the end.
-pub fn paced_engine_run(session: &mut dyn StreamSession, data: &Bytes, bytes_per_s: f64) -> Result<EdgeRun> {
+/// Feeds `data` to `session` in pieces of `piece` bytes every [`TICK`], and waits for the end.
+pub fn paced_engine_run(session: &mut dyn StreamSession, data: &Bytes, piece: usize) -> Result<EdgeRun> {
     let timeline = Timeline::new();
     let (_, sinks) = MemorySink::ladder(session.ladder().len());
     let options = SegmentOptions { timeline: Some(timeline.clone()), ..Default::default() };
     let mut seg = session.begin_segment_with(sinks, options)?;
-    let piece = ((bytes_per_s * TICK.as_secs_f64()) as usize).max(188);
     let origin = timeline.origin();
     let mut off = 0;
     let mut n = 0u32;
@@ -61,7 +62,16 @@ pub fn paced_engine_run(session: &mut dyn StreamSession, data: &Bytes, bytes_per
         off = end;
         n += 1;
     }
-    seg.finish()?;
+    let report = seg.finish()?;
+    // The SPS's rate, else the pictures over the media's duration.
+    let media = report.media_duration.as_secs_f64();
+    let fps = if report.input.fps > 0.0 {
+        report.input.fps
+    } else if media > 0.0 {
+        report.frames_decoded as f64 / media
+    } else {
+        30.0
+    };
     let need = |s: Stage, first: bool| {
         if first { timeline.first(s) } else { timeline.last(s) }
             .with_context(|| format!("the timeline has no {} mark", s.name()))
@@ -70,6 +80,7 @@ pub fn paced_engine_run(session: &mut dyn StreamSession, data: &Bytes, bytes_per
     Ok(EdgeRun {
         last_input: need(Stage::Input, false)?,
         last_out: need(Stage::Chunk, false)?,
+        fps,
         first_out_after_unit: first_out.saturating_sub(need(Stage::Unit, true)?),
         first_out_after_picture: first_out.saturating_sub(need(Stage::Decoded, true)?),
         largest_encode: encode_time(&timeline, 0),
@@ -165,11 +176,12 @@ pub fn report(a: &BenchArgs, ladder: &Ladder, segments: &[(String, Bytes)], medi
     for (i, (label, data)) in segments.iter().enumerate() {
         let dur = media[i * a.repeat].max(Duration::from_millis(1));
         let rate = data.len() as f64 / dur.as_secs_f64() * a.pace;
+        let piece = super::paced_piece(data.len(), dur, a.pace, TICK);
         let mut runs = Vec::new();
         for _ in 0..a.repeat {
-            runs.push(paced_engine_run(&mut *session, data, rate)?);
+            runs.push(paced_engine_run(&mut *session, data, piece)?);
         }
-        let fps = session_fps(&runs[0].timeline);
+        let fps = runs[0].fps;
         let goal = Duration::from_millis(100).max(Duration::from_secs_f64(3.0 / fps.max(1.0)));
         let (tail50, tail90) = p50_90(runs.iter().map(EdgeRun::tail).collect());
         let (first50, _) = p50_90(runs.iter().map(|r| r.first_out_after_unit).collect());
@@ -233,16 +245,6 @@ fn ffmpeg_tails(data: &Bytes, media: Duration, ladder: &Ladder, fps: f64, repeat
     }
     std::fs::remove_file(&path).ok();
     Ok((!tails.is_empty()).then(|| p50_90(tails)))
-}
-
-/// The segment's frame rate from its access units' PTS (30 when there are too few).
-fn session_fps(t: &Timeline) -> f64 {
-    let mut pts: Vec<i64> = t.marks().iter().filter(|m| m.stage == Stage::Unit).map(|m| m.value).collect();
-    pts.sort_unstable();
-    match (pts.first(), pts.last()) {
-        (Some(a), Some(b)) if pts.len() > 1 && b > a => (pts.len() - 1) as f64 * 90_000.0 / (b - a) as f64,
-        _ => 30.0,
-    }
 }
 
 /// The combined node's paced tails (per run: TTLB and upload time) beside each row.

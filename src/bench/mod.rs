@@ -56,14 +56,18 @@ struct EngineRuns {
     frame_encode: Vec<Duration>,
 }
 
+/// Bytes per `tick` for `len` bytes of `media` at `pace` times real time (at least a TS packet).
+fn paced_piece(len: usize, media: Duration, pace: f64, tick: Duration) -> usize {
+    let rate = len as f64 / media.as_secs_f64().max(1e-3) * pace.max(0.01);
+    ((rate * tick.as_secs_f64()) as usize).max(188)
+}
+
 /// `pace`: the upload's rate as a multiple of the segment's real-time rate.
 fn upload(data: &Bytes, live: bool, media: Duration, pace: f64) -> Upload {
     if live {
         // A piece every 10 ms at the segment's rate, as a live encoder's output arrives.
-        let interval = Duration::from_millis(10);
-        let rate = data.len() as f64 / media.as_secs_f64().max(1e-3) * pace.max(0.01);
-        let piece = ((rate * interval.as_secs_f64()) as usize).max(188);
-        Upload::Paced { data: data.clone(), piece, interval }
+        let piece = paced_piece(data.len(), media, pace, live_edge::TICK);
+        Upload::Paced { data: data.clone(), piece, interval: live_edge::TICK }
     } else {
         Upload::Full(data.clone())
     }
